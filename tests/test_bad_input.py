@@ -1,0 +1,233 @@
+"Bad user files, one case per test: each names file:line, the field and what was expected, or is set aside under quarantine."
+import json, warnings
+from pathlib import Path
+import numpy as np, pandas as pd
+import pytest
+from rewardbench_nb.core import DataError, RBError
+from rewardbench_nb.data import read_table, quarantined, DataWarning, validate_preferences
+
+RATINGS_HEAD = 'item,annotator,criterion,likert\n'
+
+def write(path:Path, text:str)->Path:
+    path.write_text(text, encoding='utf-8'); return path
+
+def ratings_csv(tmp_path, *rows)->Path:
+    return write(tmp_path/'ratings.csv', RATINGS_HEAD + ''.join(r + '\n' for r in rows))
+
+def prompts_jsonl(tmp_path, *recs)->Path:
+    return write(tmp_path/'prompts.jsonl', ''.join(json.dumps(r) + '\n' for r in recs))
+
+def P(i, **kw): return dict(id=f'p{i}', text=f'prompt {i}', domain='coding', source='team', **kw)
+
+def expect(path, kind, match, **kw):
+    with pytest.raises(DataError, match=match) as e: read_table(path, kind, **kw)
+    return e.value
+
+# ---- file-level problems
+def test_file_not_found(tmp_path):
+    expect(tmp_path/'nope.csv', 'ratings', r'nope.csv: file not found')
+
+def test_unsupported_extension(tmp_path):
+    expect(write(tmp_path/'r.txt', 'x'), 'ratings', r"unsupported file type '.txt' \(expected one of: .csv, .jsonl, .json, .parquet\)")
+
+def test_unknown_kind(tmp_path):
+    with pytest.raises(RBError, match="unknown table kind 'rating'"): read_table(ratings_csv(tmp_path, 'p1,a,safety,3'), 'rating')
+
+def test_empty_csv(tmp_path):
+    expect(write(tmp_path/'r.csv', ''), 'ratings', r'r.csv:1: empty file: expected a header row')
+
+def test_missing_column(tmp_path):
+    e = expect(write(tmp_path/'r.csv', 'item,annotator,likert\np1,a1,3\n'), 'ratings',
+               r"r.csv: field 'criterion': missing column\(s\) 'criterion': a ratings table needs columns item, annotator, criterion, likert")
+    assert e.field == 'criterion' and e.line is None
+
+def test_missing_column_in_jsonl(tmp_path):
+    expect(write(tmp_path/'p.jsonl', json.dumps(dict(id='p1', text='hi', source='s')) + '\n'), 'prompts', r"missing column\(s\) 'domain'")
+
+def test_repeated_header_name(tmp_path):
+    expect(write(tmp_path/'r.csv', 'item,item,criterion,likert\n'), 'ratings', r'r.csv:1: repeated column name')
+
+def test_ragged_csv_row(tmp_path):
+    expect(ratings_csv(tmp_path, 'p1,a1,safety,3', 'p2,a1,safety'), 'ratings', r'ratings.csv:3: expected 4 fields \(as in the header\), got 3')
+
+def test_corrupt_parquet(tmp_path):
+    expect(write(tmp_path/'r.parquet', 'not parquet'), 'ratings', r'r.parquet: not a readable Parquet file')
+
+# ---- JSON and JSONL syntax
+def test_malformed_jsonl_line(tmp_path):
+    p = write(tmp_path/'p.jsonl', json.dumps(P(1)) + '\n' + '{"id": "p2", "text": "hi",, }\n')
+    e = expect(p, 'prompts', r'p.jsonl:2: not valid JSON: Expecting property name enclosed in double quotes at column 27')
+    assert e.line == 2
+
+def test_jsonl_line_not_an_object(tmp_path):
+    expect(write(tmp_path/'p.jsonl', json.dumps(P(1)) + '\n[1, 2]\n'), 'prompts', r'p.jsonl:2: expected a JSON object on each line, got list')
+
+def test_malformed_json_document(tmp_path):
+    text = '[\n  {"id": "p1", "text": "a", "domain": "coding", "source": "s"},\n  {"id": "p2" "text": "b"}\n]'
+    expect(write(tmp_path/'p.json', text), 'prompts', r"p.json:3: not valid JSON: Expecting ',' delimiter")
+
+def test_json_not_an_array(tmp_path):
+    expect(write(tmp_path/'p.json', json.dumps(P(1))), 'prompts', r'p.json:1: expected a JSON array of objects')
+
+def test_json_array_reports_the_line_of_the_record(tmp_path):
+    text = json.dumps([P(1), P(2), dict(P(3), domain='gardening')], indent=2)
+    e = expect(write(tmp_path/'p.json', text), 'prompts', r"field 'domain': expected one of the 28 domains")
+    assert text.splitlines()[e.line - 1].strip() == '{' and '"p3"' in text.splitlines()[e.line]
+
+# ---- encodings
+def test_non_utf8_csv(tmp_path):
+    p = tmp_path/'r.csv'
+    p.write_bytes((RATINGS_HEAD + 'p1,a1,safety,3\np2,Jos\xe9,safety,4\n').encode('latin-1'))
+    offset = p.read_bytes().index(b'\xe9')
+    expect(p, 'ratings', rf'r.csv:3: not UTF-8: byte 0xe9 at byte offset {offset}; save the file as UTF-8')
+
+def test_non_utf8_jsonl(tmp_path):
+    p = tmp_path/'p.jsonl'
+    p.write_bytes(json.dumps(P(1)).encode() + b'\n' + b'{"id": "p2", "text": "caf\xe9", "domain": "coding", "source": "s"}\n')
+    offset = p.read_bytes().index(b'\xe9')
+    expect(p, 'prompts', rf'p.jsonl:2: not UTF-8: byte 0xe9 at byte offset {offset}')
+
+def test_utf8_bom_is_fine(tmp_path):
+    p = tmp_path/'r.csv'; p.write_bytes(b'\xef\xbb\xbf' + (RATINGS_HEAD + 'p1,a1,safety,3\n').encode())
+    assert read_table(p, 'ratings').likert.tolist() == [3]
+
+# ---- values
+@pytest.mark.parametrize('bad,shown', [('3.5', '3.5'), ('0', '0'), ('6', '6'), ('', 'an empty string'), ('three', "'three'"), ('nan', "'nan'")])
+def test_likert_out_of_range_in_csv(tmp_path, bad, shown):
+    expect(ratings_csv(tmp_path, 'p1,a1,safety,3', f'p1,a2,safety,{bad}'), 'ratings',
+           rf"ratings.csv:3: field 'likert': expected an integer Likert value 1-5, got {shown}$")
+
+@pytest.mark.parametrize('bad', [3.5, 0, 6, None, True, 'x', [3]])
+def test_likert_mistyped_in_jsonl(tmp_path, bad):
+    p = write(tmp_path/'r.jsonl', json.dumps(dict(item='p1', annotator='a1', criterion='safety', likert=bad)) + '\n')
+    expect(p, 'ratings', r"r.jsonl:1: field 'likert': expected an integer Likert value 1-5")
+
+def test_likert_nan_in_parquet(tmp_path):
+    pd.DataFrame(dict(item=['p1', 'p2'], annotator=['a', 'a'], criterion=['safety'] * 2, likert=[4.0, np.nan])).to_parquet(tmp_path/'r.parquet')
+    expect(tmp_path/'r.parquet', 'ratings', r"r.parquet:2: field 'likert': expected an integer Likert value 1-5, got a missing value")
+
+def test_integral_likert_values_are_ints(tmp_path):
+    p = write(tmp_path/'r.jsonl', ''.join(json.dumps(dict(item=f'p{v}', annotator='a', criterion='safety', likert=v)) + '\n' for v in [1, 2.0, '3', 5]))
+    df = read_table(p, 'ratings')
+    assert df.likert.tolist() == [1, 2, 3, 5] and df.likert.dtype == np.int64
+
+def test_unknown_criterion(tmp_path):
+    expect(ratings_csv(tmp_path, 'p1,a1,helpfulness,3'), 'ratings', r"ratings.csv:2: field 'criterion': expected one of usefulness, factuality, safety, alignment, got 'helpfulness'")
+
+def test_empty_text(tmp_path):
+    expect(prompts_jsonl(tmp_path, P(1), dict(P(2), text='   ')), 'prompts', r"prompts.jsonl:2: field 'text': expected a non-empty string, got a blank string")
+
+def test_mistyped_text(tmp_path):
+    expect(prompts_jsonl(tmp_path, dict(P(1), text=42)), 'prompts', r"prompts.jsonl:1: field 'text': expected a non-empty string, got 42")
+
+def test_missing_value_in_csv_cell(tmp_path):
+    write(tmp_path/'p.csv', 'id,text,domain,source\np1,,coding,team\n')
+    expect(tmp_path/'p.csv', 'prompts', r"p.csv:2: field 'text': expected a non-empty string, got an empty string")
+
+def test_duplicate_ids(tmp_path):
+    e = expect(prompts_jsonl(tmp_path, P(1), P(2), P(1)), 'prompts', r"prompts.jsonl:3: field 'id': duplicate id p1 \(first at line 1\)")
+    assert e.field == 'id'
+
+def test_duplicate_rating(tmp_path):
+    expect(ratings_csv(tmp_path, 'p1,a1,safety,3', 'p1,a1,safety,4'), 'ratings', r"ratings.csv:3: field 'criterion': duplicate item / annotator / criterion p1 / a1 / safety \(first at line 2\)")
+
+def test_unknown_domain(tmp_path):
+    expect(prompts_jsonl(tmp_path, dict(P(1), domain='maths')), 'prompts',
+           r"prompts.jsonl:1: field 'domain': expected one of the 28 domains of core.DOMAINS, got 'maths' \(did you mean 'math'\?\)")
+
+def test_id_of_wrong_type(tmp_path):
+    expect(prompts_jsonl(tmp_path, dict(P(1), id=1.5)), 'prompts', r"field 'id': expected a non-empty string or integer id, got 1.5")
+
+def test_pairs_with_empty_variant(tmp_path):
+    rec = dict(id='x1', prompt='q', chosen=['a', ''], rejected='b', subset='s', domain='coding', source='team')
+    expect(write(tmp_path/'pairs.jsonl', json.dumps(rec) + '\n'), 'pairs', r"pairs.jsonl:1: field 'chosen': expected a non-empty string or a non-empty list of non-empty strings")
+
+def test_winner_not_in_pair(tmp_path):
+    write(tmp_path/'prefs.csv', 'item_a,item_b,annotator,winner\nr1,r2,a1,r2\nr1,r2,a1,r3\n')
+    expect(tmp_path/'prefs.csv', 'preferences', r"prefs.csv:3: field 'winner': expected the value of item_a \('r1'\), of item_b \('r2'\) or 'tie', got 'r3'")
+
+def test_preference_of_an_item_with_itself(tmp_path):
+    write(tmp_path/'prefs.csv', 'item_a,item_b,annotator,winner\nr1,r1,a1,r1\n')
+    expect(tmp_path/'prefs.csv', 'preferences', r"prefs.csv:2: field 'item_b': item_a and item_b are the same item 'r1'")
+
+def test_preference_naming_unknown_item(tmp_path):
+    write(tmp_path/'prefs.csv', 'item_a,item_b,annotator,winner\nr1,r2,a1,tie\nr1,r9,a1,r9\n')
+    expect(tmp_path/'prefs.csv', 'preferences', r"prefs.csv:3: field 'item_b': unknown item 'r9' \(not among the 2 known items\)", known_items=['r1', 'r2'])
+    with pytest.raises(RBError, match='known_items applies to preferences only'):
+        read_table(ratings_csv(tmp_path, 'p1,a,safety,3'), 'ratings', known_items=['p1'])
+
+def test_csv_line_numbers_follow_quoted_newlines(tmp_path):
+    write(tmp_path/'p.csv', 'id,text,domain,source\np1,"line one\nline two\nline three",coding,team\np2,ok,cookin,team\n')
+    expect(tmp_path/'p.csv', 'prompts', r"p.csv:5: field 'domain': .*got 'cookin' \(did you mean 'cooking'\?\)")
+
+def test_more_problems_are_counted(tmp_path):
+    expect(ratings_csv(tmp_path, 'p1,a1,safety,9', 'p2,a1,safety,0', 'p3,a1,safty,3'), 'ratings',
+           r"ratings.csv:2: .*got 9 \(2 more problem\(s\); pass quarantine= to set bad rows aside")
+
+# ---- quarantine
+def quarantine_read(*args, **kw):
+    with pytest.warns(DataWarning) as w: df = read_table(*args, **kw)
+    return df, str(w[0].message)
+
+def test_quarantine_csv_keeps_good_rows_and_writes_bad_ones(tmp_path):
+    src = ratings_csv(tmp_path, 'p1,a1,safety,3', 'p1,a2,safety,3.5', 'p2,a1,usefulness,4', 'p2,a2,usefulnes,2', 'p3,a1,safety,5')
+    out = tmp_path/'bad.csv'
+    df, msg = quarantine_read(src, 'ratings', quarantine=out)
+    assert df.item.tolist() == ['p1', 'p2', 'p3'] and df.likert.tolist() == [3, 4, 5]
+    assert '2 bad row(s) set aside (2 problem(s)), 3 kept' in msg and str(out) in msg
+    q = pd.read_csv(out, dtype=str)
+    assert q.line.tolist() == ['3', '5'] and q.field.tolist() == ['likert', 'criterion']
+    assert q.likert.tolist() == ['3.5', '2'] and q.criterion.tolist() == ['safety', 'usefulnes']
+    assert len(df) + q.line.nunique() == 5  # nothing silently dropped
+    assert quarantined(df).line.tolist() == [3, 5]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['bad.csv', 'ratings.csv']  # no temporary file left
+
+def test_quarantine_jsonl_sets_aside_unreadable_lines(tmp_path):
+    p = tmp_path/'p.jsonl'
+    p.write_bytes(b'\n'.join([json.dumps(P(1)).encode(), b'{"id": "p2", broken', b'{"id": "p3", "text": "caf\xe9", "domain": "coding", "source": "s"}',
+                              json.dumps(dict(P(4), domain='gardening')).encode(), json.dumps(P(5)).encode(), json.dumps(P(1)).encode()]) + b'\n')
+    df, msg = quarantine_read(p, 'prompts', quarantine=tmp_path/'q.jsonl')
+    assert df.id.tolist() == ['p1', 'p5']
+    q = [json.loads(l) for l in (tmp_path/'q.jsonl').read_text().splitlines()]
+    assert [r['line'] for r in q] == [2, 3, 4, 6]
+    assert 'not valid JSON' in q[0]['reason'] and q[0]['raw'].startswith('{"id": "p2"')
+    assert 'not UTF-8' in q[1]['reason'] and 'duplicate id p1 (first at line 1)' in q[3]['reason']
+    assert q[2]['domain'] == 'gardening' and q[2]['field'] == 'domain'
+    assert '4 bad row(s) set aside' in msg
+
+def test_quarantine_true_writes_next_to_the_file(tmp_path):
+    src = ratings_csv(tmp_path, 'p1,a1,safety,3', 'p1,a2,safety,7')
+    df, msg = quarantine_read(src, 'ratings', quarantine=True)
+    assert (tmp_path/'ratings.csv.quarantine.csv').is_file() and len(df) == 1
+
+def test_quarantine_of_ragged_csv_row(tmp_path):
+    src = ratings_csv(tmp_path, 'p1,a1,safety,3', 'p2,a1', 'p3,a1,safety,2')
+    df, _ = quarantine_read(src, 'ratings', quarantine=tmp_path/'q.csv')
+    assert df.item.tolist() == ['p1', 'p3']
+    q = pd.read_csv(tmp_path/'q.csv')
+    assert q.line.tolist() == [3] and q.raw.tolist() == ['p2,a1']
+
+def test_quarantine_does_not_hide_a_missing_column(tmp_path):
+    expect(write(tmp_path/'r.csv', 'item,annotator,likert\np1,a1,3\n'), 'ratings', r"missing column", quarantine=True)
+
+def test_quarantine_of_a_dataframe_without_file():
+    prefs = pd.DataFrame(dict(item_a=['r1', 'r1'], item_b=['r2', 'r2'], annotator=['a', 'b'], winner=['r2', 'r5']))
+    with pytest.warns(DataWarning, match=r'table: 1 bad row\(s\) set aside .*see quarantined\(df\)'):
+        df = validate_preferences(prefs, quarantine=True)
+    assert len(df) == 1 and quarantined(df).to_dict('records') == [
+        dict(file=None, line=2, field='winner', reason="expected the value of item_a ('r1'), of item_b ('r2') or 'tie', got 'r5'")]
+
+def test_quarantine_attrs_survive_concat():
+    prefs = pd.DataFrame(dict(item_a=['r1', 'r1'], item_b=['r2', 'r2'], annotator=['a', 'b'], winner=['r2', 'r5']))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DataWarning)
+        a = validate_preferences(prefs, quarantine=True); b = validate_preferences(prefs.assign(winner='r2'), quarantine=True)
+    assert len(pd.concat([a, b])) == 3 and len(pd.concat([a, a]).attrs['quarantine']) == 1
+
+def test_quarantine_when_every_line_is_unreadable(tmp_path):
+    p = write(tmp_path/'p.jsonl', '{broken\n[1]\n')
+    df, msg = quarantine_read(p, 'prompts', quarantine=tmp_path/'q.jsonl')
+    assert len(df) == 0 and list(df.columns[:4]) == ['id', 'text', 'domain', 'source'] and '2 bad row(s)' in msg
+
+def test_empty_jsonl(tmp_path):
+    expect(write(tmp_path/'p.jsonl', '\n'), 'prompts', r'p.jsonl: no rows: expected a prompts table')
