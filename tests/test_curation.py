@@ -1,0 +1,148 @@
+"Curation on real shipped data, user files, the stage and CLI, faults, and accuracy at scale against the simulator's truth."
+import argparse, dataclasses, hashlib, json, os, subprocess, sys, tomllib
+from pathlib import Path
+import numpy as np, pandas as pd
+import pytest
+from rewardbench_nb.core import Run, DataError, ConfigError, load_config
+from rewardbench_nb.data import load_pairs
+from rewardbench_nb.curation import (STAGE, CurationConfig, curate, dedup, make_splits, near_duplicates, normalise_text,
+                                     pair_scores, read_prompts, true_clusters, write_splits, jaccard)
+
+ROOT = Path(__file__).resolve().parents[1]
+PAIR_SETS = ('judgebench-gpt4o', 'judgebench-claude', 'mtbench-human', 'rmbench-code', 'llmbar-natural', 'rmbench-safety-refuse')
+
+@pytest.fixture(scope='module')
+def real_prompts():
+    "A Prompts table from shipped pair sets: real prompts, with the repeats real benchmarks have."
+    parts = [load_pairs(n)[['id', 'prompt', 'domain']].rename(columns={'prompt': 'text'}).assign(source='human', set=n) for n in PAIR_SETS]
+    df = pd.concat(parts, ignore_index=True)
+    return df.assign(id=df['set'] + ':' + df['id'].astype(str)).drop(columns='set')
+
+def _stage_args(**kw): return argparse.Namespace(**kw)
+
+def test_config_file_has_the_defaults():
+    file = tomllib.loads((ROOT/'configs'/'curation.toml').read_text())
+    assert file == dataclasses.asdict(CurationConfig())
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match=r"curation.holdout_domains: expected a count >= 0 or a list"):
+        CurationConfig(holdout_domains='two')
+    with pytest.raises(ConfigError, match=r"curation.keep: expected 'first' or 'longest'"):
+        CurationConfig(keep='newest')
+
+def test_real_repeats_are_found(real_prompts):
+    "Every prompt repeated verbatim in the shipped benchmarks lands in one cluster with its copies."
+    labels = np.array(near_duplicates(real_prompts.text))
+    norm = real_prompts.text.map(normalise_text)
+    for _, g in real_prompts.groupby(norm): assert len(set(labels[g.index])) == 1
+    assert (pd.Series(labels).value_counts() > 1).sum() >= 50  # judgebench's two sets share their questions
+
+def test_real_near_duplicates_are_linked(real_prompts):
+    "Each near duplicate is within the threshold of some member of its cluster (templated LiveBench questions chain)."
+    d = dedup(real_prompts); t = d.table
+    near = t[t.kind == 'near']
+    assert len(near) > 0
+    for _, r in near.iterrows():
+        others = t.text[(t.cluster == r.cluster) & (t.id != r.id)]
+        assert max(jaccard(r.text, o) for o in others) >= 0.8
+
+def test_engines_agree_on_real_data(real_prompts):
+    "datasketch (MinHash.bulk + MinHashLSH) and the numpy engine give the same clusters on real prompts."
+    a, b = dedup(real_prompts, engine='numpy'), dedup(real_prompts, engine='datasketch')
+    pd.testing.assert_frame_equal(a.table, b.table)
+
+def test_stage_on_a_prompts_file(tmp_path, real_prompts):
+    f = tmp_path/'my_prompts.csv'; real_prompts.to_csv(f, index=False)
+    run = Run(tmp_path/'runs', {}, run_id='r')
+    ctx = dict(seed=3, args=_stage_args(prompts=str(f)))
+    STAGE(run, {'curation': {'holdout_domains': ['math']}}, ctx)
+    out = run.dir/'curation'
+    assert {p.name for p in out.iterdir()} == {'clusters.csv', 'curated.parquet', 'splits.csv', 'splits.parquet', 'audit.json',
+                                               'audit.md', 'audit_figure.json', 'provenance.csv', 'dataset_card.md'}
+    splits = pd.read_csv(out/'splits.csv'); prov = pd.read_csv(out/'provenance.csv')
+    assert set(splits.split) == {'train', 'test', 'holdout'}
+    assert len(prov) == len(real_prompts) and prov.groupby('cluster').split.nunique().max() == 1
+    assert set(splits.id) == set(prov.id[prov.status == 'kept'])
+    assert set(ctx['curated'].domain[ctx['curated'].split == 'holdout']) == {'math'}
+    card = (out/'dataset_card.md').read_text()
+    assert 'my_prompts.csv' in card and hashlib.sha256(f.read_bytes()).hexdigest() in card
+    assert str(f) in run.inputs
+
+@pytest.mark.parametrize('content,where', [
+    ('id,text,source\np1,hello,human\n', 'domain'),
+    ('id,text,domain,source\np1,hello,math,human\np1,bye,math,human\n', 'id'),
+])
+def test_bad_prompts_file_names_file_and_field(tmp_path, content, where):
+    f = tmp_path/'bad.csv'; f.write_text(content)
+    with pytest.raises(DataError) as e: read_prompts(f)
+    assert 'bad.csv' in str(e.value) and where in str(e.value)
+
+def test_unknown_file_type(tmp_path):
+    f = tmp_path/'prompts.xlsx'; f.write_text('x')
+    with pytest.raises(DataError, match='prompts.xlsx'): read_prompts(f)
+
+def test_no_prompts_is_one_clear_error(tmp_path):
+    with pytest.raises(Exception, match='no prompts: run the data stage first or pass --prompts FILE'):
+        STAGE(Run(tmp_path, {}, run_id='x'), {}, {'seed': 0})
+
+def test_failed_split_write_leaves_no_partial_file(tmp_path):
+    "Parquet cannot store a column mixing ints and strings: the write fails and leaves neither file nor temporary."
+    with pytest.raises(Exception): write_splits(tmp_path, [1, 'p2'], ['train', 'test'])
+    assert not (tmp_path/'splits.parquet').exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith('.')]
+
+SCRIPT = """
+import sys, hashlib, pandas as pd
+from rewardbench_nb.data import load_pairs
+from rewardbench_nb.curation import curate
+df = pd.concat([load_pairs(n)[['id','prompt','domain']].rename(columns={'prompt':'text'}).assign(source='human', id=lambda d: n + ':' + d.id.astype(str)) for n in %r], ignore_index=True)
+c = curate(df, seed=5, timestamp='t')
+print(hashlib.sha256(c.provenance.to_csv(index=False).encode()).hexdigest(), hashlib.sha256(c.card.encode()).hexdigest())
+"""
+
+def test_same_seed_same_files_across_processes():
+    "Python's string-hash randomisation must not leak into clusters, splits or the card."
+    outs = [subprocess.run([sys.executable, '-c', SCRIPT % (PAIR_SETS,)], capture_output=True, text=True, check=True,
+                           env={**os.environ, 'PYTHONHASHSEED': s}).stdout for s in ('1', '2')]
+    assert outs[0] == outs[1] and len(outs[0].split()) == 2
+
+def _cli_stages():
+    "The data and curate stages only, so these tests do not depend on later stages."
+    from rewardbench_nb import data, curation
+    return {'data': data.STAGE, 'curate': curation.STAGE}
+
+def test_cli_curate_with_a_prompts_file(tmp_path, real_prompts):
+    "`rbnb curate --prompts FILE`: the parser, the data stage it needs, then curation, into one run folder."
+    cli = pytest.importorskip('rewardbench_nb.cli')
+    f = tmp_path/'p.jsonl'; real_prompts.to_json(f, orient='records', lines=True)
+    stages = _cli_stages()
+    args = cli.make_parser(stages).parse_args(['curate', '--prompts', str(f), '--set', 'curation.holdout_domains=1'])
+    run, ctx = cli.run_pipeline(['curate'], ROOT/'configs', args.overrides, runs_dir=tmp_path/'runs', run_id='c',
+                                args=args, stages=stages, progress=False)
+    manifest = json.loads((run.dir/'manifest.json').read_text())
+    assert manifest['status'] == 'complete' and 'curation/splits.parquet' in manifest['outputs']
+    assert len(ctx['curation'].holdout) == 1 and len(ctx['curation'].provenance) == len(real_prompts)
+
+def test_cli_bad_config_names_the_key(tmp_path):
+    cli = pytest.importorskip('rewardbench_nb.cli')
+    with pytest.raises(ConfigError, match=r'curation.threshold: expected a number in \(0, 1\]'):
+        cli.run_pipeline(['curate'], None, ['curation.threshold=1.5'], runs_dir=tmp_path, stages=_cli_stages(), progress=False)
+
+@pytest.fixture(scope='module')
+def campaign15k():
+    sim = pytest.importorskip('rewardbench_nb.simulation')
+    return sim.simulate(n_prompts=15000, seed=0)
+
+@pytest.mark.slow
+def test_accuracy_and_splits_at_15k(campaign15k):
+    c = campaign15k
+    cur = curate(c.prompts, seed=0, ratings=c.ratings, annotators=c.annotators, target_shares=c.params['domain_shares'], timestamp='t')
+    s = pair_scores(cur.dedup.table.cluster, true_clusters(c.truth, c.prompts.id))
+    assert s['recall'] >= 0.95 and s['precision'] >= 0.95, s
+    tt = cur.curated[cur.curated.split != 'holdout']
+    gap = (tt.domain.value_counts(normalize=True) - tt.domain[tt.split == 'test'].value_counts(normalize=True)).abs().max()
+    assert gap <= 0.01
+    assert cur.provenance.groupby('cluster').split.nunique().max() == 1
+    assert not set(cur.curated.domain[cur.curated.split == 'train']) & set(cur.holdout)
+    again = curate(c.prompts, seed=0, ratings=c.ratings, annotators=c.annotators, target_shares=c.params['domain_shares'], timestamp='t')
+    pd.testing.assert_frame_equal(cur.provenance, again.provenance)
