@@ -20,6 +20,7 @@ if [ "${1:-}" = "--slow" ]; then flags="slow"; marks=""; fi
 echo "== nbdev-test ${flags}"
 $bin/nbdev-test --n-workers 2 --timing --flags "$flags"
 echo "== docs site"
+$bin/python tools/build_docs.py --check-readme
 $bin/python tools/build_docs.py
 echo "== pytest"
 $bin/python -m pytest -q -m "$marks" tests
