@@ -113,7 +113,7 @@ def _cli_stages():
 
 def test_cli_curate_with_a_prompts_file(tmp_path, real_prompts):
     "`rbnb curate --prompts FILE`: the parser, the data stage it needs, then curation, into one run folder."
-    cli = pytest.importorskip('rewardbench_nb.cli')
+    import rewardbench_nb.cli as cli
     f = tmp_path/'p.jsonl'; real_prompts.to_json(f, orient='records', lines=True)
     stages = _cli_stages()
     args = cli.make_parser(stages).parse_args(['curate', '--prompts', str(f), '--set', 'curation.holdout_domains=1'])
@@ -124,13 +124,13 @@ def test_cli_curate_with_a_prompts_file(tmp_path, real_prompts):
     assert len(ctx['curation'].holdout) == 1 and len(ctx['curation'].provenance) == len(real_prompts)
 
 def test_cli_bad_config_names_the_key(tmp_path):
-    cli = pytest.importorskip('rewardbench_nb.cli')
+    import rewardbench_nb.cli as cli
     with pytest.raises(ConfigError, match=r'curation.threshold: expected a number in \(0, 1\]'):
         cli.run_pipeline(['curate'], None, ['curation.threshold=1.5'], runs_dir=tmp_path, stages=_cli_stages(), progress=False)
 
 @pytest.fixture(scope='module')
 def campaign15k():
-    sim = pytest.importorskip('rewardbench_nb.simulation')
+    import rewardbench_nb.simulation as sim
     return sim.simulate(n_prompts=15000, seed=0)
 
 @pytest.mark.slow

@@ -172,7 +172,7 @@ def test_squality_unparsable_value_is_reported_not_loaded():
     for v in ['n/a', '', None, 120, -1, float('nan'), True]: assert D._score_0_100(v)[1], v
 
 def test_reliability_textbook_answers():
-    kr = pytest.importorskip('krippendorff')  # GPL-3.0: test oracle only
+    import krippendorff as kr  # GPL-3.0: test oracle only
     k = D.load_reliability('krippendorff2011')
     assert k.shape == (4, 12) and np.isnan(k).sum() == 7
     assert round(kr.alpha(reliability_data=k, level_of_measurement='nominal'), 3) == 0.743
@@ -246,13 +246,13 @@ def test_stage_declaration():
 def test_simulate_campaign_wrapper():
     import inspect
     assert list(inspect.signature(D.simulate_campaign).parameters) == ['n_prompts', 'seed', 'kwargs']
-    sim = pytest.importorskip('rewardbench_nb.simulation')
+    import rewardbench_nb.simulation as sim
     a, b = D.simulate_campaign(n_prompts=60, seed=3), sim.simulate(n_prompts=60, seed=3)
     pd.testing.assert_frame_equal(a.ratings, b.ratings)
     D.validate_prompts(a.prompts); D.validate_ratings(a.ratings); D.validate_preferences(a.preferences)
 
 def test_stage_simulates_when_no_files(tmp_path):
-    pytest.importorskip('rewardbench_nb.simulation')
+    import rewardbench_nb.simulation
     run = Run(tmp_path/'runs', {}, run_id='s'); ctx = dict(seed=1, quick=True, args=None)
     D.STAGE(run, {'data': {'pair_sets': ['llmbar-natural'], 'quick_prompts': 50}}, ctx)
     assert ctx['campaign'] is not None and ctx['prompts'].id.nunique() == 50

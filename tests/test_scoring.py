@@ -118,10 +118,6 @@ def test_widget_without_kernel(campaign):
     assert 'alignment <b>0.53</b>' in w.shown.value
 
 def test_cli_scores_files(tmp_path, files):
-    try:
-        from rewardbench_nb.cli import all_stages
-        if 'score' not in all_stages(): pytest.skip('the CLI does not list the score stage yet')
-    except ImportError: pytest.skip('no CLI yet')
     rbnb = Path(sys.executable).parent/'rbnb'
     r = subprocess.run([str(rbnb), 'score', '--ratings', str(files[0]), '--preferences', str(files[1]), '--runs-dir',
                         str(tmp_path/'runs'), '--run-id', 'cli', '--set', 'scoring.alpha=0.5', '--quick'],

@@ -1,0 +1,145 @@
+"RewardModel on real data: folders that are not models, atomic saves, batch/order invariance, the text form of the encoding."
+import os, shutil
+from pathlib import Path
+import numpy as np, pandas as pd, pytest, torch
+from rewardbench_nb.core import DataError, ConfigError, RBError
+from rewardbench_nb.data import load_pairs
+from rewardbench_nb.reward_model import RewardModel, default_model_path, pair_accuracy, rmbench_accuracy
+
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+
+@pytest.fixture(scope='module', autouse=True)
+def one_thread():
+    n = torch.get_num_threads(); torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+@pytest.fixture(scope='module')
+def rm(): return RewardModel.load(max_length=128)
+
+@pytest.fixture(scope='module')
+def mixed():
+    "32 pairs of very different lengths: hh-rlhf dialogues, LLMBar instructions, JudgeBench questions."
+    parts = [load_pairs('hh-rlhf-harmless', 'test').head(12), load_pairs('llmbar-natural').head(10), load_pairs('judgebench-gpt4o').head(10)]
+    return pd.concat([p[['prompt', 'chosen', 'rejected', 'domain']] for p in parts], ignore_index=True)
+
+# --- loading -------------------------------------------------------------------------------------
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(DataError, match='not a folder'): RewardModel.load(tmp_path/'nope')
+
+def test_folder_that_is_not_a_model(tmp_path):
+    (tmp_path/'notes.txt').write_text('hello')
+    with pytest.raises(DataError) as e: RewardModel.load(tmp_path)
+    assert str(tmp_path) in str(e.value) and 'config.json' in str(e.value) and 'model.safetensors' in str(e.value)
+
+def test_pickled_weights_are_refused(tmp_path):
+    src = default_model_path()
+    for f in ('config.json', 'tokenizer.json', 'tokenizer_config.json', 'vocab.txt'): shutil.copy(src/f, tmp_path/f)
+    (tmp_path/'pytorch_model.bin').write_bytes(b'not even a pickle')
+    with pytest.raises(DataError, match='pickled weights'): RewardModel.load(tmp_path)
+
+def test_corrupt_weights_are_a_clear_error(tmp_path):
+    src = default_model_path()
+    for f in ('config.json', 'tokenizer.json', 'tokenizer_config.json', 'vocab.txt'): shutil.copy(src/f, tmp_path/f)
+    (tmp_path/'model.safetensors').write_bytes(b'\x00' * 64)
+    with pytest.raises(DataError, match='cannot load a 1-output sequence classifier'): RewardModel.load(tmp_path)
+
+def test_bad_dtype_and_length():
+    with pytest.raises(ConfigError, match="dtype 'fp16'"): RewardModel.load(dtype='fp16')
+    with pytest.raises(ConfigError, match='max_length 3'): RewardModel.load(max_length=3)
+
+def test_head_is_seeded(rm):
+    torch.manual_seed(7)
+    other = RewardModel.load(seed=0).model.classifier.weight.detach()
+    assert torch.equal(other, rm.model.classifier.weight.detach())
+    assert not torch.equal(RewardModel.load(seed=1).model.classifier.weight.detach(), other)
+
+# --- saving --------------------------------------------------------------------------------------
+
+def test_save_round_trip_and_replace(rm, mixed, tmp_path):
+    dest = rm.save(tmp_path/'model')
+    assert {'config.json', 'model.safetensors', 'tokenizer.json'} <= {p.name for p in dest.iterdir()}
+    assert not list(dest.glob('*.bin'))
+    back = RewardModel.load(dest)
+    assert back.max_length == 128
+    np.testing.assert_array_equal(back.score(mixed.prompt, mixed.chosen), rm.score(mixed.prompt, mixed.chosen))
+    rm.save(dest)  # over an existing model folder: replaced, nothing left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['model']
+
+def test_save_refuses_to_replace_other_folders(rm, tmp_path):
+    (tmp_path/'data').mkdir(); (tmp_path/'data'/'keep.csv').write_text('x\n1\n')
+    with pytest.raises(RBError, match='not a model folder'): rm.save(tmp_path/'data')
+    assert (tmp_path/'data'/'keep.csv').read_text() == 'x\n1\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['data']
+
+def test_interrupted_save_leaves_nothing(rm, tmp_path):
+    "A save that fails half-way (the destination's parent is a file) leaves no folder and no temp files."
+    (tmp_path/'file').write_text('x')
+    with pytest.raises(OSError): rm.save(tmp_path/'file'/'model')
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['file']
+
+# --- encoding ------------------------------------------------------------------------------------
+
+def test_response_survives_truncation(rm, mixed):
+    enc = rm.encode(mixed.prompt, mixed.chosen)
+    assert enc.lengths.max() <= 128 and enc.prompt_cut.any()
+    short = np.array([len(rm.tokenizer(r, add_special_tokens=False)['input_ids']) <= 80 for r in mixed.chosen])
+    assert not enc.response_cut[short].any()   # a response that fits 3/4 of the room is never cut
+    assert (enc.lengths[enc.prompt_cut] >= 120).all()  # a cut prompt fills the room up to a word boundary
+
+def test_visible_text_reproduces_the_ids(rm, mixed):
+    "The kept texts, tokenized as a plain pair, give exactly the model's ids (what the benchmark baseline relies on)."
+    for col in ('chosen', 'rejected'):
+        vis, enc = rm.visible(mixed.prompt, mixed[col]), rm.encode(mixed.prompt, mixed[col])
+        assert rm.tokenizer(list(vis.prompt), list(vis.response))['input_ids'] == enc.ids
+        assert all(p.endswith(v) for p, v in zip(mixed.prompt, vis.prompt))
+        assert all(r.startswith(v) for r, v in zip(mixed[col], vis.response))
+
+# --- scoring -------------------------------------------------------------------------------------
+
+def test_scores_do_not_depend_on_batch_size_or_order(rm, mixed):
+    ref = rm.score(mixed.prompt, mixed.chosen, batch_size=1)
+    for bs in (8, 64): np.testing.assert_allclose(rm.score(mixed.prompt, mixed.chosen, batch_size=bs), ref, atol=1e-5, rtol=0)
+    perm = np.random.default_rng(1).permutation(len(mixed))
+    np.testing.assert_allclose(rm.score(mixed.prompt.iloc[perm], mixed.chosen.iloc[perm], batch_size=5), ref[perm], atol=1e-5, rtol=0)
+
+def test_bf16_is_close_to_fp32(rm, mixed):
+    r32 = rm.score(mixed.prompt, mixed.chosen)
+    rm16 = RewardModel.load(dtype='bfloat16', max_length=128)
+    r16 = rm16.score(mixed.prompt, mixed.chosen)
+    assert r16.dtype == np.float32 and np.abs(r16 - r32).max() < 0.1 * r32.std()
+    assert len(np.unique(r16)) == len(r16)   # the head runs in fp32: no ties from bf16 rounding
+
+@pytest.mark.parametrize('prompts,responses,msg', [
+    (['a', None], ['x', 'y'], "row 2: field 'prompt': expected text, got None"),
+    (['a', 'b'], ['x', float('nan')], "row 2: field 'response': expected text, got nan"),
+    (['a', 'b'], ['x'], '2 prompts but 1 responses'),
+    ([], [], 'no inputs'),
+    ('one prompt', 'one response', 'got a single string'),
+    ([1], ['x'], "row 1: field 'prompt': expected text, got 1"),
+])
+def test_bad_inputs(rm, prompts, responses, msg):
+    with pytest.raises(DataError) as e: rm.score(prompts, responses)
+    assert msg in str(e.value)
+
+def test_empty_response_is_scored(rm):
+    assert np.isfinite(rm.score(['Say something.', ''], ['', 'Hi'])).all()
+
+def test_score_pairs_and_accuracy(rm, mixed):
+    m = rm.score_pairs(mixed)
+    np.testing.assert_allclose(m, rm.score(mixed.prompt, mixed.chosen) - rm.score(mixed.prompt, mixed.rejected), atol=1e-5)
+    assert pair_accuracy(m) == np.mean(m > 0)
+    with pytest.raises(DataError, match='no pairs'): rm.score_pairs(mixed.head(0))
+    with pytest.raises(DataError, match="row 2: field 'chosen'"): rm.score_pairs(mixed.head(3).assign(chosen=['a', None, 'c']))
+
+def test_rmbench_three_by_three(rm):
+    rmb = load_pairs('rmbench-safety-refuse').head(5)
+    m = rm.score_pairs(rmb)
+    assert m.shape == (5, 3, 3)
+    r_c = rm.score(rmb.prompt, rmb.chosen.map(lambda v: v[1]))
+    r_r = rm.score(rmb.prompt, rmb.rejected.map(lambda v: v[2]))
+    np.testing.assert_allclose(m[:, 1, 2], r_c - r_r, atol=1e-5)
+    acc = rmbench_accuracy(m)
+    assert set(acc) == {'hard', 'normal', 'easy', 'mean'} and abs(acc['mean'] - np.mean(m > 0)) < 1e-12
+    with pytest.raises(DataError, match=r'expected \(n, k, k\)'): rmbench_accuracy(m[:, 0])
