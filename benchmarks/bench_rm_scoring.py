@@ -6,8 +6,13 @@ JudgeBench gpt-4o + claude and hh-rlhf harmless; 4,000 (prompt, response) inputs
 * baseline: `pipeline("text-classification", model=<folder>, function_to_apply="none")`, batch 8, fp32, the inputs in
   data order, each batch padded to its longest input. It is fed the text our encoder keeps (`RewardModel.visible`:
   the end of the prompt and the start of the response, cut at word boundaries), so it sees exactly our token ids;
-* ours fp32: `RewardModel.score` (length-sorted batches of 32, padding per batch, inference_mode);
-* ours bf16: the same under bf16 autocast (weights, layer norms, residual stream and head in fp32).
+* ours fp32: `RewardModel.score` (length-sorted batches of at most 32 inputs and 2,048 tokens, padding per batch,
+  inference_mode; on CPU the 2 torch threads each run whole batches, one thread per batch);
+* ours bf16: the same under bf16 autocast (linear-layer weights cast once per call; layer norms, residual stream and
+  head in fp32).
+
+The three take turns on 10 chunks of the pairs (rotating order), so a change in the shared machine's load hits all
+three alike.
 
 Model: the shipped MiniLM (22.7 M parameters) with its seeded, untrained 1-output head; max_length 512; 2 torch
 threads. Achieved GFLOP/s counts the useful work on real (unpadded) tokens: 2 x (encoder weight-matrix parameters)
@@ -23,7 +28,7 @@ os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 import numpy as np, pandas as pd, torch
 from rewardbench_nb.core import package_versions, write_json, write_text
 from rewardbench_nb.data import load_pairs
-from rewardbench_nb.reward_model import RewardModel, pair_accuracy
+from rewardbench_nb.reward_model import CPU_MAX_TOKENS, RewardModel, length_batches, pair_accuracy
 
 warnings.filterwarnings('ignore', category=UserWarning)
 OUT = Path(__file__).resolve().parent/'results'
@@ -32,7 +37,7 @@ SETS = ('llmbar-natural', 'llmbar-adver-neighbor', 'llmbar-adver-GPTInst', 'llmb
 DESCRIPTION = ("{pairs} pairs ({inputs} (prompt, response) inputs), a seeded sample of the two-response pairs of the five LLMBar sets, MT-Bench human, "
                "JudgeBench (gpt-4o, claude) and hh-rlhf harmless, scored by the usual transformers text-classification pipeline (fp32, batch 8, "
                "data order, padding per batch, fed the same kept text so it sees the same token ids) and by RewardModel.score in fp32 and bf16 "
-               "(length-sorted batches). Model: the shipped MiniLM with its seeded untrained head, max_length {max_length}. The three take turns "
+               "(length-sorted batches of at most 32 inputs and, on CPU, 2,048 tokens; the 2 threads each run whole batches). Model: the shipped MiniLM with its seeded untrained head, max_length {max_length}. The three take turns "
                "on {rounds} chunks of the pairs. GFLOP/s counts useful work on real tokens (2 x encoder weight-matrix parameters per token + "
                "attention 4 L^2 d per layer + head), against the best torch.matmul throughput measured here at the model's shapes, same dtype.")
 SHAPES = ((8192, 384, 1536), (8192, 1536, 384), (8192, 384, 384))  # tokens x in x out of the model's linear layers
@@ -86,10 +91,9 @@ def baseline_scores(pipe, vis:pd.DataFrame, batch_size:int=8)->np.ndarray:
     out = pipe([dict(text=p, text_pair=r) for p, r in zip(vis.prompt, vis.response)], batch_size=batch_size)
     return np.array([(o[0] if isinstance(o, list) else o)['score'] for o in out], np.float32)
 
-def padded_tokens(lengths:np.ndarray, batch_size:int, sort:bool)->int:
-    "Tokens computed, padding included, when `lengths` are batched in order (or sorted, longest first)."
-    L = np.sort(lengths)[::-1] if sort else lengths
-    return int(sum(L[i:i + batch_size].max() * len(L[i:i + batch_size]) for i in range(0, len(L), batch_size)))
+def padded_tokens(lengths:np.ndarray, batches)->int:
+    "Tokens computed, padding included, for `batches` of input indices."
+    return int(sum(lengths[b].max() * len(b) for b in batches))
 
 def variant(name, scores, seconds, la, n_pairs, lengths, flops, peak, padded)->dict:
     n = len(scores) // 2
@@ -105,7 +109,7 @@ def run_device(device:str, rm32:RewardModel, rm16:RewardModel, folder, vis, P, R
     peak = {d: max(v.values()) for d, v in peaks.items()}
     for m in (rm32, rm16): m.model.to(device); m.score(P[:16], R[:16])  # warm up kernels
     pipe = make_pipeline(folder, device); baseline_scores(pipe, vis.head(16))
-    bs = 32 if device == 'cpu' else 128
+    bs, mt = (32, CPU_MAX_TOKENS) if device == 'cpu' else (128, None)
     fns = dict(baseline=lambda i: baseline_scores(pipe, vis.iloc[i]),
                fp32=lambda i: rm32.score([P[j] for j in i], [R[j] for j in i], batch_size=bs),
                bf16=lambda i: rm16.score([P[j] for j in i], [R[j] for j in i], batch_size=bs))
@@ -116,15 +120,23 @@ def run_device(device:str, rm32:RewardModel, rm16:RewardModel, folder, vis, P, R
         for k in names:
             la[k].append(load()[0]); t0 = time.perf_counter()
             scores[k][idx] = fns[k](idx); secs[k] += time.perf_counter() - t0
-        pad['baseline'] += padded_tokens(lengths[idx], 8, sort=False)
-        pad['fp32'] += padded_tokens(lengths[idx], bs, sort=True)
+        pad['baseline'] += padded_tokens(lengths[idx], [np.arange(i, min(i + 8, len(idx))) for i in range(0, len(idx), 8)])
+        pad['fp32'] += padded_tokens(lengths[idx], length_batches(lengths[idx], bs, mt))
     pad['bf16'] = pad['fp32']
     la = {k: dict(min=min(v), max=max(v)) for k, v in la.items()}
     rows = [variant('baseline pipeline fp32, batch 8', scores['baseline'], secs['baseline'], la['baseline'], n_pairs, lengths, flops, peak['float32'], pad['baseline']),
-            variant(f'RewardModel.score fp32, batch {bs}', scores['fp32'], secs['fp32'], la['fp32'], n_pairs, lengths, flops, peak['float32'], pad['fp32']),
-            variant(f'RewardModel.score bf16, batch {bs}', scores['bf16'], secs['bf16'], la['bf16'], n_pairs, lengths, flops, peak['bfloat16'], pad['bf16'])]
+            variant(f'RewardModel.score fp32, sorted, <= {bs} inputs / {mt or "any"} tokens per batch, a batch per thread', scores['fp32'], secs['fp32'], la['fp32'], n_pairs, lengths, flops, peak['float32'], pad['fp32']),
+            variant(f'RewardModel.score bf16, sorted, <= {bs} inputs / {mt or "any"} tokens per batch, a batch per thread', scores['bf16'], secs['bf16'], la['bf16'], n_pairs, lengths, flops, peak['bfloat16'], pad['bf16'])]
     peaks['matmul_after'] = {d: matmul_gflops(getattr(torch, d), device) for d in ('float32', 'bfloat16')}
     return rows, peaks, scores
+
+def busy_note(res:dict, threads:int)->str:
+    "Whether other work shared the cores: the 1-minute load beyond our own `threads` runnable threads."
+    top = max(res['load_average_at_start'][0], res['load_average_at_end'][0],
+              *(r['load_average']['max'] for d in res['devices'].values() for r in d['variants']))
+    if top > threads + 1: return (f'the machine was BUSY: 1-minute load up to {top} while our {threads} threads ran, so other work shared '
+                                  'the cores; absolute numbers are low and noisy, the ratios (measured in turns) are the meaningful part')
+    return f'the machine was otherwise idle: 1-minute load at most {top}, of which our own {threads} threads account for {threads}'
 
 def markdown(res:dict)->str:
     cols = ['variant', 'seconds', 'pairs_per_s', 'inputs_per_s', 'real_tokens_per_s', 'padding_share', 'gflop_per_s', 'peak_gflop_per_s', 'share_of_peak', 'accuracy']
@@ -142,7 +154,7 @@ def markdown(res:dict)->str:
         lines += ['Checks:\n'] + [f"- {k}: {v}" for k, v in d['checks'].items()] + ['']
     return '\n'.join(lines) + '\n'
 
-def main(n_pairs:int=2000, max_length:int=512, seed:int=0, threads:int=2, rounds:int=4, out:Path=OUT):
+def main(n_pairs:int=2000, max_length:int=512, seed:int=0, threads:int=2, rounds:int=10, out:Path=OUT):
     torch.set_num_threads(threads)
     la_start = load()
     pairs = sample_pairs(n_pairs, seed)
@@ -174,9 +186,7 @@ def main(n_pairs:int=2000, max_length:int=512, seed:int=0, threads:int=2, rounds
                                     and checks['max |fp32 - baseline| score (<= 1e-4)'] <= 1e-4)
             res['devices'][dev] = dict(variants=rows, matmul=peaks, checks=checks)
     res['load_average_at_end'] = load()
-    busy = max(la_start[0], res['load_average_at_end'][0], *(r['load_average']['max'] for d in res['devices'].values() for r in d['variants'])) > (os.cpu_count() or 1)
-    res['busy_note'] = ('the machine was BUSY (1-minute load above the core count at some point): other work shared the cores, so absolute numbers are low '
-                        'and noisy; the ratios are the meaningful part' if busy else 'the machine was otherwise idle')
+    res['busy_note'] = busy_note(res, threads)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out/'rm_scoring.json', res)
     write_text(out/'rm_scoring.md', markdown(res))
@@ -186,7 +196,7 @@ def main(n_pairs:int=2000, max_length:int=512, seed:int=0, threads:int=2, rounds
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--pairs', type=int, default=2000); ap.add_argument('--max-length', type=int, default=512)
-    ap.add_argument('--threads', type=int, default=2); ap.add_argument('--rounds', type=int, default=4)
+    ap.add_argument('--threads', type=int, default=2); ap.add_argument('--rounds', type=int, default=10)
     ap.add_argument('--out', type=Path, default=OUT)
     a = ap.parse_args()
     main(a.pairs, a.max_length, threads=a.threads, rounds=a.rounds, out=a.out)

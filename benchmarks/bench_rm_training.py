@@ -65,6 +65,13 @@ def md_table(rows)->str:
     return '\n'.join(['| ' + ' | '.join(map(str, df.columns)) + ' |', '|' + '---|' * len(df.columns)] +
                      ['| ' + ' | '.join(map(str, r)) + ' |' for r in df.itertuples(index=False)])
 
+def load_note(before, after, threads:int)->str:
+    "Whether other work shared the cores: the 1-minute load beyond our own `threads` runnable threads."
+    top = max(before[0], after[0])
+    if top > threads + 1: return (f'The machine was shared and busy during this run (1-minute load up to {top:.2f} while our {threads} threads ran): '
+                                  'timings are pessimistic; re-run on a quiet machine for clean timings.')
+    return f'The machine was otherwise idle (1-minute load at most {top:.2f}, of which our own {threads} threads account for up to {threads}).'
+
 def markdown(r:dict)->str:
     f, m, t = r['final'], r['final']['test'], r['timing']
     lines = [
@@ -117,12 +124,10 @@ def main(argv=None):
         val_m = evaluate_pairs(RewardModel.load(res.model_dir), val, cfg)
         curves_html = (Path(tmp)/'rm'/'curves.html').read_text()
     load1 = os.getloadavg()
-    busy = max(load0[1], load1[0]) > 0.5 * os.cpu_count()
+    threads = torch.get_num_threads()
     r = dict(started=started, config=res.log['config'], versions=package_versions(),
-             machine=dict(cpus=os.cpu_count(), torch_threads=torch.get_num_threads(), loadavg_before=[round(x, 2) for x in load0],
-                          loadavg_after=[round(x, 2) for x in load1],
-                          load_note=('The machine was shared and busy during this run (load average above half the core count): '
-                                     'timings are pessimistic; re-run on a quiet machine for clean timings.') if busy else 'The machine was quiet.'),
+             machine=dict(cpus=os.cpu_count(), torch_threads=threads, loadavg_before=[round(x, 2) for x in load0],
+                          loadavg_after=[round(x, 2) for x in load1], load_note=load_note(load0, load1, threads)),
              data=dict(file=res.log['provenance']['file'], file_sha256=sha256_file(pair_file(cfg.dataset)), train_sha256=res.log['data']['train']['sha256'],
                        train_rows=res.log['data']['train']['rows'], test_rows=len(test), validation_rows=len(val)),
              truncation=res.log['data']['train']['truncation'], timing=res.log['timing'],

@@ -24,7 +24,7 @@ from trl.trainer.reward_trainer import DataCollatorForPreference
 from trl.trainer.utils import disable_dropout_in_model, pad
 from .core import *
 from .data import load_pairs, pair_file, read_table, split_of
-from .stats import boot_counts
+from .stats import boot_counts, corr_cis
 from .reward_model import RewardModel
 
 # %% auto #0
@@ -33,7 +33,7 @@ __all__ = ['QUICK', 'STAGE', 'RewardModelConfig', 'check_config', 'check_table',
            'accuracy_ci', 'PairwiseRewardTrainer', 'ScoreRegressionTrainer', 'last_checkpoint', 'train_spec',
            'check_resume', 'Prepared', 'prepare_pairs', 'prepare_scored', 'world_size', 'trainer_args', 'history_frame',
            'plot_curves', 'EpochTimer', 'evaluate_pairs', 'evaluate_scored', 'TrainResult', 'quiet',
-           'train_reward_model', 'add_args', 'apply_args', 'main', 'run_train_rm']
+           'train_reward_model', 'add_args', 'apply_args', 'main', 'scored_items', 'run_train_rm']
 
 # %% ../nbs/05a_rm_training.ipynb #2919e1eb
 @dataclass
@@ -364,10 +364,13 @@ def evaluate_pairs(rm:RewardModel, pairs:pd.DataFrame, cfg:RewardModelConfig)->d
     return dict(**accuracy_ci(m > 0, cfg.n_boot, cfg.seed), mean_margin=float(m.mean()))
 
 def evaluate_scored(rm:RewardModel, items:pd.DataFrame, cfg:RewardModelConfig)->dict:
-    "Held-out MSE and Spearman correlation of predicted and given scores."
-    from scipy.stats import spearmanr
+    "Held-out MSE, and Spearman/Kendall correlations of predicted and given scores with bootstrap CIs."
     pred, y = rm.score(list(items.prompt), list(items.response), cfg.eval_batch_size), items[cfg.score_column].to_numpy(float)
-    return dict(mse=float(np.mean((pred - y) ** 2)), spearman=float(spearmanr(pred, y).statistic), n=len(y))
+    out = dict(mse=float(np.mean((pred - y) ** 2)), n=len(y))
+    if len(y) < 3 or np.ptp(pred) == 0 or np.ptp(y) == 0: return out | dict(spearman=float('nan'), kendall=float('nan'))
+    for c in corr_cis(pred, y, n_boot=cfg.n_boot, seed=cfg.seed):
+        out |= {c.method: c.estimate, f'{c.method}_low': c.low, f'{c.method}_high': c.high}
+    return out
 
 # %% ../nbs/05a_rm_training.ipynb #b9bed3fe
 @dataclass
@@ -524,6 +527,24 @@ def main(argv=None)->int:
     return 0
 
 # %% ../nbs/05a_rm_training.ipynb #12c150fb
+def scored_items(prompts:pd.DataFrame,      # Prompts table: id, text, response (+ domain)
+                 scores:pd.DataFrame,       # 04_scoring table, indexed by item id
+                 score_column:str='final',  # the regression target
+                 splits:pd.DataFrame|None=None, # id, split of 02_curation; None = the prompt's hash split
+                )->pd.DataFrame:
+    "Rows id, prompt, response, (domain,) score and split for regression; `attrs['left_out']` counts what was left out and why."
+    numeric = [c for c in scores.columns if pd.api.types.is_numeric_dtype(scores[c]) and c != 'rank']
+    if score_column not in numeric: raise ConfigError(f"reward_model.score_column = {score_column!r}: expected a score column, one of {', '.join(numeric)}")
+    df = prompts.rename(columns={'text': 'prompt'})[['id', 'prompt', 'response', *(['domain'] if 'domain' in prompts else [])]].copy()
+    df[score_column] = df['id'].map(scores[score_column]).astype(float)
+    df['split'] = df['id'].map(splits.set_index('id')['split']).fillna('removed') if splits is not None else df.prompt.map(split_of)
+    no_response = ~df.response.map(lambda r: isinstance(r, str) and r.strip() != '')
+    unscored, removed = df[score_column].isna() & ~no_response, (df.split == 'removed') & ~no_response & df[score_column].notna()
+    out = df[~(no_response | unscored | removed)].reset_index(drop=True)
+    out.attrs['left_out'] = dict(no_response=int(no_response.sum()), unscored=int(unscored.sum()), removed_by_curation=int(removed.sum()))
+    return out
+
+# %% ../nbs/05a_rm_training.ipynb #a0457469
 QUICK = dict(train_rows=128, eval_rows=64, epochs=1.0, max_length=128, evals_per_epoch=0)
 
 def _split_rows(df:pd.DataFrame, split:str)->pd.DataFrame:
@@ -538,6 +559,26 @@ def _stage_pairs(cfg:RewardModelConfig, args, ctx:dict|None)->tuple:
     else: df = load_pairs(cfg.dataset)
     return _split_rows(df, cfg.train_split), _split_rows(df, cfg.eval_split)
 
+def _pair_rows(cfg:RewardModelConfig, args, ctx:dict, run:Run)->tuple:
+    "(train, held-out, provenance) of the preference pairs (pairwise)."
+    src = getattr(args, 'rm_pairs', None) or pair_file(cfg.dataset)
+    run.add_input(src)
+    return *_stage_pairs(cfg, args, ctx), dict(file=str(src), file_sha256=sha256_file(src))
+
+def _scored_rows(cfg:RewardModelConfig, args, ctx:dict)->tuple:
+    "(train, held-out, provenance) of the campaign's scored items (regression)."
+    if getattr(args, 'rm_pairs', None): raise ConfigError("--pairs is for pairwise training; objective 'regression' trains on the scores of the score stage")
+    if ctx.get('scores') is None or ctx.get('prompts') is None:
+        raise ConfigError("train-rm: objective 'regression' needs the prompts of the data stage and the scores of the score stage")
+    items = scored_items(ctx['prompts'], ctx['scores'], cfg.score_column, ctx.get('splits'))
+    train, test = (items[items.split == s].reset_index(drop=True) for s in (cfg.train_split, cfg.eval_split))
+    if not len(train): raise DataError(f"no scored item with a response in split {cfg.train_split!r} (splits present: "
+                                       f"{', '.join(sorted(items.split.unique())) or 'none'}; left out: {items.attrs['left_out']})", field='reward_model.train_split')
+    prov = dict(source='scores of the score stage joined with the prompts of the data stage', score_column=cfg.score_column,
+                splits='curate stage' if ctx.get('splits') is not None else 'sha256 of the prompt', items=len(items),
+                left_out=items.attrs['left_out'], rows_per_split=items.split.value_counts().to_dict())
+    return train, test if len(test) else None, prov
+
 def _previous_checkpoint(run:Run)->Path|None:
     "Newest complete checkpoint left by an unfinished train-rm in another run folder next to `run`."
     found = [c for d in run.dir.parent.glob('*/reward_model/checkpoints') if d.parent.parent != run.dir and (c := last_checkpoint(d))]
@@ -549,18 +590,16 @@ def run_train_rm(run:Run, cfg:RewardModelConfig, ctx:dict):
     cfg = apply_args(dataclasses.replace(cfg, seed=ctx.get('seed', cfg.seed)), args)
     if quick: cfg = dataclasses.replace(cfg, epochs=QUICK['epochs'], max_length=min(cfg.max_length, QUICK['max_length']),
                                         max_pairs=QUICK['train_rows'], evals_per_epoch=min(cfg.evals_per_epoch, QUICK['evals_per_epoch']))
-    train, test = _stage_pairs(cfg, args, ctx)
-    if quick: test = test.head(QUICK['eval_rows'])
-    src = getattr(args, 'rm_pairs', None) or pair_file(cfg.dataset)
-    run.add_input(src)
+    train, test, prov = _scored_rows(cfg, args, ctx) if cfg.objective == 'regression' else _pair_rows(cfg, args, ctx, run)
+    if quick and test is not None: test = test.head(QUICK['eval_rows'])
     resume = getattr(args, 'rm_resume', None)
     resume = (_previous_checkpoint(run) or False) if resume is True else (resume or False)
     res = train_reward_model(train, cfg, run.path('reward_model'), eval_pairs=test, resume=resume,
-                             provenance=dict(file=str(src), file_sha256=sha256_file(src), train_split=cfg.train_split, eval_split=cfg.eval_split))
+                             provenance=prov | dict(train_split=cfg.train_split, eval_split=cfg.eval_split))
     ctx['rm_training'], ctx['reward_model'] = res, RewardModel.load(res.model_dir)
 
-STAGE = Stage('train-rm', 'Train a Bradley-Terry reward model on preference pairs (TRL RewardTrainer).', 'reward_model',
-              RewardModelConfig, run_train_rm, needs=('data',), add_args=add_args)
+STAGE = Stage('train-rm', 'Train a reward model: Bradley-Terry on preference pairs (TRL RewardTrainer), or regression on the scored campaign.',
+              'reward_model', RewardModelConfig, run_train_rm, needs=('data', 'curate', 'score'), add_args=add_args)
 
 # %% ../nbs/05a_rm_training.ipynb #e1588f42
 if __name__ == '__main__': sys.exit(main())

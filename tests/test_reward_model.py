@@ -104,6 +104,17 @@ def test_scores_do_not_depend_on_batch_size_or_order(rm, mixed):
     perm = np.random.default_rng(1).permutation(len(mixed))
     np.testing.assert_allclose(rm.score(mixed.prompt.iloc[perm], mixed.chosen.iloc[perm], batch_size=5), ref[perm], atol=1e-5, rtol=0)
 
+def test_threaded_scoring(rm, mixed):
+    "On CPU, batches run on torch's threads one batch per thread: same scores, thread count restored."
+    ref = rm.score(mixed.prompt, mixed.chosen)
+    torch.set_num_threads(2)
+    try:
+        np.testing.assert_allclose(rm.score(mixed.prompt, mixed.chosen, batch_size=4), ref, atol=1e-5, rtol=0)
+        assert torch.get_num_threads() == 2
+        with pytest.raises(DataError): rm.score(['a', None], ['x', 'y'])
+        assert torch.get_num_threads() == 2
+    finally: torch.set_num_threads(1)
+
 def test_bf16_is_close_to_fp32(rm, mixed):
     r32 = rm.score(mixed.prompt, mixed.chosen)
     rm16 = RewardModel.load(dtype='bfloat16', max_length=128)

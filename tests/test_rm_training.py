@@ -131,3 +131,33 @@ def test_stage_resume_finds_the_unfinished_run(tmp_path):
             (ck/'trainer_state.json').write_text('{}'); time.sleep(0.01)
     run = Run(tmp_path, {}, run_id='new')
     assert _previous_checkpoint(run) == tmp_path/'c'/'reward_model'/'checkpoints'/'checkpoint-5'
+
+def test_regression_stage_trains_on_the_curated_scored_campaign(tmp_path):
+    "`rbnb train-rm --set reward_model.objective=regression`: the score stage's finals on curation's train split."
+    from rewardbench_nb.cli import run_pipeline
+    run, ctx = run_pipeline(['train-rm'], quick=True, runs_dir=tmp_path, run_id='reg', progress=False,
+                            overrides=['reward_model.objective=regression', 'reward_model.max_length=48'])
+    res, splits, scores = ctx['rm_training'], ctx['splits'], ctx['scores']
+    prov = res.log['provenance']
+    n_train = int(scores['final'].reindex(splits.id[splits.split == 'train']).notna().sum())
+    assert prov['splits'] == 'curate stage' and prov['score_column'] == 'final' and prov['rows_per_split']['train'] == n_train
+    assert prov['items'] + sum(prov['left_out'].values()) == len(ctx['prompts'])
+    assert res.log['data']['train']['rows'] == min(n_train, 128)
+    assert {'mse', 'spearman', 'spearman_low', 'spearman_high', 'kendall'} <= set(res.metrics) and res.metrics['n'] == 64
+    assert res.metrics['spearman_low'] <= res.metrics['spearman'] <= res.metrics['spearman_high']
+    assert json.loads((run.dir/'manifest.json').read_text())['status'] == 'complete'
+
+def test_regression_stage_bad_settings(tmp_path):
+    import argparse
+    from rewardbench_nb.rm_training import _scored_rows
+    cfg = RewardModelConfig(objective='regression')
+    with pytest.raises(ConfigError, match="needs the prompts of the data stage and the scores"): _scored_rows(cfg, argparse.Namespace(), {})
+    with pytest.raises(ConfigError, match="--pairs is for pairwise training"): _scored_rows(cfg, argparse.Namespace(rm_pairs='p.csv'), {})
+    from rewardbench_nb.data import simulate_campaign
+    from rewardbench_nb.scoring import score_items
+    camp = simulate_campaign(n_prompts=60, seed=0)
+    ctx = dict(prompts=camp.prompts, scores=score_items(camp.ratings, camp.preferences).table)
+    with pytest.raises(ConfigError, match="score_column = 'novelty': expected a score column"):
+        _scored_rows(RewardModelConfig(objective='regression', score_column='novelty'), argparse.Namespace(), ctx)
+    with pytest.raises(DataError, match="no scored item with a response in split 'holdout'"):
+        _scored_rows(RewardModelConfig(objective='regression', train_split='holdout'), argparse.Namespace(), ctx)
