@@ -17,7 +17,7 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['CRITERIA', 'DOMAINS', 'TRACKED_PACKAGES', 'RBError', 'ConfigError', 'DataError', 'seed_everything', 'RunConfig',
            'build_config', 'parse_override', 'load_config', 'section', 'atomic_path', 'write_text', 'write_json',
-           'sha256_file', 'package_versions', 'Run', 'manifest', 'Stage']
+           'sha256_file', 'package_versions', 'table_sha256', 'Run', 'manifest', 'Stage']
 
 # %% ../nbs/00_core.ipynb #6d2fb040
 class RBError(Exception):
@@ -163,6 +163,14 @@ def package_versions(names=TRACKED_PACKAGES)->dict:
         try: return metadata.version(n)
         except metadata.PackageNotFoundError: return None
     return {'python': platform.python_version(), **{n: v(n) for n in names}}
+
+# %% ../nbs/00_core.ipynb #8d1628e5
+def table_sha256(df,          # a pandas DataFrame
+                 cols=None,   # columns to hash, in this order (default: all, sorted by name)
+                )->str:
+    "Hex sha256 of the table's rows as CSV (no index)."
+    cols = sorted(df.columns) if cols is None else list(cols)
+    return hashlib.sha256(df[cols].to_csv(index=False).encode('utf-8')).hexdigest()
 
 # %% ../nbs/00_core.ipynb #5370a2e8
 class Run:

@@ -17,14 +17,14 @@ from scipy.cluster.hierarchy import DisjointSet
 from datasketch import MinHash, LeanMinHash, MinHashLSH
 from fastcore.basics import patch
 import rewardbench_nb
-from .core import RBError, DataError, ConfigError, Stage, Run, atomic_path, write_text, write_json, sha256_file
+from .core import RBError, DataError, ConfigError, Stage, Run, atomic_path, write_text, write_json, sha256_file, table_sha256
 
 # %% auto #0
 __all__ = ['PROMPT_COLUMNS', 'SPLIT_ORDER', 'STAGE', 'normalise_text', 'text_key', 'exact_duplicates', 'shingles', 'jaccard',
            'shingle_hash', 'minhash_signatures', 'lsh_params', 'near_duplicates', 'pair_scores', 'true_clusters',
            'check_prompts', 'Dedup', 'dedup', 'md_table', 'stratified_split', 'holdout_domains', 'make_splits',
-           'write_splits', 'Audit', 'audit', 'table_sha256', 'provenance', 'dataset_card', 'CurationConfig', 'Curation',
-           'curate', 'read_prompts', 'run_curation']
+           'write_splits', 'Audit', 'audit', 'provenance', 'dataset_card', 'CurationConfig', 'Curation', 'curate',
+           'read_prompts', 'run_curation']
 
 # %% ../nbs/02_curation.ipynb #fa1a272f
 _PUNCT = re.compile(r'[^\w\s]')
@@ -640,11 +640,6 @@ def figure(self:Audit):
     return fig
 
 # %% ../nbs/02_curation.ipynb #4a6b8e20
-def table_sha256(df:pd.DataFrame, # any table
-                )->str:            # hex sha256 of its canonical CSV (sorted columns, no index)
-    "A content hash of a table."
-    return hashlib.sha256(df[sorted(df.columns)].to_csv(index=False).encode('utf-8')).hexdigest()
-
 def provenance(table:pd.DataFrame,  # `Dedup.table` (every input row)
                split_of:pd.Series,  # kept id -> split
                version:str,         # package version + data hash

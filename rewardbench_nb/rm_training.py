@@ -28,12 +28,12 @@ from .stats import boot_counts, corr_cis
 from .reward_model import RewardModel
 
 # %% auto #0
-__all__ = ['QUICK', 'STAGE', 'RewardModelConfig', 'check_config', 'check_table', 'table_sha256', 'freeze', 'base_model',
-           'with_length', 'length_table', 'LengthGroupedSampler', 'padded_tokens', 'PairCollator', 'ScoreCollator',
-           'accuracy_ci', 'PairwiseRewardTrainer', 'ScoreRegressionTrainer', 'last_checkpoint', 'train_spec',
-           'check_resume', 'Prepared', 'prepare_pairs', 'prepare_scored', 'world_size', 'trainer_args', 'history_frame',
-           'plot_curves', 'EpochTimer', 'evaluate_pairs', 'evaluate_scored', 'TrainResult', 'quiet',
-           'train_reward_model', 'add_args', 'apply_args', 'main', 'scored_items', 'run_train_rm']
+__all__ = ['QUICK', 'STAGE', 'RewardModelConfig', 'check_config', 'check_table', 'freeze', 'base_model', 'with_length',
+           'length_table', 'LengthGroupedSampler', 'padded_tokens', 'PairCollator', 'ScoreCollator', 'accuracy_ci',
+           'PairwiseRewardTrainer', 'ScoreRegressionTrainer', 'last_checkpoint', 'train_spec', 'check_resume',
+           'Prepared', 'prepare_pairs', 'prepare_scored', 'world_size', 'trainer_args', 'history_frame', 'plot_curves',
+           'EpochTimer', 'evaluate_pairs', 'evaluate_scored', 'TrainResult', 'quiet', 'train_reward_model', 'add_args',
+           'apply_args', 'main', 'scored_items', 'run_train_rm']
 
 # %% ../nbs/05a_rm_training.ipynb #2919e1eb
 @dataclass
@@ -79,6 +79,7 @@ def check_config(cfg:RewardModelConfig, world:int=1)->RewardModelConfig:
     if cfg.epochs <= 0: raise bad('epochs', 'a positive number')
     if cfg.max_length < 8: raise bad('max_length', 'at least 8 tokens')
     if not 0 <= cfg.warmup_ratio < 1: raise bad('warmup_ratio', 'a share in [0, 1)')
+    if cfg.weight_decay < 0: raise bad('weight_decay', 'a number >= 0')
     for k in ('max_pairs', 'freeze_layers', 'save_steps', 'evals_per_epoch'):
         if getattr(cfg, k) < 0: raise bad(k, 'an integer >= 0')
     if cfg.eval_batch_size < 1 or cfg.n_boot < 1: raise bad('eval_batch_size' if cfg.eval_batch_size < 1 else 'n_boot', 'at least 1')
@@ -108,14 +109,6 @@ def check_table(table,        # Pairs or scored items
         bad = np.flatnonzero(~np.isfinite(v))
         if len(bad): raise DataError(f"expected a finite number in {what}, got {df[c].iloc[bad[0]]!r}", line=int(bad[0]) + 1, field=c)
     return df
-
-# %% ../nbs/05a_rm_training.ipynb #16988924
-def table_sha256(df:pd.DataFrame, cols)->str:
-    "sha256 of the rows of `df[cols]` as JSON lines (order-sensitive)."
-    h = hashlib.sha256()
-    for row in df[list(cols)].itertuples(index=False):
-        h.update(json.dumps([v if isinstance(v, str) else float(v) for v in row], ensure_ascii=False).encode('utf-8') + b'\n')
-    return h.hexdigest()
 
 # %% ../nbs/05a_rm_training.ipynb #55a1c86d
 def freeze(model,               # a BERT-style sequence classifier
@@ -471,7 +464,8 @@ def _train(pairs, cfg, out_dir, eval_pairs, resume, provenance)->TrainResult:
     if trainer.is_world_process_zero():
         rm.model.eval(); rm.save(out/'model')
         t2 = time.perf_counter()
-        if evals: metrics = (evaluate_scored if cfg.objective == 'regression' else evaluate_pairs)(rm, evals.table, cfg)
+        if evals:  # the saved model, as users load it: the trained object keeps the trainer's mixed-precision forward
+            metrics = (evaluate_scored if cfg.objective == 'regression' else evaluate_pairs)(RewardModel.load(out/'model'), evals.table, cfg)
         log.update(metrics=metrics); timing.update(eval_seconds=round(time.perf_counter() - t2, 2), total_seconds=round(time.perf_counter() - t0, 2))
         _write_log(out, log, history)
         if not cfg.keep_checkpoints: shutil.rmtree(out/'checkpoints', ignore_errors=True)
@@ -484,11 +478,15 @@ def add_args(parser):
     parser.add_argument('--batch-size', dest='rm_batch_size', type=int, metavar='N', help='reward model: pairs per optimizer step, all processes together')
     parser.add_argument('--epochs', dest='rm_epochs', type=float, metavar='E', help='reward model: passes over the training pairs')
     parser.add_argument('--max-length', dest='rm_max_length', type=int, metavar='T', help='reward model: tokens per (prompt, response); the prompt is cut from the left')
+    parser.add_argument('--warmup', dest='rm_warmup', type=float, metavar='SHARE', help='reward model: share of the steps with linear learning-rate warm-up (e.g. 0.1)')
+    parser.add_argument('--scheduler', dest='rm_scheduler', choices=_SCHEDULERS, help='reward model: learning-rate decay after warm-up')
+    parser.add_argument('--weight-decay', dest='rm_weight_decay', type=float, metavar='WD', help='reward model: AdamW weight decay')
     parser.add_argument('--resume', dest='rm_resume', nargs='?', const=True, default=None, metavar='CHECKPOINT',
                         help='reward model: continue an interrupted training (newest checkpoint of the last unfinished run, or this checkpoint/folder)')
     parser.add_argument('--pairs', dest='rm_pairs', metavar='FILE', help='reward model: train on this Pairs file (CSV, JSONL, JSON or Parquet) instead of the shipped set')
 
-_FLAGS = dict(rm_lr='learning_rate', rm_batch_size='batch_size', rm_epochs='epochs', rm_max_length='max_length')
+_FLAGS = dict(rm_lr='learning_rate', rm_batch_size='batch_size', rm_epochs='epochs', rm_max_length='max_length',
+              rm_warmup='warmup_ratio', rm_scheduler='lr_scheduler', rm_weight_decay='weight_decay')
 
 def apply_args(cfg:RewardModelConfig, args)->RewardModelConfig:
     "`cfg` with the command-line options that were given."

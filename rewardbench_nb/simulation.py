@@ -11,14 +11,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from .core import CRITERIA, DOMAINS, ConfigError
+from .curation import normalise_text, shingles, jaccard
 
 # %% auto #0
 __all__ = ['DOMAIN_TEXT', 'NOUNS', 'ADJECTIVES', 'VERBS', 'GENERAL_WORDS', 'TEMPLATES', 'DOMAIN_TEMPLATES', 'PERSONAS', 'LEADS',
            'FRAMES', 'CONTEXTS', 'DETERMINERS', 'SOURCE_SHIFT', 'RESPONSE_SENTENCES', 'STYLE', 'LEVEL_CUTS',
            'POPULATIONS', 'BUDGET_SPLIT', 'PRESETS', 'RATING_COLUMNS', 'PREFERENCE_COLUMNS', 'templates',
-           'normalize_text', 'shingles', 'jaccard', 'draw_domains', 'prompt_parts', 'make_prompts', 'plant_duplicates',
-           'latent_quality', 'make_responses', 'assign_groups', 'noise_budget', 'make_annotators', 'draw_raters',
-           'rate', 'compare', 'Campaign', 'simulate', 'max_jaccard']
+           'draw_domains', 'prompt_parts', 'make_prompts', 'plant_duplicates', 'latent_quality', 'make_responses',
+           'assign_groups', 'noise_budget', 'make_annotators', 'draw_raters', 'rate', 'compare', 'Campaign', 'simulate',
+           'max_jaccard']
 
 # %% ../nbs/01a_simulation.ipynb #e374f47f
 _DOMAIN_TEXT = """
@@ -159,27 +160,6 @@ LEADS = ["", "", "", "I am {persona}.", "Question from {persona}."]
 FRAMES = ["Please cover these keywords:", "Use the following words:", "Key terms to include:", "Make sure to mention",
           "My notes so far:"]
 
-# %% ../nbs/01a_simulation.ipynb #91b41621
-_PUNCT = re.compile(r"[^\w\s]")
-_SPACE = re.compile(r"\s+")
-
-def normalize_text(text:str)->str:
-    "Lowercase, strip punctuation and collapse whitespace."
-    return _SPACE.sub(' ', _PUNCT.sub('', text.lower())).strip()
-
-def _grams(t:str, k:int)->set: return {t[i:i+k] for i in range(max(len(t)-k+1, 1))}
-
-def shingles(text:str, # raw text; normalised first
-             k:int=5,  # shingle length in characters
-            )->set:
-    "Set of character `k`-grams of the normalised `text`."
-    return _grams(normalize_text(text), k)
-
-def jaccard(a:str, b:str, k:int=5)->float:
-    "Jaccard similarity of the character `k`-gram shingles of `a` and `b`."
-    sa, sb = shingles(a, k), shingles(b, k)
-    return len(sa & sb) / len(sa | sb)
-
 # %% ../nbs/01a_simulation.ipynb #45aba7a4
 def draw_domains(rng:np.random.Generator, # random source
                  n:int=20,                # how many of the 28 domains
@@ -250,6 +230,8 @@ def make_prompts(rng:np.random.Generator, domains:np.ndarray, **kwargs)->pd.Data
                              keywords=[list(r[:k]) for r, k in zip(p['keywords'], p['n_keywords'])]))
 
 # %% ../nbs/01a_simulation.ipynb #603d341f
+_PUNCT = re.compile(r"[^\w\s]")
+
 def _exact_variant(text:str, rng)->str:
     "`text` with its case, spacing or punctuation changed (same normalised text)."
     ops = [str.lower, str.upper, lambda t: t.replace(' ', '  '), lambda t: _PUNCT.sub('', t),
@@ -275,12 +257,12 @@ def _edit(words:list, rng)->list:
 
 def _near_variant(text:str, rng, min_jaccard:float=0.85, tries:int=50)->str:
     "`text` after 1-2 small edits, with shingle Jaccard >= `min_jaccard`."
-    base = normalize_text(text); sh = _grams(base, 5)
+    base, sh = normalise_text(text), shingles(text)
     for t in range(tries):
         words = text.split()
         for _ in range(1 if t >= tries // 2 else rng.integers(1, 3)): words = _edit(words, rng)
-        out = ' '.join(words); norm = normalize_text(out); so = _grams(norm, 5)
-        if norm != base and len(sh & so) / len(sh | so) >= min_jaccard: return out
+        out = ' '.join(words); so = shingles(out)
+        if normalise_text(out) != base and len(sh & so) / len(sh | so) >= min_jaccard: return out
     raise RuntimeError(f"no near duplicate with Jaccard >= {min_jaccard} of: {text!r}")
 
 # %% ../nbs/01a_simulation.ipynb #19c01284

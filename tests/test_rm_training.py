@@ -120,8 +120,8 @@ def test_stage_trains_on_a_pairs_file_and_loads_model(tmp_path):
     assert res.metrics['n'] == 8 and res.log['data']['train']['rows'] == 16 and res.log['seed'] == 0
     assert res.log['config']['learning_rate'] == 3e-5 and res.log['provenance']['file_sha256'] == run.inputs[str(f)]
     assert ctx['reward_model'].max_length == 48
-    m = ctx['reward_model'].score_pairs(rows.tail(8))
-    assert abs(float((m > 0).mean()) - res.metrics['accuracy']) < 1e-9
+    m = ctx['reward_model'].score_pairs(rows.tail(8))  # the saved model, loaded back: the metrics are its metrics
+    assert abs(float((m > 0).mean()) - res.metrics['accuracy']) < 1e-9 and abs(float(m.mean()) - res.metrics['mean_margin']) < 1e-6
 
 def test_stage_resume_finds_the_unfinished_run(tmp_path):
     from rewardbench_nb.rm_training import _previous_checkpoint

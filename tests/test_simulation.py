@@ -2,7 +2,8 @@
 import os, re, subprocess, sys, time
 import numpy as np, pandas as pd, pytest
 from rewardbench_nb.core import CRITERIA, ConfigError
-from rewardbench_nb.simulation import simulate, noise_budget, max_jaccard, jaccard, normalize_text
+from rewardbench_nb.simulation import simulate, noise_budget, max_jaccard
+from rewardbench_nb.curation import jaccard, normalise_text
 
 FINGERPRINT = "from rewardbench_nb.simulation import simulate; print(simulate(400, seed=7).fingerprint())"
 
@@ -40,7 +41,7 @@ def test_edge_settings():
 def test_no_duplicates_when_rates_are_zero():
     c = simulate(500, exact_dup_rate=0, near_dup_rate=0, ratings=False, preferences=False)
     assert c.truth.dup_kind.isna().all()
-    assert c.prompts.text.map(normalize_text).is_unique
+    assert c.prompts.text.map(normalise_text).is_unique
     assert max_jaccard(c.prompts.text.tolist()).max() < 0.45
 
 def test_near_duplicates_at_least_threshold_and_not_exact():
@@ -49,7 +50,7 @@ def test_near_duplicates_at_least_threshold_and_not_exact():
     near = c.truth[c.truth.dup_kind == 'near']
     assert len(near) == 150
     for a, b in zip(near.id, near.dup_of):
-        assert jaccard(text[a], text[b]) >= 0.85 and normalize_text(text[a]) != normalize_text(text[b])
+        assert jaccard(text[a], text[b]) >= 0.85 and normalise_text(text[a]) != normalise_text(text[b])
 
 def test_noise_budget_is_monotone():
     d = [noise_budget(a) for a in np.linspace(0, 1, 41)]
