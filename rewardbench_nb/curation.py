@@ -23,8 +23,8 @@ from .core import RBError, DataError, ConfigError, Stage, Run, atomic_path, writ
 __all__ = ['PROMPT_COLUMNS', 'SPLIT_ORDER', 'STAGE', 'normalise_text', 'text_key', 'exact_duplicates', 'shingles', 'jaccard',
            'shingle_hash', 'minhash_signatures', 'lsh_params', 'near_duplicates', 'pair_scores', 'true_clusters',
            'check_prompts', 'Dedup', 'dedup', 'md_table', 'stratified_split', 'holdout_domains', 'make_splits',
-           'write_splits', 'Audit', 'audit', 'provenance', 'dataset_card', 'CurationConfig', 'Curation', 'curate',
-           'read_prompts', 'run_curation']
+           'write_splits', 'population_p', 'Audit', 'audit', 'provenance', 'dataset_card', 'CurationConfig', 'Curation',
+           'curate', 'read_prompts', 'run_curation']
 
 # %% ../nbs/02_curation.ipynb #fa1a272f
 _PUNCT = re.compile(r'[^\w\s]')
@@ -537,7 +537,24 @@ def _length_table(items:pd.DataFrame)->tuple[pd.DataFrame, float, str]:
     return tab, p, col
 
 # %% ../nbs/02_curation.ipynb #e81a9685
-def _population_table(ratings, annotators, item_split:pd.Series)->tuple[pd.DataFrame|None, float|None]:
+def _chi2_stat(ct:np.ndarray)->float:
+    "Pearson chi-square statistic of a contingency table (rows and columns with no counts ignored)."
+    ct = ct[ct.sum(1) > 0][:, ct.sum(0) > 0]
+    e = ct.sum(1, keepdims=True) * ct.sum(0, keepdims=True) / ct.sum()
+    return float(((ct - e) ** 2 / e).sum())
+
+def population_p(item_codes:np.ndarray,  # item index of each rating
+                 pop_codes:np.ndarray,   # population index of each rating
+                 item_split:np.ndarray,  # split index of each item
+                 n_perm:int=999, seed:int=0)->float:
+    "Permutation p-value of split x population independence, permuting the split labels of items."
+    C = np.zeros((len(item_split), pop_codes.max() + 1)); np.add.at(C, (item_codes, pop_codes), 1)
+    S = item_split.max() + 1
+    stat = lambda s: _chi2_stat(np.stack([np.bincount(s, weights=C[:, j], minlength=S) for j in range(C.shape[1])]))
+    rng, obs = np.random.default_rng(seed), stat(item_split)
+    return (1 + sum(stat(rng.permutation(item_split)) >= obs - 1e-9 for _ in range(n_perm))) / (n_perm + 1)
+
+def _population_table(ratings, annotators, item_split:pd.Series, seed:int=0)->tuple[pd.DataFrame|None, float|None]:
     if ratings is None or annotators is None: return None, None
     pop = ratings['annotator'].map(annotators.set_index('annotator')['population']).fillna('unknown')
     split = ratings['item'].map(item_split).fillna('unknown')
@@ -545,9 +562,10 @@ def _population_table(ratings, annotators, item_split:pd.Series)->tuple[pd.DataF
     ct = ct[_ordered(ct.columns)]
     tab = pd.concat([pop.value_counts(normalize=True).rename('all'), ct / ct.sum()], axis=1).fillna(0.0)
     tab.loc['n_ratings'] = [len(pop)] + ct.sum().tolist()
-    core = ct[[c for c in ('train', 'test', 'holdout') if c in ct.columns]]
-    core = core.loc[core.sum(axis=1) > 0]
-    p = float(stats.chi2_contingency(core)[1]) if core.shape[0] > 1 and core.shape[1] > 1 else float('nan')
+    core = split.isin(['train', 'test', 'holdout']).to_numpy()
+    items, pops = pd.factorize(ratings['item'][core])[0], pd.factorize(pop[core])[0]
+    per_item = pd.factorize(split[core])[0][np.unique(items, return_index=True)[1]]
+    p = population_p(items, pops, per_item, seed=seed) if pops.max(initial=0) > 0 and per_item.max(initial=0) > 0 else float('nan')
     return tab.rename_axis('population').reset_index(), p
 
 # %% ../nbs/02_curation.ipynb #ecbf4391
@@ -563,7 +581,7 @@ class Audit:
     length_p:float                  # Kruskal-Wallis p-value across splits
     length_of:str = 'response'      # column whose length is measured
     populations:pd.DataFrame|None = None # share of ratings per annotator population, overall and per split
-    population_p:float|None = None  # chi-square independence p-value (split x population)
+    population_p:float|None = None  # split x population independence: permutation p-value over items
     target_given:bool = True        # False: targets were uniform
 
 def audit(items:pd.DataFrame,       # curated items: domain, source, split (+ response)
@@ -571,12 +589,13 @@ def audit(items:pd.DataFrame,       # curated items: domain, source, split (+ re
           ratings:pd.DataFrame|None=None,    # Ratings table: item, annotator, ...
           annotators:pd.DataFrame|None=None, # annotator, population
           item_split:pd.Series|None=None,    # id -> split for every rated item (default: from `items`)
+          seed:int=0,                        # seed of the population test's permutations
          )->Audit:
     "Audit domain, source, length and annotator-population balance of a split set."
     dom, test = _domain_table(items, target_shares)
     src, sp = _source_table(items); ln, lp, col = _length_table(items)
     if item_split is None: item_split = pd.Series(items['split'].to_numpy(), index=items['id'].to_numpy())
-    pop, pp = _population_table(ratings, annotators, item_split)
+    pop, pp = _population_table(ratings, annotators, item_split, seed)
     return Audit(dom, float(test.statistic), float(test.pvalue), src, sp, ln, lp, col, pop, pp, target_shares is not None)
 
 # %% ../nbs/02_curation.ipynb #b2570216
@@ -752,7 +771,7 @@ def curate(prompts:pd.DataFrame,          # Prompts table: id, text, domain, sou
     curated = kept.assign(split=make_splits(kept, cfg.test_frac, cfg.holdout_domains, seed).to_numpy())
     split_of = pd.Series(curated['split'].to_numpy(), index=curated['id'].to_numpy())
     item_split = pd.concat([split_of, pd.Series('removed', index=dd.table.loc[dd.table.kind != 'kept', 'id'].to_numpy())])
-    au = audit(curated, target_shares, ratings, annotators, item_split)
+    au = audit(curated, target_shares, ratings, annotators, item_split, seed)
     version = f"{rewardbench_nb.__version__}+data.{(data_hash or table_sha256(prompts))[:12]}"
     timestamp = timestamp or dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')
     prov = provenance(dd.table, split_of, version, timestamp)
