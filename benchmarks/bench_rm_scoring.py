@@ -29,6 +29,8 @@ import numpy as np, pandas as pd, torch
 from rewardbench_nb.core import package_versions, write_json, write_text
 from rewardbench_nb.data import load_pairs
 from rewardbench_nb.reward_model import CPU_MAX_TOKENS, RewardModel, length_batches, pair_accuracy
+from rewardbench_nb.curation import md_table
+from _common import busy_note, cpu_info, loadavg
 
 warnings.filterwarnings('ignore', category=UserWarning)
 OUT = Path(__file__).resolve().parent/'results'
@@ -47,12 +49,8 @@ def sample_pairs(n:int, seed:int)->pd.DataFrame:
     pool = pd.concat([load_pairs(s)[['id', 'prompt', 'chosen', 'rejected', 'domain']].assign(set=s) for s in SETS], ignore_index=True)
     return pool.sample(n, random_state=seed).reset_index(drop=True)
 
-def load()->list: return [round(x, 2) for x in os.getloadavg()]
-
 def machine()->dict:
-    info = Path('/proc/cpuinfo').read_text() if Path('/proc/cpuinfo').exists() else ''
-    cpu = next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith('model name')), platform.processor())
-    flags = next((l.split(':', 1)[1].split() for l in info.splitlines() if l.startswith('flags')), [])
+    cpu, flags = cpu_info()
     return dict(platform=platform.platform(), cpu=cpu, cores=os.cpu_count(), torch_threads=torch.get_num_threads(),
                 avx512_bf16='avx512_bf16' in flags, amx_bf16='amx_bf16' in flags, cuda=torch.cuda.is_available(),
                 gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -91,18 +89,18 @@ def baseline_scores(pipe, vis:pd.DataFrame, batch_size:int=8)->np.ndarray:
     out = pipe([dict(text=p, text_pair=r) for p, r in zip(vis.prompt, vis.response)], batch_size=batch_size)
     return np.array([(o[0] if isinstance(o, list) else o)['score'] for o in out], np.float32)
 
-def padded_tokens(lengths:np.ndarray, batches)->int:
+def batch_tokens(lengths:np.ndarray, batches)->int:
     "Tokens computed, padding included, for `batches` of input indices."
     return int(sum(lengths[b].max() * len(b) for b in batches))
 
-def variant(name, scores, seconds, la, n_pairs, lengths, flops, peak, padded)->dict:
+def variant(name, scores, seconds, la, lengths, flops, peak, padded)->dict:
     n = len(scores) // 2
-    return dict(variant=name, seconds=round(seconds, 2), pairs_per_s=round(n_pairs / seconds, 2), inputs_per_s=round(len(scores) / seconds, 2),
+    return dict(variant=name, seconds=round(seconds, 2), pairs_per_s=round(n / seconds, 2), inputs_per_s=round(len(scores) / seconds, 2),
                 real_tokens_per_s=round(lengths.sum() / seconds, 1), padding_share=round(1 - lengths.sum() / padded, 4),
                 gflop_per_s=round(flops / seconds / 1e9, 1), peak_gflop_per_s=peak, share_of_peak=round(flops / seconds / 1e9 / peak, 3),
                 accuracy=pair_accuracy(scores[:n] - scores[n:]), load_average=la)
 
-def run_device(device:str, rm32:RewardModel, rm16:RewardModel, folder, vis, P, R, lengths, flops, n_pairs, rounds:int)->tuple:
+def run_device(device:str, rm32:RewardModel, rm16:RewardModel, folder, vis, P, R, lengths, flops, rounds:int)->tuple:
     """(variants, matmul peaks, scores) on one device. The pairs are scored in `rounds` chunks, the three methods taking
     turns on each chunk (in rotating order), so a change in the machine's load hits all three alike."""
     peaks = {d: matmul_gflops(getattr(torch, d), device) for d in ('float32', 'bfloat16')}
@@ -110,6 +108,7 @@ def run_device(device:str, rm32:RewardModel, rm16:RewardModel, folder, vis, P, R
     for m in (rm32, rm16): m.model.to(device); m.score(P[:16], R[:16])  # warm up kernels
     pipe = make_pipeline(folder, device); baseline_scores(pipe, vis.head(16))
     bs, mt = (32, CPU_MAX_TOKENS) if device == 'cpu' else (128, None)
+    n_pairs = len(P) // 2
     fns = dict(baseline=lambda i: baseline_scores(pipe, vis.iloc[i]),
                fp32=lambda i: rm32.score([P[j] for j in i], [R[j] for j in i], batch_size=bs),
                bf16=lambda i: rm16.score([P[j] for j in i], [R[j] for j in i], batch_size=bs))
@@ -118,25 +117,23 @@ def run_device(device:str, rm32:RewardModel, rm16:RewardModel, folder, vis, P, R
         idx = np.r_[chunk, chunk + n_pairs]  # the chunk's chosen inputs, then its rejected ones (data order)
         names = list(fns); names = names[r % 3:] + names[:r % 3]
         for k in names:
-            la[k].append(load()[0]); t0 = time.perf_counter()
+            la[k].append(loadavg()[0]); t0 = time.perf_counter()
             scores[k][idx] = fns[k](idx); secs[k] += time.perf_counter() - t0
-        pad['baseline'] += padded_tokens(lengths[idx], [np.arange(i, min(i + 8, len(idx))) for i in range(0, len(idx), 8)])
-        pad['fp32'] += padded_tokens(lengths[idx], length_batches(lengths[idx], bs, mt))
+        pad['baseline'] += batch_tokens(lengths[idx], [np.arange(i, min(i + 8, len(idx))) for i in range(0, len(idx), 8)])
+        pad['fp32'] += batch_tokens(lengths[idx], length_batches(lengths[idx], bs, mt))
     pad['bf16'] = pad['fp32']
     la = {k: dict(min=min(v), max=max(v)) for k, v in la.items()}
-    rows = [variant('baseline pipeline fp32, batch 8', scores['baseline'], secs['baseline'], la['baseline'], n_pairs, lengths, flops, peak['float32'], pad['baseline']),
-            variant(f'RewardModel.score fp32, sorted, <= {bs} inputs / {mt or "any"} tokens per batch, a batch per thread', scores['fp32'], secs['fp32'], la['fp32'], n_pairs, lengths, flops, peak['float32'], pad['fp32']),
-            variant(f'RewardModel.score bf16, sorted, <= {bs} inputs / {mt or "any"} tokens per batch, a batch per thread', scores['bf16'], secs['bf16'], la['bf16'], n_pairs, lengths, flops, peak['bfloat16'], pad['bf16'])]
+    ours = f'sorted, <= {bs} inputs / {mt or "any"} tokens per batch, a batch per thread'
+    names = dict(baseline=('baseline pipeline fp32, batch 8', 'float32'), fp32=(f'RewardModel.score fp32, {ours}', 'float32'),
+                 bf16=(f'RewardModel.score bf16, {ours}', 'bfloat16'))
+    rows = [variant(name, scores[k], secs[k], la[k], lengths, flops, peak[dt], pad[k]) for k, (name, dt) in names.items()]
     peaks['matmul_after'] = {d: matmul_gflops(getattr(torch, d), device) for d in ('float32', 'bfloat16')}
     return rows, peaks, scores
 
-def busy_note(res:dict, threads:int)->str:
-    "Whether other work shared the cores: the 1-minute load beyond our own `threads` runnable threads."
-    top = max(res['load_average_at_start'][0], res['load_average_at_end'][0],
-              *(r['load_average']['max'] for d in res['devices'].values() for r in d['variants']))
-    if top > threads + 1: return (f'the machine was BUSY: 1-minute load up to {top} while our {threads} threads ran, so other work shared '
-                                  'the cores; absolute numbers are low and noisy, the ratios (measured in turns) are the meaningful part')
-    return f'the machine was otherwise idle: 1-minute load at most {top}, of which our own {threads} threads account for {threads}'
+def top_load(res:dict)->float:
+    "The highest 1-minute load seen: at the start, the end, or before any timed chunk."
+    return max(res['load_average_at_start'][0], res['load_average_at_end'][0],
+               *(r['load_average']['max'] for d in res['devices'].values() for r in d['variants']))
 
 def markdown(res:dict)->str:
     cols = ['variant', 'seconds', 'pairs_per_s', 'inputs_per_s', 'real_tokens_per_s', 'padding_share', 'gflop_per_s', 'peak_gflop_per_s', 'share_of_peak', 'accuracy']
@@ -147,8 +144,7 @@ def markdown(res:dict)->str:
              f"AVX-512 BF16: {res['machine']['avx512_bf16']}; torch {res['machine']['versions']['torch']}, transformers {res['machine']['versions']['transformers']}. "
              f"Load average at start {res['load_average_at_start']}, at end {res['load_average_at_end']}: {res['busy_note']}\n"]
     for dev, d in res['devices'].items():
-        lines += [f"## {dev}\n", '| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
-        lines += ['| ' + ' | '.join(str(r[c]) for c in cols) + ' |' for r in d['variants']]
+        lines += [f"## {dev}\n", md_table(pd.DataFrame(d['variants'])[cols], floatfmt='')]
         lines += ['', f"matmul GFLOP/s (best at the model's shapes), before: {d['matmul']['float32']} fp32, {d['matmul']['bfloat16']} bf16; "
                       f"after: {d['matmul']['matmul_after']['float32']} fp32, {d['matmul']['matmul_after']['bfloat16']} bf16\n"]
         lines += ['Checks:\n'] + [f"- {k}: {v}" for k, v in d['checks'].items()] + ['']
@@ -156,7 +152,7 @@ def markdown(res:dict)->str:
 
 def main(n_pairs:int=2000, max_length:int=512, seed:int=0, threads:int=2, rounds:int=10, out:Path=OUT):
     torch.set_num_threads(threads)
-    la_start = load()
+    la_start = loadavg()
     pairs = sample_pairs(n_pairs, seed)
     P, R = list(pairs.prompt) * 2, list(pairs.chosen) + list(pairs.rejected)
     rm32, rm16 = RewardModel.load(max_length=max_length, device='cpu'), RewardModel.load(dtype='bfloat16', max_length=max_length, device='cpu')
@@ -173,20 +169,21 @@ def main(n_pairs:int=2000, max_length:int=512, seed:int=0, threads:int=2, rounds
         folder = rm32.save(Path(d)/'rm')
         devices = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
         for dev in devices:
-            rows, peaks, s = run_device(dev, rm32, rm16, folder, vis, P, R, lengths, flops, n_pairs, rounds)
+            rows, peaks, s = run_device(dev, rm32, rm16, folder, vis, P, R, lengths, flops, rounds)
             base, f32, b16 = rows
-            checks = {'bf16 speed-up over baseline (>= 3x)': round(b16['pairs_per_s'] / base['pairs_per_s'], 2),
+            speedup, acc_diff = round(b16['pairs_per_s'] / base['pairs_per_s'], 2), round(100 * (b16['accuracy'] - f32['accuracy']), 2)
+            fp32_dev = float(np.abs(s['fp32'] - s['baseline']).max())
+            checks = {'bf16 speed-up over baseline (>= 3x)': speedup,
                       'fp32 speed-up over baseline': round(f32['pairs_per_s'] / base['pairs_per_s'], 2),
-                      'bf16 accuracy - fp32 accuracy, points (|.| <= 0.5)': round(100 * (b16['accuracy'] - f32['accuracy']), 2),
+                      'bf16 accuracy - fp32 accuracy, points (|.| <= 0.5)': acc_diff,
                       'pairs whose order differs between bf16 and fp32': int(np.sum(np.sign(s['bf16'][:n_pairs] - s['bf16'][n_pairs:]) != np.sign(s['fp32'][:n_pairs] - s['fp32'][n_pairs:]))),
-                      'max |fp32 - baseline| score (<= 1e-4)': float(np.abs(s['fp32'] - s['baseline']).max()),
+                      'max |fp32 - baseline| score (<= 1e-4)': fp32_dev,
                       'max |bf16 - fp32| score': float(np.abs(s['bf16'] - s['fp32']).max()),
                       'score spread (std, fp32)': float(s['fp32'].std())}
-            checks['passed'] = bool(checks['bf16 speed-up over baseline (>= 3x)'] >= 3 and abs(checks['bf16 accuracy - fp32 accuracy, points (|.| <= 0.5)']) <= 0.5
-                                    and checks['max |fp32 - baseline| score (<= 1e-4)'] <= 1e-4)
+            checks['passed'] = bool(speedup >= 3 and abs(acc_diff) <= 0.5 and fp32_dev <= 1e-4)
             res['devices'][dev] = dict(variants=rows, matmul=peaks, checks=checks)
-    res['load_average_at_end'] = load()
-    res['busy_note'] = busy_note(res, threads)
+    res['load_average_at_end'] = loadavg()
+    res['busy_note'] = busy_note(top_load(res), threads)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out/'rm_scoring.json', res)
     write_text(out/'rm_scoring.md', markdown(res))

@@ -8,17 +8,19 @@ accuracy with its bootstrap CI, and the validation accuracy of the same final mo
     python benchmarks/bench_rm_training.py            # full run (~10-20 min on 2 cores); writes results/
     python benchmarks/bench_rm_training.py --quick    # smoke test at toy size; writes nothing to results/
 """
-import argparse, json, os, sys, tempfile, time, warnings
+import argparse, os, tempfile, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1'); os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 warnings.filterwarnings('ignore')
-from rewardbench_nb.core import write_json, write_text, package_versions, load_config, section
+from rewardbench_nb.core import load_config, section, sha256_file, write_json, write_text
 from rewardbench_nb.data import load_pairs, pair_file
-from rewardbench_nb.core import sha256_file
+from rewardbench_nb.curation import md_table
+from rewardbench_nb.reward_model import RewardModel
 from rewardbench_nb.rm_training import (RewardModelConfig, base_model, evaluate_pairs, length_table, quiet,
-                                        train_reward_model, with_length, prepare_pairs, PairCollator)
+                                        train_reward_model, prepare_pairs, PairCollator)
+from _common import busy_note, loadavg
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = dict(description='plain Bradley-Terry loop on MiniLM, bf16 autocast, batch 16, lr 3e-5, 2 epochs, max length 256, '
@@ -51,34 +53,23 @@ def step_throughput(pairs:pd.DataFrame, max_length:int, reps:int=3)->list:
 
 def curve(history:pd.DataFrame)->pd.DataFrame:
     "Held-out points of the curve with the mean training loss/accuracy since the previous point."
-    h, rows, last = history, [], 0.0
-    for _, e in h.dropna(subset=['eval_loss']).iterrows():
-        tr = h[(h.epoch > last) & (h.epoch <= e.epoch)].dropna(subset=['loss'])
+    rows, last = [], 0.0
+    for _, e in history.dropna(subset=['eval_loss']).iterrows():
+        tr = history[(history.epoch > last) & (history.epoch <= e.epoch)].dropna(subset=['loss'])
         rows.append(dict(epoch=round(e.epoch, 2), train_loss=round(tr.loss.mean(), 4), train_accuracy=round(tr.accuracy.mean(), 3),
                          test_loss=round(e.eval_loss, 4), test_accuracy=round(e.eval_accuracy, 3)))
         last = e.epoch
     return pd.DataFrame(rows)
 
-def md_table(rows)->str:
-    "A markdown table of a list of dicts (pandas' to_markdown needs tabulate, which is not a dependency)."
-    df = pd.DataFrame(rows)
-    return '\n'.join(['| ' + ' | '.join(map(str, df.columns)) + ' |', '|' + '---|' * len(df.columns)] +
-                     ['| ' + ' | '.join(map(str, r)) + ' |' for r in df.itertuples(index=False)])
-
-def load_note(before, after, threads:int)->str:
-    "Whether other work shared the cores: the 1-minute load beyond our own `threads` runnable threads."
-    top = max(before[0], after[0])
-    if top > threads + 1: return (f'The machine was shared and busy during this run (1-minute load up to {top:.2f} while our {threads} threads ran): '
-                                  'timings are pessimistic; re-run on a quiet machine for clean timings.')
-    return f'The machine was otherwise idle (1-minute load at most {top:.2f}, of which our own {threads} threads account for up to {threads}).'
+def table(rows)->str: return md_table(pd.DataFrame(rows), floatfmt='')
 
 def markdown(r:dict)->str:
     f, m, t = r['final'], r['final']['test'], r['timing']
     lines = [
         '# Reward-model training benchmark (hh-rlhf harmless)', '',
         f"Run {r['started']} on {r['machine']['cpus']} CPU cores (torch threads {r['machine']['torch_threads']}); "
-        f"load average (1, 5, 15 min) before {r['machine']['loadavg_before']}, after {r['machine']['loadavg_after']}. "
-        f"{r['machine']['load_note']}", '',
+        f"load average (1, 5, 15 min) before {r['machine']['loadavg_before']}, after {r['machine']['loadavg_after']}: "
+        f"{r['machine']['load_note']}.", '',
         f"Data: `{r['data']['file']}` (sha256 `{r['data']['file_sha256'][:16]}…`), train {r['data']['train_rows']} pairs, "
         f"test {r['data']['test_rows']}, validation {r['data']['validation_rows']} (80/10/10 split by prompt hash).", '',
         '## Result', '',
@@ -93,13 +84,13 @@ def markdown(r:dict)->str:
         f"Truncation (train): {r['truncation']['prompt_truncated']} of {r['truncation']['inputs']} inputs lost the start of their prompt, "
         f"{r['truncation']['response_truncated']} the end of their response; {r['truncation']['dropped']} dropped.", '',
         '## Seconds per epoch (training only; held-out evaluations excluded)', '',
-        md_table(t['epochs']), '',
+        table(t['epochs']), '',
         '## Curve (held-out test set; train columns average the steps since the previous point)', '',
-        md_table(r['curve']), '',
+        table(r['curve']), '',
         '## One training step, 32 pairs (64 sequences): float32 vs bf16 autocast', '',
-        md_table(r['step_throughput']), '',
+        table(r['step_throughput']), '',
         '## Token lengths of the train split (share of inputs cut at each max length)', '',
-        md_table(r['length_table']), '',
+        table(r['length_table']), '',
     ]
     return '\n'.join(lines)
 
@@ -109,7 +100,7 @@ def main(argv=None):
     a.add_argument('--out', default=None, help='where to write the results (default: benchmarks/results, or a temporary folder with --quick)')
     args = a.parse_args(argv)
     res_dir = Path(args.out) if args.out else (Path(tempfile.mkdtemp()) if args.quick else ROOT/'benchmarks'/'results')
-    load0, started = os.getloadavg(), time.strftime('%Y-%m-%d %H:%M:%S')
+    load0, started = loadavg(), time.strftime('%Y-%m-%d %H:%M:%S')
     cfg = section(load_config(ROOT/'configs'), 'reward_model', RewardModelConfig)
     train, test, val = (load_pairs(cfg.dataset, split=s) for s in ('train', 'test', 'validation'))
     if args.quick:
@@ -117,18 +108,16 @@ def main(argv=None):
         test, val = test.head(32), val.head(32)
     thr = step_throughput(train, cfg.max_length, reps=1 if args.quick else 3)
     with quiet(): lt = length_table(base_model(cfg), train.head(200) if args.quick else train)
+    src = pair_file(cfg.dataset)
     with tempfile.TemporaryDirectory() as tmp:
         res = train_reward_model(train, cfg, Path(tmp)/'rm', eval_pairs=test,
-                                 provenance=dict(file=str(pair_file(cfg.dataset).relative_to(ROOT)) if pair_file(cfg.dataset).is_relative_to(ROOT) else pair_file(cfg.dataset).name))
-        from rewardbench_nb.reward_model import RewardModel
+                                 provenance=dict(file=str(src.relative_to(ROOT)) if src.is_relative_to(ROOT) else src.name, file_sha256=sha256_file(src)))
         val_m = evaluate_pairs(RewardModel.load(res.model_dir), val, cfg)
-        curves_html = (Path(tmp)/'rm'/'curves.html').read_text()
-    load1 = os.getloadavg()
-    threads = torch.get_num_threads()
-    r = dict(started=started, config=res.log['config'], versions=package_versions(),
-             machine=dict(cpus=os.cpu_count(), torch_threads=threads, loadavg_before=[round(x, 2) for x in load0],
-                          loadavg_after=[round(x, 2) for x in load1], load_note=load_note(load0, load1, threads)),
-             data=dict(file=res.log['provenance']['file'], file_sha256=sha256_file(pair_file(cfg.dataset)), train_sha256=res.log['data']['train']['sha256'],
+    load1, threads = loadavg(), torch.get_num_threads()
+    r = dict(started=started, config=res.log['config'], versions=res.log['versions'],
+             machine=dict(cpus=os.cpu_count(), torch_threads=threads, loadavg_before=load0, loadavg_after=load1,
+                          load_note=busy_note(max(load0[0], load1[0]), threads)),
+             data=dict(file=res.log['provenance']['file'], file_sha256=res.log['provenance']['file_sha256'], train_sha256=res.log['data']['train']['sha256'],
                        train_rows=res.log['data']['train']['rows'], test_rows=len(test), validation_rows=len(val)),
              truncation=res.log['data']['train']['truncation'], timing=res.log['timing'],
              final=dict(test=res.metrics, validation=val_m), curve=curve(res.history).to_dict('records'),

@@ -18,7 +18,7 @@ from scipy.special import expit, log_expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import brier_score_loss, log_loss
 from .core import *
-from .data import load_pairs, pair_file, read_table, split_of
+from .data import load_pairs, pair_file, pair_set, read_table, row_splits
 
 # %% auto #0
 __all__ = ['METHODS', 'STAGE', 'check_margins', 'check_labels', 'check_probs', 'flip_pairs', 'pref_prob', 'fit_temperature',
@@ -161,8 +161,8 @@ class CalibrationReport:
     def probs(self, margins, method:str='temperature')->np.ndarray:
         "P(first response preferred) of signed `margins` under `method`."
         m = check_margins(margins)
-        if method == 'uncalibrated': return expit(m)
-        if method == 'temperature': return expit(m / self.temperature)
+        if method == 'uncalibrated': return pref_prob(m)
+        if method == 'temperature': return pref_prob(m, self.temperature)
         if method == 'isotonic': return self.isotonic.predict(m)
         raise ConfigError(f"method {method!r}: expected one of {', '.join(METHODS)}")
 
@@ -275,8 +275,7 @@ def _stage_model(ctx:dict):
 
 def _pair_set(name:str, ctx:dict)->tuple:
     "(table, source file) of a shipped pair set, from ctx['pairs'] when the data stage loaded it."
-    df = ctx.get('pairs', {}).get(name)
-    return (load_pairs(name) if df is None else df), pair_file(name)
+    return pair_set(name, ctx), pair_file(name)
 
 def _sample(df:pd.DataFrame, n:int, seed:int)->pd.DataFrame:
     return df if not n or len(df) <= n else df.sample(n, random_state=seed).sort_index()
@@ -286,7 +285,7 @@ def _stage_tables(cfg:CalibrationConfig, ctx:dict)->tuple:
     "(fit, test, {transfer set: table}, input files) for the stage."
     f, n, seed = getattr(ctx.get('args'), 'calib_pairs', None), cfg.quick_pairs if ctx.get('quick') else cfg.max_pairs, ctx.get('seed', 0)
     df, src = (read_table(f, 'pairs'), Path(f)) if f else _pair_set(cfg.dataset, ctx)
-    split = df['split'].to_numpy() if 'split' in df.columns else df.prompt.map(split_of).to_numpy()
+    split = row_splits(df)
     fit, test = (_sample(df[split == s], n, seed) for s in (cfg.fit_split, cfg.test_split))
     for s, t in ((cfg.fit_split, fit), (cfg.test_split, test)):
         if not len(t): raise DataError(f"no pairs in split '{s}' (expected train/validation/test in column 'split', or set calibration.{'fit' if s == cfg.fit_split else 'test'}_split)", src)

@@ -16,8 +16,8 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['CRITERIA', 'DOMAINS', 'TRACKED_PACKAGES', 'RBError', 'ConfigError', 'DataError', 'seed_everything', 'RunConfig',
-           'build_config', 'parse_override', 'load_config', 'section', 'atomic_path', 'write_text', 'write_json',
-           'sha256_file', 'package_versions', 'table_sha256', 'Run', 'manifest', 'Stage']
+           'build_config', 'read_toml', 'parse_override', 'load_config', 'section', 'atomic_path', 'write_text',
+           'write_json', 'sha256_file', 'package_versions', 'table_sha256', 'Run', 'manifest', 'Stage']
 
 # %% ../nbs/00_core.ipynb #6d2fb040
 class RBError(Exception):
@@ -78,7 +78,10 @@ def build_config(cls,              # a config dataclass, e.g. `RunConfig`
     return cls(**{k: _check_type(v, known[k].type, f"{source}: key '{k}'") for k,v in values.items()})
 
 # %% ../nbs/00_core.ipynb #d8d4d784
-def _read_toml(path:Path)->dict:
+def read_toml(path)->dict:
+    "The contents of one TOML file; ConfigError when it is missing or not valid TOML."
+    path = Path(path)
+    if not path.is_file(): raise ConfigError(f"{path}: config file not found")
     try: return tomllib.loads(path.read_text(encoding='utf-8'))
     except tomllib.TOMLDecodeError as e: raise ConfigError(f"{path}: not valid TOML ({e})") from None
 
@@ -99,7 +102,7 @@ def load_config(config_dir=None,      # folder of `<section>.toml` files; None =
     cfg, cdir = {}, Path(config_dir) if config_dir else None
     if cdir is not None:
         if not cdir.is_dir(): raise ConfigError(f"{cdir}: config folder not found")
-        for p in sorted(cdir.glob('*.toml')): cfg[p.stem] = _read_toml(p)
+        for p in sorted(cdir.glob('*.toml')): cfg[p.stem] = read_toml(p)
     for o in overrides:
         section, key, value = parse_override(o)
         cfg.setdefault(section, {})[key] = value

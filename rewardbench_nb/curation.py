@@ -537,12 +537,6 @@ def _length_table(items:pd.DataFrame)->tuple[pd.DataFrame, float, str]:
     return tab, p, col
 
 # %% ../nbs/02_curation.ipynb #e81a9685
-def _chi2_stat(ct:np.ndarray)->float:
-    "Pearson chi-square statistic of a contingency table (rows and columns with no counts ignored)."
-    ct = ct[ct.sum(1) > 0][:, ct.sum(0) > 0]
-    e = ct.sum(1, keepdims=True) * ct.sum(0, keepdims=True) / ct.sum()
-    return float(((ct - e) ** 2 / e).sum())
-
 def population_p(item_codes:np.ndarray,  # item index of each rating
                  pop_codes:np.ndarray,   # population index of each rating
                  item_split:np.ndarray,  # split index of each item
@@ -550,7 +544,7 @@ def population_p(item_codes:np.ndarray,  # item index of each rating
     "Permutation p-value of split x population independence, permuting the split labels of items."
     C = np.zeros((len(item_split), pop_codes.max() + 1)); np.add.at(C, (item_codes, pop_codes), 1)
     S = item_split.max() + 1
-    stat = lambda s: _chi2_stat(np.stack([np.bincount(s, weights=C[:, j], minlength=S) for j in range(C.shape[1])]))
+    stat = lambda s: stats.chi2_contingency(np.stack([np.bincount(s, weights=C[:, j], minlength=S) for j in range(C.shape[1])]), correction=False).statistic
     rng, obs = np.random.default_rng(seed), stat(item_split)
     return (1 + sum(stat(rng.permutation(item_split)) >= obs - 1e-9 for _ in range(n_perm))) / (n_perm + 1)
 

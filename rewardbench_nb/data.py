@@ -20,8 +20,9 @@ __all__ = ['SCHEMAS', 'UNIQUE', 'PARSERS', 'QCOLS', 'READERS', 'SOURCES', 'PAIR_
            'SPLITS', 'SQUALITY_CRITERIA', 'RATING_FILES', 'RELIABILITY_FILES', 'RB_SECTIONS', 'RB_RESULTS', 'STAGE',
            'data_dir', 'find_problems', 'DataWarning', 'quarantined', 'validate', 'validate_prompts',
            'validate_ratings', 'validate_preferences', 'validate_pairs', 'read_table', 'list_pairs', 'pair_file',
-           'split_dialogue', 'split_of', 'load_pairs', 'pairs_summary', 'load_ratings', 'load_reliability',
-           'load_rewardbench_results', 'simulate_campaign', 'DataConfig', 'add_data_args', 'run_data']
+           'split_dialogue', 'split_of', 'row_splits', 'load_pairs', 'pair_set', 'pairs_summary', 'load_ratings',
+           'load_reliability', 'load_rewardbench_results', 'simulate_campaign', 'DataConfig', 'add_data_args',
+           'run_data']
 
 # %% ../nbs/01_data.ipynb #786773e9
 def data_dir()->Path:
@@ -440,6 +441,10 @@ def split_of(prompt:str)->str:
     h = int(hashlib.sha256(prompt.encode('utf-8')).hexdigest()[:8], 16) % 100
     return 'train' if h < 80 else 'validation' if h < 90 else 'test'
 
+def row_splits(df:pd.DataFrame)->np.ndarray:
+    "The split of each row: its `split` column, else `split_of` its prompt."
+    return (df['split'] if 'split' in df.columns else df['prompt'].map(split_of)).to_numpy()
+
 # %% ../nbs/01_data.ipynb #18151f32
 def _hh_pairs(name:str, path:Path)->pd.DataFrame:
     "Pairs of the hh-rlhf harmless test file; rows that do not fit go to attrs['quarantine']."
@@ -522,6 +527,11 @@ def load_pairs(name:str,               # one of `list_pairs()`
         df = df[df.split == _check_name(split, SPLITS, 'split')].reset_index(drop=True)
     _warn_quarantine(df, name)
     return df
+
+def pair_set(name:str, ctx:dict|None=None)->pd.DataFrame:
+    "Pair set `name` as the data stage loaded it into `ctx['pairs']`, else `load_pairs(name)`."
+    df = (ctx or {}).get('pairs', {}).get(name)
+    return load_pairs(name) if df is None else df
 
 # %% ../nbs/01_data.ipynb #6673735b
 def pairs_summary(pairs:dict)->pd.DataFrame:

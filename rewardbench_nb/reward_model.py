@@ -205,14 +205,15 @@ def encode(self:RewardModel, prompts, responses)->Encoded:
     P, R = check_texts(prompts, responses)
     EP, ER = (self._backend.encode_batch(t, add_special_tokens=False) for t in (P, R))
     pp, room, n = self._backend.post_processor, self.max_length - self._n_special, len(P)
-    ids, types, ps, re_ = [], [], np.zeros(n, int), np.array([len(r) for r in R])
+    ids, types, ps, full = [], [], np.zeros(n, int), np.array([len(r) for r in R])
+    re_ = full.copy()
     for i, (ep, er) in enumerate(zip(EP, ER)):
         kp, kr = _cut_pair(ep, er, room)
         if kp < len(ep): ps[i] = ep.offsets[len(ep) - kp][0] if kp else len(P[i]); ep.truncate(kp, direction='left')
         if kr < len(er): re_[i] = er.offsets[kr - 1][1] if kr else 0; er.truncate(kr, direction='right')
         m = pp.process(ep, er, add_special_tokens=True) if pp is not None else Encoding.merge([ep, er])
         ids.append(m.ids); types.append(m.type_ids)
-    return Encoded(ids, types, ps, re_, ps > 0, re_ < np.array([len(r) for r in R]))
+    return Encoded(ids, types, ps, re_, ps > 0, re_ < full)
 
 # %% ../nbs/05_reward_model.ipynb #fd5582c7
 @patch

@@ -6,7 +6,7 @@ Docs: https://rewardbench-nb.github.io/rewardbench_nb/rm_training.html.md"""
 
 # %% ../nbs/05a_rm_training.ipynb #938b96d0
 from __future__ import annotations
-import argparse, dataclasses, hashlib, json, math, os, shutil, sys, time, tomllib
+import argparse, dataclasses, json, math, os, shutil, sys, time
 from contextlib import contextmanager
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -15,7 +15,6 @@ import torch, torch.nn.functional as F
 import datasets
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-import transformers.utils.logging as hf_logging
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -23,9 +22,9 @@ from trl import RewardConfig, RewardTrainer
 from trl.trainer.reward_trainer import DataCollatorForPreference
 from trl.trainer.utils import disable_dropout_in_model, pad
 from .core import *
-from .data import load_pairs, pair_file, read_table, split_of
+from .data import load_pairs, pair_file, pair_set, read_table, row_splits
 from .stats import boot_counts, corr_cis
-from .reward_model import RewardModel
+from .reward_model import RewardModel, _quiet_transformers
 
 # %% auto #0
 __all__ = ['QUICK', 'STAGE', 'RewardModelConfig', 'check_config', 'check_table', 'freeze', 'base_model', 'with_length',
@@ -387,13 +386,11 @@ class TrainResult:
 @contextmanager
 def quiet():
     "Silence transformers' and datasets' progress bars and load reports inside the block."
-    bars, ds_bars, level = hf_logging.is_progress_bar_enabled(), datasets.is_progress_bar_enabled(), hf_logging.get_verbosity()
-    hf_logging.disable_progress_bar(); datasets.disable_progress_bars(); hf_logging.set_verbosity_error()
-    try: yield
+    ds_bars = datasets.is_progress_bar_enabled(); datasets.disable_progress_bars()
+    try:
+        with _quiet_transformers(): yield
     finally:
-        if bars: hf_logging.enable_progress_bar()
         if ds_bars: datasets.enable_progress_bars()
-        hf_logging.set_verbosity(level)
 
 def _resume_from(resume, out_dir:Path)->Path|None:
     "The checkpoint to resume from: False -> None; True -> newest under out_dir/checkpoints (None if none); a path -> that checkpoint."
@@ -503,18 +500,11 @@ def _script_parser()->argparse.ArgumentParser:
     add_args(p)
     return p
 
-def _read_config(path)->dict:
-    "The settings of one reward_model.toml file."
-    p = Path(path)
-    if not p.is_file(): raise ConfigError(f"{p}: config file not found")
-    try: return tomllib.loads(p.read_text(encoding='utf-8'))
-    except tomllib.TOMLDecodeError as e: raise ConfigError(f"{p}: not valid TOML ({e})") from None
-
 def main(argv=None)->int:
     "Command-line training; rank 0 prints the held-out metrics as JSON."
     a = _script_parser().parse_args(argv)
     try:
-        raw = _read_config(a.config) if a.config else {}
+        raw = read_toml(a.config) if a.config else {}
         raw.update({k: v for k, v in (parse_override(f'reward_model.{o}')[1:] for o in a.overrides)})
         cfg = apply_args(build_config(RewardModelConfig, raw, a.config or '--set'), a)
         train, test = _stage_pairs(cfg, a, None)
@@ -535,7 +525,7 @@ def scored_items(prompts:pd.DataFrame,      # Prompts table: id, text, response 
     if score_column not in numeric: raise ConfigError(f"reward_model.score_column = {score_column!r}: expected a score column, one of {', '.join(numeric)}")
     df = prompts.rename(columns={'text': 'prompt'})[['id', 'prompt', 'response', *(['domain'] if 'domain' in prompts else [])]].copy()
     df[score_column] = df['id'].map(scores[score_column]).astype(float)
-    df['split'] = df['id'].map(splits.set_index('id')['split']).fillna('removed') if splits is not None else df.prompt.map(split_of)
+    df['split'] = df['id'].map(splits.set_index('id')['split']).fillna('removed') if splits is not None else row_splits(df)
     no_response = ~df.response.map(lambda r: isinstance(r, str) and r.strip() != '')
     unscored, removed = df[score_column].isna() & ~no_response, (df.split == 'removed') & ~no_response & df[score_column].notna()
     out = df[~(no_response | unscored | removed)].reset_index(drop=True)
@@ -546,15 +536,12 @@ def scored_items(prompts:pd.DataFrame,      # Prompts table: id, text, response 
 QUICK = dict(train_rows=128, eval_rows=64, epochs=1.0, max_length=128, evals_per_epoch=0)
 
 def _split_rows(df:pd.DataFrame, split:str)->pd.DataFrame:
-    s = df['split'] if 'split' in df.columns else df.prompt.map(split_of)
-    return df[s.to_numpy() == split].reset_index(drop=True)
+    return df[row_splits(df) == split].reset_index(drop=True)
 
 def _stage_pairs(cfg:RewardModelConfig, args, ctx:dict|None)->tuple:
     "(train, held-out) rows: from --pairs FILE, ctx['pairs'] or the shipped set."
     f = getattr(args, 'rm_pairs', None)
-    if f: df = read_table(f, 'pairs')
-    elif ctx and cfg.dataset in ctx.get('pairs', {}): df = ctx['pairs'][cfg.dataset]
-    else: df = load_pairs(cfg.dataset)
+    df = read_table(f, 'pairs') if f else pair_set(cfg.dataset, ctx)
     return _split_rows(df, cfg.train_split), _split_rows(df, cfg.eval_split)
 
 def _pair_rows(cfg:RewardModelConfig, args, ctx:dict, run:Run)->tuple:

@@ -1,20 +1,12 @@
 "Calibration: ECE/MCE against torchmetrics (test-only oracle), bad input, the `calibrate` stage on real data."
-import argparse, dataclasses, json, os, tomllib
-from pathlib import Path
+import argparse, json
 import numpy as np, pandas as pd, pytest, torch
 from rewardbench_nb.core import DataError, ConfigError, RBError, Run
 from rewardbench_nb.data import load_pairs
-from rewardbench_nb.calibration import (STAGE, CalibrationConfig, brier, calibrate, ece, fit_isotonic, fit_temperature, flip_pairs,
+from rewardbench_nb.calibration import (STAGE, brier, calibrate, ece, fit_isotonic, fit_temperature, flip_pairs,
                                         mce, nll, reliability_bins)
 
-os.environ.setdefault('HF_HUB_OFFLINE', '1')
-ROOT = Path(__file__).resolve().parents[1]
-
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 def cases():
     rng = np.random.default_rng(0)
@@ -91,11 +83,6 @@ def test_temperature_is_order_free_and_recovers_truth():
 def rm():
     from rewardbench_nb.reward_model import RewardModel
     return RewardModel.load(max_length=64)
-
-def test_config_file_matches_defaults():
-    file = tomllib.loads((ROOT/'configs'/'calibration.toml').read_text())
-    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory()) for f in dataclasses.fields(CalibrationConfig)}
-    assert file == defaults
 
 def test_stage_quick(rm, tmp_path):
     run = Run(tmp_path, {}, seed=3, run_id='q')

@@ -27,7 +27,6 @@ def test_every_subcommand_has_help(command):
 
 def one_line_error(r):
     assert r.returncode == 2, (r.stdout, r.stderr)
-    lines = [l for l in r.stderr.splitlines() if l.strip() and not l.startswith(('rbnb:', '  0%', '\r'))]
     assert 'Traceback' not in r.stderr, r.stderr
     return [l for l in r.stderr.splitlines() if l.startswith('rbnb: error:')][0]
 

@@ -252,7 +252,6 @@ def test_simulate_campaign_wrapper():
     D.validate_prompts(a.prompts); D.validate_ratings(a.ratings); D.validate_preferences(a.preferences)
 
 def test_stage_simulates_when_no_files(tmp_path):
-    import rewardbench_nb.simulation
     run = Run(tmp_path/'runs', {}, run_id='s'); ctx = dict(seed=1, quick=True, args=None)
     D.STAGE(run, {'data': {'pair_sets': ['llmbar-natural'], 'quick_prompts': 50}}, ctx)
     assert ctx['campaign'] is not None and ctx['prompts'].id.nunique() == 50

@@ -1,18 +1,11 @@
 "RewardModel on real data: folders that are not models, atomic saves, batch/order invariance, the text form of the encoding."
-import os, shutil
-from pathlib import Path
+import shutil
 import numpy as np, pandas as pd, pytest, torch
 from rewardbench_nb.core import DataError, ConfigError, RBError
 from rewardbench_nb.data import load_pairs
 from rewardbench_nb.reward_model import RewardModel, default_model_path, pair_accuracy, rmbench_accuracy
 
-os.environ.setdefault('HF_HUB_OFFLINE', '1')
-
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    n = torch.get_num_threads(); torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 @pytest.fixture(scope='module')
 def rm(): return RewardModel.load(max_length=128)

@@ -1,5 +1,5 @@
 "Reward-model training: resume after SIGKILL, 2-process data parallelism, bad input, the stage."
-import json, os, signal, subprocess, sys, time
+import argparse, json, os, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from safetensors.numpy import load_file
@@ -96,7 +96,6 @@ def test_resume_refuses_other_data(tmp_path):
         train_reward_model(pairs, RewardModelConfig(), tmp_path, resume=True)
 
 def test_cli_flags():
-    import argparse
     p = argparse.ArgumentParser(); add_args(p)
     a = p.parse_args(['--lr', '2e-5', '--batch-size', '64', '--epochs', '1', '--max-length', '256', '--resume', 'runs/x'])
     cfg = apply_args(RewardModelConfig(), a)
@@ -106,7 +105,6 @@ def test_cli_flags():
     assert main(['--out', 'unused', '--config', str(Path(__file__).parents[1]/'configs'/'reward_model.toml'), '--set', 'seed=x']) == 2
 
 def test_stage_trains_on_a_pairs_file_and_loads_model(tmp_path):
-    import argparse
     hh = load_pairs('hh-rlhf-harmless')
     rows = pd.concat([hh[hh.split == 'train'].head(16), hh[hh.split == 'test'].head(8)])
     f = tmp_path/'pairs.jsonl'
@@ -148,7 +146,6 @@ def test_regression_stage_trains_on_the_curated_scored_campaign(tmp_path):
     assert json.loads((run.dir/'manifest.json').read_text())['status'] == 'complete'
 
 def test_regression_stage_bad_settings(tmp_path):
-    import argparse
     from rewardbench_nb.rm_training import _scored_rows
     cfg = RewardModelConfig(objective='regression')
     with pytest.raises(ConfigError, match="needs the prompts of the data stage and the scores"): _scored_rows(cfg, argparse.Namespace(), {})

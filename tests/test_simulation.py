@@ -57,7 +57,7 @@ def test_noise_budget_is_monotone():
     assert all(x >= y for x, y in zip(d, d[1:])) and d[-1] == 0
 
 def _alpha(c, criterion):
-    import krippendorff as krippendorff  # GPL-3.0: a test oracle only, never imported by the package
+    import krippendorff  # GPL-3.0: a test oracle only, never imported by the package
     m = c.ratings[c.ratings.criterion == criterion].pivot(index='annotator', columns='item', values='likert')
     return krippendorff.alpha(reliability_data=m.to_numpy(float), level_of_measurement='interval')
 

@@ -141,25 +141,29 @@ def _env(jobs:int)->dict:
     env.pop('IN_TEST', None)
     return env
 
-def _exec_key(raw:Path)->str:
-    "What a notebook's outputs depend on: its bytes, the library, configs, data files (size+mtime), this script."
+def _shared_key()->str:
+    "What every notebook's outputs depend on: the library, configs, data files (size+mtime), this script."
     h = hashlib.sha256()
-    for p in [raw, Path(__file__), *sorted((ROOT/'rewardbench_nb').glob('*.py')), *sorted((ROOT/'configs').glob('*'))]:
+    for p in [Path(__file__), *sorted((ROOT/'rewardbench_nb').glob('*.py')), *sorted((ROOT/'configs').glob('*'))]:
         if p.is_file(): h.update(p.read_bytes())
     for p in sorted((ROOT/'data').rglob('*')):
         if p.is_file(): st = p.stat(); h.update(f'{p.relative_to(ROOT)} {st.st_size} {st.st_mtime_ns}'.encode())
     return h.hexdigest()
 
+def _exec_key(raw:Path, shared:str)->str:
+    "What a notebook's outputs depend on: its bytes and `_shared_key()`."
+    return hashlib.sha256(raw.read_bytes() + shared.encode()).hexdigest()
+
 def execute(nbs:list[Path], jobs:int, timeout:float, nbs_dir:Path=NBS, outdir:Path=STAGE/'exec', cache:bool=True)->dict[Path, dict]:
     "Execute notebooks `nbs` (relative to `nbs_dir`) in parallel child processes, `timeout` seconds each; fail naming notebook and cell."
     outdir.mkdir(parents=True, exist_ok=True)
     todo, running, results, errors = list(nbs), [], {}, []
-    env = _env(jobs)
+    env, shared = _env(jobs), _shared_key()
     while todo or running:
         while todo and len(running) < jobs:
             rel = todo.pop(0); tag = rel.with_suffix('').as_posix().replace('/', '__')
             out, log, err, keyf = (outdir/f'{tag}.{x}' for x in ('json', 'log', 'err', 'key'))
-            key = _exec_key(nbs_dir/rel)
+            key = _exec_key(nbs_dir/rel, shared)
             if cache and out.exists() and keyf.exists() and keyf.read_text() == key:
                 results[rel] = json.loads(out.read_text()); print(f'  outputs of {nbs_dir.name}/{rel}: unchanged inputs, reused', flush=True)
                 continue
@@ -441,15 +445,14 @@ def build(only:str|None=None, jobs:int=2, timeout:float=300., cache:bool=True)->
     print(f'docs: {len(nbs)} notebooks: {", ".join(r.with_suffix("").as_posix() for r in nbs)}', flush=True)
     process(nbs, jobs); print(f'  nbdev processing done ({time.time()-t0:.1f}s)', flush=True)
     # a notebook whose visible cells are all markdown (e.g. an index) has nothing to show: no need to run it
-    shown = {r: _shown_code_ids(json.loads((PROC/r).read_text(encoding='utf-8'))) for r in nbs}
-    outputs = execute([r for r in nbs if shown[r]], jobs, timeout, cache=cache)
+    procs = {rel: json.loads((PROC/rel).read_text(encoding='utf-8')) for rel in nbs}
+    outputs = execute([r for r in nbs if _shown_code_ids(procs[r])], jobs, timeout, cache=cache)
     print(f'  notebooks executed ({time.time()-t0:.1f}s)', flush=True)
     import nbformat
     url = doc_url()
     if DOCS_SRC.exists(): shutil.rmtree(DOCS_SRC)
     DOCS_SRC.mkdir(parents=True)
     stems = {r.stem: page_of(r) for r in all_notebooks()}
-    procs = {rel: json.loads((PROC/rel).read_text(encoding='utf-8')) for rel in nbs}
     docs = {rel: docs_notebook(procs[rel], outputs.get(rel), tex_to_mathml) for rel in nbs}
     anchors = {page_of(rel): heading_ids(nb) for rel, nb in docs.items()}
     pages = []
