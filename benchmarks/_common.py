@@ -1,12 +1,33 @@
-"Helpers shared by the benchmark scripts: what machine ran them and how busy it was."
+"Helpers shared by the benchmark scripts: what machine ran them, which CPU capability torch used, and how busy it was."
 import os, platform
 from pathlib import Path
+
+# Environment variables that cap the instruction set torch, oneDNN and MKL use: how an AVX2-only CPU is emulated.
+ISA_CAPS = ('ATEN_CPU_CAPABILITY', 'ONEDNN_MAX_CPU_ISA', 'MKL_ENABLE_INSTRUCTIONS')
+EMULATE_AVX2 = dict(ATEN_CPU_CAPABILITY='avx2', ONEDNN_MAX_CPU_ISA='AVX2', MKL_ENABLE_INSTRUCTIONS='AVX2')
 
 def cpu_info()->tuple:
     "(CPU model name, CPU flags) from /proc/cpuinfo; (platform.processor(), []) where there is none."
     info = Path('/proc/cpuinfo').read_text() if Path('/proc/cpuinfo').exists() else ''
     field = lambda name: next((l.split(':', 1)[1].strip() for l in info.splitlines() if l.startswith(name)), None)
     return field('model name') or platform.processor(), (field('flags') or '').split()
+
+def cpu_kind()->dict:
+    "The CPU as the toolkit sees it: torch's capability, bf16 instructions, the `auto` precision and why, and any ISA cap in effect."
+    import torch
+    from rewardbench_nb.precision import precision
+    cpu, flags = cpu_info()
+    p, caps = precision('cpu'), {k: os.environ[k] for k in ISA_CAPS if k in os.environ}
+    have = [f for f in ('avx2', 'avx512f', 'avx512_bf16', 'amx_bf16') if f in flags]
+    label = f"{p.cpu_capability}, {'native bf16' if p.dtype == 'bfloat16' else 'no native bf16'}"
+    if caps: label += f" (emulated on a CPU with {', '.join(have)}: {' '.join(f'{k}={v}' for k, v in caps.items())})"
+    return dict(cpu=cpu, cores=os.cpu_count(), torch_capability=p.cpu_capability, cpu_flags=have, auto_precision=p.dtype,
+                precision_reason=p.reason, matmul_gflops=dict(bfloat16=p.bf16_gflops, float32=p.fp32_gflops),
+                isa_caps=caps or None, label=label)
+
+def kind_slug(kind:dict)->str:
+    "A file-name tag for a CPU kind, e.g. 'avx512-bf16' or 'avx2'."
+    return kind['torch_capability'].lower() + ('-bf16' if kind['auto_precision'] == 'bfloat16' else '')
 
 def loadavg()->list:
     "The 1, 5 and 15-minute load averages, rounded."

@@ -314,7 +314,8 @@ def run_calibration(run:Run, cfg:CalibrationConfig, ctx:dict):
              *(t.assign(set=k, role='transfer') for k, t in transfer.items())]
     cols = ['id', 'set', 'role', 'domain', 'prompt', 'chosen', 'rejected']
     allp = pd.concat([p.reindex(columns=cols) for p in parts], ignore_index=True)
-    m, y = flip_pairs(rm.score_pairs(allp, cfg.batch_size, progress=True), ctx.get('seed', 0))
+    m, y = flip_pairs(rm.score_pairs(allp, cfg.batch_size, progress=not ctx.get('quiet', False)), ctx.get('seed', 0))
+    run.record('precision', {'calibrate': rm.precision})
     role = allp.role.to_numpy(); f, t = role == 'fit', role == 'test'
     rep = calibrate(m[f], y[f], m[t], y[t], allp.domain[t], cfg.n_bins)
     rep.per_domain = domain_table(rep, m[~f], y[~f], allp.domain[~f])

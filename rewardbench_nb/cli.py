@@ -6,15 +6,16 @@ Docs: https://rewardbench-nb.github.io/rewardbench_nb/cli.html.md"""
 
 # %% ../nbs/90_cli.ipynb #96bd1d06
 from __future__ import annotations
-import argparse, dataclasses, importlib, sys
+import argparse, dataclasses, importlib, signal, sys, threading, warnings
+from contextlib import contextmanager
 from pathlib import Path
 from tqdm.auto import tqdm
 from .core import *
 import rewardbench_nb
 
 # %% auto #0
-__all__ = ['STAGE_MODULES', 'load_stages', 'all_stages', 'stage_plan', 'default_config_dir', 'run_pipeline', 'make_parser',
-           'main']
+__all__ = ['STAGE_MODULES', 'load_stages', 'all_stages', 'stage_plan', 'Interrupted', 'stop_on_signals', 'default_config_dir',
+           'run_pipeline', 'make_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #f4a652df
 STAGE_MODULES = {'data':'data', 'curate':'curation', 'agree':'agreement', 'score':'scoring',
@@ -47,11 +48,38 @@ def stage_plan(stages:dict, targets)->list:
     for t in targets: add(t)
     return [n for n in stages if n in want]
 
+# %% ../nbs/90_cli.ipynb #21452dce
+class Interrupted(KeyboardInterrupt):
+    "The run was stopped by a signal (SIGINT or SIGTERM)."
+    def __init__(self, signum:int): self.signum = signum; super().__init__(signal.Signals(signum).name)
+
+@contextmanager
+def stop_on_signals():
+    "Turn SIGINT and SIGTERM into `Interrupted` inside the block (main thread only), so the run can write its manifest."
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    def stop(signum, frame): raise Interrupted(signum)
+    old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try: yield
+    finally:
+        for s, h in old.items(): signal.signal(s, h)
+
 # %% ../nbs/90_cli.ipynb #154632c2
 def default_config_dir():
     "`configs/` of the current folder when present, else None (the built-in defaults)."
     return Path('configs') if Path('configs').is_dir() else None
 
+def _run_plan(run:Run, plan:list, stages:dict, cfg:dict, ctx:dict, progress:bool):
+    "Run each stage of `plan`; the manifest says complete, failed or interrupted."
+    try:
+        with stop_on_signals():
+            for name in tqdm(plan, desc='rbnb', unit='stage', disable=not progress): stages[name](run, cfg, ctx)
+    except KeyboardInterrupt as e:
+        run.finish('interrupted', f'{type(e).__name__}: {e}' if str(e) else 'KeyboardInterrupt'); raise
+    except BaseException as e:
+        run.finish('failed', f'{type(e).__name__}: {e}'); raise
+    run.finish()
+
+# %% ../nbs/90_cli.ipynb #a3fe8bb3
 def run_pipeline(targets,            # stage names; their needs run first
                  config_dir=None,    # folder of <section>.toml; None = built-in defaults
                  overrides=(),       # `section.key=value` strings
@@ -61,7 +89,7 @@ def run_pipeline(targets,            # stage names; their needs run first
                  run_id:str|None=None, # name of the run folder (default: a timestamp)
                  args=None,          # parsed CLI arguments, passed to stages as ctx['args']
                  stages:dict|None=None, # name -> Stage; default all_stages()
-                 progress:bool=True, # show a progress bar over stages
+                 progress:bool=True, # show progress bars (over stages, and inside long stages)
                 )->tuple:
     "Run `targets` (and what they need) into a new run folder; return (run, ctx)."
     stages = stages or all_stages()
@@ -72,14 +100,9 @@ def run_pipeline(targets,            # stage names; their needs run first
     if quick is not None: rc.quick = quick
     cfg['run'] = dataclasses.asdict(rc)
     run = Run(runs_dir or rc.runs_dir, cfg, seed=rc.seed, run_id=run_id)
-    ctx = dict(seed=rc.seed, quick=rc.quick, args=args or argparse.Namespace(), run_dir=run.dir)
+    ctx = dict(seed=rc.seed, quick=rc.quick, args=args or argparse.Namespace(), run_dir=run.dir, quiet=not progress)
     seed_everything(rc.seed)
-    try:
-        for name in tqdm(plan, desc='rbnb', unit='stage', disable=not progress):
-            stages[name](run, cfg, ctx)
-    except BaseException as e:
-        run.finish('failed', f'{type(e).__name__}: {e}'); raise
-    run.finish()
+    _run_plan(run, plan, stages, cfg, ctx, progress)
     return run, ctx
 
 # %% ../nbs/90_cli.ipynb #a85e4690
@@ -92,6 +115,7 @@ def _common(p):
     g.add_argument('--quick', action='store_true', default=None, help='toy sizes: the whole pipeline in about two minutes')
     g.add_argument('--runs-dir', default=None, help='where run folders go (default: runs/)')
     g.add_argument('--run-id', default=None, help='name of the run folder (default: a timestamp)')
+    g.add_argument('--quiet', action='store_true', help='no progress bars')
 
 def make_parser(stages:dict)->argparse.ArgumentParser:
     "The `rbnb` argument parser: `run` plus one subcommand per stage."
@@ -111,19 +135,29 @@ def make_parser(stages:dict)->argparse.ArgumentParser:
     return p
 
 # %% ../nbs/90_cli.ipynb #a0ece54b
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    "Our own warnings as one line on stderr; everyone else's as Python shows them."
+    if not category.__module__.startswith('rewardbench_nb'): return _PLAIN_WARNING(message, category, filename, lineno, file, line)
+    print(f'rbnb: warning: {message}', file=file or sys.stderr)
+
+_PLAIN_WARNING = warnings.showwarning
+
 def main(argv=None)->int:
     "Entry point of the `rbnb` console script."
+    warnings.showwarning = _show_warning
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
         stages = load_stages(_command_stages(argv))
         args = make_parser(stages).parse_args(argv)
         targets = ([args.until] if args.until else list(stages)) if args.command == 'run' else [args.command]
         run, ctx = run_pipeline(targets, args.config_dir or default_config_dir(), args.overrides, args.seed,
-                                args.quick, args.runs_dir, args.run_id, args, stages)
+                                args.quick, args.runs_dir, args.run_id, args, stages, progress=not args.quiet)
     except RBError as e:
         print(f'rbnb: error: {e}', file=sys.stderr); return 2
-    except KeyboardInterrupt:
-        print('rbnb: interrupted', file=sys.stderr); return 130
+    except KeyboardInterrupt as e:
+        print(f'rbnb: interrupted ({e or "SIGINT"}); the run folder keeps a manifest that says so', file=sys.stderr)
+        return 128 + getattr(e, 'signum', signal.SIGINT)
+    finally: warnings.showwarning = _PLAIN_WARNING
     print(f'rbnb: run {run.id} complete: {run.dir}/manifest.json')
     return 0
 

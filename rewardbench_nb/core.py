@@ -6,7 +6,7 @@ Docs: https://rewardbench-nb.github.io/rewardbench_nb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #5b6b670a
 from __future__ import annotations
-import dataclasses, datetime as dt, hashlib, json, os, platform, random, sys, time, tomllib
+import dataclasses, datetime as dt, hashlib, importlib.util, json, os, platform, random, subprocess, sys, time, tomllib
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, asdict
 from importlib import metadata
@@ -17,7 +17,7 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['CRITERIA', 'DOMAINS', 'TRACKED_PACKAGES', 'RBError', 'ConfigError', 'DataError', 'seed_everything', 'RunConfig',
            'build_config', 'read_toml', 'parse_override', 'load_config', 'section', 'atomic_path', 'write_text',
-           'write_json', 'sha256_file', 'package_versions', 'table_sha256', 'Run', 'manifest', 'Stage']
+           'write_json', 'code_version', 'sha256_file', 'package_versions', 'table_sha256', 'Run', 'manifest', 'Stage']
 
 # %% ../nbs/00_core.ipynb #6d2fb040
 class RBError(Exception):
@@ -47,7 +47,6 @@ def seed_everything(seed:int=0, # the run's seed
                    )->np.random.Generator:
     "Seed python, numpy and torch; return a numpy Generator from `seed`."
     random.seed(seed); np.random.seed(seed % 2**32)
-    os.environ['PYTHONHASHSEED'] = str(seed)
     if 'torch' in sys.modules: sys.modules['torch'].manual_seed(seed)
     return np.random.default_rng(seed)
 
@@ -149,6 +148,21 @@ def write_json(path, obj)->Path:
     "Write `obj` as indented JSON to `path` atomically."
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + '\n')
 
+# %% ../nbs/00_core.ipynb #9dc1342e
+def _git(root:Path, *args)->str|None:
+    "Output of `git -C root args`, or None when git or the repository is missing."
+    try: r = subprocess.run(['git', '-C', str(root), *args], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError): return None
+    return r.stdout.strip() if r.returncode == 0 else None
+
+def code_version()->dict:
+    "The code that ran: git commit and dirty flag when imported from a checkout, else the installed package version."
+    spec = importlib.util.find_spec('rewardbench_nb')
+    root, version = Path(spec.origin).resolve().parent.parent, metadata.version('rewardbench_nb')
+    commit = _git(root, 'rev-parse', 'HEAD') if (root/'.git').exists() else None
+    if commit is None: return dict(source='package', version=version)
+    return dict(source='git', commit=commit, dirty=bool(_git(root, 'status', '--porcelain', '--untracked-files=no')), version=version)
+
 # %% ../nbs/00_core.ipynb #38016f93
 def sha256_file(path)->str:
     "Hex sha256 of a file's bytes."
@@ -183,8 +197,8 @@ class Run:
         self.dir = Path(root)/self.id
         if self.dir.exists(): raise RBError(f"{self.dir}: run folder exists already; choose another run id")
         self.dir.mkdir(parents=True)
-        self.config,self.seed,self.inputs,self.timings = config,seed,{},{}
-        self.started = time.time()
+        self.config,self.seed,self.inputs,self.timings,self.records = config,seed,{},{},{}
+        self.started, self.current = time.time(), None
 
     def path(self, *parts)->Path:
         "Path of an artifact inside the run folder (parent folders created)."
@@ -197,12 +211,20 @@ class Run:
         for f in sorted(path.rglob('*') if path.is_dir() else [path]):
             if f.is_file(): self.inputs[str(f)] = sha256_file(f)
 
-    @contextmanager
-    def stage(self, name:str):
-        "Time a stage into the manifest."
-        t0 = time.perf_counter()
-        try: yield
-        finally: self.timings[name] = round(time.perf_counter() - t0, 3)
+# %% ../nbs/00_core.ipynb #80ba3d11
+@patch
+@contextmanager
+def stage(self:Run, name:str):
+    "Time a stage into the manifest; `run.current` names it while it runs."
+    t0, self.current = time.perf_counter(), name
+    try: yield
+    finally: self.timings[name] = round(time.perf_counter() - t0, 3)
+    self.current = None
+
+@patch
+def record(self:Run, key:str, value:dict):
+    "Note facts about how the run went under `key` of the manifest's records (dicts merge)."
+    self.records[key] = {**self.records.get(key, {}), **value}
 
 # %% ../nbs/00_core.ipynb #8ca9ff29
 def _outputs(run:Run)->dict:
@@ -211,8 +233,8 @@ def _outputs(run:Run)->dict:
 
 def manifest(run:Run, status:str='complete', error:str|None=None)->dict:
     "The manifest of `run` as a dict."
-    return dict(run_id=run.id, status=status, error=error, seed=run.seed, config=run.config,
-                versions=package_versions(), platform=platform.platform(), argv=sys.argv,
+    return dict(run_id=run.id, status=status, error=error, stage=run.current, seed=run.seed, config=run.config,
+                code=code_version(), versions=package_versions(), platform=platform.platform(), argv=sys.argv, records=run.records,
                 started=dt.datetime.fromtimestamp(run.started).isoformat(timespec='seconds'),
                 total_seconds=round(time.time() - run.started, 3), timings=run.timings,
                 inputs=run.inputs, outputs=_outputs(run))

@@ -1,4 +1,4 @@
-"""A reward model scores a (prompt, response) pair with one number. Load and save one, encode pairs so the response survives truncation, and score fast, in fp32 or bf16, with scores that do not depend on batch size or input order.
+"""A reward model scores a (prompt, response) pair with one number. Load and save one, encode pairs so the response survives truncation, and score fast, in the precision this machine runs best, with scores that do not depend on batch size or input order.
 
 Docs: https://rewardbench-nb.github.io/rewardbench_nb/reward_model.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://rewardbench-nb.github.io/rewardbench_nb/reward_model.html.md"""
 
 # %% ../nbs/05_reward_model.ipynb #fd82711b
 from __future__ import annotations
-import contextlib, functools, os, shutil
+import contextlib, functools, os, shutil, warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,10 +18,11 @@ from safetensors import SafetensorError
 from tokenizers import Encoding, Tokenizer
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from .core import *
+from .precision import *
 
 # %% auto #0
-__all__ = ['DTYPES', 'CPU_MAX_TOKENS', 'default_model_path', 'check_model_dir', 'RewardModel', 'Encoded', 'check_texts',
-           'length_batches', 'map_batches', 'pair_accuracy', 'rmbench_accuracy']
+__all__ = ['CPU_MAX_TOKENS', 'default_model_path', 'check_model_dir', 'quiet_transformers', 'RewardModel', 'Encoded',
+           'check_texts', 'length_batches', 'map_batches', 'pair_accuracy', 'rmbench_accuracy']
 
 # %% ../nbs/05_reward_model.ipynb #9e1abe09
 def default_model_path()->Path:
@@ -56,7 +57,7 @@ def _seed_new_weights(model, names, seed:int):
             p.copy_(torch.zeros_like(p) if n.endswith('bias') else torch.randn(p.shape, generator=g, dtype=torch.float32).to(p.dtype) * std)
 
 @contextmanager
-def _quiet_transformers():
+def quiet_transformers():
     "Silence transformers' load report and progress bar (we report new weights ourselves)."
     from transformers.utils import logging as hf
     level, bar = hf.get_verbosity(), hf.is_progress_bar_enabled()
@@ -69,7 +70,7 @@ def _quiet_transformers():
 def _load_classifier(path:Path, seed:int):
     "A 1-output sequence classifier from `path`, with freshly created weights seeded."
     try:
-        with _quiet_transformers(), torch.random.fork_rng(devices=[]): model, info = AutoModelForSequenceClassification.from_pretrained(
+        with quiet_transformers(), torch.random.fork_rng(devices=[]): model, info = AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=1, use_safetensors=True, local_files_only=True, output_loading_info=True, dtype=torch.float32)
     except (OSError, ValueError, RuntimeError, SafetensorError) as e:
         raise DataError(f"cannot load a 1-output sequence classifier ({type(e).__name__}: {str(e).splitlines()[0]}); {_LAYOUT}", path) from None
@@ -77,8 +78,6 @@ def _load_classifier(path:Path, seed:int):
     return model
 
 # %% ../nbs/05_reward_model.ipynb #9d5e10e1
-DTYPES = ('float32', 'bfloat16')
-
 def _head(model):
     "The output head of a transformers sequence classifier (`classifier` or `score`), or None."
     return next((m for n in ('classifier', 'score') if isinstance(m := getattr(model, n, None), torch.nn.Module)), None)
@@ -93,11 +92,16 @@ def _fp32_head(model):
         with torch.autocast(x.device.type, enabled=False): return fwd(x.float(), *args, **kw)
     head.forward, head._rbnb_fp32 = forward, True
 
+# %% ../nbs/05_reward_model.ipynb #7b58babe
+def _body_linears(model)->list:
+    "(name, module) of the linear layers outside the output head."
+    head = _head(model); skip = set(head.modules()) if head is not None else set()
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m not in skip]
+
 @contextmanager
 def _bf16_linears(model):
     "Give the linear layers outside the head bfloat16 weights for one scoring call; restore the float32 ones after."
-    head = _head(model); skip = set(head.modules()) if head is not None else set()
-    saved = [(m, m.weight, m.bias) for m in model.modules() if isinstance(m, torch.nn.Linear) and m not in skip]
+    saved = [(m, m.weight, m.bias) for _, m in _body_linears(model)]
     with torch.no_grad():
         for m, w, b in saved:
             m.weight = torch.nn.Parameter(w.to(torch.bfloat16), requires_grad=False)
@@ -106,6 +110,16 @@ def _bf16_linears(model):
     finally:
         for m, w, b in saved: m.weight, m.bias = w, b
 
+# %% ../nbs/05_reward_model.ipynb #60509dab
+def _int8_copy(model):
+    "A copy of `model` whose linear layers outside the head are dynamically quantized to int8 (per-channel weights)."
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+    spec = {n: per_channel_dynamic_qconfig for n, _ in _body_linears(model)}
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='.*(torch.ao.quantization|quantized tensor creation).*')
+        return quantize_dynamic(model, spec, dtype=torch.qint8, inplace=False).eval()
+
+# %% ../nbs/05_reward_model.ipynb #414b596b
 def _plain_backend(tokenizer)->Tokenizer:
     "A copy of the tokenizer's Rust backend without padding or truncation."
     bt = getattr(tokenizer, 'backend_tokenizer', None)
@@ -117,21 +131,22 @@ def _plain_backend(tokenizer)->Tokenizer:
 class RewardModel:
     "A transformers sequence classifier with one output that scores (prompt, response) pairs."
     def __init__(self, model, tokenizer,
-                 dtype:str='float32',       # 'float32' or 'bfloat16' (autocast; weights stay float32)
+                 dtype:str='auto',          # 'auto', 'float32', 'bfloat16' or 'int8' (CPU scoring; see `precision`)
                  max_length:int|None=None,  # tokens per input; None = saved value or the model's limit
                 ):
-        if dtype not in DTYPES: raise ConfigError(f"dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-        self.model, self.tokenizer, self.dtype = model.eval(), tokenizer, dtype
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.requested_dtype, self.dtype = dtype, resolve_dtype(dtype, self.device)
         limit = min(getattr(model.config, 'max_position_embeddings', None) or 10**9, tokenizer.model_max_length)
         self.max_length = int(max_length or getattr(model.config, 'reward_max_length', None) or limit)
         self._backend, self._n_special = _plain_backend(tokenizer), tokenizer.num_special_tokens_to_add(pair=True)
         if self.max_length < self._n_special + 2: raise ConfigError(f"max_length {self.max_length}: expected at least {self._n_special + 2} tokens")
         self._types = 'token_type_ids' in tokenizer.model_input_names
-        if dtype == 'bfloat16': _fp32_head(model)
+        if self.dtype == 'bfloat16': _fp32_head(model)
+        self._scorer = _int8_copy(model) if self.dtype == 'int8' else model
 
     @classmethod
     def load(cls, path=None,            # model folder (save_pretrained layout); None = the shipped MiniLM
-             dtype:str='float32',       # 'float32' or 'bfloat16'
+             dtype:str='auto',          # 'auto', 'float32', 'bfloat16' or 'int8'
              max_length:int|None=None,  # tokens per input; None = saved value or the model's limit
              seed:int=0,                # initialises a freshly created reward head
              device=None,               # torch device; None = 'cuda' when available, else 'cpu'
@@ -145,9 +160,14 @@ class RewardModel:
     @property
     def device(self)->torch.device: return next(self.model.parameters()).device
 
+    @property
+    def precision(self)->dict:
+        "The precision asked for, the one used, and what `auto` decided on this device and why."
+        return dict(requested=self.requested_dtype, used=self.dtype, auto=precision(self.device).as_dict())
+
     def __repr__(self):
-        n = sum(p.numel() for p in self.model.parameters())
-        return f"RewardModel({type(self.model).__name__}, {n/1e6:.1f}M parameters, {self.dtype}, max_length={self.max_length}, {self.device})"
+        n, auto = sum(p.numel() for p in self.model.parameters()), ' (auto)' if self.requested_dtype == 'auto' else ''
+        return f"RewardModel({type(self.model).__name__}, {n/1e6:.1f}M parameters, {self.dtype}{auto}, max_length={self.max_length}, {self.device})"
 
 # %% ../nbs/05_reward_model.ipynb #c1c699b7
 @dataclass
@@ -275,7 +295,7 @@ def score_encoded(self:RewardModel, enc:Encoded, batch_size:int=32, progress:boo
     def run(idx):  # inference_mode and autocast are per thread
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             b = {k: v.to(dev) for k, v in _collate(enc, idx, pad, self._types).items()}
-            out[idx] = self.model(**b).logits[:, 0].float().cpu().numpy()
+            out[idx] = self._scorer(**b).logits[:, 0].float().cpu().numpy()
     batches = length_batches(enc.lengths, batch_size, max_tokens or (CPU_MAX_TOKENS if dev.type == 'cpu' else None))
     with _bf16_linears(self.model) if bf16 else contextlib.nullcontext(): map_batches(run, batches, dev.type == 'cpu', progress)
     return out
@@ -302,7 +322,7 @@ def save(self:RewardModel, path, # destination folder
     self.model.config.reward_max_length = self.max_length
     old = path.with_name(f'.{path.name}.{os.getpid()}.old')
     with atomic_path(path) as tmp:
-        with _quiet_transformers(): self.model.save_pretrained(tmp); self.tokenizer.save_pretrained(tmp)
+        with quiet_transformers(): self.model.save_pretrained(tmp); self.tokenizer.save_pretrained(tmp)
         check_model_dir(tmp)
         if path.exists(): os.replace(path, old)
     if old.exists(): shutil.rmtree(old)

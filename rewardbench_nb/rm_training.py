@@ -24,15 +24,18 @@ from trl.trainer.utils import disable_dropout_in_model, pad
 from .core import *
 from .data import load_pairs, pair_file, pair_set, read_table, row_splits
 from .stats import boot_counts, corr_cis
-from .reward_model import RewardModel, _quiet_transformers
+from .precision import precision, resolve_dtype
+from .reward_model import RewardModel, quiet_transformers
+from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['QUICK', 'STAGE', 'RewardModelConfig', 'check_config', 'check_table', 'freeze', 'base_model', 'with_length',
-           'length_table', 'LengthGroupedSampler', 'padded_tokens', 'PairCollator', 'ScoreCollator', 'accuracy_ci',
-           'PairwiseRewardTrainer', 'ScoreRegressionTrainer', 'last_checkpoint', 'train_spec', 'check_resume',
-           'Prepared', 'prepare_pairs', 'prepare_scored', 'world_size', 'trainer_args', 'history_frame', 'plot_curves',
-           'EpochTimer', 'evaluate_pairs', 'evaluate_scored', 'TrainResult', 'quiet', 'train_reward_model', 'add_args',
-           'apply_args', 'main', 'scored_items', 'run_train_rm']
+__all__ = ['TRAIN_DTYPES', 'QUICK', 'STAGE', 'RewardModelConfig', 'check_config', 'check_table', 'freeze', 'base_model',
+           'with_length', 'length_table', 'LengthGroupedSampler', 'padded_tokens', 'PairCollator', 'ScoreCollator',
+           'accuracy_ci', 'PairwiseRewardTrainer', 'ScoreRegressionTrainer', 'last_checkpoint', 'train_spec',
+           'check_resume', 'Prepared', 'prepare_pairs', 'prepare_scored', 'world_size', 'train_dtype', 'trainer_args',
+           'history_frame', 'plot_curves', 'EpochTimer', 'StepProgress', 'evaluate_pairs', 'evaluate_scored',
+           'TrainResult', 'quiet', 'train_reward_model', 'add_args', 'apply_args', 'main', 'scored_items',
+           'run_train_rm']
 
 # %% ../nbs/05a_rm_training.ipynb #2919e1eb
 @dataclass
@@ -42,7 +45,8 @@ class RewardModelConfig:
     base_model:str = ''              # save_pretrained folder to start from; '' = the shipped MiniLM
     dataset:str = 'hh-rlhf-harmless' # shipped pair set the pipeline stage trains on
     train_split:str = 'train'        # split the stage trains on
-    eval_split:str = 'test'          # held-out split: curve and final accuracy (never used to pick a model)
+    eval_split:str = 'validation'    # split of the curve and of every choice (epochs, settings)
+    test_split:str = 'test'          # split read once, at the end, for the reported accuracy
     max_pairs:int = 0                # train on the first n rows only (0 = all)
     learning_rate:float = 5e-5       # peak AdamW learning rate
     batch_size:int = 32              # rows per optimizer step over all processes (each process gets batch_size/world)
@@ -51,7 +55,7 @@ class RewardModelConfig:
     warmup_ratio:float = 0.1         # share of the steps with linear warm-up
     lr_scheduler:str = 'linear'      # decay after warm-up (a transformers scheduler name)
     weight_decay:float = 0.0         # AdamW weight decay
-    bf16:bool = True                 # bfloat16 autocast (CPU and GPU); weights and optimizer stay float32
+    dtype:str = 'auto'               # 'auto' (bf16 autocast only where native), 'float32' or 'bfloat16'; weights stay float32
     group_by_length:bool = True      # batches of similar length, in shuffled order (less padding)
     freeze_embeddings:bool = True    # keep the token embeddings fixed (half the weights; faster, less overfitting)
     freeze_layers:int = 0            # keep the lowest n encoder layers fixed too
@@ -66,6 +70,7 @@ class RewardModelConfig:
     seed:int = 0                     # head initialisation and data order (the pipeline uses the run's seed)
 
 # %% ../nbs/05a_rm_training.ipynb #bb59fc99
+TRAIN_DTYPES = ('auto', 'float32', 'bfloat16')
 _SCHEDULERS = ('linear', 'cosine', 'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup', 'inverse_sqrt')
 
 def check_config(cfg:RewardModelConfig, world:int=1)->RewardModelConfig:
@@ -73,6 +78,7 @@ def check_config(cfg:RewardModelConfig, world:int=1)->RewardModelConfig:
     bad = lambda k, want: ConfigError(f"reward_model.{k} = {getattr(cfg, k)!r}: expected {want}")
     if cfg.objective not in ('pairwise', 'regression'): raise bad('objective', "'pairwise' or 'regression'")
     if cfg.lr_scheduler not in _SCHEDULERS: raise bad('lr_scheduler', ' or '.join(_SCHEDULERS))
+    if cfg.dtype not in TRAIN_DTYPES: raise bad('dtype', ' or '.join(map(repr, TRAIN_DTYPES)))
     if not 0 < cfg.learning_rate < 1: raise bad('learning_rate', 'a number in (0, 1), e.g. 3e-5')
     if cfg.batch_size < world or cfg.batch_size % world: raise bad('batch_size', f'a multiple of the {world} processes')
     if cfg.epochs <= 0: raise bad('epochs', 'a positive number')
@@ -126,7 +132,7 @@ def freeze(model,               # a BERT-style sequence classifier
 
 def base_model(cfg:RewardModelConfig)->RewardModel:
     "The RewardModel to start from: head seeded by `cfg.seed`, dropout off, frozen parts frozen."
-    rm = RewardModel.load(cfg.base_model or None, max_length=cfg.max_length, seed=cfg.seed, device='cpu')
+    rm = RewardModel.load(cfg.base_model or None, 'float32', cfg.max_length, cfg.seed, device='cpu')
     disable_dropout_in_model(rm.model)
     freeze(rm.model, cfg.freeze_embeddings, cfg.freeze_layers)
     return rm
@@ -304,6 +310,10 @@ def world_size()->int:
     "Processes in this (possibly torchrun-launched) job."
     return int(os.environ.get('WORLD_SIZE', '1'))
 
+def train_dtype(cfg:RewardModelConfig)->str:
+    "The precision training runs in: `cfg.dtype` with 'auto' resolved for this machine's device."
+    return resolve_dtype(cfg.dtype, 'cuda' if torch.cuda.is_available() else 'cpu', TRAIN_DTYPES)
+
 def trainer_args(cfg:RewardModelConfig, out_dir, n_rows:int, has_eval:bool)->TrainingArguments:
     "`RewardConfig` (pairwise) or `TrainingArguments` (regression) for `cfg`."
     world = world_size(); check_config(cfg, world)
@@ -312,7 +322,7 @@ def trainer_args(cfg:RewardModelConfig, out_dir, n_rows:int, has_eval:bool)->Tra
     common = dict(output_dir=str(Path(out_dir)/'checkpoints'), per_device_train_batch_size=cfg.batch_size // world,
                   per_device_eval_batch_size=cfg.eval_batch_size, learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
                   warmup_steps=cfg.warmup_ratio, lr_scheduler_type=cfg.lr_scheduler, weight_decay=cfg.weight_decay,
-                  bf16=cfg.bf16, use_cpu=not torch.cuda.is_available(), activation_checkpointing=False, seed=cfg.seed, data_seed=cfg.seed,
+                  bf16=train_dtype(cfg) == 'bfloat16', use_cpu=not torch.cuda.is_available(), activation_checkpointing=False, seed=cfg.seed, data_seed=cfg.seed,
                   save_strategy='steps' if cfg.save_steps else 'epoch', save_steps=cfg.save_steps or 500, save_total_limit=2,
                   eval_strategy='steps' if eval_steps else 'no', eval_steps=eval_steps, prediction_loss_only=cfg.objective == 'regression',
                   logging_steps=max(1, steps // 10), logging_first_step=True, report_to='none', disable_tqdm=True,
@@ -349,6 +359,20 @@ class EpochTimer(TrainerCallback):
         wall = time.perf_counter() - self._t
         self.epochs.append(dict(epoch=round(state.epoch, 3), seconds=round(wall - self._eval, 2), eval_seconds=round(self._eval, 2)))
 
+# %% ../nbs/05a_rm_training.ipynb #f2dec9d3
+class StepProgress(TrainerCallback):
+    "A progress bar over optimizer steps, with the estimated time left and the latest loss (first process only)."
+    def __init__(self, desc:str='train-rm', disable:bool=False): self.desc, self.disable, self.bar = desc, disable, None
+    def on_train_begin(self, args, state, control, **kw):
+        if state.is_world_process_zero and not self.disable:
+            self.bar = tqdm(total=state.max_steps, desc=self.desc, unit='step', leave=False, dynamic_ncols=True)
+    def on_step_end(self, args, state, control, **kw):
+        if self.bar is not None: self.bar.update(state.global_step - self.bar.n)
+    def on_log(self, args, state, control, logs=None, **kw):
+        if self.bar is not None and logs and 'loss' in logs: self.bar.set_postfix(loss=f"{logs['loss']:.3f}")
+    def on_train_end(self, args, state, control, **kw):
+        if self.bar is not None: self.bar.close(); self.bar = None
+
 # %% ../nbs/05a_rm_training.ipynb #2bbca32c
 def evaluate_pairs(rm:RewardModel, pairs:pd.DataFrame, cfg:RewardModelConfig)->dict:
     "Held-out accuracy (strict), its bootstrap CI and the mean reward margin."
@@ -364,23 +388,29 @@ def evaluate_scored(rm:RewardModel, items:pd.DataFrame, cfg:RewardModelConfig)->
         out |= {c.method: c.estimate, f'{c.method}_low': c.low, f'{c.method}_high': c.high}
     return out
 
+# %% ../nbs/05a_rm_training.ipynb #006c8f5a
+def _metric_rows(metrics:dict)->list:
+    "(label, text) of each split's headline metric."
+    def text(m):
+        if 'accuracy' in m: return f"{m['accuracy']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}] (n={m['n']})"
+        return f"MSE {m['mse']:.4f}, Spearman {m['spearman']:.3f} (n={m['n']})"
+    return [(f'{split} {"accuracy" if "accuracy" in m else "fit"}', text(m)) for split, m in metrics.items()]
+
 # %% ../nbs/05a_rm_training.ipynb #b9bed3fe
 @dataclass
 class TrainResult:
     "What `train_reward_model` produced."
     model_dir:Path        # the saved model (save_pretrained layout)
     log_path:Path         # training_log.json
-    metrics:dict          # held-out metrics (empty without eval rows, or on processes other than the first)
+    metrics:dict          # held-out metrics by split ('validation', 'test'); empty on processes other than the first
     history:pd.DataFrame  # logged metrics per step
     log:dict              # the whole training log
     def _repr_markdown_(self):
-        m, lg = self.metrics, self.log
-        rows = [('rows trained', lg['data']['train']['rows']), ('inputs cut (prompt / response)',
-                 f"{lg['data']['train']['truncation']['prompt_truncated']} / {lg['data']['train']['truncation']['response_truncated']} of {lg['data']['train']['truncation']['inputs']}"),
+        lg, tr = self.log, self.log['data']['train']['truncation']
+        rows = [('rows trained', lg['data']['train']['rows']), ('precision', lg['precision']['used']),
+                ('inputs cut (prompt / response)', f"{tr['prompt_truncated']} / {tr['response_truncated']} of {tr['inputs']}"),
                 ('steps', lg['steps']), ('train seconds', lg['timing']['train_seconds']), ('resumed from', lg['resumed_from'] or '-')]
-        if 'accuracy' in m: rows.insert(0, ('held-out accuracy', f"{m['accuracy']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}] (n={m['n']})"))
-        if 'mse' in m: rows.insert(0, ('held-out MSE / Spearman', f"{m['mse']:.4f} / {m['spearman']:.3f} (n={m['n']})"))
-        return '| | |\n|---|---|\n' + '\n'.join(f'| {k} | {v} |' for k, v in rows)
+        return '| | |\n|---|---|\n' + '\n'.join(f'| {k} | {v} |' for k, v in [*_metric_rows(self.metrics), *rows])
 
 # %% ../nbs/05a_rm_training.ipynb #9efba671
 @contextmanager
@@ -388,7 +418,7 @@ def quiet():
     "Silence transformers' and datasets' progress bars and load reports inside the block."
     ds_bars = datasets.is_progress_bar_enabled(); datasets.disable_progress_bars()
     try:
-        with _quiet_transformers(): yield
+        with quiet_transformers(): yield
     finally:
         if ds_bars: datasets.enable_progress_bars()
 
@@ -401,10 +431,11 @@ def _resume_from(resume, out_dir:Path)->Path|None:
     if found is None: raise ConfigError(f"{p}: no complete checkpoint to resume from (expected checkpoint-<step>/trainer_state.json)")
     return found
 
-def _make_trainer(cfg, rm:RewardModel, train:Prepared, evals:Prepared|None, out_dir:Path, timer):
+# %% ../nbs/05a_rm_training.ipynb #61b0f9c2
+def _make_trainer(cfg, rm:RewardModel, train:Prepared, evals:Prepared|None, out_dir:Path, callbacks:list):
     "The pairwise or regression trainer over prepared data."
     args, tok = trainer_args(cfg, out_dir, train.n, evals is not None), rm.tokenizer
-    kw = dict(model=rm.model, args=args, train_dataset=train.dataset, processing_class=tok, callbacks=[timer],
+    kw = dict(model=rm.model, args=args, train_dataset=train.dataset, processing_class=tok, callbacks=callbacks,
               eval_dataset=evals.dataset.select(np.argsort(evals.lengths, kind='stable')) if evals else None)
     if cfg.objective == 'regression': trainer = ScoreRegressionTrainer(**kw, data_collator=ScoreCollator(tok.pad_token_id))
     else: trainer = PairwiseRewardTrainer(**kw, data_collator=PairCollator(pad_token_id=tok.pad_token_id))
@@ -423,47 +454,57 @@ def _write_log(out_dir:Path, log:dict, history:pd.DataFrame)->Path:
 def train_reward_model(pairs,                   # Pairs (prompt, chosen, rejected[, margin]) or, for regression, scored items (prompt, response, score)
                        cfg:RewardModelConfig|None=None, # settings; None = defaults
                        out_dir='reward_model',  # folder for the model, log, curve and checkpoints
-                       eval_pairs=None,         # held-out rows of the same kind: curve and final metrics
+                       eval_pairs=None,         # validation rows of the same kind: the curve, and final validation metrics
                        resume=False,            # True: continue from the newest checkpoint in out_dir (fresh if none); or a checkpoint path
                        provenance:dict|None=None, # where the rows came from (files, sha256), copied into the log
+                       test_pairs=None,         # test rows: scored once, after training, for the reported metrics
+                       progress:bool=False,     # show a progress bar over the optimizer steps
                       )->TrainResult:
     "Train a reward model on `pairs` (Bradley-Terry) or scored items (MSE) and write model, log and curve to `out_dir`."
-    with quiet(): return _train(pairs, cfg, out_dir, eval_pairs, resume, provenance)
+    with quiet(): return _train(pairs, cfg, out_dir, eval_pairs, test_pairs, resume, provenance, progress)
 
 def _check_rows(table, cfg:RewardModelConfig):
     "The rows checked for `cfg.objective` (before any weights are read)."
     if cfg.objective == 'regression': return check_table(table, ('prompt', 'response'), (cfg.score_column,), 'scored items')
     return check_table(table, ('prompt', 'chosen', 'rejected'), ('margin',) if cfg.use_margin else ())
 
+# %% ../nbs/05a_rm_training.ipynb #65eeda84
 def _log(cfg, spec, ckpt, trainer, train:Prepared, evals, provenance, timing:dict, history)->dict:
     "The training log (without the held-out metrics)."
     data = lambda p: dict(rows=p.n, sha256=p.sha256, truncation=p.truncation) if p else None
     return dict(config=asdict(cfg), spec=spec, resumed_from=str(ckpt) if ckpt else None, steps=trainer.state.global_step,
                 world_size=world_size(), seed=cfg.seed, provenance=provenance or {}, data=dict(train=data(train), eval=data(evals)),
+                precision=dict(requested=cfg.dtype, used=train_dtype(cfg), auto=precision().as_dict()),
                 timing=timing, history=history.to_dict('records'), versions=package_versions(),
                 machine=dict(cpus=os.cpu_count(), torch_threads=torch.get_num_threads(), loadavg=os.getloadavg(), cuda=torch.cuda.is_available()))
 
-def _train(pairs, cfg, out_dir, eval_pairs, resume, provenance)->TrainResult:
+def _final_metrics(cfg, model_dir:Path, held_out:dict)->dict:
+    "Metrics of the saved model, loaded back in float32, on each held-out table: {split: metrics}."
+    rm = RewardModel.load(model_dir, 'float32')
+    score = evaluate_scored if cfg.objective == 'regression' else evaluate_pairs
+    return {name: score(rm, rows, cfg) for name, rows in held_out.items() if rows is not None}
+
+# %% ../nbs/05a_rm_training.ipynb #54dc1167
+def _train(pairs, cfg, out_dir, eval_pairs, test_pairs, resume, provenance, progress)->TrainResult:
     cfg, out, t0 = check_config(cfg or RewardModelConfig(), world_size()), Path(out_dir), time.perf_counter()
     pairs = _check_rows(pairs, cfg).head(cfg.max_pairs or None)
-    if eval_pairs is not None: eval_pairs = _check_rows(eval_pairs, cfg)
+    eval_pairs, test_pairs = (None if t is None else _check_rows(t, cfg) for t in (eval_pairs, test_pairs))
     rm, prepare = base_model(cfg), prepare_scored if cfg.objective == 'regression' else prepare_pairs
     train, evals = prepare(pairs, rm, cfg), (prepare(eval_pairs, rm, cfg) if eval_pairs is not None else None)
     spec, ckpt = train_spec(cfg, train.sha256, world_size()), _resume_from(resume, out)
     if ckpt is not None: check_resume(spec, ckpt.parent)
     timer, timing = EpochTimer(), dict(prepare_seconds=round(time.perf_counter() - t0, 2))
-    trainer = _make_trainer(cfg, rm, train, evals, out, timer)
+    trainer = _make_trainer(cfg, rm, train, evals, out, [timer, StepProgress(disable=not progress)])
     if trainer.is_world_process_zero(): write_json(out/'checkpoints'/'train_spec.json', spec)
     t1 = time.perf_counter(); trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     timing.update(train_seconds=round(time.perf_counter() - t1, 2), epochs=timer.epochs)
     history = history_frame(trainer.state.log_history)
     log, metrics = _log(cfg, spec, ckpt, trainer, train, evals, provenance, timing, history), {}
     if trainer.is_world_process_zero():
-        rm.model.eval(); rm.save(out/'model')
-        t2 = time.perf_counter()
-        if evals:  # the saved model, as users load it: the trained object keeps the trainer's mixed-precision forward
-            metrics = (evaluate_scored if cfg.objective == 'regression' else evaluate_pairs)(RewardModel.load(out/'model'), evals.table, cfg)
-        log.update(metrics=metrics); timing.update(eval_seconds=round(time.perf_counter() - t2, 2), total_seconds=round(time.perf_counter() - t0, 2))
+        rm.model.eval(); rm.save(out/'model'); t2 = time.perf_counter()
+        metrics = _final_metrics(cfg, out/'model', dict(validation=eval_pairs, test=test_pairs))
+        log.update(metrics=metrics, test_read_once=test_pairs is not None)
+        timing.update(eval_seconds=round(time.perf_counter() - t2, 2), total_seconds=round(time.perf_counter() - t0, 2))
         _write_log(out, log, history)
         if not cfg.keep_checkpoints: shutil.rmtree(out/'checkpoints', ignore_errors=True)
     return TrainResult(out/'model', out/'training_log.json', metrics, history, log)
@@ -495,8 +536,8 @@ def _script_parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m rewardbench_nb.rm_training', description='Train a reward model (one process, or under torchrun / accelerate launch).')
     p.add_argument('--out', required=True, help='output folder (model/, training_log.json, curves.html, checkpoints/)')
     p.add_argument('--config', default=None, help='a reward_model.toml (default: built-in defaults)')
-    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE', help='override one setting, e.g. --set bf16=false')
-    p.add_argument('--n-eval', type=int, default=0, help='evaluate on the first n held-out pairs only (0 = all)')
+    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE', help='override one setting, e.g. --set dtype=float32')
+    p.add_argument('--n-eval', type=int, default=0, help='evaluate on the first n validation and test pairs only (0 = all)')
     add_args(p)
     return p
 
@@ -507,8 +548,9 @@ def main(argv=None)->int:
         raw = read_toml(a.config) if a.config else {}
         raw.update({k: v for k, v in (parse_override(f'reward_model.{o}')[1:] for o in a.overrides)})
         cfg = apply_args(build_config(RewardModelConfig, raw, a.config or '--set'), a)
-        train, test = _stage_pairs(cfg, a, None)
-        res = train_reward_model(train, cfg, a.out, test.head(a.n_eval) if a.n_eval else test, resume=a.rm_resume or False)
+        train, val, test = _stage_pairs(cfg, a, None)
+        cut = lambda t: t.head(a.n_eval) if a.n_eval and t is not None else t
+        res = train_reward_model(train, cfg, a.out, cut(val), resume=a.rm_resume or False, test_pairs=cut(test))
     except RBError as e:
         print(f'rm_training: error: {e}', file=sys.stderr); return 2
     if int(os.environ.get('RANK', '0')) == 0: print(json.dumps(res.metrics))
@@ -539,48 +581,57 @@ def _split_rows(df:pd.DataFrame, split:str)->pd.DataFrame:
     return df[row_splits(df) == split].reset_index(drop=True)
 
 def _stage_pairs(cfg:RewardModelConfig, args, ctx:dict|None)->tuple:
-    "(train, held-out) rows: from --pairs FILE, ctx['pairs'] or the shipped set."
+    "(train, validation, test) rows from --pairs FILE, ctx['pairs'] or the shipped set; None for a split without rows."
     f = getattr(args, 'rm_pairs', None)
     df = read_table(f, 'pairs') if f else pair_set(cfg.dataset, ctx)
-    return _split_rows(df, cfg.train_split), _split_rows(df, cfg.eval_split)
+    train, val, test = (_split_rows(df, s) for s in (cfg.train_split, cfg.eval_split, cfg.test_split))
+    return train, *(t if len(t) else None for t in (val, test))
 
 def _pair_rows(cfg:RewardModelConfig, args, ctx:dict, run:Run)->tuple:
-    "(train, held-out, provenance) of the preference pairs (pairwise)."
+    "(train, validation, test, provenance) of the preference pairs (pairwise)."
     src = getattr(args, 'rm_pairs', None) or pair_file(cfg.dataset)
     run.add_input(src)
     return *_stage_pairs(cfg, args, ctx), dict(file=str(src), file_sha256=sha256_file(src))
 
+# %% ../nbs/05a_rm_training.ipynb #d82d12a4
 def _scored_rows(cfg:RewardModelConfig, args, ctx:dict)->tuple:
-    "(train, held-out, provenance) of the campaign's scored items (regression)."
+    "(train, validation, test, provenance) of the campaign's scored items (regression)."
     if getattr(args, 'rm_pairs', None): raise ConfigError("--pairs is for pairwise training; objective 'regression' trains on the scores of the score stage")
     if ctx.get('scores') is None or ctx.get('prompts') is None:
         raise ConfigError("train-rm: objective 'regression' needs the prompts of the data stage and the scores of the score stage")
     items = scored_items(ctx['prompts'], ctx['scores'], cfg.score_column, ctx.get('splits'))
-    train, test = (items[items.split == s].reset_index(drop=True) for s in (cfg.train_split, cfg.eval_split))
+    train, val, test = (items[items.split == s].reset_index(drop=True) for s in (cfg.train_split, cfg.eval_split, cfg.test_split))
     if not len(train): raise DataError(f"no scored item with a response in split {cfg.train_split!r} (splits present: "
                                        f"{', '.join(sorted(items.split.unique())) or 'none'}; left out: {items.attrs['left_out']})", field='reward_model.train_split')
     prov = dict(source='scores of the score stage joined with the prompts of the data stage', score_column=cfg.score_column,
                 splits='curate stage' if ctx.get('splits') is not None else 'sha256 of the prompt', items=len(items),
                 left_out=items.attrs['left_out'], rows_per_split=items.split.value_counts().to_dict())
-    return train, test if len(test) else None, prov
+    return train, val if len(val) else None, test if len(test) else None, prov
 
 def _previous_checkpoint(run:Run)->Path|None:
     "Newest complete checkpoint left by an unfinished train-rm in another run folder next to `run`."
     found = [c for d in run.dir.parent.glob('*/reward_model/checkpoints') if d.parent.parent != run.dir and (c := last_checkpoint(d))]
     return max(found, key=lambda c: c.stat().st_mtime) if found else None
 
+# %% ../nbs/05a_rm_training.ipynb #622ddffb
+def _quick(cfg:RewardModelConfig)->RewardModelConfig:
+    "`cfg` at the toy sizes of `--quick`."
+    return dataclasses.replace(cfg, epochs=QUICK['epochs'], max_length=min(cfg.max_length, QUICK['max_length']),
+                               max_pairs=QUICK['train_rows'], evals_per_epoch=min(cfg.evals_per_epoch, QUICK['evals_per_epoch']))
+
 def run_train_rm(run:Run, cfg:RewardModelConfig, ctx:dict):
-    "Stage `train-rm`: train on the train split, evaluate on the held-out split, put the model in ctx['reward_model']."
+    "Stage `train-rm`: train on the train split, curve on validation, test once; put the model in ctx['reward_model']."
     args, quick = ctx.get('args'), ctx.get('quick', False)
     cfg = apply_args(dataclasses.replace(cfg, seed=ctx.get('seed', cfg.seed)), args)
-    if quick: cfg = dataclasses.replace(cfg, epochs=QUICK['epochs'], max_length=min(cfg.max_length, QUICK['max_length']),
-                                        max_pairs=QUICK['train_rows'], evals_per_epoch=min(cfg.evals_per_epoch, QUICK['evals_per_epoch']))
-    train, test, prov = _scored_rows(cfg, args, ctx) if cfg.objective == 'regression' else _pair_rows(cfg, args, ctx, run)
-    if quick and test is not None: test = test.head(QUICK['eval_rows'])
+    if quick: cfg = _quick(cfg)
+    train, val, test, prov = _scored_rows(cfg, args, ctx) if cfg.objective == 'regression' else _pair_rows(cfg, args, ctx, run)
+    if quick: val, test = (None if t is None else t.head(QUICK['eval_rows']) for t in (val, test))
     resume = getattr(args, 'rm_resume', None)
     resume = (_previous_checkpoint(run) or False) if resume is True else (resume or False)
-    res = train_reward_model(train, cfg, run.path('reward_model'), eval_pairs=test, resume=resume,
-                             provenance=prov | dict(train_split=cfg.train_split, eval_split=cfg.eval_split))
+    res = train_reward_model(train, cfg, run.path('reward_model'), eval_pairs=val, resume=resume, test_pairs=test,
+                             provenance=prov | dict(train_split=cfg.train_split, eval_split=cfg.eval_split, test_split=cfg.test_split),
+                             progress=not ctx.get('quiet', False))
+    run.record('precision', {'train-rm': res.log['precision']})
     ctx['rm_training'], ctx['reward_model'] = res, RewardModel.load(res.model_dir)
 
 STAGE = Stage('train-rm', 'Train a reward model: Bradley-Terry on preference pairs (TRL RewardTrainer), or regression on the scored campaign.',

@@ -1,5 +1,5 @@
 "The `rbnb` console script as a user runs it: help, one-line errors, a complete quick run."
-import json, os, subprocess, sys
+import json, os, re, subprocess, sys
 from pathlib import Path
 import pytest
 
@@ -47,11 +47,21 @@ def test_failed_run_writes_failed_manifest(tmp_path):
     assert m['status'] == 'failed' and 'nope.csv' in m['error']
 
 def test_quick_run_is_complete_and_reproducible(tmp_path):
-    for rid in ('a', 'b'):
-        r = rbnb('run', '--quick', '--runs-dir', tmp_path, '--run-id', rid)
+    "Two quick runs, the second --quiet: both complete, the same tables; progress bars (with time left) only in the first."
+    err = {}
+    for rid, extra in (('a', ()), ('b', ('--quiet',))):
+        r = rbnb('run', '--quick', '--runs-dir', tmp_path, '--run-id', rid, *extra)
         assert r.returncode == 0, r.stderr[-3000:]
+        err[rid] = r.stderr
+    assert re.search(r'rbnb: +\d+%\|', err['a']), err['a'][-2000:]                        # the stage bar
+    assert 'train-rm:' in err['a'] and 'step' in err['a'] and '<' in err['a'], err['a'][-2000:]  # ETA: [elapsed<left]
+    assert 'scoring:' in err['a']                                                                 # calibrate's bar
+    assert '%|' not in err['b'] and 'it/s' not in err['b'], err['b'][-2000:]
     ma, mb = (json.loads((tmp_path/rid/'manifest.json').read_text()) for rid in ('a', 'b'))
-    assert ma['status'] == 'complete'
+    assert ma['status'] == 'complete' and ma['stage'] is None
+    assert {'train-rm', 'calibrate'} <= set(ma['records']['precision'])
+    assert ma['records']['precision']['train-rm']['used'] in ('float32', 'bfloat16')
+    assert ma['code']['source'] in ('git', 'package') and ma['code']['version']
     assert set(ma['timings']) == set(stage_names())
     assert ma['inputs'] and all(len(h) == 64 for h in ma['inputs'].values())
     for f, h in ma['outputs'].items(): assert (tmp_path/'a'/f).exists(), f
@@ -59,3 +69,22 @@ def test_quick_run_is_complete_and_reproducible(tmp_path):
     tables = [f for f in ma['outputs'] if f.endswith(('.csv', '.parquet')) and 'provenance' not in f]
     assert tables
     assert {f: ma['outputs'][f] for f in tables} == {f: mb['outputs'].get(f) for f in tables}
+
+def test_sigterm_leaves_an_interrupted_manifest(tmp_path):
+    "A run stopped by SIGTERM (kill, a scheduler, a container stop) writes a manifest saying so, with its stage, and exits 143."
+    import signal, time
+    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1'}
+    p = subprocess.Popen([*RBNB, 'run', '--quick', '--quiet', '--runs-dir', str(tmp_path), '--run-id', 'k'], cwd=ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    spec, t0 = tmp_path/'k'/'reward_model'/'checkpoints'/'train_spec.json', time.time()
+    while not spec.exists():  # written when training starts
+        assert p.poll() is None, p.communicate()[1][-2000:]
+        assert time.time() - t0 < 600, 'training never started'
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 143, err[-2000:]
+    m = json.loads((tmp_path/'k'/'manifest.json').read_text())
+    assert (m['status'], m['stage'], m['error']) == ('interrupted', 'train-rm', 'Interrupted: SIGTERM')
+    assert 'Traceback' not in err and 'rbnb: interrupted (SIGTERM)' in err
+    assert not (tmp_path/'k'/'reward_model'/'model').exists()  # no half-written model

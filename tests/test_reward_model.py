@@ -1,5 +1,5 @@
 "RewardModel on real data: folders that are not models, atomic saves, batch/order invariance, the text form of the encoding."
-import shutil
+import json, os, platform, shutil, subprocess, sys
 import numpy as np, pandas as pd, pytest, torch
 from rewardbench_nb.core import DataError, ConfigError, RBError
 from rewardbench_nb.data import load_pairs
@@ -8,7 +8,7 @@ from rewardbench_nb.reward_model import RewardModel, default_model_path, pair_ac
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 @pytest.fixture(scope='module')
-def rm(): return RewardModel.load(max_length=128)
+def rm(): return RewardModel.load(max_length=128, dtype='float32')
 
 @pytest.fixture(scope='module')
 def mixed():
@@ -39,7 +39,7 @@ def test_corrupt_weights_are_a_clear_error(tmp_path):
     with pytest.raises(DataError, match='cannot load a 1-output sequence classifier'): RewardModel.load(tmp_path)
 
 def test_bad_dtype_and_length():
-    with pytest.raises(ConfigError, match="dtype 'fp16'"): RewardModel.load(dtype='fp16')
+    with pytest.raises(ConfigError, match="dtype 'fp16': expected one of auto, float32, bfloat16, int8"): RewardModel.load(dtype='fp16')
     with pytest.raises(ConfigError, match='max_length 3'): RewardModel.load(max_length=3)
 
 def test_head_is_seeded(rm):
@@ -54,7 +54,7 @@ def test_save_round_trip_and_replace(rm, mixed, tmp_path):
     dest = rm.save(tmp_path/'model')
     assert {'config.json', 'model.safetensors', 'tokenizer.json'} <= {p.name for p in dest.iterdir()}
     assert not list(dest.glob('*.bin'))
-    back = RewardModel.load(dest)
+    back = RewardModel.load(dest, dtype='float32')
     assert back.max_length == 128
     np.testing.assert_array_equal(back.score(mixed.prompt, mixed.chosen), rm.score(mixed.prompt, mixed.chosen))
     rm.save(dest)  # over an existing model folder: replaced, nothing left behind
@@ -147,3 +147,34 @@ def test_rmbench_three_by_three(rm):
     acc = rmbench_accuracy(m)
     assert set(acc) == {'hard', 'normal', 'easy', 'mean'} and abs(acc['mean'] - np.mean(m > 0)) < 1e-12
     with pytest.raises(DataError, match=r'expected \(n, k, k\)'): rmbench_accuracy(m[:, 0])
+
+AVX2 = {'ATEN_CPU_CAPABILITY': 'avx2', 'ONEDNN_MAX_CPU_ISA': 'AVX2', 'MKL_ENABLE_INSTRUCTIONS': 'AVX2'}
+PROBE = '''
+import json, warnings
+from rewardbench_nb.precision import bf16_speedup, precision
+from rewardbench_nb.reward_model import RewardModel
+with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter('always')
+    auto, forced = RewardModel.load(max_length=32), RewardModel.load(dtype='bfloat16', max_length=32)
+print(json.dumps(dict(auto=auto.dtype, forced=forced.dtype, speed=bf16_speedup('cpu'), precision=precision('cpu').as_dict(),
+                      warnings=[f'{w.category.__name__}: {w.message}' for w in seen if 'Precision' in w.category.__name__])))
+'''
+
+@pytest.mark.skipif(platform.machine() not in ('x86_64', 'AMD64'), reason='emulates an AVX2-only x86 CPU')
+def test_auto_is_float32_and_bf16_warns_on_a_cpu_without_native_bf16():
+    "On a CPU limited to AVX2 (emulated with torch's and oneDNN's ISA caps), auto picks float32 and a forced bf16 warns how slow it is."
+    r = subprocess.run([sys.executable, '-c', PROBE], env={**os.environ, **AVX2}, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out['precision']['cpu_capability'] == 'AVX2' and out['auto'] == 'float32' and out['forced'] == 'bfloat16'
+    bf16, fp32 = out['speed']
+    if bf16 < fp32:  # emulated bf16 is slow: one warning, one line, saying how much slower
+        assert len(out['warnings']) == 1 and '\n' not in out['warnings'][0], out['warnings']
+        assert 'slower than float32 here' in out['warnings'][0] and "use dtype='auto' or 'float32'" in out['warnings'][0]
+
+def test_int8_scores_follow_fp32(rm, mixed):
+    "int8 (dynamic quantization, CPU) is an opt-in: close to float32 in order, float32 weights kept for saving."
+    r32 = rm.score(mixed.prompt, mixed.chosen)
+    r8 = RewardModel(rm.model, rm.tokenizer, 'int8', rm.max_length).score(mixed.prompt, mixed.chosen)
+    assert np.corrcoef(r8, r32)[0, 1] > 0.9 and r8.dtype == np.float32
+    assert all(type(m) is torch.nn.Linear for m in rm.model.modules() if isinstance(m, torch.nn.Linear))

@@ -5,14 +5,15 @@ import numpy as np, pandas as pd, pytest
 from safetensors.numpy import load_file
 from rewardbench_nb.core import ConfigError, DataError, Run, write_json
 from rewardbench_nb.data import load_pairs
+from rewardbench_nb.reward_model import RewardModel
 from rewardbench_nb.rm_training import (RewardModelConfig, STAGE, add_args, apply_args, last_checkpoint, main,
                                         train_reward_model, train_spec)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'TOKENIZERS_PARALLELISM': 'false'}
 # A tiny but real run: 32 hh-rlhf train pairs, 2 epochs of 4 steps (batch 8), 48 tokens, float32,
-# a checkpoint after every step, 16 held-out pairs evaluated at each epoch end and at the end.
-TINY = ['--set', 'max_pairs=32', '--batch-size', '8', '--epochs', '2', '--max-length', '48', '--set', 'bf16=false',
+# a checkpoint after every step, 16 validation pairs evaluated at each epoch end, 16 test pairs at the end.
+TINY = ['--set', 'max_pairs=32', '--batch-size', '8', '--epochs', '2', '--max-length', '48', '--set', 'dtype=float32',
         '--set', 'save_steps=1', '--set', 'evals_per_epoch=1', '--n-eval', '16']
 RESUME_TOL = 1e-6   # resumed vs uninterrupted: the same float32 arithmetic, so equal (tolerance for safety)
 DDP_TOL = 1e-4      # 2 gloo processes vs 1, same rows per step; only summation order and padding differ.
@@ -35,7 +36,9 @@ def test_reference_run_log(reference):
     assert tr['rows'] == 32 and tr['truncation']['dropped'] == 0
     assert tr['truncation']['prompt_truncated'] > 0      # 48 tokens cut many prompts: counted, trained on
     assert lg['steps'] == 8 and len(lg['timing']['epochs']) == 2
-    assert len(tr['sha256']) == 64 and lg['metrics']['n'] == 16
+    assert len(tr['sha256']) == 64 and lg['metrics']['validation']['n'] == lg['metrics']['test']['n'] == 16 and lg['test_read_once']
+    assert lg['precision'] == dict(requested='float32', used='float32', auto=lg['precision']['auto'])
+    assert lg['provenance'] == {} and lg['config']['eval_split'] == 'validation'
     assert {'loss', 'accuracy', 'eval_accuracy'} <= set(pd.DataFrame(lg['history']).columns)
     assert not (reference/'checkpoints').exists()          # removed once the run finished
     assert sorted(p.name for p in (reference/'model').glob('*.safetensors')) == ['model.safetensors']
@@ -58,8 +61,9 @@ def test_resume_after_sigkill_matches_uninterrupted(reference, tmp_path):
     lg, ref = log(out), log(reference)
     assert lg['resumed_from'].endswith(f'checkpoint-{killed_at}') or int(lg['resumed_from'].rsplit('-', 1)[1]) >= killed_at
     assert max_diff(weights(out), weights(reference)) <= RESUME_TOL
-    assert lg['metrics']['accuracy'] == ref['metrics']['accuracy']
-    assert abs(lg['metrics']['mean_margin'] - ref['metrics']['mean_margin']) <= RESUME_TOL
+    for split in ('validation', 'test'):
+        assert lg['metrics'][split]['accuracy'] == ref['metrics'][split]['accuracy']
+        assert abs(lg['metrics'][split]['mean_margin'] - ref['metrics'][split]['mean_margin']) <= RESUME_TOL
     assert lg['steps'] == ref['steps'] == 8
 
 def test_two_processes_gloo_match_one(reference, tmp_path):
@@ -72,7 +76,7 @@ def test_two_processes_gloo_match_one(reference, tmp_path):
     assert lg['world_size'] == 2 and lg['steps'] == ref['steps']
     d = max_diff(weights(out), weights(reference))
     assert d <= DDP_TOL, d
-    assert abs(lg['metrics']['mean_margin'] - ref['metrics']['mean_margin']) <= DDP_TOL
+    assert abs(lg['metrics']['test']['mean_margin'] - ref['metrics']['test']['mean_margin']) <= DDP_TOL
     h, hr = pd.DataFrame(lg['history']).dropna(subset=['loss']), pd.DataFrame(ref['history']).dropna(subset=['loss'])
     np.testing.assert_allclose(h.loss.to_numpy(), hr.loss.to_numpy(), atol=DDP_TOL)
 
@@ -115,11 +119,15 @@ def test_stage_trains_on_a_pairs_file_and_loads_model(tmp_path):
     STAGE(run, cfg, ctx)
     res = ctx['rm_training']
     assert (run.dir/'reward_model'/'model'/'model.safetensors').exists() and (run.dir/'reward_model'/'curves.html').exists()
-    assert res.metrics['n'] == 8 and res.log['data']['train']['rows'] == 16 and res.log['seed'] == 0
+    assert set(res.metrics) == {'test'} and res.metrics['test']['n'] == 8  # the file has no validation rows: no curve, test once
+    assert res.log['data']['train']['rows'] == 16 and res.log['seed'] == 0
     assert res.log['config']['learning_rate'] == 3e-5 and res.log['provenance']['file_sha256'] == run.inputs[str(f)]
     assert ctx['reward_model'].max_length == 48
     m = ctx['reward_model'].score_pairs(rows.tail(8))  # the saved model, loaded back: the metrics are its metrics
-    assert abs(float((m > 0).mean()) - res.metrics['accuracy']) < 1e-9 and abs(float(m.mean()) - res.metrics['mean_margin']) < 1e-6
+    t = res.metrics['test']  # scored in float32; the stage's model scores in the auto precision
+    m32 = RewardModel.load(res.model_dir, 'float32').score_pairs(rows.tail(8))
+    assert abs(float((m32 > 0).mean()) - t['accuracy']) < 1e-9 and abs(float(m32.mean()) - t['mean_margin']) < 1e-6
+    assert np.abs(m - m32).max() < 0.05 * max(np.abs(m32).max(), 1e-3)
 
 def test_stage_resume_finds_the_unfinished_run(tmp_path):
     from rewardbench_nb.rm_training import _previous_checkpoint
@@ -141,8 +149,9 @@ def test_regression_stage_trains_on_the_curated_scored_campaign(tmp_path):
     assert prov['splits'] == 'curate stage' and prov['score_column'] == 'final' and prov['rows_per_split']['train'] == n_train
     assert prov['items'] + sum(prov['left_out'].values()) == len(ctx['prompts'])
     assert res.log['data']['train']['rows'] == min(n_train, 128)
-    assert {'mse', 'spearman', 'spearman_low', 'spearman_high', 'kendall'} <= set(res.metrics) and res.metrics['n'] == 64
-    assert res.metrics['spearman_low'] <= res.metrics['spearman'] <= res.metrics['spearman_high']
+    t = res.metrics['test']
+    assert {'mse', 'spearman', 'spearman_low', 'spearman_high', 'kendall'} <= set(t) and t['n'] == 64
+    assert t['spearman_low'] <= t['spearman'] <= t['spearman_high']
     assert json.loads((run.dir/'manifest.json').read_text())['status'] == 'complete'
 
 def test_regression_stage_bad_settings(tmp_path):
