@@ -187,8 +187,8 @@ def main():
             r[part] = dict(build=bench_build, iteration=bench_iteration, bon=bench_bon)[part]() if part in ('build', 'iteration', 'bon') else \
                       bench_stages(tmp) if part == 'stages' else bench_proof(tmp, a.proof_iterations)
             print(json.dumps(r[part])[:600], flush=True)
-    r['load'] = dict(start=start, end=loadavg(), top=watch.top, note=busy_note(watch.top, torch.get_num_threads()))
-    write_json(path, r); write_text(path.with_suffix('.md'), report(r))
+            r['load'] = dict(start=start, end=loadavg(), top=watch.top, note=busy_note(watch.top, torch.get_num_threads()))
+            write_json(path, r); write_text(path.with_suffix('.md'), report(r))  # after each part: a crash keeps the rest
     print(path.with_suffix('.md').read_text())
 
 if __name__ == '__main__':

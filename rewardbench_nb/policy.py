@@ -40,9 +40,10 @@ PLAIN_QUOTES = str.maketrans({'\u2019': "'", '\u2018': "'", '\u201c': '"', '\u20
 def dialogue_text(prompt:str,               # hh-rlhf dialogue up to and including the last "\n\nAssistant:"
                   response:str|None=None,   # the final Assistant turn; None for a prompt
                  )->str:
-    "The text the policy reads: plain quotes, EOS after every Assistant turn (the final one only when `response` is given)."
+    "The text the policy reads: plain quotes, EOS after every Assistant turn (the last one only with a `response`)."
     parts = _TURN.split(prompt.translate(PLAIN_QUOTES))  # [head, marker, body, marker, body, ...]
-    turns = [parts[i] + parts[i + 1] + (EOS if parts[i] == ASSISTANT and i + 2 < len(parts) else '') for i in range(1, len(parts), 2)]
+    ends = lambda i: EOS if parts[i] == ASSISTANT and i + 2 < len(parts) else ''  # a complete Assistant turn
+    turns = [parts[i] + parts[i + 1] + ends(i) for i in range(1, len(parts), 2)]
     text = parts[0] + ''.join(turns)
     return text if response is None else text + response.translate(PLAIN_QUOTES) + EOS
 
@@ -55,7 +56,7 @@ def corpus(split:str='train', # 'train', 'validation' or 'test' (01_data's promp
         df = load_pairs('hh-rlhf-harmless', split=split)
     return [dialogue_text(p, c) for p, c in zip(df.prompt, df.chosen)]
 
-# %% ../nbs/08_policy.ipynb #8618525f
+# %% ../nbs/08_policy.ipynb #1d94bb04
 def train_tokenizer(texts,                 # training text
                     vocab_size:int=4096,   # entries, including the 256 bytes and the two special tokens
                    )->PreTrainedTokenizerFast:
@@ -65,9 +66,10 @@ def train_tokenizer(texts,                 # training text
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[EOS, PAD], show_progress=False,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, pad_token=PAD, model_max_length=10**6)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, bos_token=EOS, pad_token=PAD,
+                                   model_max_length=10**6)
 
-# %% ../nbs/08_policy.ipynb #4121dff5
+# %% ../nbs/08_policy.ipynb #f9dd4664
 @dataclass
 class PolicyConfig:
     "Settings of the policy build (configs/policy.toml)."
@@ -84,7 +86,7 @@ class PolicyConfig:
     seed:int = 0                 # weights and block order
     dtype:str = 'auto'           # 'auto' (bf16 autocast only where native), 'float32' or 'bfloat16'
 
-# %% ../nbs/08_policy.ipynb #acace38a
+# %% ../nbs/08_policy.ipynb #20356d27
 def check_policy_config(cfg:PolicyConfig)->PolicyConfig:
     "Raise ConfigError for settings no build could use; return `cfg`."
     bad = lambda k, want: ConfigError(f"policy.{k} = {getattr(cfg, k)!r}: expected {want}")
@@ -97,7 +99,7 @@ def check_policy_config(cfg:PolicyConfig)->PolicyConfig:
     if cfg.dtype not in ('auto', 'float32', 'bfloat16'): raise bad('dtype', "'auto', 'float32' or 'bfloat16'")
     return cfg
 
-# %% ../nbs/08_policy.ipynb #1736ea73
+# %% ../nbs/08_policy.ipynb #14eb47ab
 def make_model(cfg:PolicyConfig,              # sizes and seed
                tokenizer:PreTrainedTokenizerFast, # gives the vocabulary size and the special ids
               )->GPT2LMHeadModel:
@@ -110,7 +112,7 @@ def make_model(cfg:PolicyConfig,              # sizes and seed
         torch.manual_seed(cfg.seed)
         return GPT2LMHeadModel(conf).float()
 
-# %% ../nbs/08_policy.ipynb #835ef01c
+# %% ../nbs/08_policy.ipynb #77168250
 def blocks(tokenizer, texts, context:int)->torch.Tensor:
     "The concatenated token ids of `texts`, cut into rows of `context` (the ragged tail dropped)."
     ids = np.concatenate([np.asarray(i, dtype=np.int64) for i in tokenizer(list(texts))['input_ids']])
@@ -123,7 +125,7 @@ def block_order(n_blocks:int, steps:int, batch_size:int, seed:int)->np.ndarray:
     order = np.concatenate([np.random.default_rng([seed, e]).permutation(n_blocks) for e in range(epochs)])
     return order[:steps * batch_size].reshape(steps, batch_size)
 
-# %% ../nbs/08_policy.ipynb #b847030b
+# %% ../nbs/08_policy.ipynb #371f63a4
 @contextmanager
 def one_thread():
     "Run torch on one intra-op thread inside the block."
@@ -140,7 +142,7 @@ def map_shards(fn,            # fn(shard) -> result
         if workers <= 1 or len(shards) <= 1: return [fn(s) for s in shards]
         with ThreadPoolExecutor(workers) as ex: return list(ex.map(fn, shards))
 
-# %% ../nbs/08_policy.ipynb #37ae1684
+# %% ../nbs/08_policy.ipynb #35064038
 def shard_count(device=None)->int:
     "Shards per batch on `device`: torch's thread count on CPU, 1 on a GPU."
     return torch.get_num_threads() if torch.device(device or 'cpu').type == 'cpu' else 1
@@ -149,7 +151,7 @@ def split_rows(rows, n:int)->list:
     "`rows` (indices) cut into at most `n` contiguous, non-empty shards."
     return [s for s in np.array_split(np.asarray(rows), max(1, n)) if len(s)]
 
-# %% ../nbs/08_policy.ipynb #6f9065f9
+# %% ../nbs/08_policy.ipynb #513ff4eb
 def _optimizer(model, cfg:PolicyConfig):
     "AdamW with decay on matrices only, linear warm-up then cosine decay to 0."
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -164,7 +166,7 @@ def policy_dtype(cfg:PolicyConfig)->str:
     "The precision the build trains in: `cfg.dtype` with 'auto' resolved for this machine."
     return resolve_dtype(cfg.dtype, 'cuda' if torch.cuda.is_available() else 'cpu', ('auto', 'float32', 'bfloat16'))
 
-# %% ../nbs/08_policy.ipynb #1d63d118
+# %% ../nbs/08_policy.ipynb #a0dec145
 def lm_grads(model, xb:torch.Tensor, n_rows:int, bf16:bool)->tuple:
     "(gradients, summed loss) of the next-token loss of blocks `xb`, as their share of a batch of `n_rows`."
     with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=bf16): logits = model(input_ids=xb).logits[:, :-1]
@@ -175,17 +177,20 @@ def sum_grads(params, shard_grads:list):
     "Set each parameter's `.grad` to the sum of its shard gradients, in shard order."
     for p, *gs in zip(params, *shard_grads): p.grad = sum(gs[1:], gs[0].clone())
 
-# %% ../nbs/08_policy.ipynb #7a916e78
+# %% ../nbs/08_policy.ipynb #e9d8d4e3
 def train_steps(model, X:torch.Tensor, cfg:PolicyConfig, progress:bool=False)->list:
     "Train `model` on blocks `X` for `cfg.steps` steps in place; the loss of every step."
     opt, sched = _optimizer(model, cfg)
-    order, bf16, dev = block_order(len(X), cfg.steps, cfg.batch_size, cfg.seed), policy_dtype(cfg) == 'bfloat16', model.device
+    order, dev = block_order(len(X), cfg.steps, cfg.batch_size, cfg.seed), model.device
+    bf16 = policy_dtype(cfg) == 'bfloat16'
     params, workers, losses = list(model.parameters()), shard_count(dev), []
     model.train()
-    with tqdm(total=cfg.steps, desc='policy', unit='step', leave=False, dynamic_ncols=True, disable=not progress) as bar:
+    bar = tqdm(total=cfg.steps, desc='policy', unit='step', leave=False, dynamic_ncols=True, disable=not progress)
+    with bar:
         for idx in order:
             xb = X[torch.from_numpy(idx)].to(dev)
-            outs = map_shards(lambda s: lm_grads(model, xb[torch.from_numpy(s)], len(xb), bf16), split_rows(range(len(xb)), workers), workers)
+            grads = lambda s: lm_grads(model, xb[torch.from_numpy(s)], len(xb), bf16)
+            outs = map_shards(grads, split_rows(range(len(xb)), workers), workers)
             with one_thread():
                 sum_grads(params, [g for g, _ in outs]); torch.nn.utils.clip_grad_norm_(params, 1.0)
                 opt.step(); opt.zero_grad(set_to_none=True); sched.step()
@@ -193,7 +198,7 @@ def train_steps(model, X:torch.Tensor, cfg:PolicyConfig, progress:bool=False)->l
     model.eval()
     return losses
 
-# %% ../nbs/08_policy.ipynb #52b87885
+# %% ../nbs/08_policy.ipynb #d4ad192e
 def _assistant_mask(tokenizer, texts, context:int)->torch.Tensor:
     "For the blocks of `texts`: True where a token belongs to an Assistant turn (its EOS included)."
     enc = tokenizer(list(texts), return_offsets_mapping=True)
@@ -205,7 +210,7 @@ def _assistant_mask(tokenizer, texts, context:int)->torch.Tensor:
     n = len(flags) // context
     return torch.tensor(flags[:n * context]).reshape(n, context)
 
-# %% ../nbs/08_policy.ipynb #19cde1a2
+# %% ../nbs/08_policy.ipynb #c82ed18f
 @torch.inference_mode()
 def perplexity(model, tokenizer, texts,
                context:int|None=None,  # block length; None = the model's position limit
@@ -217,14 +222,16 @@ def perplexity(model, tokenizer, texts,
     batches = [np.arange(i, min(i + batch_size, len(X))) for i in range(0, len(X), batch_size)]
     nll = torch.cat(map_shards(lambda b: _token_nll(model, X[torch.from_numpy(b)]), batches, shard_count(model.device)))
     a = A[:, 1:].reshape(-1)
-    return dict(all=math.exp(nll.mean()), assistant=math.exp(nll[a].mean()), tokens=int(nll.numel()), assistant_tokens=int(a.sum()))
+    return dict(all=math.exp(nll.mean()), assistant=math.exp(nll[a].mean()),
+                tokens=int(nll.numel()), assistant_tokens=int(a.sum()))
 
 def _token_nll(model, xb:torch.Tensor)->torch.Tensor:
     "Cross-entropy of each next token of the blocks `xb` (float32), flattened."
     logits = model(input_ids=xb.to(model.device)).logits[:, :-1].float()
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), xb[:, 1:].reshape(-1).to(model.device), reduction='none').cpu()
+    target = xb[:, 1:].reshape(-1).to(model.device)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target, reduction='none').cpu()
 
-# %% ../nbs/08_policy.ipynb #de5d5215
+# %% ../nbs/08_policy.ipynb #02cad964
 def unigram_perplexity(tokenizer, train, held_out)->float:
     "Perplexity on `held_out` of the token frequencies of `train` (add-one smoothed): a model without context."
     counts = Counter(t for ids in tokenizer(list(train))['input_ids'] for t in ids)
@@ -232,7 +239,7 @@ def unigram_perplexity(tokenizer, train, held_out)->float:
     ids = [t for i in tokenizer(list(held_out))['input_ids'] for t in i]
     return math.exp(-np.mean([math.log((counts[t] + 1) / (total + V)) for t in ids]))
 
-# %% ../nbs/08_policy.ipynb #33e49a39
+# %% ../nbs/08_policy.ipynb #9adbe294
 @torch.inference_mode()
 def reply(model, tokenizer, prompts,
           max_new_tokens:int=48,   # longest reply, in tokens
@@ -240,8 +247,9 @@ def reply(model, tokenizer, prompts,
           seed:int=0,              # sampling seed
          )->list:
     "One sampled Assistant reply per hh-rlhf-style prompt (EOS stripped)."
-    tokenizer.padding_side = 'left'
-    enc = tokenizer([dialogue_text(p) for p in prompts], return_tensors='pt', padding=True).to(model.device)
+    keep = model.config.n_positions - max_new_tokens
+    ids = [i[-keep:] for i in tokenizer([dialogue_text(p) for p in prompts])['input_ids']]
+    enc = tokenizer.pad(dict(input_ids=ids), padding_side='left', return_tensors='pt').to(model.device)
     kw = dict(do_sample=True, temperature=temperature, top_k=0, top_p=1.0) if temperature > 0 else dict(do_sample=False)
     with torch.random.fork_rng(devices=[]), quiet_transformers():
         torch.manual_seed(seed)
@@ -249,23 +257,23 @@ def reply(model, tokenizer, prompts,
                              pad_token_id=tokenizer.pad_token_id, **kw)
     return tokenizer.batch_decode(out[:, enc['input_ids'].shape[1]:], skip_special_tokens=True)
 
-# %% ../nbs/08_policy.ipynb #9106d49d
+# %% ../nbs/08_policy.ipynb #e0556d80
 def check_policy(model,      # a transformers causal LM
                  tokenizer,  # its tokenizer
                 )->tuple:
-    "(model, tokenizer) if they fit together: fast tokenizer, EOS and a distinct PAD, ids within the embedding, EOS ids equal."
-    name = type(tokenizer).__name__
-    if getattr(tokenizer, 'backend_tokenizer', None) is None: raise RBError(f"policy tokenizer {name}: expected a fast (Rust `tokenizers`) tokenizer")
-    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    if eos is None or pad is None: raise RBError(f"policy tokenizer {name}: needs an EOS and a PAD token (eos={eos}, pad={pad})")
-    if eos == pad: raise RBError(f"policy tokenizer {name}: PAD is the EOS token (id {eos}); masks built from PAD would hide every real EOS")
-    rows = model.get_input_embeddings().num_embeddings
-    if len(tokenizer) > rows: raise RBError(f"policy/tokenizer mismatch: the tokenizer has {len(tokenizer)} tokens, the model embeds only {rows}")
+    "(model, tokenizer) if they fit: fast tokenizer, EOS and a distinct PAD, ids within the embedding, same EOS id."
+    name, eos, pad = f'policy tokenizer {type(tokenizer).__name__}', tokenizer.eos_token_id, tokenizer.pad_token_id
+    if getattr(tokenizer, 'backend_tokenizer', None) is None: raise RBError(f"{name}: expected a fast (Rust) tokenizer")
+    if eos is None or pad is None: raise RBError(f"{name}: needs an EOS and a PAD token (eos={eos}, pad={pad})")
+    if eos == pad: raise RBError(f"{name}: PAD is the EOS token (id {eos}); a PAD mask would hide every real EOS")
+    rows, mismatch = model.get_input_embeddings().num_embeddings, 'policy/tokenizer mismatch'
+    if len(tokenizer) > rows:
+        raise RBError(f"{mismatch}: the tokenizer has {len(tokenizer)} tokens, the model embeds only {rows}")
     if model.config.eos_token_id not in (None, eos):
-        raise RBError(f"policy/tokenizer mismatch: the model's eos_token_id is {model.config.eos_token_id}, the tokenizer's is {eos}")
+        raise RBError(f"{mismatch}: the model's eos_token_id is {model.config.eos_token_id}, the tokenizer's is {eos}")
     return model, tokenizer
 
-# %% ../nbs/08_policy.ipynb #8c70782a
+# %% ../nbs/08_policy.ipynb #d195d853
 _STAGE_ONLY = ('build', 'eval_dialogues', 'samples')  # stage settings that do not change the model
 _POLICY_FILES = ('config.json', 'model.safetensors', 'tokenizer.json', 'build_log.json')
 
@@ -278,7 +286,7 @@ def spec_id(spec:dict)->str:
     "A short, stable name for a build spec."
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
-# %% ../nbs/08_policy.ipynb #eed6fcb7
+# %% ../nbs/08_policy.ipynb #a112be80
 def save_policy(model, tokenizer, out_dir, log:dict)->Path:
     "Write model, tokenizer and `log` (as build_log.json) to `out_dir`, atomically."
     out = Path(out_dir)
@@ -299,16 +307,19 @@ def build_policy(cfg:PolicyConfig|None=None, # settings; None = defaults
     X = blocks(tok, texts, cfg.context); t1 = time.perf_counter()
     with quiet_transformers(): losses = train_steps(model, X, cfg, progress)
     t2 = time.perf_counter(); val = corpus('validation')
-    log = dict(spec=build_spec(cfg, texts), spec_id=spec_id(build_spec(cfg, texts)), blocks=len(X), train_tokens=int(X.numel()),
-               precision=dict(requested=cfg.dtype, used=policy_dtype(cfg), auto=precision().as_dict()), losses=losses,
-               perplexity=dict(validation=perplexity(model, tok, val, cfg.context), unigram=unigram_perplexity(tok, texts, val)),
-               seconds=dict(prepare=round(t1 - t0, 2), train=round(t2 - t1, 2), total=round(time.perf_counter() - t0, 2)),
-               parameters=sum(p.numel() for p in model.parameters()), shards=shard_count(), versions=package_versions(('torch', 'transformers', 'tokenizers')),
+    spec = build_spec(cfg, texts)
+    ppl = dict(validation=perplexity(model, tok, val, cfg.context), unigram=unigram_perplexity(tok, texts, val))
+    seconds = dict(prepare=round(t1 - t0, 2), train=round(t2 - t1, 2), total=round(time.perf_counter() - t0, 2))
+    log = dict(spec=spec, spec_id=spec_id(spec), blocks=len(X), train_tokens=int(X.numel()), losses=losses,
+               perplexity=ppl, seconds=seconds,
+               precision=dict(requested=cfg.dtype, used=policy_dtype(cfg), auto=precision().as_dict()),
+               parameters=sum(p.numel() for p in model.parameters()), shards=shard_count(),
+               versions=package_versions(('torch', 'transformers', 'tokenizers')),
                machine=dict(cpus=os.cpu_count(), torch_threads=torch.get_num_threads(), cuda=torch.cuda.is_available()))
     if out_dir is not None: save_policy(model, tok, out_dir, log)
     return model, tok, log
 
-# %% ../nbs/08_policy.ipynb #ad569d1b
+# %% ../nbs/08_policy.ipynb #87de7b1e
 def cache_dir()->Path:
     "The user cache of rewardbench_nb: $RBNB_CACHE, else $XDG_CACHE_HOME/rewardbench_nb, else ~/.cache/rewardbench_nb."
     if os.environ.get('RBNB_CACHE'): return Path(os.environ['RBNB_CACHE'])
@@ -318,23 +329,26 @@ def shipped_policy_dir()->Path:
     "Where the shipped policy lives: data/policy in a checkout, rewardbench_nb/_data/policy when installed."
     return data_dir()/'policy'
 
+# %% ../nbs/08_policy.ipynb #30736483
 def check_policy_dir(path)->Path:
-    "`path` if it holds a saved policy (config, safetensors weights, tokenizer, build log); DataError naming what is missing."
-    path = Path(path)
-    if not path.is_dir(): raise DataError("not a folder: expected a saved policy (save_policy / build_policy)", path)
+    "`path` if it holds a saved policy (config, safetensors weights, tokenizer, build log); else DataError saying what."
+    path, want = Path(path), 'expected a saved policy (save_policy / build_policy)'
+    if not path.is_dir(): raise DataError(f"not a folder: {want}", path)
     missing = [f for f in _POLICY_FILES if not (path/f).is_file()]
-    if missing: raise DataError(f"missing {', '.join(missing)}: expected a saved policy (save_policy / build_policy)", path)
+    if missing: raise DataError(f"missing {', '.join(missing)}: {want}", path)
     return path
 
-# %% ../nbs/08_policy.ipynb #dc886af1
+# %% ../nbs/08_policy.ipynb #7d0cc3ed
 def _read_policy(path:Path, device=None)->tuple:
     "(model, tokenizer) from a checked policy folder."
     try:
         with quiet_transformers():
-            model = GPT2LMHeadModel.from_pretrained(path, use_safetensors=True, local_files_only=True, dtype=torch.float32)
+            model = GPT2LMHeadModel.from_pretrained(path, use_safetensors=True, local_files_only=True,
+                                                    dtype=torch.float32)
             tok = PreTrainedTokenizerFast.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, RuntimeError, SafetensorError) as e:
-        raise DataError(f"cannot load the policy ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})", path) from None
+        why = str(e).splitlines()[0] if str(e) else ''
+        raise DataError(f"cannot load the policy ({type(e).__name__}: {why})", path) from None
     return check_policy(model.to(device or 'cpu').eval(), tok)
 
 def default_policy_dir(progress:bool=True)->Path:
@@ -342,17 +356,18 @@ def default_policy_dir(progress:bool=True)->Path:
     if (shipped_policy_dir()/'build_log.json').is_file(): return shipped_policy_dir()
     cfg = PolicyConfig(); cached = cache_dir()/f'policy-{spec_id(build_spec(cfg, corpus("train")))}'
     if not (cached/'build_log.json').is_file():
-        print(f'rewardbench_nb: no shipped policy; building the default one into {cached} (a few minutes)', file=sys.stderr)
+        print(f'rewardbench_nb: no shipped policy; building the default one into {cached} (minutes)', file=sys.stderr)
         build_policy(cfg, cached, progress)
     return cached
 
+# %% ../nbs/08_policy.ipynb #9e48c4e7
 def load_policy(path=None,    # a saved policy folder; None = the shipped (or cached) policy
                 device=None,  # torch device; None = CPU
                )->tuple:
     "(model, tokenizer): the shipped or cached policy, or the one saved at `path`; float32, eval mode."
     return _read_policy(check_policy_dir(path if path is not None else default_policy_dir()), device)
 
-# %% ../nbs/08_policy.ipynb #d33db086
+# %% ../nbs/08_policy.ipynb #efaab508
 @dataclass
 class PolicyStageConfig(PolicyConfig):
     "Settings of the `policy` stage: the build settings, and what the stage does with them."
@@ -362,11 +377,12 @@ class PolicyStageConfig(PolicyConfig):
 
 QUICK = dict(steps=20, eval_dialogues=16, samples=2)
 
-# %% ../nbs/08_policy.ipynb #eaed433a
+# %% ../nbs/08_policy.ipynb #a8245b9c
 def _stage_policy(run:Run, cfg:PolicyStageConfig, quick:bool, progress:bool)->tuple:
     "(model, tokenizer, folder, source) of the stage: built into the run folder, or the shipped/cached one."
     if not cfg.build:
-        path = default_policy_dir(progress); return *load_policy(path), path, 'shipped' if path == shipped_policy_dir() else 'cache'
+        path = default_policy_dir(progress)
+        return *load_policy(path), path, 'shipped' if path == shipped_policy_dir() else 'cache'
     bcfg = PolicyConfig(**{k: getattr(cfg, k) for k in asdict(PolicyConfig())})
     if quick: bcfg = dataclasses.replace(bcfg, steps=min(bcfg.steps, QUICK['steps']))
     build_policy(bcfg, run.path('policy', 'model'), progress)
@@ -374,12 +390,13 @@ def _stage_policy(run:Run, cfg:PolicyStageConfig, quick:bool, progress:bool)->tu
 
 def _samples_md(prompts, replies)->str:
     "Prompt / reply pairs as markdown."
-    return '# Sampled replies (temperature 0.7)\n\n' + '\n\n'.join(f'**Human:** {p.split(HUMAN)[-1].split(ASSISTANT)[0].strip()}\n\n**Assistant:** {r}'
-                                                               for p, r in zip(prompts, replies)) + '\n'
+    turn = lambda p: p.split(HUMAN)[-1].split(ASSISTANT)[0].strip()
+    pairs = [f'**Human:** {turn(p)}\n\n**Assistant:** {r}' for p, r in zip(prompts, replies)]
+    return '# Sampled replies (temperature 0.7)\n\n' + '\n\n'.join(pairs) + '\n'
 
-# %% ../nbs/08_policy.ipynb #d9ccc9f0
+# %% ../nbs/08_policy.ipynb #b371be19
 def run_policy(run:Run, cfg:PolicyStageConfig, ctx:dict):
-    "Stage `policy`: load (or build) the policy, measure held-out perplexity, write samples; ctx['policy'] = (model, tokenizer)."
+    "Stage `policy`: load (or build) the policy, held-out perplexity, sample replies; sets ctx['policy']."
     quick, progress = ctx.get('quick', False), not ctx.get('quiet', False)
     model, tok, path, source = _stage_policy(run, check_policy_config(cfg), quick, progress)
     for f in _POLICY_FILES: run.add_input(path/f)
@@ -387,32 +404,40 @@ def run_policy(run:Run, cfg:PolicyStageConfig, ctx:dict):
     val = corpus('validation')[:n or None]
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # 01_data's note on the 9 rows it sets aside; the data stage reports it
-        prompts = load_pairs('hh-rlhf-harmless', split='validation').prompt.head(QUICK['samples'] if quick else cfg.samples).tolist()
+        prompts = load_pairs('hh-rlhf-harmless', split='validation').prompt
+    prompts = prompts.head(QUICK['samples'] if quick else cfg.samples).tolist()
     log = json.loads((path/'build_log.json').read_text())
-    metrics = dict(source=source, folder=str(path), sha256=sha256_file(path/'model.safetensors'), spec_id=log['spec_id'],
+    metrics = dict(source=source, folder=str(path), sha256=sha256_file(path/'model.safetensors'),
+                   spec_id=log['spec_id'],
                    perplexity=perplexity(model, tok, val), dialogues=len(val), built_in=log['precision'])
     write_json(run.path('policy', 'metrics.json'), metrics)
-    write_text(run.path('policy', 'samples.md'), _samples_md(prompts, reply(model, tok, prompts, seed=ctx.get('seed', 0))))
+    replies = reply(model, tok, prompts, seed=ctx.get('seed', 0))
+    write_text(run.path('policy', 'samples.md'), _samples_md(prompts, replies))
     run.record('precision', {'policy': dict(evaluated='float32', built=log['precision'])})
     ctx['policy'], ctx['policy_dir'], ctx['policy_metrics'] = (model, tok), path, metrics
 
-STAGE = Stage('policy', 'Load (or build) the small GPT-2 policy; held-out perplexity and sample replies.', 'policy', PolicyStageConfig, run_policy)
+STAGE = Stage('policy', 'Load (or build) the small GPT-2 policy; held-out perplexity and sample replies.',
+              'policy', PolicyStageConfig, run_policy)
 
-# %% ../nbs/08_policy.ipynb #9f3ccc15
+# %% ../nbs/08_policy.ipynb #1effc8c3
 def main(argv=None)->int:
     "Command-line build of a policy folder."
-    p = argparse.ArgumentParser(prog='python -m rewardbench_nb.policy', description='Build the policy: tokenizer + small GPT-2, trained on the shipped dialogues.')
+    p = argparse.ArgumentParser(prog='python -m rewardbench_nb.policy',
+                                description='Build the policy: tokenizer + small GPT-2, on the shipped dialogues.')
     p.add_argument('--out', required=True, help='output folder (save_pretrained layout + build_log.json)')
-    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE', help='override one setting, e.g. --set steps=100')
+    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
+                   help='override one setting, e.g. --set steps=100')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     a = p.parse_args(argv)
     try:
-        cfg = build_config(PolicyConfig, {k: v for k, v in (parse_override(f'policy.{o}')[1:] for o in a.overrides)}, '--set')
+        given = dict(parse_override(f'policy.{o}')[1:] for o in a.overrides)
+        cfg = build_config(PolicyConfig, given, '--set')
         _, _, log = build_policy(cfg, a.out, progress=not a.quiet)
     except RBError as e:
         print(f'policy: error: {e}', file=sys.stderr); return 2
-    print(json.dumps(dict(out=a.out, perplexity=log['perplexity'], seconds=log['seconds'], precision=log['precision']['used'])))
+    print(json.dumps(dict(out=a.out, perplexity=log['perplexity'], seconds=log['seconds'],
+                          precision=log['precision']['used'])))
     return 0
 
-# %% ../nbs/08_policy.ipynb #f8bf6b36
+# %% ../nbs/08_policy.ipynb #f85aae47
 if __name__ == '__main__': sys.exit(main())
