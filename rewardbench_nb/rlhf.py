@@ -925,12 +925,13 @@ def plot(self:PPOResult, title:str='PPO')->go.Figure:
 
 # %% ../nbs/09_rlhf.ipynb #ef0869e8
 def _write_outputs(res:PPOResult, out:Path):
-    "policy/ (08's layout), value.safetensors, log.csv, log.json, curves.html; checkpoints removed unless kept."
+    "policy/ (08's layout), value.safetensors, log.csv and evals.csv (no timings), log.json (all), curves.html."
     from rewardbench_nb.policy import save_policy
     meta = dict(ppo=dict(info=res.info, config=asdict(res.config)))
     save_policy(res.model, res.tokenizer, out/'policy', meta)
     with atomic_path(out/'value.safetensors') as tmp: save_model(res.value_model, str(tmp))
-    write_text(out/'log.csv', res.log.to_csv(index=False)); write_text(out/'evals.csv', res.evals.to_csv(index=False))
+    numbers = res.log.drop(columns=[c for c in res.log if c.startswith('seconds')])
+    write_text(out/'log.csv', numbers.to_csv(index=False)); write_text(out/'evals.csv', res.evals.to_csv(index=False))
     write_json(out/'log.json', dict(**meta, log=res.log.to_dict('records'), evals=res.evals.to_dict('records')))
     with atomic_path(out/'curves.html') as tmp: plot_ppo(res.log, res.evals).write_html(tmp, include_plotlyjs=True)
     if not res.config.keep_checkpoints: shutil.rmtree(out/'checkpoints', ignore_errors=True)
