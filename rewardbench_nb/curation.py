@@ -6,7 +6,7 @@ Docs: https://rewardbench-nb.github.io/rewardbench_nb/curation.html.md"""
 
 # %% ../nbs/02_curation.ipynb #d904dae0
 from __future__ import annotations
-import datetime as dt, gc, hashlib, math, re, time, unicodedata
+import datetime as dt, gc, hashlib, math, time
 from contextlib import contextmanager
 from dataclasses import dataclass, asdict
 from itertools import combinations
@@ -17,26 +17,16 @@ from scipy.cluster.hierarchy import DisjointSet
 from datasketch import MinHash, LeanMinHash, MinHashLSH
 from fastcore.basics import patch
 import rewardbench_nb
-from .core import RBError, DataError, ConfigError, Stage, Run, atomic_path, write_text, write_json, sha256_file, table_sha256
+from .core import (RBError, DataError, ConfigError, Stage, Run, atomic_path, write_text, write_json,
+                                 sha256_file, table_sha256)
+from .text import normalise_text, text_key, shingle_list, shingles, jaccard_sets, jaccard
+from .data import read_table, validate
 
 # %% auto #0
-__all__ = ['PROMPT_COLUMNS', 'SPLIT_ORDER', 'STAGE', 'normalise_text', 'text_key', 'exact_duplicates', 'shingles', 'jaccard',
-           'shingle_hash', 'minhash_signatures', 'lsh_params', 'near_duplicates', 'pair_scores', 'true_clusters',
-           'check_prompts', 'Dedup', 'dedup', 'md_table', 'stratified_split', 'holdout_domains', 'make_splits',
-           'write_splits', 'population_p', 'Audit', 'audit', 'provenance', 'dataset_card', 'CurationConfig', 'Curation',
-           'curate', 'read_prompts', 'run_curation']
-
-# %% ../nbs/02_curation.ipynb #fa1a272f
-_PUNCT = re.compile(r'[^\w\s]')
-
-def normalise_text(text:str, # any text
-                  )->str:    # NFKC, lowercased, punctuation stripped, whitespace collapsed
-    "The form of `text` that duplicate detection compares."
-    return ' '.join(_PUNCT.sub('', unicodedata.normalize('NFKC', text).lower()).split())
-
-def text_key(text:str)->str:
-    "Hex BLAKE2b-128 hash of the normalised `text`."
-    return hashlib.blake2b(normalise_text(text).encode('utf-8'), digest_size=16).hexdigest()
+__all__ = ['PROMPT_COLUMNS', 'SPLIT_ORDER', 'STAGE', 'exact_duplicates', 'shingle_hash', 'minhash_signatures', 'lsh_params',
+           'near_duplicates', 'pair_scores', 'true_clusters', 'check_prompts', 'Dedup', 'dedup', 'md_table',
+           'stratified_split', 'holdout_domains', 'make_splits', 'write_splits', 'population_p', 'Audit', 'audit',
+           'provenance', 'dataset_card', 'CurationConfig', 'Curation', 'curate', 'run_curation']
 
 # %% ../nbs/02_curation.ipynb #73d9a169
 def _check_texts(texts)->list:
@@ -53,27 +43,6 @@ def exact_duplicates(texts, # sequence of strings
                     )->list[int]: # cluster id per text: position of the first text with the same normalised hash
     "Cluster exact duplicates (after `normalise_text`)."
     return _first_positions(map(text_key, _check_texts(texts))).tolist()
-
-# %% ../nbs/02_curation.ipynb #37c32135
-def _shingle_list(norm:str, k:int)->list[str]:
-    if len(norm) < k: return [norm] if norm else []
-    return [norm[i:i+k] for i in range(len(norm) - k + 1)]
-
-def shingles(text:str, # any text (normalised first)
-             k:int=5,  # characters per shingle
-            )->set[str]:
-    "The set of character `k`-grams of the normalised `text`."
-    return set(_shingle_list(normalise_text(text), k))
-
-def _jaccard_sets(a:set, b:set)->float:
-    if not a and not b: return 1.0
-    return len(a & b) / len(a | b)
-
-def jaccard(a:str, b:str, # two texts
-            k:int=5,       # characters per shingle
-           )->float:
-    "Exact Jaccard similarity of the `k`-shingle sets of two texts."
-    return _jaccard_sets(shingles(a, k), shingles(b, k))
 
 # %% ../nbs/02_curation.ipynb #ccde62f5
 _MUL = 0x9E3779B97F4A7C15  # odd 64-bit multiplier of the polynomial shingle hash
@@ -135,7 +104,7 @@ def _signatures_numpy(norms, num_perm, k, seed, chunk=16_000)->np.ndarray:
     return sig
 
 def _signatures_datasketch(norms, num_perm, k, seed)->np.ndarray:
-    mhs = MinHash.bulk((_shingle_list(t, k) for t in norms), num_perm=num_perm, seed=seed, hashfunc=shingle_hash)
+    mhs = MinHash.bulk((shingle_list(t, k) for t in norms), num_perm=num_perm, seed=seed, hashfunc=shingle_hash)
     return np.stack([m.hashvalues for m in mhs]) if mhs else np.empty((0, num_perm), np.uint32)
 
 def minhash_signatures(texts,             # sequence of strings (normalised first)
@@ -216,8 +185,8 @@ def _verify(norms, pairs, threshold, k, sig)->tuple[np.ndarray, np.ndarray]:
     "Pairs whose exact shingle Jaccard is at least `threshold`, and those similarities."
     se = math.sqrt(max(threshold * (1 - threshold), 1e-4) / sig.shape[1])
     pairs = pairs[_estimate(sig, pairs) >= threshold - 5*se]
-    sets = {i: set(_shingle_list(norms[i], k)) for i in np.unique(pairs)}
-    sims = np.array([_jaccard_sets(sets[i], sets[j]) for i, j in pairs.tolist()])
+    sets = {i: set(shingle_list(norms[i], k)) for i in np.unique(pairs)}
+    sims = np.array([jaccard_sets(sets[i], sets[j]) for i, j in pairs.tolist()])
     ok = sims >= threshold if len(pairs) else np.zeros(0, bool)
     return pairs[ok], sims[ok]
 
@@ -299,24 +268,12 @@ def true_clusters(truth:pd.DataFrame, # the simulator's truth: id, dup_of (the o
 # %% ../nbs/02_curation.ipynb #bbbec331
 PROMPT_COLUMNS = ('id', 'text', 'domain', 'source')
 
-def check_prompts(df:pd.DataFrame, # a Prompts table
-                  file=None,       # where it came from, for errors
-                  required=PROMPT_COLUMNS,
-                 )->pd.DataFrame:
-    "Check the columns curation needs: ids unique and present, texts non-empty strings."
-    if not isinstance(df, pd.DataFrame): raise DataError(f"expected a pandas DataFrame of prompts, got {type(df).__name__}", file)
-    for c in required:
-        if c not in df.columns: raise DataError(f"missing column (a Prompts table needs {', '.join(required)})", file, field=c)
-    bad = df['id'].isna() | df['id'].duplicated(keep='first')
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"id {df['id'].iloc[i]!r} is missing or repeats an earlier row (ids must be unique)", file, i+1, 'id')
-    for c in [c for c in required if c != 'id']:
-        ok = df[c].map(lambda v: isinstance(v, str) and v.strip() != '').to_numpy()
-        if not ok.all():
-            i = int(np.flatnonzero(~ok)[0])
-            raise DataError(f"prompt {df['id'].iloc[i]!r}: expected a non-empty string, got {df[c].iloc[i]!r}", file, i+1, c)
-    return df
+def check_prompts(df:pd.DataFrame,         # a Prompts table
+                  file=None,               # where it came from, for errors
+                  required=PROMPT_COLUMNS, # the columns to check
+                 )->pd.DataFrame:          # the clean table (`data.validate`)
+    "Check the Prompts columns curation needs, with the data layer's validator: ids unique, texts non-empty, domains known."
+    return validate(df, 'prompts', file, columns=tuple(required))
 
 # %% ../nbs/02_curation.ipynb #04f7a30f
 def _representatives(labels:np.ndarray, df:pd.DataFrame, keep:str)->np.ndarray:
@@ -331,9 +288,9 @@ def _representatives(labels:np.ndarray, df:pd.DataFrame, keep:str)->np.ndarray:
 
 def _similarity_to_rep(norms, rep, exact, k)->np.ndarray:
     sims, cache = np.ones(len(norms)), {}
-    sset = lambda i: cache.setdefault(i, set(_shingle_list(norms[i], k)))
+    sset = lambda i: cache.setdefault(i, set(shingle_list(norms[i], k)))
     for i in np.flatnonzero((rep != np.arange(len(norms))) & (exact != exact[rep])):
-        sims[i] = _jaccard_sets(sset(i), sset(rep[i]))
+        sims[i] = jaccard_sets(sset(i), sset(rep[i]))
     return sims
 
 # %% ../nbs/02_curation.ipynb #46110125
@@ -433,20 +390,32 @@ def _groups(df:pd.DataFrame, strata:str, group:str|None)->pd.DataFrame:
     g = df[group].to_numpy() if group and group in df.columns else np.arange(len(df))
     return pd.DataFrame({'g': g, 's': df[strata].to_numpy()}).groupby('g', sort=False).agg(s=('s', 'first'), n=('s', 'size'))
 
+def _check_fracs(test_frac, validation_frac, where:str=''):
+    "`ConfigError` unless test and validation take a share in (0, 1) and leave some items for train."
+    if not 0 < test_frac < 1: raise ConfigError(f"{where}test_frac: expected a number in (0, 1), got {test_frac!r}")
+    if not 0 <= validation_frac < 1 or test_frac + validation_frac >= 1:
+        raise ConfigError(f"{where}validation_frac: expected a number in [0, 1) that leaves items for train "
+                          f"(test_frac + validation_frac < 1), got {validation_frac!r}")
+
+# %% ../nbs/02_curation.ipynb #95190216
 def stratified_split(df:pd.DataFrame,      # items with a `strata` column
                      test_frac:float=0.2,  # share of items (of each stratum) in the test split
                      seed:int=0,           # seed of the group order
                      strata:str='domain',  # column to stratify on
                      group:str|None='cluster', # column of groups kept whole (None: rows)
-                    )->pd.Series:          # 'train' or 'test' per row (index of `df`)
-    "Stratified train/test split that keeps groups whole."
-    if not 0 < test_frac < 1: raise ConfigError(f"test_frac: expected a number in (0, 1), got {test_frac!r}")
+                     validation_frac:float=0., # share of items (of each stratum) in the validation split
+                    )->pd.Series:          # 'train', 'validation' or 'test' per row (index of `df`)
+    "Stratified train/validation/test split that keeps groups whole."
+    _check_fracs(test_frac, validation_frac)
     gr = _groups(df, strata, group)
     gr = gr.iloc[np.random.default_rng(seed).permutation(len(gr))]
-    target = _apportion(gr.groupby('s')['n'].sum(), round(test_frac * len(df)))
-    test = {g for s, part in gr.groupby('s', sort=True) for g in part.index[_fill(part['n'].to_numpy(), target[s])]}
+    label, sizes = pd.Series('train', index=gr.index, dtype=object), gr.groupby('s')['n'].sum()
+    for name, frac in (('test', test_frac), ('validation', validation_frac)):
+        target, free = _apportion(sizes, round(frac * len(df))), gr[label.to_numpy() == 'train']
+        taken = [g for s, part in free.groupby('s', sort=True) for g in part.index[_fill(part['n'].to_numpy(), target[s])]]
+        label[taken] = name
     g = df[group].to_numpy() if group and group in df.columns else np.arange(len(df))
-    return pd.Series(np.where(pd.Series(g).isin(test), 'test', 'train'), index=df.index, name='split')
+    return pd.Series(label.reindex(g).to_numpy(), index=df.index, name='split')
 
 # %% ../nbs/02_curation.ipynb #ec930675
 def holdout_domains(domains,       # domain of each item (or the list of domains)
@@ -472,14 +441,15 @@ def make_splits(df:pd.DataFrame,     # items: domain (+ cluster) columns
                 holdout=2,           # domains held out whole: a count (chosen by `seed`) or names
                 seed:int=0,          # seed of the holdout choice and of the split
                 group:str|None='cluster', # column of groups kept whole
-               )->pd.Series:         # 'train', 'test' or 'holdout' per row
-    "Domain-exclusive holdout, then a domain-stratified train/test split of the rest."
+                validation_frac:float=0.1, # share of each remaining domain in validation
+               )->pd.Series:         # 'train', 'validation', 'test' or 'holdout' per row
+    "Domain-exclusive holdout, then a domain-stratified train/validation/test split of the rest."
     held = holdout_domains(df['domain'], holdout, seed)
     g = df[group] if group and group in df.columns else pd.Series(np.arange(len(df)), index=df.index)
     first_domain = df['domain'].groupby(g.to_numpy()).transform('first')
     is_held = first_domain.isin(held).to_numpy()
     split = pd.Series('holdout', index=df.index, name='split')
-    split[~is_held] = stratified_split(df[~is_held], test_frac, seed, 'domain', group)
+    split[~is_held] = stratified_split(df[~is_held], test_frac, seed, 'domain', group, validation_frac)
     return split
 
 # %% ../nbs/02_curation.ipynb #ca77d622
@@ -496,10 +466,10 @@ def write_splits(folder,              # output folder
     return out
 
 # %% ../nbs/02_curation.ipynb #1f528376
-SPLIT_ORDER = ('train', 'test', 'holdout', 'removed', 'unknown')
+SPLIT_ORDER = ('train', 'validation', 'test', 'holdout', 'removed', 'unknown')
 
 def _ordered(names)->list:
-    "Split names in the order train, test, holdout, removed, unknown (others last)."
+    "Split names in the order of `SPLIT_ORDER` (others last)."
     return sorted(names, key=lambda n: (SPLIT_ORDER.index(n) if n in SPLIT_ORDER else len(SPLIT_ORDER), str(n)))
 
 def _domain_table(items:pd.DataFrame, target:dict|None)->tuple[pd.DataFrame, object]:
@@ -556,7 +526,7 @@ def _population_table(ratings, annotators, item_split:pd.Series, seed:int=0)->tu
     ct = ct[_ordered(ct.columns)]
     tab = pd.concat([pop.value_counts(normalize=True).rename('all'), ct / ct.sum()], axis=1).fillna(0.0)
     tab.loc['n_ratings'] = [len(pop)] + ct.sum().tolist()
-    core = split.isin(['train', 'test', 'holdout']).to_numpy()
+    core = split.isin(['train', 'validation', 'test', 'holdout']).to_numpy()
     items, pops = pd.factorize(ratings['item'][core])[0], pd.factorize(pop[core])[0]
     per_item = pd.factorize(split[core])[0][np.unique(items, return_index=True)[1]]
     p = population_p(items, pops, per_item, seed=seed) if pops.max(initial=0) > 0 and per_item.max(initial=0) > 0 else float('nan')
@@ -601,7 +571,7 @@ def _fmt_p(p)->str: return 'n/a' if p is None or (isinstance(p, float) and math.
 @patch
 def sections(self:Audit)->list[tuple[str,str,pd.DataFrame|None]]:
     "(title, one-line finding, table) for each part of the audit."
-    splits = [c for c in ('train', 'test', 'holdout') if c in self.domains.columns]
+    splits = [c for c in ('train', 'validation', 'test', 'holdout') if c in self.domains.columns]
     tgt = 'target shares' if self.target_given else 'uniform shares (no target given)'
     out = [('Domains', f"chi-square vs {tgt}: chi2 = {self.chi2:.2f}, p = {_fmt_p(self.p_value)}",
             _pct(self.domains, ['target', 'observed', *splits]).assign(diff_pp=self.domains.diff_pp.map('{:+.2f}'.format))),
@@ -720,13 +690,14 @@ class CurationConfig:
     num_perm:int = 128           # MinHash permutations
     shingle:int = 5              # characters per shingle
     test_frac:float = 0.2        # share of each domain in the test split
+    validation_frac:float = 0.1  # share of each domain in the validation split (the rest is train)
     holdout_domains:int|list = 2 # domains held out whole: a count (chosen by the run seed) or a list of names
     keep:str = 'first'           # cluster representative: 'first' row or 'longest' response
     engine:str = 'numpy'         # MinHash + LSH engine: 'numpy' (vectorised) or 'datasketch' (same results)
 
     def __post_init__(self):
         _check_params(self.threshold, self.num_perm, self.shingle, self.engine, 'curation.')
-        if not 0 < self.test_frac < 1: raise ConfigError(f"curation.test_frac: expected a number in (0, 1), got {self.test_frac!r}")
+        _check_fracs(self.test_frac, self.validation_frac, 'curation.')
         if self.keep not in ('first', 'longest'): raise ConfigError(f"curation.keep: expected 'first' or 'longest', got {self.keep!r}")
         h = self.holdout_domains
         if not (isinstance(h, int) and not isinstance(h, bool) and h >= 0 or isinstance(h, list) and all(isinstance(d, str) for d in h)):
@@ -762,7 +733,8 @@ def curate(prompts:pd.DataFrame,          # Prompts table: id, text, domain, sou
     cfg = cfg or CurationConfig(); check_prompts(prompts)
     dd = dedup(prompts, cfg.threshold, cfg.num_perm, cfg.shingle, seed, cfg.keep, cfg.engine)
     kept = dd.kept.reset_index(drop=True)
-    curated = kept.assign(split=make_splits(kept, cfg.test_frac, cfg.holdout_domains, seed).to_numpy())
+    splits = make_splits(kept, cfg.test_frac, cfg.holdout_domains, seed, validation_frac=cfg.validation_frac)
+    curated = kept.assign(split=splits.to_numpy())
     split_of = pd.Series(curated['split'].to_numpy(), index=curated['id'].to_numpy())
     item_split = pd.concat([split_of, pd.Series('removed', index=dd.table.loc[dd.table.kind != 'kept', 'id'].to_numpy())])
     au = audit(curated, target_shares, ratings, annotators, item_split, seed)
@@ -798,18 +770,6 @@ def _repr_markdown_(self:Curation)->str:
             f"domains vs target: p = {_fmt_p(self.audit.p_value)}.")
 
 # %% ../nbs/02_curation.ipynb #7851356f
-def read_prompts(path, # CSV, JSONL/JSON or Parquet file of prompts
-                )->pd.DataFrame:
-    "Read a Prompts table (with the data module's validated reader when present)."
-    path = Path(path)
-    if not path.is_file(): raise DataError("file not found", path)
-    try: from rewardbench_nb.data import read_table
-    except ImportError: read_table = None
-    if read_table is not None: return check_prompts(read_table(path, 'prompts'), path)
-    readers = {'.csv': pd.read_csv, '.parquet': pd.read_parquet, '.jsonl': lambda p: pd.read_json(p, lines=True), '.json': pd.read_json}
-    if path.suffix not in readers: raise DataError(f"unknown file type '{path.suffix}' (expected one of {', '.join(readers)})", path)
-    return check_prompts(readers[path.suffix](path), path)
-
 def _add_args(parser):
     parser.add_argument('--prompts', metavar='FILE', help='Prompts table (CSV, JSONL or Parquet: id, text, domain, source) to curate instead of the data stage output')
 
@@ -821,7 +781,7 @@ def _inputs(run:Run, ctx:dict)->tuple[pd.DataFrame, dict]:
         run.add_input(path); sha = sha256_file(path)
         src = dict(input=Path(path).name, license='as supplied by the user (not recorded)', provenance=f'user file, sha256 {sha}')
         user = camp is None
-        return read_prompts(path), dict(ratings=ctx.get('ratings') if user else None, annotators=ctx.get('annotators') if user else None,
+        return read_table(path, 'prompts'), dict(ratings=ctx.get('ratings') if user else None, annotators=ctx.get('annotators') if user else None,
                                         sources=[src], data_hash=sha)
     if ctx.get('prompts') is None: raise RBError("curate: no prompts: run the data stage first or pass --prompts FILE")
     target = (getattr(camp, 'params', None) or {}).get('domain_shares')
@@ -839,5 +799,5 @@ def run_curation(run:Run, cfg:CurationConfig, ctx:dict):
     ctx.update(curated=cur.curated, splits=cur.splits, curation=cur, audit=cur.audit)
     return cur
 
-STAGE = Stage('curate', 'Remove exact and near duplicates, split 80/20 by domain, hold out whole domains, audit bias.',
+STAGE = Stage('curate', 'Remove exact and near duplicates, split train/validation/test (70/10/20) by domain, hold out whole domains, audit bias.',
               'curation', CurationConfig, run_curation, needs=('data',), add_args=_add_args)

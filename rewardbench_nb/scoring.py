@@ -13,6 +13,7 @@ import numpy as np, pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from .core import CRITERIA, ConfigError, DataError, Run, Stage, atomic_path, write_json
+from .data import RATING_SCALES, check_scale, find_problems, read_table, validate
 from .stats import corr_cis
 
 # %% auto #0
@@ -21,19 +22,20 @@ __all__ = ['DEFAULT_WEIGHTS', 'STAGE', 'likert_to_unit', 'check_weights', 'norma
            'scoring_widget', 'recovery', 'plot_recovery', 'ScoringConfig', 'add_scoring_args', 'run_scoring']
 
 # %% ../nbs/04_scoring.ipynb #764ce5d4
-def likert_to_unit(likert, # Likert ratings, integers 1..5: scalar, array or Series
+def _to_unit(x, scale:str)->np.ndarray:
+    lo, hi = check_scale(scale)
+    return (np.asarray(x, dtype=float) - lo) / (hi - lo)
+
+def likert_to_unit(likert,          # Likert ratings on `scale`: scalar, array or Series
+                   scale:str='1-5', # the Likert scale: '1-5', '0-4' or '0-1'
                   ):
-    "Map Likert 1..5 to 0..1 as `(likert - 1) / 4`."
+    "Map Likert ratings to 0..1 as `(likert - lowest) / (highest - lowest)`."
     v = np.asarray(likert)
-    if v.dtype.kind in 'iuf': x = v.astype(float)
-    elif v.dtype.kind in 'OUS': x = pd.to_numeric(pd.Series(v.ravel()), errors='coerce').to_numpy(float).reshape(v.shape)
-    else: x = np.full(v.shape, np.nan)                      # booleans, dates, ...
-    bad = ~np.isin(x, [1, 2, 3, 4, 5])
-    if bad.any():
-        i = int(np.flatnonzero(bad.ravel())[0]); got = v.ravel()[i]
-        raise DataError(f"expected an integer Likert rating 1-5, got {getattr(got, 'item', lambda: got)()!r} ({int(bad.sum())} bad value(s))",
-                        line=i + 1 if v.ndim else None, field='likert')
-    out = (x - 1)/4
+    probs = find_problems(pd.DataFrame({'likert': v.ravel()}), 'ratings', columns=('likert',), scale=scale)[1]
+    if len(probs):
+        p = probs.iloc[0]
+        raise DataError(f"{p.reason} ({len(probs)} bad value(s))", line=int(p.line) if v.ndim else None, field='likert')
+    out = _to_unit(v, scale)
     if isinstance(likert, pd.Series): return pd.Series(out, index=likert.index, name=likert.name)
     return float(out) if out.ndim == 0 else out
 
@@ -67,103 +69,75 @@ def normalise_weights(raw:Mapping, # criterion -> non-negative weight, any scale
 def _need(df, cols, what):
     if not isinstance(df, pd.DataFrame): raise DataError(f"expected a {what} DataFrame, got {type(df).__name__}")
     miss = [c for c in cols if c not in df.columns]
-    if miss: raise DataError(f"missing column(s) {miss}: a {what} table needs {', '.join(cols)} (found: {', '.join(map(str, df.columns))})", field=miss[0])
+    if miss: raise DataError(f"missing column(s) {miss}: a {what} table needs {', '.join(cols)} "
+                             f"(found: {', '.join(map(str, df.columns))})", field=miss[0])
 
 def _first(mask)->int: return int(np.flatnonzero(mask)[0])
 
-def _ids(s:pd.Series, field:str)->pd.Series:
-    "Ids as a string Series (positional index); a missing id is a `DataError` naming its row."
-    na = s.isna().to_numpy()
-    if na.any(): raise DataError(f"missing {field} ({int(na.sum())} row(s))", line=_first(na) + 1, field=field)
-    return s.astype(str).reset_index(drop=True)
-
-def _check_known(uniq, known, **cols):
-    "Unknown items among `uniq` are a `DataError` at the first row naming one; `cols` maps field -> codes into `uniq`."
-    if known is None: return
-    unknown = pd.Index(known).unique().get_indexer(pd.Index(uniq)) < 0   # hash lookup (Index.isin on strings loops in Python)
-    if not unknown.any(): return
-    bad = {f: np.flatnonzero(unknown[c]) for f, c in cols.items()}
-    field, rows = min(((f, r) for f, r in bad.items() if len(r)), key=lambda fr: fr[1][0])
-    raise DataError(f"unknown item {uniq[cols[field][rows[0]]]!r} (not among the {len(known)} known items; "
-                    f"{sum(len(r) for r in bad.values())} mention(s))", line=int(rows[0]) + 1, field=field)
-
 # %% ../nbs/04_scoring.ipynb #87556db1
-def _rating_parts(ratings:pd.DataFrame, items=None)->dict:
+def _rating_parts(ratings:pd.DataFrame, items=None, scale:str='1-5')->dict:
     "Per item and criterion: mean unit score, variance across annotators and count."
-    _need(ratings, ('item', 'annotator', 'criterion', 'likert'), 'ratings')
-    if not len(ratings): raise DataError("no ratings: expected at least one row of item, annotator, criterion, likert")
-    item = _ids(ratings['item'], 'item')
-    ccode, cuniq = pd.factorize(ratings['criterion'])
-    crit = np.r_[pd.Index(CRITERIA).get_indexer(cuniq), -1][ccode]     # -1: unknown (or missing) criterion
-    if (crit < 0).any():
-        i = _first(crit < 0)
-        raise DataError(f"expected a criterion among {', '.join(CRITERIA)}, got {ratings['criterion'].iloc[i]!r}", line=i + 1, field='criterion')
-    unit = likert_to_unit(ratings['likert'].to_numpy())
-    codes, uniq = pd.factorize(item); _check_known(uniq, items, item=codes)
-    ann = pd.factorize(_ids(ratings['annotator'], 'annotator'))[0]
-    dup = pd.Series((codes.astype(np.int64)*(ann.max() + 1) + ann)*len(CRITERIA) + crit).duplicated().to_numpy()
-    if dup.any():
-        i = _first(dup)
-        raise DataError(f"duplicate rating of item {item.iloc[i]!r} by annotator {ratings['annotator'].iloc[i]!r} on {ratings['criterion'].iloc[i]}", line=i + 1, field='likert')
+    r = validate(ratings, 'ratings', known_items=items, scale=scale, empty_ok=False)
+    codes, uniq = pd.factorize(r['item'])
+    crit, unit = pd.Index(CRITERIA).get_indexer(r['criterion']), _to_unit(r['likert'].to_numpy(), scale)
     k, size = codes*len(CRITERIA) + crit, len(uniq)*len(CRITERIA)
     n = np.bincount(k, minlength=size).reshape(-1, len(CRITERIA)).astype(float)
     with np.errstate(invalid='ignore', divide='ignore'):
         mean = np.bincount(k, unit, size).reshape(n.shape)/n
         var = np.maximum(np.bincount(k, unit**2, size).reshape(n.shape)/n - mean**2, 0)
-    return dict(items=pd.Index(uniq, name='item'), mean=mean, var=var, n=n)
+    return dict(items=pd.Index(uniq, name='item'), mean=mean, var=var, n=n, scale=scale)
 
+# %% ../nbs/04_scoring.ipynb #00b27a84
 def _criterion(parts:dict, weights:dict, missing:str='renormalise')->pd.DataFrame:
     "Criterion score table from rating parts and checked weights."
     w, m = np.array([weights[c] for c in CRITERIA]), parts['mean']
     rated = parts['n'] > 0
     if missing == 'error' and not rated.all():
         i, c = np.argwhere(~rated)[0]
-        raise DataError(f"item {parts['items'][i]!r} has no ratings on {CRITERIA[c]} (missing='error'; use 'renormalise' to score it on the criteria it has)", field='criterion')
+        raise DataError(f"item {parts['items'][i]!r} has no ratings on {CRITERIA[c]} "
+                        "(missing='error'; use 'renormalise' to score it on the criteria it has)", field='criterion')
     wsum = rated @ w
     with np.errstate(invalid='ignore', divide='ignore'):
         score = np.where(wsum > 0, np.nansum(m*w, axis=1)/wsum, np.nan)
         spread = np.where(wsum > 0, np.nansum(parts['var']*w, axis=1)/wsum, np.nan)
     df = pd.DataFrame(m, index=parts['items'], columns=list(CRITERIA))
-    return df.assign(criterion=score, n_ratings=parts['n'].sum(1).astype(int), criteria_missing=(~rated).sum(1), rating_var=spread)
+    return df.assign(criterion=score, n_ratings=parts['n'].sum(1).astype(int), criteria_missing=(~rated).sum(1),
+                     rating_var=spread)
 
 def criterion_scores(ratings:pd.DataFrame,   # long ratings: item, annotator, criterion, likert
                      weights:Mapping|None=None, # criterion -> weight (default `DEFAULT_WEIGHTS`)
                      missing:str='renormalise', # 'renormalise' over the rated criteria, or 'error'
+                     scale:str='1-5',        # Likert scale of the ratings
                     )->pd.DataFrame:
     "Per item: mean unit score per criterion, the weighted criterion score and the rating spread."
     if missing not in ('renormalise', 'error'): raise ConfigError(f"missing: expected 'renormalise' or 'error', got {missing!r}")
-    return _criterion(_rating_parts(ratings), check_weights(DEFAULT_WEIGHTS if weights is None else weights), missing)
+    weights = check_weights(DEFAULT_WEIGHTS if weights is None else weights)
+    return _criterion(_rating_parts(ratings, scale=scale), weights, missing)
 
 # %% ../nbs/04_scoring.ipynb #4625bb1c
-def _pref_arrays(preferences:pd.DataFrame):
-    "item_a, item_b, winner as strings, validated row by row."
-    _need(preferences, ('item_a', 'item_b', 'winner'), 'preferences')
-    if not len(preferences): raise DataError("no preferences: expected at least one row of item_a, item_b, winner")
-    a, b, w = (_ids(preferences[c], c) for c in ('item_a', 'item_b', 'winner'))
-    same = (a == b).to_numpy()
-    if same.any():
-        i = _first(same)
-        raise DataError(f"item_a and item_b are the same item {a.iloc[i]!r}; a preference compares two different items", line=i + 1, field='item_b')
-    wa, wb, wt = ((w == v).to_numpy() for v in (a, b, 'tie'))
-    bad = ~(wa | wb | wt)
-    if bad.any():
-        i = _first(bad)
-        raise DataError(f"expected item_a's id ({a.iloc[i]!r}), item_b's id ({b.iloc[i]!r}) or 'tie', got {w.iloc[i]!r}", line=i + 1, field='winner')
-    return a, b, wa, wb, wt
+def _pref_arrays(preferences:pd.DataFrame, items=None)->tuple:
+    "item_a, item_b (validated by `data.validate`) and the masks of an item_a win, an item_b win and a tie."
+    p = validate(preferences, 'preferences', columns=('item_a', 'item_b', 'winner'), known_items=items, empty_ok=False)
+    a, b, w = p['item_a'], p['item_b'], p['winner']
+    return a, b, (w == a).to_numpy(), (w == b).to_numpy(), (w == 'tie').to_numpy()
 
 # %% ../nbs/04_scoring.ipynb #7fc0d5d8
+def _given_groups(uniq, groups)->np.ndarray:
+    "Comparison group of every item in `uniq`, from an item -> group Series or dict."
+    g = pd.Series(dict(groups) if isinstance(groups, Mapping) else groups)
+    g.index = g.index.astype(str)
+    if g.index.has_duplicates: raise DataError(f"groups: item {g.index[g.index.duplicated()][0]!r} is given two groups", field='group')
+    out = g.reindex(uniq)
+    if out.isna().any(): raise DataError(f"item {uniq[_first(out.isna())]!r} has no comparison group in `groups`", field='group')
+    return out.astype(str).to_numpy()
+
 def _groups_of(uniq, ia, ib, a, b, preferences, groups):
     "Comparison group label of every item: `groups`, a `group` column, or graph components."
-    if groups is not None:
-        g = pd.Series(dict(groups) if isinstance(groups, Mapping) else groups)
-        g.index = g.index.astype(str)
-        if g.index.has_duplicates: raise DataError(f"groups: item {g.index[g.index.duplicated()][0]!r} is given two groups", field='group')
-        out = g.reindex(uniq)
-        if out.isna().any(): raise DataError(f"item {uniq[_first(out.isna())]!r} has no comparison group in `groups`", field='group')
-        return out.astype(str).to_numpy()
+    if groups is not None: return _given_groups(uniq, groups)
     if 'group' in preferences.columns:
-        gcol = _ids(preferences['group'], 'group')
-        pairs = pd.DataFrame({'item': pd.concat([a, b], ignore_index=True), 'group': pd.concat([gcol, gcol], ignore_index=True)}).drop_duplicates()
+        gcol = validate(preferences, 'preferences', columns=(), extra={'group': 'id'})['group']
+        pairs = pd.DataFrame({'item': pd.concat([a, b], ignore_index=True),
+                              'group': pd.concat([gcol, gcol], ignore_index=True)}).drop_duplicates()
         clash = pairs.item.duplicated()
         if clash.any(): raise DataError(f"item {pairs.item[clash].iloc[0]!r} appears in two comparison groups", field='group')
         return pairs.set_index('item').group.reindex(uniq).to_numpy()
@@ -171,14 +145,14 @@ def _groups_of(uniq, ia, ib, a, b, preferences, groups):
     _, comp = connected_components(coo_matrix((np.ones(len(ia)), (ia, ib)), shape=(n, n)), directed=False)
     return ('c' + pd.Series(comp).astype(str)).to_numpy()
 
+# %% ../nbs/04_scoring.ipynb #a6f49297
 def borda_table(preferences:pd.DataFrame, # item_a, item_b, winner (and optionally group)
                 items=None,               # known item ids: preferences naming others are an error
-                groups=None,              # item -> comparison group (Series or dict); default: `group` column or graph components
+                groups=None,              # item -> comparison group (Series or dict); default: `group` column or components
                )->pd.DataFrame:
     "Per item: wins, ties, losses, judgements, group, raw win share and normalised Borda score."
-    a, b, wa, wb, wt = _pref_arrays(preferences)
+    a, b, wa, wb, wt = _pref_arrays(preferences, items)
     codes, uniq = pd.factorize(pd.concat([a, b], ignore_index=True)); ia, ib = codes[:len(a)], codes[len(a):]
-    _check_known(uniq, items, item_a=ia, item_b=ib)
     n_items = len(uniq); cnt = lambda idx, m: np.bincount(idx[m], minlength=n_items)
     wins = cnt(ia, wa) + cnt(ib, wb); ties = cnt(ia, wt) + cnt(ib, wt)
     n = np.bincount(codes, minlength=n_items)
@@ -312,14 +286,16 @@ def score_items(ratings:pd.DataFrame,      # long ratings: item, annotator, crit
                 tol:float=1e-9,            # final scores closer than this are tied
                 seed:int=0,                # seed of the id hash that breaks the last ties
                 missing:str='renormalise', # items lacking a criterion: 'renormalise' or 'error'
+                scale:str='1-5',           # Likert scale of the ratings: '1-5', '0-4' or '0-1'
                )->Scores:
     "Criterion score, Borda, final score and deterministic rank of every item."
     weights, alpha = check_weights(DEFAULT_WEIGHTS if weights is None else weights), check_alpha(alpha)
     if missing not in ('renormalise', 'error'): raise ConfigError(f"missing: expected 'renormalise' or 'error', got {missing!r}")
     items = None if items is None else pd.Index(items).astype(str)
-    parts = dict(ratings=_rating_parts(ratings, items), borda=borda_table(preferences, items, groups), missing=missing)
+    parts = dict(ratings=_rating_parts(ratings, items, scale), borda=borda_table(preferences, items, groups), missing=missing)
     return Scores(_combine(parts, weights, alpha, tol, seed, missing), weights, alpha, tol, seed, parts)
 
+# %% ../nbs/04_scoring.ipynb #700d33ad
 def rescore(scores:Scores,              # a previous result
             weights:Mapping|None=None,  # new weights (default: unchanged)
             alpha:float|None=None,      # new alpha (default: unchanged)
@@ -424,20 +400,26 @@ class ScoringConfig:
     w_alignment:float = 0.1
     alpha:float = 0.6          # final = alpha * criterion + (1 - alpha) * borda
     tie_tol:float = 1e-9       # final scores closer than this are tied
-    seed:int = 0               # seed of the tie-breaking hash and of the recovery bootstrap
+    seed:int|None = None       # seed of the tie-breaking hash and of the recovery bootstrap; None: the run's seed
     n_boot:int = 1000          # bootstrap resamples of the recovery intervals (200 under --quick)
+
+    def __post_init__(self):
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ConfigError(f"scoring.seed: expected an integer (or no value: the run's seed), got {self.seed!r}")
 
     @property
     def weights(self)->dict:
         "The four weights as a checked dict."
         return check_weights({c: getattr(self, f'w_{c}') for c in CRITERIA})
 
+# %% ../nbs/04_scoring.ipynb #ea48ccb3
 def add_scoring_args(parser):
     "CLI options of the scoring stage: the user's ratings and preferences files."
     have = getattr(parser, '_option_string_actions', {})
     for kind in ('ratings', 'preferences'):
         if f'--{kind}' not in have:
-            parser.add_argument(f'--{kind}', metavar='FILE', help=f'{kind} table (.csv, .jsonl, .json or .parquet) to score instead of the campaign')
+            parser.add_argument(f'--{kind}', metavar='FILE',
+                                help=f'{kind} table (.csv, .jsonl, .json or .parquet) to score instead of the campaign')
 
 # %% ../nbs/04_scoring.ipynb #d69fbefd
 def _table(ctx:dict, run:Run, kind:str, keys):
@@ -446,26 +428,32 @@ def _table(ctx:dict, run:Run, kind:str, keys):
         if ctx.get(k) is not None: return ctx[k]
     f = getattr(ctx.get('args'), kind, None)
     if f is None: raise ConfigError(f"scoring needs {kind}: run the data stage first or pass --{kind} FILE")
-    from rewardbench_nb.data import read_table
     run.add_input(f)
-    return read_table(f, kind)
+    return read_table(f, kind, **(dict(scale=ctx.get('rating_scale', '1-5')) if kind == 'ratings' else {}))
 
+def _stage_seed(cfg:ScoringConfig, ctx:dict)->tuple:
+    "(seed, where it came from): `scoring.seed` when set, else the run's."
+    return (ctx.get('seed', 0), 'run') if cfg.seed is None else (cfg.seed, 'scoring.seed')
+
+# %% ../nbs/04_scoring.ipynb #3b000f10
 def run_scoring(run:Run, cfg:ScoringConfig, ctx:dict):
     "The scoring stage: scores, ranks and (simulated campaigns) truth recovery into `scoring/`."
     ratings = _table(ctx, run, 'ratings', ('ratings_quorum', 'ratings'))
     prefs = _table(ctx, run, 'preferences', ('preferences',))
-    prompts = ctx.get('prompts')
+    prompts, (seed, seed_from) = ctx.get('prompts'), _stage_seed(cfg, ctx)
     items = None if prompts is None else prompts['id']
     groups = prompts.dropna(subset=['group']).set_index('id')['group'] if prompts is not None and 'group' in prompts else None
-    scores = score_items(ratings, prefs, cfg.weights, cfg.alpha, items, groups, cfg.tie_tol, cfg.seed)
+    scores = score_items(ratings, prefs, cfg.weights, cfg.alpha, items, groups, cfg.tie_tol, seed,
+                         scale=ctx.get('rating_scale', '1-5'))
     with atomic_path(run.path('scoring', 'scores.csv')) as tmp: scores.table.to_csv(tmp)
     with atomic_path(run.path('scoring', 'unscored.csv')) as tmp: scores.unscored.to_csv(tmp, index=False)
-    summary = dict(weights=scores.weights, alpha=scores.alpha, tie_tol=scores.tol, seed=scores.seed, n_items=len(scores.table),
-                   n_scored=int(scores.table['final'].notna().sum()), tie_breaks=scores.table.tie_break.value_counts().to_dict())
+    summary = dict(weights=scores.weights, alpha=scores.alpha, tie_tol=scores.tol, seed=seed, seed_from=seed_from,
+                   n_items=len(scores.table), n_scored=int(scores.table['final'].notna().sum()),
+                   tie_breaks=scores.table.tie_break.value_counts().to_dict())
     camp = ctx.get('campaign')
     if camp is not None and getattr(camp, 'truth', None) is not None:
         rec = recovery(camp, alphas=sorted({0.0, 0.5, 1.0, cfg.alpha}), n_boot=200 if ctx.get('quick') else cfg.n_boot,
-                       seed=cfg.seed, scores=scores)
+                       seed=seed, scores=scores)
         with atomic_path(run.path('scoring', 'recovery.csv')) as tmp: rec.to_csv(tmp, index=False)
         summary['recovery_at_alpha'] = rec[np.isclose(rec.alpha, cfg.alpha)].set_index('method').estimate.to_dict()
     write_json(run.path('scoring', 'summary.json'), summary)

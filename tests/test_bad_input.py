@@ -153,8 +153,12 @@ def test_preference_of_an_item_with_itself(tmp_path):
 def test_preference_naming_unknown_item(tmp_path):
     write(tmp_path/'prefs.csv', 'item_a,item_b,annotator,winner\nr1,r2,a1,tie\nr1,r9,a1,r9\n')
     expect(tmp_path/'prefs.csv', 'preferences', r"prefs.csv:3: field 'item_b': unknown item 'r9' \(not among the 2 known items\)", known_items=['r1', 'r2'])
-    with pytest.raises(RBError, match='known_items applies to preferences only'):
-        read_table(ratings_csv(tmp_path, 'p1,a,safety,3'), 'ratings', known_items=['p1'])
+    with pytest.raises(RBError, match='known_items applies to the item columns of preferences and ratings only'):
+        read_table(prompts_jsonl(tmp_path, P(1)), 'prompts', known_items=['p1'])
+
+def test_rating_naming_unknown_item(tmp_path):
+    expect(ratings_csv(tmp_path, 'p1,a,safety,3', 'p7,a,safety,2'), 'ratings',
+           r"ratings.csv:3: field 'item': unknown item 'p7' \(not among the 1 known items\)", known_items=['p1'])
 
 def test_csv_line_numbers_follow_quoted_newlines(tmp_path):
     write(tmp_path/'p.csv', 'id,text,domain,source\np1,"line one\nline two\nline three",coding,team\np2,ok,cookin,team\n')
