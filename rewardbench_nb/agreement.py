@@ -34,10 +34,12 @@ class AlphaUndefined(DataError):
 def _as_matrix(data)->np.ndarray:
     "`data` as a float raters x units matrix, or a DataError."
     try: a = np.asarray(data, dtype=float)
-    except (TypeError, ValueError) as e: raise DataError(f"reliability data must be numeric with NaN for missing cells ({e})") from None
+    except (TypeError, ValueError) as e:
+        raise DataError(f"reliability data must be numeric with NaN for missing cells ({e})") from None
     if a.ndim != 2: raise DataError(f"reliability data must be a 2-d raters x units matrix, got shape {a.shape}")
     if np.isinf(a).any(): raise DataError("reliability data contains an infinite value")
-    if a.shape[0] < 2: raise AlphaUndefined(f"alpha is undefined with a single rater ({a.shape[0]} row): agreement needs 2+ raters")
+    if a.shape[0] < 2:
+        raise AlphaUndefined(f"alpha is undefined with a single rater ({a.shape[0]} row): agreement needs 2+ raters")
     return a
 
 MAX_VALUES = 4096  # distinct values: alpha needs a values x values distance matrix
@@ -45,7 +47,9 @@ MAX_VALUES = 4096  # distinct values: alpha needs a values x values distance mat
 def _value_index(x:np.ndarray)->tuple:
     "Sorted distinct values of `x` and the index of each element among them."
     values = np.unique(x)
-    if len(values) > MAX_VALUES: raise DataError(f"{len(values):,} distinct rating values: alpha needs a values x values matrix, so at most {MAX_VALUES:,} are supported; round the ratings (e.g. to integers) first")
+    if len(values) > MAX_VALUES:
+        raise DataError(f"{len(values):,} distinct rating values: alpha needs a values x values matrix, so at most "
+                        f"{MAX_VALUES:,} are supported; round the ratings (e.g. to integers) first")
     return values, np.searchsorted(values, x)
 
 def _count_matrix(unit:np.ndarray, vi:np.ndarray, n_units:int, n_values:int)->np.ndarray:
@@ -57,7 +61,8 @@ def pairable_counts(unit:np.ndarray,  # unit id of every rating
     "Count matrix of the units that have 2+ ratings, and the values it counts."
     code = pd.factorize(np.asarray(unit))[0]
     pair = np.bincount(code) >= 2
-    if not pair.any(): raise AlphaUndefined("alpha is undefined: no unit has ratings from 2+ raters, so no value is pairable")
+    if not pair.any():
+        raise AlphaUndefined("alpha is undefined: no unit has ratings from 2+ raters, so no value is pairable")
     keep = pair[code]
     values, vi = _value_index(np.asarray(value, dtype=float)[keep])
     return values, _count_matrix((np.cumsum(pair) - 1)[code[keep]], vi, int(pair.sum()), len(values))
@@ -67,7 +72,8 @@ def matrix_counts(data)->tuple:
     a = _as_matrix(data)
     ok = ~np.isnan(a)
     pair = ok.sum(0) >= 2
-    if not pair.any(): raise AlphaUndefined("alpha is undefined: no unit has ratings from 2+ raters, so no value is pairable")
+    if not pair.any():
+        raise AlphaUndefined("alpha is undefined: no unit has ratings from 2+ raters, so no value is pairable")
     if not pair.all(): a, ok = a[:, pair], ok[:, pair]
     values, vi = _value_index(a[ok])
     return values, _count_matrix(np.nonzero(ok)[1], vi, a.shape[1], len(values))
@@ -100,8 +106,10 @@ def distances(values:np.ndarray, # sorted distinct values
 
 # %% ../nbs/03_agreement.ipynb #0254d5e7
 def _check_level(level, values=None):
-    if level not in LEVELS: raise ConfigError(f"unknown level of measurement '{level}' (expected one of: {', '.join(LEVELS)})")
-    if level == 'ratio' and values is not None and values[0] < 0: raise DataError(f"ratio level needs non-negative values, got {values[0]:g}")
+    if level not in LEVELS:
+        raise ConfigError(f"unknown level of measurement '{level}' (expected one of: {', '.join(LEVELS)})")
+    if level == 'ratio' and values is not None and values[0] < 0:
+        raise DataError(f"ratio level needs non-negative values, got {values[0]:g}")
 
 def alpha_from_counts(values:np.ndarray, # sorted distinct values
                       counts:np.ndarray, # units x values counts of pairable units
@@ -109,7 +117,9 @@ def alpha_from_counts(values:np.ndarray, # sorted distinct values
                      )->float:
     "Krippendorff's alpha from a count matrix (see `pairable_counts`)."
     _check_level(level, values)
-    if len(values) < 2: raise AlphaUndefined(f"alpha is undefined: every pairable rating is {values[0]:g}, so there is no variation (expected disagreement 0)")
+    if len(values) < 2:
+        raise AlphaUndefined(f"alpha is undefined: every pairable rating is {values[0]:g}, so there is no variation "
+                             f"(expected disagreement 0)")
     o = coincidences(counts)
     n_c = o.sum(0)
     d = distances(values, level, n_c)
@@ -200,7 +210,8 @@ def count_table(data, # raters x subjects matrix of category labels
     if a.ndim != 2: raise DataError(f"expected a 2-d raters x subjects matrix, got shape {a.shape}")
     if a.dtype.kind == 'f' and np.isnan(a).any():
         r, s = np.argwhere(np.isnan(a))[0]
-        raise DataError(f"missing rating (rater {r}, subject {s}): Fleiss' kappa needs every subject rated by every rater; use krippendorff_alpha(level='nominal') for missing data")
+        raise DataError(f"missing rating (rater {r}, subject {s}): Fleiss' kappa needs every subject rated by every "
+                        f"rater; use krippendorff_alpha(level='nominal') for missing data")
     return inter_rater.aggregate_raters(a.T)
 
 def fleiss_kappa(table, # subjects x categories count table
@@ -210,9 +221,12 @@ def fleiss_kappa(table, # subjects x categories count table
     if t.ndim != 2: raise DataError(f"expected a 2-d subjects x categories count table, got shape {t.shape}")
     m = t.sum(1)
     if (m != m[0]).any():
-        raise DataError(f"subject {int(np.argmax(m != m[0]))} has {m[m != m[0]][0]} ratings, subject 0 has {m[0]}: Fleiss' kappa needs the same number of raters per subject; use krippendorff_alpha for unequal counts")
+        raise DataError(f"subject {int(np.argmax(m != m[0]))} has {m[m != m[0]][0]} ratings, subject 0 has {m[0]}: "
+                        f"Fleiss' kappa needs the same number of raters per subject; use krippendorff_alpha for "
+                        f"unequal counts")
     if m[0] < 2: raise AlphaUndefined("kappa is undefined with a single rater per subject")
-    if (t.sum(0) == t.sum()).any(): raise AlphaUndefined("kappa is undefined: every rating is in one category (no variation)")
+    if (t.sum(0) == t.sum()).any():
+        raise AlphaUndefined("kappa is undefined: every rating is in one category (no variation)")
     return float(inter_rater.fleiss_kappa(t, method='fleiss'))
 
 # %% ../nbs/03_agreement.ipynb #f30a5079
@@ -248,7 +262,8 @@ def bootstrap_kappa(table,           # subjects x categories counts, the same nu
     if n_boot < 1: raise ConfigError(f"n_boot must be at least 1, got {n_boot}")
     kinds, freq = _kinds(np.asarray(table))
     rng = np.random.default_rng(seed)
-    boot = np.concatenate([resampled_kappas(kinds, _kind_draws(rng, freq, min(chunk, n_boot - s))) for s in range(0, n_boot, chunk)])
+    boot = np.concatenate([resampled_kappas(kinds, _kind_draws(rng, freq, min(chunk, n_boot - s)))
+                           for s in range(0, n_boot, chunk)])
     ok = boot[~np.isnan(boot)]
     lo, hi = np.quantile(ok, [(1 - ci) / 2, (1 + ci) / 2]) if len(ok) else (np.nan, np.nan)
     return KappaCI(k, float(lo), float(hi), len(table), n_boot, n_boot - len(ok))
@@ -288,16 +303,19 @@ def cohen_kappa(a,                # ratings of rater A
                 labels=None,      # the category set (default: every rating either rater gave)
                )->float:
     "Cohen's kappa of two raters, optionally weighted by the distance between rating values."
-    if weights not in (None, 'linear', 'quadratic'): raise ConfigError(f"weights must be None, 'linear' or 'quadratic', got {weights!r}")
+    if weights not in (None, 'linear', 'quadratic'):
+        raise ConfigError(f"weights must be None, 'linear' or 'quadratic', got {weights!r}")
     a, b = list(a), list(b)
     if len(a) != len(b): raise DataError(f"the two raters must rate the same items: {len(a)} vs {len(b)} ratings")
-    bad = np.flatnonzero(pd.isna(pd.Series(a, dtype=object)).to_numpy() | pd.isna(pd.Series(b, dtype=object)).to_numpy())
+    bad = np.flatnonzero(pd.isna(pd.Series(a, dtype=object)).to_numpy()
+                         | pd.isna(pd.Series(b, dtype=object)).to_numpy())
     if len(bad): raise DataError(f"missing rating at position {bad[0]}: Cohen's kappa needs both raters on every item")
     cats = _categories(a, b, labels)
     pos = {v: i for i, v in enumerate(cats)}
     o = np.zeros((len(cats), len(cats))); np.add.at(o, ([pos[v] for v in a], [pos[v] for v in b]), 1 / len(a))
     w, e = _cohen_weights(cats, weights), np.outer(o.sum(1), o.sum(0))
-    if not (w * e).sum() > 0: raise AlphaUndefined("kappa is undefined: both raters used a single category (no variation)")
+    if not (w * e).sum() > 0:
+        raise AlphaUndefined("kappa is undefined: both raters used a single category (no variation)")
     return float(1 - (w * o).sum() / (w * e).sum())
 
 # %% ../nbs/03_agreement.ipynb #69305fed
@@ -307,7 +325,8 @@ def value_column(ratings:pd.DataFrame)->str:
     "Name of the rating column: `likert`, else `value`."
     for c in ('likert', 'value'):
         if c in getattr(ratings, 'columns', ()): return c
-    raise DataError(f"ratings table has no rating column: expected 'likert' or 'value', got columns {list(getattr(ratings, 'columns', []))}")
+    raise DataError(f"ratings table has no rating column: expected 'likert' or 'value', got columns "
+                    f"{list(getattr(ratings, 'columns', []))}")
 
 # %% ../nbs/03_agreement.ipynb #604ff89a
 def check_ratings(ratings:pd.DataFrame, # long table: item, annotator, criterion, likert|value
@@ -345,8 +364,10 @@ def quorum_split(ratings:pd.DataFrame, # long ratings table
     below = n[short.any(axis=1)]
     who = ratings[ratings['item'].isin(below.index)].groupby('item')['annotator'].nunique()
     lacking = below.where(below < quorum).stack().dropna().astype(int).reset_index(name='k')
-    why = (lacking['criterion'].astype(str) + ' (' + lacking['k'].astype(str) + ')').groupby(lacking['item']).agg(', '.join)
-    table = pd.DataFrame({'item': below.index, 'n_annotators': who.reindex(below.index).to_numpy(), 'min_ratings': below.min(axis=1).to_numpy(),
+    named = lacking['criterion'].astype(str) + ' (' + lacking['k'].astype(str) + ')'
+    why = named.groupby(lacking['item']).agg(', '.join)
+    table = pd.DataFrame({'item': below.index, 'n_annotators': who.reindex(below.index).to_numpy(),
+                          'min_ratings': below.min(axis=1).to_numpy(),
                           'reason': f'fewer than {quorum} ratings on ' + why.reindex(below.index).to_numpy(object)})
     return ratings[~ratings['item'].isin(table['item'])].reset_index(drop=True), table
 
@@ -370,7 +391,9 @@ def review_queue(ratings:pd.DataFrame, # long ratings table
     listed = text.groupby([sub['item'], sub['criterion']]).agg('; '.join)
     hit['ratings'] = listed.reindex(pd.MultiIndex.from_frame(hit[['item', 'criterion']])).to_numpy()
     hit['reason'] = [f'{spread} of ratings {x:.3g} >= {threshold:g}' for x in hit['spread']]
-    return hit[['item', 'criterion', 'ratings', 'spread', 'reason']].sort_values(['spread', 'item', 'criterion'], ascending=[False, True, True], kind='stable').reset_index(drop=True)
+    widest = hit[['item', 'criterion', 'ratings', 'spread', 'reason']].sort_values(
+        ['spread', 'item', 'criterion'], ascending=[False, True, True], kind='stable')
+    return widest.reset_index(drop=True)
 
 def write_csv(df:pd.DataFrame, path)->Path:
     "Write `df` as CSV to `path` atomically."
@@ -385,10 +408,11 @@ def _group_seed(seed:int, *names)->list:
 def _row(statistic, criterion, domain, n_units, r=None, note='', target=None)->dict:
     "One row of the report from an `AlphaCI` or `KappaCI` `r` (None: undefined, the reason in `note`)."
     est, lo, hi = (np.nan,) * 3 if r is None else (getattr(r, statistic.split('_')[-1]), r.low, r.high)
-    judged = statistic == 'alpha' and r is not None and target is not None
+    judged = statistic == 'alpha'   # only alpha is held against the target; kappa rows leave both empty
+    passes, clears = (bool(r is not None and est >= target),
+                      bool(r is not None and lo >= target)) if judged else (None, None)
     return dict(statistic=statistic, criterion=criterion, domain=domain, n_units=n_units, estimate=est, ci_low=lo,
-                ci_high=hi, band=agreement_band(est), passes=bool(est >= target) if judged else (False if statistic == 'alpha' else None),
-                ci_clears=bool(lo >= target) if judged else (False if statistic == 'alpha' else None), note=note)
+                ci_high=hi, band=agreement_band(est), passes=passes, ci_clears=clears, note=note)
 
 # %% ../nbs/03_agreement.ipynb #0a898b21
 def _alpha_row(criterion, domain, values, counts, level, n_boot, ci, target, seed, strict=False)->dict:
@@ -411,9 +435,12 @@ def _kappa_table(counts:np.ndarray)->tuple:
 def _kappa_row(criterion, domain, counts, n_boot, ci, seed, categorical=True)->dict:
     "One row of the report: Fleiss' kappa with its CI, or the reason it is undefined."
     if not categorical:
-        return _row('fleiss_kappa', criterion, domain, len(counts), note="not computed: the ratings are numbers, not categories")
+        return _row('fleiss_kappa', criterion, domain, len(counts),
+                    note="not computed: the ratings are numbers, not categories")
     table, note = _kappa_table(counts)
-    try: r = bootstrap_kappa(table[:, table.sum(0) > 0], n_boot, ci, _group_seed(seed, 'fleiss_kappa', criterion, domain))
+    try:
+        r = bootstrap_kappa(table[:, table.sum(0) > 0], n_boot, ci,
+                            _group_seed(seed, 'fleiss_kappa', criterion, domain))
     except AlphaUndefined as e: return _row('fleiss_kappa', criterion, domain, len(table), note=e.msg)
     extra = f'{r.n_undefined} of {n_boot} resamples had a single category' if r.n_undefined else ''
     return _row('fleiss_kappa', criterion, domain, r.n_units, r, '; '.join(s for s in (note, extra) if s))
@@ -436,7 +463,8 @@ def _criterion_counts(ratings, vcol, criterion)->tuple:
     "(values, units x values counts, unit ids) of one criterion's pairable units."
     sub = ratings[ratings['criterion'] == criterion]
     if sub['annotator'].nunique() < 2:
-        raise AlphaUndefined(f"alpha is undefined with a single rater ({sub['annotator'].iloc[0]!r}): agreement needs 2+ raters")
+        raise AlphaUndefined(f"alpha is undefined with a single rater ({sub['annotator'].iloc[0]!r}): "
+                             "agreement needs 2+ raters")
     codes, items = pd.factorize(sub['item'])
     values, counts = pairable_counts(codes, sub[vcol].to_numpy(float))
     return values, counts, np.asarray(items)[np.bincount(codes) >= 2]
@@ -467,7 +495,7 @@ STATISTICS = {'alpha': "Krippendorff's alpha", 'fleiss_kappa': "Fleiss' kappa"}
 @dataclass
 class AgreementReport:
     "Agreement per statistic and criterion (and domain) with bootstrap CIs and Landis & Koch bands."
-    table:pd.DataFrame      # statistic, criterion, domain, n_units, estimate, ci_low, ci_high, band, passes, ci_clears, note
+    table:pd.DataFrame      # one row per statistic, criterion and domain (see `agreement_report`)
     level:str = 'interval'  # level of measurement of alpha
     n_boot:int = 1000       # bootstrap resamples
     ci:float = 0.95         # confidence level
@@ -476,7 +504,8 @@ class AgreementReport:
 
     def caption(self)->str:
         "One line saying what the numbers are."
-        return (f"Krippendorff's alpha ({self.level}) and Fleiss' kappa (nominal), each with a {self.ci:.0%} percentile "
+        return (f"Krippendorff's alpha ({self.level}) and Fleiss' kappa (nominal), each with a {self.ci:.0%} "
+                f"percentile "
                 f"bootstrap CI over items ({self.n_boot:,} resamples) and its Landis & Koch band (below 0: poor; then "
                 f"slight, fair, moderate, substantial, almost perfect); target alpha >= {self.target:g}.")
 
@@ -485,17 +514,19 @@ class AgreementReport:
 def display_table(self:AgreementReport)->pd.DataFrame:
     "The table as it reads best: rounded, with the bands and pass/fail in words."
     t, is_alpha = self.table, (self.table.statistic == 'alpha').to_numpy()
-    verdict = np.where(t.estimate.isna(), 'undefined', np.where(t.passes.fillna(False).astype(bool), 'pass', 'fail'))
+    passed, cleared = (t[c].fillna(False).astype(bool) for c in ('passes', 'ci_clears'))
+    verdict = np.where(t.estimate.isna(), 'undefined', np.where(passed, 'pass', 'fail'))
+    ci_text = [f'[{l:.3f}, {h:.3f}]' if np.isfinite(l) else '' for l, h in zip(t.ci_low, t.ci_high)]
     return pd.DataFrame({'statistic': t.statistic.map(STATISTICS), 'criterion': t.criterion, 'domain': t.domain,
-                         'units': t.n_units, 'estimate': t.estimate.round(3),
-                         f'{self.ci:.0%} CI': [f'[{l:.3f}, {h:.3f}]' if np.isfinite(l) else '' for l, h in zip(t.ci_low, t.ci_high)],
-                         'band': t.band, f'alpha >= {self.target:g}': np.where(is_alpha, verdict, ''),
-                         'CI clears target': np.where(is_alpha, np.where(t.ci_clears.fillna(False).astype(bool), 'yes', 'no'), ''),
-                         'note': t.note})
+                         'units': t.n_units, 'estimate': t.estimate.round(3), f'{self.ci:.0%} CI': ci_text,
+                         'band': t.band,
+                         f'alpha >= {self.target:g}': np.where(is_alpha, verdict, ''),
+                         'CI clears target': np.where(is_alpha, np.where(cleared, 'yes', 'no'), ''), 'note': t.note})
 
 @patch
 def _repr_html_(self:AgreementReport)->str:
-    return f"<p><b>{html.escape(self.title)}</b>. {html.escape(self.caption())}</p>" + self.display_table().to_html(index=False, na_rep='')
+    head = f"<p><b>{html.escape(self.title)}</b>. {html.escape(self.caption())}</p>"
+    return head + self.display_table().to_html(index=False, na_rep='')
 
 # %% ../nbs/03_agreement.ipynb #4c87af06
 @patch
@@ -505,17 +536,21 @@ def figure(self:AgreementReport):
     fig = go.Figure()
     for stat, symbol in (('alpha', 'circle'), ('fleiss_kappa', 'diamond')):
         t = self.table[(self.table.statistic == stat) & self.table.estimate.notna()]
-        color = np.where(t.passes.fillna(False).astype(bool), 'seagreen', 'firebrick') if stat == 'alpha' else 'steelblue'
+        passed = t.passes.fillna(False).astype(bool)
+        color = np.where(passed, 'seagreen', 'firebrick') if stat == 'alpha' else 'steelblue'
         fig.add_scatter(x=t.estimate, y=t.criterion + ' / ' + t.domain, mode='markers', name=STATISTICS[stat],
                         marker=dict(size=8, symbol=symbol, color=color),
-                        error_x=dict(type='data', symmetric=False, array=t.ci_high - t.estimate, arrayminus=t.estimate - t.ci_low),
+                        error_x=dict(type='data', symmetric=False, array=t.ci_high - t.estimate,
+                                     arrayminus=t.estimate - t.ci_low),
                         customdata=np.column_stack([t.n_units, t.ci_low, t.ci_high, t.band]),
                         hovertemplate=f'%{{y}}: {stat} %{{x:.3f}} [%{{customdata[1]:.3f}}, %{{customdata[2]:.3f}}], '
                                       '%{customdata[3]}, %{customdata[0]} units<extra></extra>')
     fig.add_vline(x=self.target, line_dash='dash', line_color='grey', annotation_text=f'target alpha {self.target:g}')
     n = self.table[['criterion', 'domain']].drop_duplicates().shape[0]
-    return fig.update_layout(title=self.title, xaxis_title=f"agreement, {self.ci:.0%} CI", yaxis=dict(autorange='reversed'),
-                             height=max(250, 24 * n + 140), template='plotly_white', margin=dict(l=10, r=10, t=50, b=40),
+    return fig.update_layout(title=self.title, xaxis_title=f"agreement, {self.ci:.0%} CI",
+                             yaxis=dict(autorange='reversed'),
+                             height=max(250, 24 * n + 140), template='plotly_white',
+                             margin=dict(l=10, r=10, t=50, b=40),
                              legend=dict(orientation='h', y=-0.15))
 
 # %% ../nbs/03_agreement.ipynb #d3cafaed
@@ -535,9 +570,12 @@ def agreement_report(ratings:pd.DataFrame,  # long ratings table (item, annotato
     _check_level(level)
     have = list(pd.unique(ratings['criterion']))
     for c in criteria or ():
-        if c not in have: raise DataError(f"unknown criterion {c!r} (the ratings have: {', '.join(map(str, have))})", field='criterion')
+        if c not in have:
+            raise DataError(f"unknown criterion {c!r} (the ratings have: {', '.join(map(str, have))})",
+                            field='criterion')
     dom = item_domains(ratings, prompts) if prompts is not None else None
-    rows = [r for c in (criteria or have) for r in _criterion_rows(ratings, vcol, c, dom, level, n_boot, ci, target, seed)]
+    rows = [r for c in (criteria or have)
+            for r in _criterion_rows(ratings, vcol, c, dom, level, n_boot, ci, target, seed)]
     return AgreementReport(pd.DataFrame(rows), level, n_boot, ci, target, title)
 
 # %% ../nbs/03_agreement.ipynb #8042f6fa
@@ -563,7 +601,9 @@ class AgreementConfig:
 
 def add_agreement_args(parser):
     "CLI options of the agreement stage."
-    parser.add_argument('--ratings', metavar='FILE', help='ratings table (.csv, .jsonl, .json or .parquet: item, annotator, criterion, likert) instead of the simulated campaign')
+    parser.add_argument('--ratings', metavar='FILE',
+                        help='ratings table (.csv, .jsonl, .json or .parquet: item, annotator, criterion, likert) '
+                        'instead of the simulated campaign')
 
 # %% ../nbs/03_agreement.ipynb #719f5b0c
 def _stage_ratings(run:Run, ctx:dict)->pd.DataFrame:
@@ -578,7 +618,8 @@ def report_html(*reports:AgreementReport)->str:
     "A self-contained HTML page with each report's table (alpha, kappa, CIs, bands) and forest plot."
     parts = [f"<h2>{r.title}</h2>{r._repr_html_()}" + r.figure().to_html(full_html=False, include_plotlyjs=i == 0)
              for i, r in enumerate(reports)]
-    return "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Agreement</title></head><body>" + ''.join(parts) + "</body></html>"
+    head = "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Agreement</title></head><body>"
+    return head + ''.join(parts) + "</body></html>"
 
 # %% ../nbs/03_agreement.ipynb #795432d0
 def run_agreement(run:Run, cfg:AgreementConfig, ctx:dict):

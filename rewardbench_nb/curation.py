@@ -32,7 +32,8 @@ __all__ = ['PROMPT_COLUMNS', 'SPLIT_ORDER', 'STAGE', 'exact_duplicates', 'shingl
 def _check_texts(texts)->list:
     texts = list(texts)
     for i,t in enumerate(texts):
-        if not isinstance(t, str): raise DataError(f"expected a string, got {type(t).__name__} ({t!r})", line=i+1, field='text')
+        if not isinstance(t, str):
+            raise DataError(f"expected a string, got {type(t).__name__} ({t!r})", line=i+1, field='text')
     return texts
 
 def _first_positions(keys)->np.ndarray:
@@ -133,14 +134,16 @@ def lsh_params(threshold:float=0.8, # Jaccard threshold
         if b * r > num_perm: continue
         fp = integrate.quad(_candidate_prob, 0, threshold, args=(b, r))[0]
         if best is None or fp < best[0]: best = (fp, b, r)
-    if best is None: raise ConfigError(f"num_perm={num_perm} is too small for threshold {threshold} with max_miss {max_miss}")
+    if best is None:
+        raise ConfigError(f"num_perm={num_perm} is too small for threshold {threshold} with max_miss {max_miss}")
     return best[1], best[2]
 
 # %% ../nbs/02_curation.ipynb #6f144ae3
 def _lsh_pairs_datasketch(sig:np.ndarray, b:int, r:int, threshold:float, seed:int)->np.ndarray:
     lsh = MinHashLSH(threshold=threshold, num_perm=sig.shape[1], params=(b, r))
     with lsh.insertion_session() as session:
-        for i, hv in enumerate(sig): session.insert(i, LeanMinHash(seed=seed, hashvalues=hv, scheme='affine32'), check_duplication=False)
+        for i, hv in enumerate(sig):
+            session.insert(i, LeanMinHash(seed=seed, hashvalues=hv, scheme='affine32'), check_duplication=False)
     pairs = [p for table, counts in zip(lsh.hashtables, lsh.get_counts()) for key, c in counts.items() if c > 1
              for p in combinations(sorted(table.get(key)), 2)]
     return np.array(pairs, np.int64).reshape(-1, 2)
@@ -179,7 +182,8 @@ def _lsh_pairs(sig:np.ndarray, threshold:float, seed:int, engine:str='numpy')->n
 def _estimate(sig, pairs, chunk=50_000)->np.ndarray:
     "MinHash estimate of the Jaccard similarity of each pair."
     if not len(pairs): return np.empty(0)
-    return np.concatenate([(sig[p[:, 0]] == sig[p[:, 1]]).mean(axis=1) for p in np.array_split(pairs, max(1, len(pairs) // chunk))])
+    return np.concatenate([(sig[p[:, 0]] == sig[p[:, 1]]).mean(axis=1)
+                           for p in np.array_split(pairs, max(1, len(pairs) // chunk))])
 
 def _verify(norms, pairs, threshold, k, sig)->tuple[np.ndarray, np.ndarray]:
     "Pairs whose exact shingle Jaccard is at least `threshold`, and those similarities."
@@ -200,9 +204,12 @@ def _union_find(n:int, pairs:np.ndarray)->np.ndarray:
 # %% ../nbs/02_curation.ipynb #fe233c54
 def _check_params(threshold, num_perm, shingle, engine, where=''):
     if not 0 < threshold <= 1: raise ConfigError(f"{where}threshold: expected a number in (0, 1], got {threshold!r}")
-    if not isinstance(num_perm, int) or num_perm < 2: raise ConfigError(f"{where}num_perm: expected an integer >= 2, got {num_perm!r}")
-    if not isinstance(shingle, int) or shingle < 1: raise ConfigError(f"{where}shingle: expected an integer >= 1, got {shingle!r}")
-    if engine not in ('numpy', 'datasketch'): raise ConfigError(f"{where}engine: expected 'numpy' or 'datasketch', got {engine!r}")
+    if not isinstance(num_perm, int) or num_perm < 2:
+        raise ConfigError(f"{where}num_perm: expected an integer >= 2, got {num_perm!r}")
+    if not isinstance(shingle, int) or shingle < 1:
+        raise ConfigError(f"{where}shingle: expected an integer >= 1, got {shingle!r}")
+    if engine not in ('numpy', 'datasketch'):
+        raise ConfigError(f"{where}engine: expected 'numpy' or 'datasketch', got {engine!r}")
 
 # %% ../nbs/02_curation.ipynb #27da3dcb
 @contextmanager
@@ -220,14 +227,18 @@ def _near_clusters(norms:list[str], threshold=0.8, num_perm=128, shingle=5, seed
 def _near_clusters_(norms, threshold, num_perm, shingle, seed, engine)->dict:
     t = [time.perf_counter()]
     exact = _first_positions(hashlib.blake2b(s.encode('utf-8'), digest_size=16).digest() for s in norms)
-    reps = np.flatnonzero(exact == np.arange(len(norms))); rep_norms = [norms[i] for i in reps]; t.append(time.perf_counter())
-    sig = (_signatures_numpy if engine == 'numpy' else _signatures_datasketch)(rep_norms, num_perm, shingle, seed); t.append(time.perf_counter())
-    cand = _lsh_pairs(sig, threshold, seed, engine) if len(reps) > 1 else np.empty((0, 2), np.int64); t.append(time.perf_counter())
+    reps = np.flatnonzero(exact == np.arange(len(norms))); rep_norms = [norms[i] for i in reps]
+    t.append(time.perf_counter())
+    sig = (_signatures_numpy if engine == 'numpy' else _signatures_datasketch)(rep_norms, num_perm, shingle, seed)
+    t.append(time.perf_counter())
+    cand = _lsh_pairs(sig, threshold, seed, engine) if len(reps) > 1 else np.empty((0, 2), np.int64)
+    t.append(time.perf_counter())
     pairs, sims = _verify(rep_norms, cand, threshold, shingle, sig); t.append(time.perf_counter())
     rep_labels = reps[_union_find(len(reps), pairs)]
     labels = rep_labels[np.searchsorted(reps, exact)]; t.append(time.perf_counter())
     steps = ('exact', 'minhash', 'lsh', 'verify', 'union_find')
-    return dict(labels=labels, exact=exact, pairs=reps[pairs] if len(pairs) else pairs, similarity=sims, n_candidates=len(cand),
+    return dict(labels=labels, exact=exact, pairs=reps[pairs] if len(pairs) else pairs, similarity=sims,
+                n_candidates=len(cand),
                 timings={s: round(t1 - t0, 3) for s, t0, t1 in zip(steps, t, t[1:])})
 
 def near_duplicates(texts,              # sequence of strings
@@ -272,7 +283,7 @@ def check_prompts(df:pd.DataFrame,         # a Prompts table
                   file=None,               # where it came from, for errors
                   required=PROMPT_COLUMNS, # the columns to check
                  )->pd.DataFrame:          # the clean table (`data.validate`)
-    "Check the Prompts columns curation needs, with the data layer's validator: ids unique, texts non-empty, domains known."
+    "The Prompts columns curation needs, checked by the data layer: ids unique, texts non-empty, domains known."
     return validate(df, 'prompts', file, columns=tuple(required))
 
 # %% ../nbs/02_curation.ipynb #04f7a30f
@@ -335,9 +346,11 @@ def dedup(prompts:pd.DataFrame, # Prompts table: id, text, domain, source (+ res
     ids = prompts['id'].to_numpy()
     table = prompts.reset_index(drop=True).assign(cluster=nc['labels'], representative=ids[rep], kind=kind,
               similarity=_similarity_to_rep(norms, rep, exact, shingle))
-    table['status'] = np.where(kind == 'kept', 'kept', pd.Series(kind).str.cat(ids[rep].astype(str), sep='-dup-of ').to_numpy())
+    table['status'] = np.where(kind == 'kept', 'kept',
+                               pd.Series(kind).str.cat(ids[rep].astype(str), sep='-dup-of ').to_numpy())
     timings = dict(normalise=round(t_norm, 3), **nc['timings'], tables=round(time.perf_counter() - t0, 3))
-    params = dict(num_perm=num_perm, shingle=shingle, seed=seed, keep=keep, engine=engine, lsh_bands_rows=lsh_params(threshold, num_perm))
+    params = dict(num_perm=num_perm, shingle=shingle, seed=seed, keep=keep, engine=engine,
+                  lsh_bands_rows=lsh_params(threshold, num_perm))
     return Dedup(table, threshold, params, timings, nc['n_candidates'])
 
 # %% ../nbs/02_curation.ipynb #c15b9bd1
@@ -354,16 +367,20 @@ def summary(self:Dedup)->dict:
     "Counts of input, kept, exact and near duplicates and clusters."
     k = self.table['kind'].value_counts()
     sizes = self.table.groupby('cluster').size()
-    return dict(n_input=len(self.table), n_kept=int(k.get('kept', 0)), n_exact=int(k.get('exact', 0)), n_near=int(k.get('near', 0)),
+    return dict(n_input=len(self.table), n_kept=int(k.get('kept', 0)), n_exact=int(k.get('exact', 0)),
+                n_near=int(k.get('near', 0)),
                 n_clusters=int((sizes > 1).sum()), largest_cluster=int(sizes.max()) if len(sizes) else 0)
 
 @patch
 def _repr_markdown_(self:Dedup)->str:
     s, p = self.summary(), self.params
     rule = 'first row of the cluster' if p['keep'] == 'first' else 'longest response (ties: first row)'
-    head = (f"**Dedup** of {s['n_input']:,} prompts (char {p['shingle']}-gram Jaccard ≥ {self.threshold}, {p['num_perm']} permutations, "
-            f"LSH {p['lsh_bands_rows'][0]}×{p['lsh_bands_rows'][1]}): kept **{s['n_kept']:,}**, removed {s['n_exact']:,} exact and "
-            f"{s['n_near']:,} near duplicates in {s['n_clusters']:,} clusters (largest: {s['largest_cluster']}). Representative: {rule}.")
+    head = (f"**Dedup** of {s['n_input']:,} prompts (char {p['shingle']}-gram Jaccard ≥ {self.threshold}, "
+            f"{p['num_perm']} permutations, "
+            f"LSH {p['lsh_bands_rows'][0]}×{p['lsh_bands_rows'][1]}): kept **{s['n_kept']:,}**, removed "
+            f"{s['n_exact']:,} exact and "
+            f"{s['n_near']:,} near duplicates in {s['n_clusters']:,} clusters (largest: {s['largest_cluster']}). "
+            f"Representative: {rule}.")
     c = self.clusters
     return head + ('\n\n' + md_table(c.head(8)) if len(c) else '')
 
@@ -388,7 +405,8 @@ def _fill(sizes:np.ndarray, target:int)->np.ndarray:
 def _groups(df:pd.DataFrame, strata:str, group:str|None)->pd.DataFrame:
     "One row per group: its stratum (that of its first row) and size."
     g = df[group].to_numpy() if group and group in df.columns else np.arange(len(df))
-    return pd.DataFrame({'g': g, 's': df[strata].to_numpy()}).groupby('g', sort=False).agg(s=('s', 'first'), n=('s', 'size'))
+    by_group = pd.DataFrame({'g': g, 's': df[strata].to_numpy()}).groupby('g', sort=False)
+    return by_group.agg(s=('s', 'first'), n=('s', 'size'))
 
 def _check_fracs(test_frac, validation_frac, where:str=''):
     "`ConfigError` unless test and validation take a share in (0, 1) and leave some items for train."
@@ -412,7 +430,8 @@ def stratified_split(df:pd.DataFrame,      # items with a `strata` column
     label, sizes = pd.Series('train', index=gr.index, dtype=object), gr.groupby('s')['n'].sum()
     for name, frac in (('test', test_frac), ('validation', validation_frac)):
         target, free = _apportion(sizes, round(frac * len(df))), gr[label.to_numpy() == 'train']
-        taken = [g for s, part in free.groupby('s', sort=True) for g in part.index[_fill(part['n'].to_numpy(), target[s])]]
+        taken = [g for s, part in free.groupby('s', sort=True)
+                 for g in part.index[_fill(part['n'].to_numpy(), target[s])]]
         label[taken] = name
     g = df[group].to_numpy() if group and group in df.columns else np.arange(len(df))
     return pd.Series(label.reindex(g).to_numpy(), index=df.index, name='split')
@@ -426,13 +445,16 @@ def holdout_domains(domains,       # domain of each item (or the list of domains
     present = sorted(pd.unique(pd.Series(list(domains))))
     if isinstance(holdout, (list, tuple)):
         missing = [d for d in holdout if d not in present]
-        if missing: raise ConfigError(f"holdout_domains: {missing} not among the domains present ({', '.join(present)})")
+        if missing:
+            raise ConfigError(f"holdout_domains: {missing} not among the domains present ({', '.join(present)})")
         chosen = sorted(holdout)
     elif isinstance(holdout, int) and not isinstance(holdout, bool) and holdout >= 0:
-        chosen = sorted(np.random.default_rng(seed).choice(present, holdout, replace=False).tolist()) if holdout <= len(present) else None
+        rng = np.random.default_rng(seed)
+        chosen = sorted(rng.choice(present, holdout, replace=False).tolist()) if holdout <= len(present) else None
     else: raise ConfigError(f"holdout_domains: expected a count >= 0 or a list of domain names, got {holdout!r}")
     if chosen is None or len(chosen) >= len(present):
-        raise ConfigError(f"holdout_domains: holding out {holdout!r} leaves no domain for train/test ({len(present)} present)")
+        raise ConfigError(f"holdout_domains: holding out {holdout!r} leaves no domain for train/test "
+                          f"({len(present)} present)")
     return chosen
 
 # %% ../nbs/02_curation.ipynb #6ded5f0e
@@ -460,7 +482,8 @@ def write_splits(folder,              # output folder
     "Write `<name>.csv` and `<name>.parquet` (id, split) atomically."
     df = pd.DataFrame({'id': list(ids), 'split': list(split)})
     folder = Path(folder); out = []
-    for ext, write in (('csv', lambda p: df.to_csv(p, index=False)), ('parquet', lambda p: df.to_parquet(p, index=False))):
+    for ext, write in (('csv', lambda p: df.to_csv(p, index=False)),
+                       ('parquet', lambda p: df.to_parquet(p, index=False))):
         with atomic_path(folder/f'{name}.{ext}') as tmp: write(tmp)
         out.append(folder/f'{name}.{ext}')
     return out
@@ -476,11 +499,13 @@ def _domain_table(items:pd.DataFrame, target:dict|None)->tuple[pd.DataFrame, obj
     obs = items['domain'].value_counts()
     if target is None: target = {d: 1 / len(obs) for d in obs.index}
     missing = sorted(set(obs.index) - set(target))
-    if missing: raise DataError(f"domains {missing} have no target share (targets cover {len(target)} domains)", field='domain')
+    if missing:
+        raise DataError(f"domains {missing} have no target share (targets cover {len(target)} domains)", field='domain')
     t = pd.Series(target, dtype=float); t = t / t.sum()
     obs = obs.reindex(t.index, fill_value=0)
     test = stats.chisquare(obs.to_numpy(), t.to_numpy() * obs.sum())
-    tab = pd.DataFrame({'domain': t.index, 'n': obs.to_numpy(), 'target': t.to_numpy(), 'observed': obs.to_numpy() / obs.sum()})
+    tab = pd.DataFrame({'domain': t.index, 'n': obs.to_numpy(), 'target': t.to_numpy(),
+                        'observed': obs.to_numpy() / obs.sum()})
     tab['diff_pp'] = 100 * (tab['observed'] - tab['target'])
     for s in _ordered(items['split'].unique()):
         tab[s] = tab['domain'].map(items.loc[items['split'] == s, 'domain'].value_counts(normalize=True)).fillna(0.0)
@@ -500,7 +525,8 @@ def _length_table(items:pd.DataFrame)->tuple[pd.DataFrame, float, str]:
     has = items[col].map(lambda v: isinstance(v, str))  # items without a response are not counted as length 0
     n = items.loc[has, col].str.len()
     g = n.groupby(items.loc[has, 'split'])
-    tab = pd.DataFrame({'n': g.size(), 'mean': g.mean(), 'median': g.median(), 'p10': g.quantile(0.1), 'p90': g.quantile(0.9)})
+    tab = pd.DataFrame({'n': g.size(), 'mean': g.mean(), 'median': g.median(), 'p10': g.quantile(0.1),
+                        'p90': g.quantile(0.9)})
     tab = tab.loc[_ordered(tab.index)].reset_index()
     parts = [v.to_numpy() for _, v in g if len(v)]
     p = float(stats.kruskal(*parts).pvalue) if len(parts) > 1 and n.nunique() > 1 else float('nan')
@@ -514,7 +540,8 @@ def population_p(item_codes:np.ndarray,  # item index of each rating
     "Permutation p-value of split x population independence, permuting the split labels of items."
     C = np.zeros((len(item_split), pop_codes.max() + 1)); np.add.at(C, (item_codes, pop_codes), 1)
     S = item_split.max() + 1
-    stat = lambda s: stats.chi2_contingency(np.stack([np.bincount(s, weights=C[:, j], minlength=S) for j in range(C.shape[1])]), correction=False).statistic
+    stat = lambda s: stats.chi2_contingency(np.stack([np.bincount(s, weights=C[:, j], minlength=S)
+                                                      for j in range(C.shape[1])]), correction=False).statistic
     rng, obs = np.random.default_rng(seed), stat(item_split)
     return (1 + sum(stat(rng.permutation(item_split)) >= obs - 1e-9 for _ in range(n_perm))) / (n_perm + 1)
 
@@ -529,7 +556,8 @@ def _population_table(ratings, annotators, item_split:pd.Series, seed:int=0)->tu
     core = split.isin(['train', 'validation', 'test', 'holdout']).to_numpy()
     items, pops = pd.factorize(ratings['item'][core])[0], pd.factorize(pop[core])[0]
     per_item = pd.factorize(split[core])[0][np.unique(items, return_index=True)[1]]
-    p = population_p(items, pops, per_item, seed=seed) if pops.max(initial=0) > 0 and per_item.max(initial=0) > 0 else float('nan')
+    testable = pops.max(initial=0) > 0 and per_item.max(initial=0) > 0
+    p = population_p(items, pops, per_item, seed=seed) if testable else float('nan')
     return tab.rename_axis('population').reset_index(), p
 
 # %% ../nbs/02_curation.ipynb #ecbf4391
@@ -560,7 +588,8 @@ def audit(items:pd.DataFrame,       # curated items: domain, source, split (+ re
     src, sp = _source_table(items); ln, lp, col = _length_table(items)
     if item_split is None: item_split = pd.Series(items['split'].to_numpy(), index=items['id'].to_numpy())
     pop, pp = _population_table(ratings, annotators, item_split, seed)
-    return Audit(dom, float(test.statistic), float(test.pvalue), src, sp, ln, lp, col, pop, pp, target_shares is not None)
+    return Audit(dom, float(test.statistic), float(test.pvalue), src, sp, ln, lp, col, pop, pp,
+                 target_shares is not None)
 
 # %% ../nbs/02_curation.ipynb #b2570216
 def _pct(df:pd.DataFrame, cols)->pd.DataFrame:
@@ -573,18 +602,21 @@ def sections(self:Audit)->list[tuple[str,str,pd.DataFrame|None]]:
     "(title, one-line finding, table) for each part of the audit."
     splits = [c for c in ('train', 'validation', 'test', 'holdout') if c in self.domains.columns]
     tgt = 'target shares' if self.target_given else 'uniform shares (no target given)'
-    out = [('Domains', f"chi-square vs {tgt}: chi2 = {self.chi2:.2f}, p = {_fmt_p(self.p_value)}",
-            _pct(self.domains, ['target', 'observed', *splits]).assign(diff_pp=self.domains.diff_pp.map('{:+.2f}'.format))),
+    domains = _pct(self.domains,
+                   ['target', 'observed', *splits]).assign(diff_pp=self.domains.diff_pp.map('{:+.2f}'.format))
+    out = [('Domains', f"chi-square vs {tgt}: chi2 = {self.chi2:.2f}, p = {_fmt_p(self.p_value)}", domains),
            ('Response source', f"split x source independence: p = {_fmt_p(self.source_p)}",
             _pct(self.sources, [c for c in self.sources.columns if c not in ('split', 'n')])),
-           (f'Length of {self.length_of} (characters)', f"Kruskal-Wallis across splits: p = {_fmt_p(self.length_p)}", self.lengths)]
+           (f'Length of {self.length_of} (characters)', f"Kruskal-Wallis across splits: p = {_fmt_p(self.length_p)}",
+            self.lengths)]
     if self.populations is not None:
         pop = self.populations.copy(); share_rows = pop.population != 'n_ratings'
         cols = [c for c in pop.columns if c != 'population']
         pop[cols] = pop[cols].astype(object)
         pop.loc[share_rows, cols] = pop.loc[share_rows, cols].map(lambda v: f'{100*v:.1f}%')
         pop.loc[~share_rows, cols] = pop.loc[~share_rows, cols].map(lambda v: f'{int(v):,}')
-        out.append(('Annotator populations (share of ratings)', f"split x population independence: p = {_fmt_p(self.population_p)}", pop))
+        out.append(('Annotator populations (share of ratings)',
+                    f"split x population independence: p = {_fmt_p(self.population_p)}", pop))
     return out
 
 @patch
@@ -610,7 +642,8 @@ def figure(self:Audit):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
     fig = make_subplots(rows=2, cols=2, specs=[[{'colspan': 2}, None], [{}, {}]], vertical_spacing=0.25,
-                        subplot_titles=(f'Domain shares (chi-square p = {_fmt_p(self.p_value)})', 'Response source per split', 'Ratings per annotator population'))
+                        subplot_titles=(f'Domain shares (chi-square p = {_fmt_p(self.p_value)})',
+                                        'Response source per split', 'Ratings per annotator population'))
     d = self.domains
     fig.add_bar(x=d.domain, y=d.target, name='target', row=1, col=1)
     fig.add_bar(x=d.domain, y=d.observed, name='observed', row=1, col=1)
@@ -618,7 +651,8 @@ def figure(self:Audit):
         fig.add_bar(x=self.sources.split, y=self.sources[src], name=f'source: {src}', row=2, col=1)
     if self.populations is not None:
         pop = self.populations[self.populations.population != 'n_ratings']
-        for c in [c for c in pop.columns if c != 'population']: fig.add_bar(x=pop.population, y=pop[c], name=f'ratings: {c}', row=2, col=2)
+        for c in [c for c in pop.columns if c != 'population']:
+            fig.add_bar(x=pop.population, y=pop[c], name=f'ratings: {c}', row=2, col=2)
     fig.update_layout(barmode='group', height=700, template='plotly_white', yaxis_tickformat='.0%')
     return fig
 
@@ -666,10 +700,11 @@ Version `{version}`, curated {timestamp} by rewardbench_nb {rewardbench_nb.__ver
 
 ## Deduplication
 
-{s['n_input']:,} input prompts; **{s['n_kept']:,} kept**; {s['n_exact']:,} exact and {s['n_near']:,} near duplicates removed,
-in {s['n_clusters']:,} clusters (largest {s['largest_cluster']}). Near duplicates: character {dedup.params['shingle']}-gram Jaccard
->= {dedup.threshold} on normalised text (NFKC, lowercase, punctuation stripped, whitespace collapsed), MinHash ({dedup.params['num_perm']}
-permutations) + LSH candidates verified by exact Jaccard. Representative: {'first row of each cluster' if dedup.params['keep'] == 'first' else 'longest response'}.
+{s['n_input']:,} input prompts; **{s['n_kept']:,} kept**; {s['n_exact']:,} exact and {s['n_near']:,} near duplicates
+removed, in {s['n_clusters']:,} clusters (largest {s['largest_cluster']}). Near duplicates: character
+{dedup.params['shingle']}-gram Jaccard >= {dedup.threshold} on normalised text (NFKC, lowercase, punctuation stripped,
+whitespace collapsed), MinHash ({dedup.params['num_perm']} permutations) + LSH candidates verified by exact Jaccard.
+Representative: {'first row of each cluster' if dedup.params['keep'] == 'first' else 'longest response'}.
 
 ## Splits
 
@@ -698,9 +733,11 @@ class CurationConfig:
     def __post_init__(self):
         _check_params(self.threshold, self.num_perm, self.shingle, self.engine, 'curation.')
         _check_fracs(self.test_frac, self.validation_frac, 'curation.')
-        if self.keep not in ('first', 'longest'): raise ConfigError(f"curation.keep: expected 'first' or 'longest', got {self.keep!r}")
+        if self.keep not in ('first', 'longest'):
+            raise ConfigError(f"curation.keep: expected 'first' or 'longest', got {self.keep!r}")
         h = self.holdout_domains
-        if not (isinstance(h, int) and not isinstance(h, bool) and h >= 0 or isinstance(h, list) and all(isinstance(d, str) for d in h)):
+        if not (isinstance(h, int) and not isinstance(h, bool) and h >= 0 or isinstance(h, list)
+                and all(isinstance(d, str) for d in h)):
             raise ConfigError(f"curation.holdout_domains: expected a count >= 0 or a list of domain names, got {h!r}")
 
 # %% ../nbs/02_curation.ipynb #13dd56ed
@@ -736,7 +773,8 @@ def curate(prompts:pd.DataFrame,          # Prompts table: id, text, domain, sou
     splits = make_splits(kept, cfg.test_frac, cfg.holdout_domains, seed, validation_frac=cfg.validation_frac)
     curated = kept.assign(split=splits.to_numpy())
     split_of = pd.Series(curated['split'].to_numpy(), index=curated['id'].to_numpy())
-    item_split = pd.concat([split_of, pd.Series('removed', index=dd.table.loc[dd.table.kind != 'kept', 'id'].to_numpy())])
+    removed = dd.table.loc[dd.table.kind != 'kept', 'id'].to_numpy()
+    item_split = pd.concat([split_of, pd.Series('removed', index=removed)])
     au = audit(curated, target_shares, ratings, annotators, item_split, seed)
     version = f"{rewardbench_nb.__version__}+data.{(data_hash or table_sha256(prompts))[:12]}"
     timestamp = timestamp or dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')
@@ -757,7 +795,8 @@ def write(self:Curation, folder)->dict:
     for f in write_splits(folder, self.curated['id'], self.curated['split']): out[f'splits_{f.suffix[1:]}'] = f
     out['audit_json'] = write_json(folder/'audit.json', self.audit.to_dict())
     out['audit_md'] = write_text(folder/'audit.md', f"# Bias audit\n\n{self.audit._repr_markdown_()}\n")
-    put('audit_figure', 'audit_figure.json', lambda p: Path(p).write_text(self.audit.figure().to_json(), encoding='utf-8'))
+    put('audit_figure', 'audit_figure.json',
+        lambda p: Path(p).write_text(self.audit.figure().to_json(), encoding='utf-8'))
     put('provenance', 'provenance.csv', lambda p: self.provenance.to_csv(p, index=False))
     out['card'] = write_text(folder/'dataset_card.md', self.card)
     return out
@@ -765,13 +804,16 @@ def write(self:Curation, folder)->dict:
 @patch
 def _repr_markdown_(self:Curation)->str:
     s = self.dedup.summary(); c = self.curated['split'].value_counts()
-    return (f"**Curation** `{self.version}`: {s['n_input']:,} prompts → {s['n_kept']:,} kept ({s['n_exact']:,} exact, {s['n_near']:,} near duplicates removed); "
+    return (f"**Curation** `{self.version}`: {s['n_input']:,} prompts → {s['n_kept']:,} kept ({s['n_exact']:,} exact, "
+            f"{s['n_near']:,} near duplicates removed); "
             + ', '.join(f"{k} {v:,}" for k, v in c.items()) + f"; held out: {', '.join(self.holdout) or 'none'}; "
             f"domains vs target: p = {_fmt_p(self.audit.p_value)}.")
 
 # %% ../nbs/02_curation.ipynb #7851356f
 def _add_args(parser):
-    parser.add_argument('--prompts', metavar='FILE', help='Prompts table (CSV, JSONL or Parquet: id, text, domain, source) to curate instead of the data stage output')
+    parser.add_argument('--prompts', metavar='FILE',
+                        help='Prompts table (CSV, JSONL or Parquet: id, text, domain, source) to curate instead of the '
+                        'data stage output')
 
 # %% ../nbs/02_curation.ipynb #1da2b990
 def _inputs(run:Run, ctx:dict)->tuple[pd.DataFrame, dict]:
@@ -779,15 +821,21 @@ def _inputs(run:Run, ctx:dict)->tuple[pd.DataFrame, dict]:
     path, camp = getattr(ctx.get('args'), 'prompts', None), ctx.get('campaign')
     if path:  # a user's file; their ratings (if the data stage read them) but no simulated campaign
         run.add_input(path); sha = sha256_file(path)
-        src = dict(input=Path(path).name, license='as supplied by the user (not recorded)', provenance=f'user file, sha256 {sha}')
+        src = dict(input=Path(path).name, license='as supplied by the user (not recorded)',
+                   provenance=f'user file, sha256 {sha}')
         user = camp is None
-        return read_table(path, 'prompts'), dict(ratings=ctx.get('ratings') if user else None, annotators=ctx.get('annotators') if user else None,
+        return read_table(path, 'prompts'), dict(ratings=ctx.get('ratings') if user else None,
+                                                 annotators=ctx.get('annotators') if user else None,
                                         sources=[src], data_hash=sha)
     if ctx.get('prompts') is None: raise RBError("curate: no prompts: run the data stage first or pass --prompts FILE")
     target = (getattr(camp, 'params', None) or {}).get('domain_shares')
-    prov = 'rewardbench_nb.data.simulate_campaign (simulated, with known ground truth)' if camp is not None else 'ctx["prompts"] of the data stage'
-    src = dict(input='prompts of the data stage', license='Apache-2.0 (generated by rewardbench_nb)' if camp is not None else 'see data/CARD.md', provenance=prov)
-    return ctx['prompts'], dict(ratings=ctx.get('ratings'), annotators=ctx.get('annotators', getattr(camp, 'annotators', None)),
+    prov = ('rewardbench_nb.data.simulate_campaign (simulated, with known ground truth)' if camp is not None
+            else 'ctx["prompts"] of the data stage')
+    src = dict(input='prompts of the data stage',
+               license='Apache-2.0 (generated by rewardbench_nb)' if camp is not None else 'see data/CARD.md',
+               provenance=prov)
+    return ctx['prompts'], dict(ratings=ctx.get('ratings'),
+                                annotators=ctx.get('annotators', getattr(camp, 'annotators', None)),
                                 target_shares=target, sources=[src])
 
 def run_curation(run:Run, cfg:CurationConfig, ctx:dict):
@@ -799,5 +847,6 @@ def run_curation(run:Run, cfg:CurationConfig, ctx:dict):
     ctx.update(curated=cur.curated, splits=cur.splits, curation=cur, audit=cur.audit)
     return cur
 
-STAGE = Stage('curate', 'Remove exact and near duplicates, split train/validation/test (70/10/20) by domain, hold out whole domains, audit bias.',
+STAGE = Stage('curate', 'Remove exact and near duplicates, split train/validation/test (70/10/20) by domain, hold out '
+              'whole domains, audit bias.',
               'curation', CurationConfig, run_curation, needs=('data',), add_args=_add_args)

@@ -41,7 +41,8 @@ SCHEMAS = {  # kind -> {required column: check}
                         source='text'),
     'scored':      dict(prompt='text', response='text', score='number'),
 }
-UNIQUE = {'prompts': ('id',), 'ratings': ('item', 'annotator', 'criterion'), 'pairs': ('id',)}  # key that must be unique
+UNIQUE = {'prompts': ('id',), 'ratings': ('item', 'annotator', 'criterion'),
+          'pairs': ('id',)}  # keys that must be unique
 
 # %% ../nbs/01_data.ipynb #fee41b57
 RATING_SCALES = {'1-5': (1, 5), '0-4': (0, 4), '0-1': (0, 1)}  # Likert scale -> (lowest, highest) rating
@@ -134,7 +135,8 @@ def parser(check:str,         # a key of `PARSERS`, 'likert' or 'criterion'
     if check == 'likert': return functools.partial(_parse_likert, lo=check_scale(scale)[0], hi=check_scale(scale)[1])
     if check == 'criterion':
         return _parse_label if criteria is None else _parse_member(tuple(criteria), f"one of {', '.join(criteria)}")
-    if check not in PARSERS: raise RBError(f"unknown check '{check}' (expected one of: likert, criterion, {', '.join(PARSERS)})")
+    if check not in PARSERS:
+        raise RBError(f"unknown check '{check}' (expected one of: likert, criterion, {', '.join(PARSERS)})")
     return PARSERS[check]
 
 # %% ../nbs/01_data.ipynb #d7940821
@@ -161,7 +163,8 @@ def _bulk_ok(s:pd.Series, check:str, scale:str='1-5', criteria=CRITERIA):
         ok, x = _bulk_numbers(s, check_scale(scale))
         return ok, None if x is None else x.astype(np.int64)
     if check == 'number': return _bulk_numbers(s)
-    if check in ('id', 'label', 'criterion') and _is_int_col(s): return np.ones(len(s), bool), s.astype(str).to_numpy(dtype=object)
+    if check in ('id', 'label', 'criterion') and _is_int_col(s):
+        return np.ones(len(s), bool), s.astype(str).to_numpy(dtype=object)
     if check in ('id', 'label', 'criterion', 'text', 'texts') and strings and s.dtype != object:
         return (s.notna() & s.str.strip().str.len().gt(0)).to_numpy(dtype=bool, na_value=False), None
     return np.zeros(len(s), bool), None
@@ -222,7 +225,8 @@ def _variant_problems(clean:dict, ok, unit:str, lines)->list:
     if not len(pos): return []
     k = _n_texts(clean['chosen'][pos[0]])
     form = lambda n: 'one text' if n == 0 else f'a list of {n} texts'
-    return [(i, col, f"expected {form(k)} (one per style, like {unit} {lines[pos[0]]}), got {form(_n_texts(clean[col][i]))}")
+    return [(i, col, f"expected {form(k)} (one per style, like {unit} {lines[pos[0]]}), got "
+             f"{form(_n_texts(clean[col][i]))}")
             for col in ('chosen', 'rejected') for i in pos if _n_texts(clean[col][i]) != k]
 
 # %% ../nbs/01_data.ipynb #191ac4d6
@@ -252,7 +256,8 @@ def _require_columns(df:pd.DataFrame, kind:str, checks:dict, file=None):
 def _as_table(df, kind:str, file=None)->pd.DataFrame:
     "`df` as a DataFrame (a list of records is read as one), or `DataError`."
     if isinstance(df, pd.DataFrame): return df
-    if isinstance(df, (list, tuple)) and all(isinstance(r, dict) for r in df): return pd.DataFrame.from_records(list(df))
+    if isinstance(df, (list, tuple)) and all(isinstance(r, dict) for r in df):
+        return pd.DataFrame.from_records(list(df))
     raise DataError(f"expected a {kind} table (a DataFrame or a list of records), got {type(df).__name__}", file)
 
 # %% ../nbs/01_data.ipynb #86a851ec
@@ -363,7 +368,8 @@ def validate(df:pd.DataFrame,     # the table to check (a list of records is rea
     clean, probs = find_problems(df, kind, lines, known_items, unit, **options)
     if len(probs) and not quarantine:
         p, more = probs.iloc[0], len(probs) - 1
-        hint = f" ({more} more problem(s); pass quarantine= to set bad rows aside and keep the good ones)" if more else ''
+        hint = (f" ({more} more problem(s); pass quarantine= to set bad rows aside and keep the good ones)"
+                if more else '')
         raise DataError(p.reason + hint, file, int(p.line), p.field)
     keep, attrs = (_set_aside(df, probs, list(unreadable), file, quarantine) if len(probs) or len(unreadable)
                    else (np.ones(len(df), bool), []))
@@ -415,8 +421,10 @@ def _jsonl_row(raw:bytes, path, line:int, offset:int):
     "One parsed JSONL line, or raise `DataError`."
     text = _decode(raw, path, offset, line)
     try: rec = json.loads(text)
-    except json.JSONDecodeError as e: raise DataError(f"not valid JSON: {e.msg} at column {e.colno}", path, line) from None
-    if not isinstance(rec, dict): raise DataError(f"expected a JSON object on each line, got {type(rec).__name__}", path, line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"not valid JSON: {e.msg} at column {e.colno}", path, line) from None
+    if not isinstance(rec, dict):
+        raise DataError(f"expected a JSON object on each line, got {type(rec).__name__}", path, line)
     return rec
 
 def _read_jsonl(path:Path, strict:bool=True):
@@ -447,7 +455,8 @@ def _json_records(text:str, path):
             i = skip(j)
             if text[i:i+1] == ',': i = skip(i + 1)
             elif text[i:i+1] != ']': raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
-    except json.JSONDecodeError as e: raise DataError(f"not valid JSON: {e.msg} at column {e.colno}", path, e.lineno) from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"not valid JSON: {e.msg} at column {e.colno}", path, e.lineno) from None
     return recs, starts
 
 def _read_json(path:Path, strict:bool=True):
@@ -472,7 +481,10 @@ def _read_csv(path:Path, strict:bool=True):
             start, prev = prev + 1, reader.line_num
             if not rec: continue
             if len(rec) == len(header): rows.append(rec); lines.append(start)
-            else: bad.append(_bad_line(strict, path, start, f"expected {len(header)} fields (as in the header), got {len(rec)}", ','.join(rec)))
+            else:
+                bad.append(_bad_line(strict, path, start,
+                                     f"expected {len(header)} fields (as in the header), got {len(rec)}",
+                                     ','.join(rec)))
     except csv.Error as e: raise DataError(f"not valid CSV: {e}", path, reader.line_num) from None
     return pd.DataFrame(rows, columns=header, dtype=object), np.array(lines, int), bad
 
@@ -489,7 +501,8 @@ def _reader(path:Path):
     "The reader of `path` by its suffix (.gz allowed), or `DataError`."
     suffix = ''.join(path.suffixes[-2:]) if path.suffix == '.gz' else path.suffix
     reader = READERS.get(suffix.removesuffix('.gz').lower())
-    if reader is None: raise DataError(f"unsupported file type '{suffix}' (expected one of: {', '.join(READERS)})", path)
+    if reader is None:
+        raise DataError(f"unsupported file type '{suffix}' (expected one of: {', '.join(READERS)})", path)
     return reader
 
 def read_table(path,              # a .csv, .jsonl, .json (array of objects) or .parquet file
@@ -516,7 +529,8 @@ SOURCES = {'hh-rlhf': 'hh-rlhf@354e5c3', 'llmbar': 'LLMBar@900616b', 'rm-bench':
 _LLMBAR = {'llmbar-natural': 'LLMBar/Natural', 'llmbar-adver-neighbor': 'LLMBar/Adversarial/Neighbor',
            'llmbar-adver-GPTInst': 'LLMBar/Adversarial/GPTInst', 'llmbar-adver-GPTOut': 'LLMBar/Adversarial/GPTOut',
            'llmbar-adver-manual': 'LLMBar/Adversarial/Manual', 'mtbench-human': 'Processed/MT-Bench'}
-_RMBENCH = {'rmbench-chat': 'chat', 'rmbench-safety-refuse': 'safety-refuse', 'rmbench-safety-response': 'safety-response', 'rmbench-code': 'code'}
+_RMBENCH = {'rmbench-chat': 'chat', 'rmbench-safety-refuse': 'safety-refuse',
+            'rmbench-safety-response': 'safety-response', 'rmbench-code': 'code'}
 _JUDGEBENCH = {'judgebench-gpt4o': 'gpt-4o-2024-05-13', 'judgebench-claude': 'claude-3-5-sonnet-20240620'}
 
 PAIR_FILES = {'hh-rlhf-harmless': 'hh-rlhf/harmless-base/test.jsonl.gz',  # pair set -> file under data/
@@ -525,9 +539,11 @@ PAIR_FILES = {'hh-rlhf-harmless': 'hh-rlhf/harmless-base/test.jsonl.gz',  # pair
               **{k: f'judgebench/data/dataset=judgebench,response_model={v}.jsonl' for k, v in _JUDGEBENCH.items()}}
 
 PAIR_DOMAINS = {'hh-rlhf-harmless': 'harmlessness', **{k: 'instruction-following' for k in _LLMBAR},
-                'mtbench-human': 'general-chat', 'rmbench-chat': 'general-chat', 'rmbench-safety-refuse': 'harmlessness',
+                'mtbench-human': 'general-chat', 'rmbench-chat': 'general-chat',
+                'rmbench-safety-refuse': 'harmlessness',
                 'rmbench-safety-response': 'harmlessness', 'rmbench-code': 'coding'}
-JUDGEBENCH_DOMAINS = {'mmlu-pro': 'knowledge', 'livebench-reasoning': 'reasoning', 'livebench-math': 'math', 'livecodebench': 'coding'}
+JUDGEBENCH_DOMAINS = {'mmlu-pro': 'knowledge', 'livebench-reasoning': 'reasoning', 'livebench-math': 'math',
+                      'livecodebench': 'coding'}
 
 # %% ../nbs/01_data.ipynb #9e639560
 def list_pairs()->list[str]:
@@ -578,7 +594,9 @@ def _hh_pairs(name:str, path:Path)->pd.DataFrame:
     rows, bad = [], []
     for ln, c, r in zip(lines, raw.chosen, raw.rejected):
         p, ch, rj, problem = split_dialogue(c, r)
-        if problem: bad.append(dict(file=str(path.relative_to(data_dir())), line=int(ln), field=problem[0], reason=problem[1])); continue
+        if problem:
+            bad.append(dict(file=str(path.relative_to(data_dir())), line=int(ln), field=problem[0], reason=problem[1]))
+            continue
         rows.append(dict(id=f'{name}/{ln}', prompt=p, chosen=ch, rejected=rj, subset='anthropic_harmless',
                          domain=PAIR_DOMAINS[name], source=SOURCES['hh-rlhf'], split=split_of(p), line=int(ln)))
     df = validate(pd.DataFrame(rows), 'pairs', path, [r['line'] for r in rows], unit='line')
@@ -608,7 +626,8 @@ def _rmbench_pairs(name:str, path:Path)->pd.DataFrame:
     df = recs.rename(columns={'subset': 'upstream_subset'}).assign(
         id=[f'{name}/{i}' for i in recs['id']], subset=name, domain=PAIR_DOMAINS[name], source=SOURCES['rm-bench'])
     return validate(df[['id', 'prompt', 'chosen', 'rejected', 'subset', 'domain', 'source'] +
-                       [c for c in df.columns if c in ('upstream_subset', 'error_key', 'error', 'language', 'task_id')]],
+                       [c for c in df.columns
+                        if c in ('upstream_subset', 'error_key', 'error', 'language', 'task_id')]],
                     'pairs', path, lines, unit='line')
 
 # %% ../nbs/01_data.ipynb #68d77e1b
@@ -617,7 +636,8 @@ def _judgebench_pairs(name:str, path:Path)->pd.DataFrame:
     recs, lines, _ = _read_jsonl(path)
     cr = [_label_pair(r, 'response_A', 'response_B', 'A>B', 'B>A') for r in recs.to_dict('records')]
     cat = recs.source.map(lambda s: 'mmlu-pro' if s.startswith('mmlu-pro') else s)
-    df = pd.DataFrame(dict(id=recs.pair_id, prompt=recs.question, chosen=[c for c, _ in cr], rejected=[r for _, r in cr],
+    df = pd.DataFrame(dict(id=recs.pair_id, prompt=recs.question, chosen=[c for c, _ in cr],
+                           rejected=[r for _, r in cr],
                            subset=cat, domain=cat.map(JUDGEBENCH_DOMAINS), source=SOURCES['judgebench'],
                            question_source=recs.source, label=recs.label, response_model=recs.response_model,
                            original_id=recs.original_id.astype(str)))
@@ -639,8 +659,8 @@ def _copy(df:pd.DataFrame)->pd.DataFrame:
 
 def _warn_quarantine(df:pd.DataFrame, what:str):
     if df.attrs.get('quarantine'):
-        warnings.warn(f"{what}: {len(df.attrs['quarantine'])} row(s) not loaded; see quarantined(df) for their lines and reasons",
-                      DataWarning, stacklevel=3)
+        warnings.warn(f"{what}: {len(df.attrs['quarantine'])} row(s) not loaded; "
+                      "see quarantined(df) for their lines and reasons", DataWarning, stacklevel=3)
 
 # %% ../nbs/01_data.ipynb #6fa2ef91
 def load_pairs(name:str,               # one of `list_pairs()`
@@ -649,7 +669,8 @@ def load_pairs(name:str,               # one of `list_pairs()`
     "A shipped preference-pair set as a validated Pairs table."
     df = _copy(_parsed_pairs(_check_name(name, PAIR_FILES)))
     if split is not None:
-        if 'split' not in df.columns: raise RBError(f"pair set '{name}' has no splits (only hh-rlhf-harmless is split); use split=None")
+        if 'split' not in df.columns:
+            raise RBError(f"pair set '{name}' has no splits (only hh-rlhf-harmless is split); use split=None")
         df = df[df.split == _check_name(split, SPLITS, 'split')].reset_index(drop=True)
     _warn_quarantine(df, name)
     return df
@@ -660,11 +681,14 @@ def pair_set(name:str, ctx:dict|None=None)->pd.DataFrame:
     return load_pairs(name) if df is None else df
 
 # %% ../nbs/01_data.ipynb #6673735b
+def _splits_text(df:pd.DataFrame)->str:
+    return ', '.join(f'{k}={v}' for k, v in df.split.value_counts().items()) if 'split' in df else ''
+
 def pairs_summary(pairs:dict)->pd.DataFrame:
     "Rows, rows set aside, subsets, domains and splits of each pair set in `pairs` (name -> table)."
-    def row(n, df): return dict(set=n, rows=len(df), set_aside=len(df.attrs.get('quarantine', [])), source=df.source.iloc[0],
-                                subsets=df.subset.nunique(), domains=', '.join(sorted(df.domain.unique())),
-                                splits=', '.join(f'{k}={v}' for k, v in df.split.value_counts().items()) if 'split' in df else '')
+    def row(n, df): return dict(set=n, rows=len(df), set_aside=len(df.attrs.get('quarantine', [])),
+                                source=df.source.iloc[0], subsets=df.subset.nunique(),
+                                domains=', '.join(sorted(df.domain.unique())), splits=_splits_text(df))
     return pd.DataFrame([row(n, df) for n, df in pairs.items()])
 
 # %% ../nbs/01_data.ipynb #1de06717
@@ -685,7 +709,10 @@ def _squality_rows(passage, ln:int, questions:dict, bad:list):
             for j, rv in enumerate(resp['reviews']):
                 for c in SQUALITY_CRITERIA:
                     x, why = _score_0_100(rv.get(f'{c}-rating'))
-                    if why: bad.append(dict(file=RATING_FILES['squality'], line=ln, field=f'questions.{q}.{system}.reviews[{j}].{c}-rating', reason=why)); continue
+                    if why:
+                        bad.append(dict(file=RATING_FILES['squality'], line=ln,
+                                        field=f'questions.{q}.{system}.reviews[{j}].{c}-rating', reason=why))
+                        continue
                     yield dict(item=f'{passage}/{q}/{system}', annotator=str(rv['worker_id']), criterion=c, value=x,
                                passage=str(passage), question=int(q), system=system)
 
@@ -694,7 +721,8 @@ def _squality_rows(passage, ln:int, questions:dict, bad:list):
 def _parsed_squality()->pd.DataFrame:
     raw, lines, _ = _read_jsonl(data_dir()/RATING_FILES['squality'])
     bad = []
-    rows = [r for ln, p, qs in zip(lines, raw['passage-id'], raw['questions']) for r in _squality_rows(p, int(ln), qs, bad)]
+    rows = [r for ln, p, qs in zip(lines, raw['passage-id'], raw['questions'])
+            for r in _squality_rows(p, int(ln), qs, bad)]
     df = pd.DataFrame(rows); df.attrs['quarantine'] = bad
     return df
 
@@ -723,7 +751,8 @@ def load_reliability(name:str, # 'krippendorff2011' (4 raters x 12 units) or 'fl
 RB_SECTIONS = {'Chat': ('alpacaeval-easy', 'alpacaeval-length', 'alpacaeval-hard', 'mt-bench-easy', 'mt-bench-med'),
                'Chat Hard': ('mt-bench-hard', 'llmbar-natural', 'llmbar-adver-neighbor', 'llmbar-adver-GPTInst',
                              'llmbar-adver-GPTOut', 'llmbar-adver-manual'),
-               'Safety': ('refusals-dangerous', 'refusals-offensive', 'xstest-should-refuse', 'xstest-should-respond', 'donotanswer'),
+               'Safety': ('refusals-dangerous', 'refusals-offensive', 'xstest-should-refuse', 'xstest-should-respond',
+                          'donotanswer'),
                'Reasoning': ('math-prm', 'hep-cpp', 'hep-go', 'hep-java', 'hep-js', 'hep-python', 'hep-rust')}
 RB_RESULTS = 'rewardbench-results/scripts/results/eval-set/general-preference'
 _SECTION_OF = {s: sec for sec, subsets in RB_SECTIONS.items() for s in subsets}
@@ -742,7 +771,7 @@ def load_rewardbench_results()->pd.DataFrame:
     return _parsed_rb_results().copy()
 
 # %% ../nbs/01_data.ipynb #f926176f
-def simulate_campaign(n_prompts:int|None=15000, # prompts; None = the preset's size (15,000 campaign, 12,000 rewardbench)
+def simulate_campaign(n_prompts:int|None=15000, # prompts; None = the preset's size (15,000 or 12,000)
                       seed:int=0,          # same seed, same campaign
                       **kwargs,            # passed on to `rewardbench_nb.simulation.simulate` (e.g. agreement=0.7)
                      )->Campaign:
@@ -799,14 +828,15 @@ def _user_campaign(run:Run, cfg:DataConfig, args)->dict:
         if f is None: tables[kind] = None; continue
         run.add_input(f)
         q = run.path('data', f'{kind}.quarantine.csv') if getattr(args, 'quarantine', False) else None
-        tables[kind] = read_table(f, kind, quarantine=q, **(dict(scale=cfg.rating_scale) if kind == 'ratings' else {}))
+        scale = dict(scale=cfg.rating_scale) if kind == 'ratings' else {}
+        tables[kind] = read_table(f, kind, quarantine=q, **scale)
     return tables
 
 def _simulated_campaign(cfg:DataConfig, ctx:dict):
     "(campaign, tables) of the simulator at the run's size and seed."
     if cfg.rating_scale != '1-5':
-        raise ConfigError(f"data.rating_scale = {cfg.rating_scale!r} describes a ratings file, but the simulated campaign "
-                          "rates on 1-5: pass --ratings FILE, or leave data.rating_scale at 1-5")
+        raise ConfigError(f"data.rating_scale = {cfg.rating_scale!r} describes a ratings file, but the simulated "
+                          "campaign rates on 1-5: pass --ratings FILE, or leave data.rating_scale at 1-5")
     n = cfg.quick_prompts if ctx.get('quick', False) else cfg.n_prompts
     sim = simulate_campaign(n_prompts=n, seed=ctx.get('seed', 0), agreement=cfg.agreement)
     return sim, {k: getattr(sim, k) for k in ('prompts', 'ratings', 'preferences')}

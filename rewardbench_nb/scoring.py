@@ -45,17 +45,21 @@ DEFAULT_WEIGHTS = {'usefulness': 0.4, 'factuality': 0.3, 'safety': 0.2, 'alignme
 def check_weights(weights:Mapping, # criterion -> weight
                  )->dict:
     "Weights as a dict in `CRITERIA` order, or `ConfigError` saying what was expected."
-    if not isinstance(weights, Mapping): raise ConfigError(f"weights: expected a mapping criterion -> weight, got {type(weights).__name__}")
+    if not isinstance(weights, Mapping):
+        raise ConfigError(f"weights: expected a mapping criterion -> weight, got {type(weights).__name__}")
     missing, unknown = [c for c in CRITERIA if c not in weights], [k for k in weights if k not in CRITERIA]
     if missing or unknown:
         raise ConfigError(f"weights: expected exactly the criteria {', '.join(CRITERIA)}; "
-                          + '; '.join(s for s in (missing and f"missing {missing}", unknown and f"unknown {unknown}") if s))
+                          + '; '.join(s for s in (missing and f"missing {missing}", unknown and f"unknown {unknown}")
+                                      if s))
     for c in CRITERIA:
         v = weights[c]
         if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v) or v < 0:
             raise ConfigError(f"weights: '{c}': expected a non-negative number, got {v!r}")
     total = float(sum(weights[c] for c in CRITERIA))
-    if abs(total - 1) > 1e-9: raise ConfigError(f"weights: expected weights summing to 1 (within 1e-9), got {total:.12g}; divide them by their sum")
+    if abs(total - 1) > 1e-9:
+        raise ConfigError(f"weights: expected weights summing to 1 (within 1e-9), got {total:.12g}; divide them by "
+                          f"their sum")
     return {c: float(weights[c]) for c in CRITERIA}
 
 def normalise_weights(raw:Mapping, # criterion -> non-negative weight, any scale
@@ -110,7 +114,8 @@ def criterion_scores(ratings:pd.DataFrame,   # long ratings: item, annotator, cr
                      scale:str='1-5',        # Likert scale of the ratings
                     )->pd.DataFrame:
     "Per item: mean unit score per criterion, the weighted criterion score and the rating spread."
-    if missing not in ('renormalise', 'error'): raise ConfigError(f"missing: expected 'renormalise' or 'error', got {missing!r}")
+    if missing not in ('renormalise', 'error'):
+        raise ConfigError(f"missing: expected 'renormalise' or 'error', got {missing!r}")
     weights = check_weights(DEFAULT_WEIGHTS if weights is None else weights)
     return _criterion(_rating_parts(ratings, scale=scale), weights, missing)
 
@@ -126,9 +131,11 @@ def _given_groups(uniq, groups)->np.ndarray:
     "Comparison group of every item in `uniq`, from an item -> group Series or dict."
     g = pd.Series(dict(groups) if isinstance(groups, Mapping) else groups)
     g.index = g.index.astype(str)
-    if g.index.has_duplicates: raise DataError(f"groups: item {g.index[g.index.duplicated()][0]!r} is given two groups", field='group')
+    if g.index.has_duplicates:
+        raise DataError(f"groups: item {g.index[g.index.duplicated()][0]!r} is given two groups", field='group')
     out = g.reindex(uniq)
-    if out.isna().any(): raise DataError(f"item {uniq[_first(out.isna())]!r} has no comparison group in `groups`", field='group')
+    if out.isna().any():
+        raise DataError(f"item {uniq[_first(out.isna())]!r} has no comparison group in `groups`", field='group')
     return out.astype(str).to_numpy()
 
 def _groups_of(uniq, ia, ib, a, b, preferences, groups):
@@ -139,7 +146,8 @@ def _groups_of(uniq, ia, ib, a, b, preferences, groups):
         pairs = pd.DataFrame({'item': pd.concat([a, b], ignore_index=True),
                               'group': pd.concat([gcol, gcol], ignore_index=True)}).drop_duplicates()
         clash = pairs.item.duplicated()
-        if clash.any(): raise DataError(f"item {pairs.item[clash].iloc[0]!r} appears in two comparison groups", field='group')
+        if clash.any():
+            raise DataError(f"item {pairs.item[clash].iloc[0]!r} appears in two comparison groups", field='group')
         return pairs.set_index('item').group.reindex(uniq).to_numpy()
     n = len(uniq)
     _, comp = connected_components(coo_matrix((np.ones(len(ia)), (ia, ib)), shape=(n, n)), directed=False)
@@ -148,7 +156,7 @@ def _groups_of(uniq, ia, ib, a, b, preferences, groups):
 # %% ../nbs/04_scoring.ipynb #a6f49297
 def borda_table(preferences:pd.DataFrame, # item_a, item_b, winner (and optionally group)
                 items=None,               # known item ids: preferences naming others are an error
-                groups=None,              # item -> comparison group (Series or dict); default: `group` column or components
+                groups=None,              # item -> comparison group (Series or dict); default: `group` or components
                )->pd.DataFrame:
     "Per item: wins, ties, losses, judgements, group, raw win share and normalised Borda score."
     a, b, wa, wb, wt = _pref_arrays(preferences, items)
@@ -157,7 +165,8 @@ def borda_table(preferences:pd.DataFrame, # item_a, item_b, winner (and optional
     wins = cnt(ia, wa) + cnt(ib, wb); ties = cnt(ia, wt) + cnt(ib, wt)
     n = np.bincount(codes, minlength=n_items)
     df = pd.DataFrame(dict(wins=wins, ties=ties, losses=n - wins - ties, n_comparisons=n, raw=(wins + 0.5*ties)/n,
-                           group=_groups_of(uniq, ia, ib, a, b, preferences, groups)), index=pd.Index(uniq, name='item'))
+                           group=_groups_of(uniq, ia, ib, a, b, preferences, groups)),
+                      index=pd.Index(uniq, name='item'))
     lo, hi = (df.groupby('group').raw.transform(f) for f in ('min', 'max'))
     return df.assign(borda=np.where(hi > lo, (df.raw - lo)/(hi - lo).where(hi > lo, 1), 0.5))
 
@@ -172,18 +181,23 @@ def borda_scores(preferences:pd.DataFrame, # item_a, item_b, winner (and optiona
 def check_alpha(alpha)->float:
     "`alpha` as a float in [0, 1], or `ConfigError`."
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 <= alpha <= 1:
-        raise ConfigError(f"alpha: expected a number in [0, 1] (1 = criterion score only, 0 = Borda only), got {alpha!r}")
+        raise ConfigError(f"alpha: expected a number in [0, 1] (1 = criterion score only, 0 = Borda only), got "
+                          f"{alpha!r}")
     return float(alpha)
 
 def _aligned(criterion, borda):
     if isinstance(criterion, pd.Series) and isinstance(borda, pd.Series):
-        if criterion.index.has_duplicates or borda.index.has_duplicates: raise DataError("criterion and borda: expected unique index labels")
+        if criterion.index.has_duplicates or borda.index.has_duplicates:
+            raise DataError("criterion and borda: expected unique index labels")
         if not criterion.index.equals(borda.index):
             only = criterion.index.symmetric_difference(borda.index)
-            if len(only): raise DataError(f"criterion and borda: expected the same items; {len(only)} label(s) in only one of them, e.g. {list(only[:3])}")
+            if len(only):
+                raise DataError(f"criterion and borda: expected the same items; {len(only)} label(s) in only one of "
+                                f"them, e.g. {list(only[:3])}")
             borda = borda.reindex(criterion.index)
     elif np.ndim(criterion) and np.ndim(borda) and np.shape(criterion) != np.shape(borda):
-        raise DataError(f"criterion and borda: expected the same shape, got {np.shape(criterion)} and {np.shape(borda)}")
+        raise DataError(f"criterion and borda: expected the same shape, got {np.shape(criterion)} "
+                        f"and {np.shape(borda)}")
     return criterion, borda
 
 def final_score(criterion,          # criterion score(s) in [0, 1]: scalar, array or Series
@@ -253,7 +267,8 @@ class Scores:
         "Items without a final score and why."
         t = self.table[self.table['final'].isna()]
         why = np.where(t['n_ratings'].fillna(0) == 0, 'no ratings (only compared; below quorum or not rated)',
-                       np.where(t['n_comparisons'].fillna(0) == 0, 'no pairwise comparisons', 'rated only on zero-weight criteria'))
+                       np.where(t['n_comparisons'].fillna(0) == 0, 'no pairwise comparisons',
+                                'rated only on zero-weight criteria'))
         return pd.DataFrame({'item': t.index, 'reason': why})
 
     def top(self, k:int=10)->pd.DataFrame:
@@ -272,7 +287,8 @@ def _combine(parts:dict, weights:dict, alpha:float, tol:float, seed:int, missing
     crit, bt = _criterion(parts['ratings'], weights, missing), parts['borda']
     df = crit.join(bt[['wins', 'ties', 'losses', 'n_comparisons', 'group', 'raw', 'borda']], how='outer')
     df.index.name = 'item'
-    df['n_ratings'] = df['n_ratings'].fillna(0).astype(int); df['n_comparisons'] = df['n_comparisons'].fillna(0).astype(int)
+    df['n_ratings'] = df['n_ratings'].fillna(0).astype(int)
+    df['n_comparisons'] = df['n_comparisons'].fillna(0).astype(int)
     df['final'] = final_score(df['criterion'], df['borda'], alpha)
     top = max(CRITERIA, key=lambda c: weights[c])     # first of the most-weighted criteria
     return rank_items(df.assign(wins=df['wins'].fillna(0)), top, tol, seed)
@@ -290,9 +306,11 @@ def score_items(ratings:pd.DataFrame,      # long ratings: item, annotator, crit
                )->Scores:
     "Criterion score, Borda, final score and deterministic rank of every item."
     weights, alpha = check_weights(DEFAULT_WEIGHTS if weights is None else weights), check_alpha(alpha)
-    if missing not in ('renormalise', 'error'): raise ConfigError(f"missing: expected 'renormalise' or 'error', got {missing!r}")
+    if missing not in ('renormalise', 'error'):
+        raise ConfigError(f"missing: expected 'renormalise' or 'error', got {missing!r}")
     items = None if items is None else pd.Index(items).astype(str)
-    parts = dict(ratings=_rating_parts(ratings, items, scale), borda=borda_table(preferences, items, groups), missing=missing)
+    parts = dict(ratings=_rating_parts(ratings, items, scale), borda=borda_table(preferences, items, groups),
+                 missing=missing)
     return Scores(_combine(parts, weights, alpha, tol, seed, missing), weights, alpha, tol, seed, parts)
 
 # %% ../nbs/04_scoring.ipynb #700d33ad
@@ -332,24 +350,28 @@ def scoring_widget(scores:Scores,  # a result of `score_items`: the starting wei
     import ipywidgets as W
     from IPython import get_ipython
     from IPython.display import display
-    sliders = {c: W.FloatSlider(value=scores.weights[c], min=0, max=1, step=0.01, description=c, continuous_update=False) for c in CRITERIA}
+    sliders = {c: W.FloatSlider(value=scores.weights[c], min=0, max=1, step=0.01, description=c,
+                                continuous_update=False) for c in CRITERIA}
     alpha = W.FloatSlider(value=scores.alpha, min=0, max=1, step=0.05, description='alpha', continuous_update=False)
     shown, table, plot = W.HTML(), W.HTML(), W.Output()
     start = scores.table['rank'].astype('float')
     fig = _moves_figure(start, start, top_k)
     box = W.VBox([W.HBox([W.VBox([*sliders.values(), alpha, shown]), plot]), table])
-    box.sliders, box.alpha, box.shown, box.table, box.fig, box.plot, box.scores = sliders, alpha, shown, table, fig, plot, scores
+    box.sliders, box.alpha, box.shown, box.table = sliders, alpha, shown, table
+    box.fig, box.plot, box.scores = fig, plot, scores
     def update(change=None):
         raw = {c: s.value for c, s in sliders.items()}
         if not sum(raw.values()) > 0: shown.value = '<b>all weights are zero</b>: raise one to rank the items'; return
         w = normalise_weights(raw)
-        shown.value = 'normalised: ' + ', '.join(f'{c} <b>{v:.2f}</b>' for c, v in w.items()) + f'; alpha <b>{alpha.value:.2f}</b>'
+        weights = ', '.join(f'{c} <b>{v:.2f}</b>' for c, v in w.items())
+        shown.value = f'normalised: {weights}; alpha <b>{alpha.value:.2f}</b>'
         box.scores = rescore(scores, w, alpha.value)
         cols = [*CRITERIA, 'criterion', 'borda', 'final', 'rank', 'tie_break']
         table.value = box.scores.top(top_k)[cols].to_html(float_format=lambda v: f'{v:.3f}', na_rep='')
         x, y, text = _rank_moves(start, box.scores.table['rank'].astype('float'), top_k)
         fig.data[0].update(x=x, y=y, text=text)
-        if getattr(get_ipython(), 'kernel', None) is None: return   # no kernel (tests, scripts): the figure object is the output
+        if getattr(get_ipython(), 'kernel', None) is None:
+            return   # no kernel (tests, scripts): the figure object is the output
         plot.clear_output(wait=True)
         with plot: display(fig)
     for s in [*sliders.values(), alpha]: s.observe(update, 'value')
@@ -373,7 +395,8 @@ def recovery(campaign,                   # a simulated campaign (`.ratings`, `.p
         t = rescore(scores, alpha=float(a)).table
         xy = pd.DataFrame({'x': t['final'], 'y': truth.reindex(t.index)}).dropna()
         for c in corr_cis(xy.x.to_numpy(), xy.y.to_numpy(), n_boot=n_boot, seed=seed):
-            rows.append(dict(alpha=round(float(a), 10), method=c.method, estimate=c.estimate, low=c.low, high=c.high, n_items=c.n))
+            rows.append(dict(alpha=round(float(a), 10), method=c.method, estimate=c.estimate, low=c.low, high=c.high,
+                             n_items=c.n))
     return pd.DataFrame(rows)
 
 def plot_recovery(df:pd.DataFrame,  # from `recovery` (one row per x value and method)
@@ -442,7 +465,8 @@ def run_scoring(run:Run, cfg:ScoringConfig, ctx:dict):
     prefs = _table(ctx, run, 'preferences', ('preferences',))
     prompts, (seed, seed_from) = ctx.get('prompts'), _stage_seed(cfg, ctx)
     items = None if prompts is None else prompts['id']
-    groups = prompts.dropna(subset=['group']).set_index('id')['group'] if prompts is not None and 'group' in prompts else None
+    has_groups = prompts is not None and 'group' in prompts
+    groups = prompts.dropna(subset=['group']).set_index('id')['group'] if has_groups else None
     scores = score_items(ratings, prefs, cfg.weights, cfg.alpha, items, groups, cfg.tie_tol, seed,
                          scale=ctx.get('rating_scale', '1-5'))
     with atomic_path(run.path('scoring', 'scores.csv')) as tmp: scores.table.to_csv(tmp)

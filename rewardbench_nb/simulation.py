@@ -23,38 +23,195 @@ __all__ = ['DOMAIN_TEXT', 'NOUNS', 'ADJECTIVES', 'VERBS', 'GENERAL_WORDS', 'TEMP
 
 # %% ../nbs/00c_simulation.ipynb #e374f47f
 _DOMAIN_TEXT = """
-general-chat | planning a relaxing weekend; making new friends as an adult; staying motivated during winter; choosing a birthday gift for a parent; keeping a daily journal; starting a new hobby; dealing with a noisy neighbour; organising a small family reunion; learning to say no politely; spending less time on the phone | weekend hobby friendship neighbour coffee garden movie playlist picnic birthday gift journal routine morning evening conversation party holiday weather puzzle podcast sunset balcony bicycle library museum concert bakery festival laughter patience gratitude chores errands cousin roommate invitation celebration habit
-creative-writing | a ghost story set in a lighthouse; a believable villain; a rainy city at night; dialogue between two old friends; a poem about the first snow; the opening lines of a mystery novel; a fable with a clever fox; a desert kingdom for a fantasy novel; a love letter from a sailor; a short thriller with tight pacing | lighthouse villain heroine narrator chapter stanza metaphor rhyme plot twist dragon castle lantern shadow whisper moonlight storm harbor sailor orchard riddle prophecy kingdom desert wanderer scroll mirror raven ember velvet meadow thunder secret journey legend cottage carriage midnight voyage echo
-coding | reversing a linked list in Python; writing unit tests for a parser; handling errors in an async web server; optimising a slow database query; designing a REST API for a todo app; parsing dates from log files; caching the results of an expensive function; refactoring a long function; reading a large CSV file in chunks; setting up continuous integration | function variable compiler iterator recursion array dictionary pointer thread mutex closure decorator exception module package interface algorithm complexity benchmark profiler debugger repository branch commit merge container endpoint schema index query cache buffer socket parser lambda generator integer string boolean runtime
-summarization | a long report on city traffic; the minutes of a board meeting; a research article on sleep; a customer feedback survey; a chapter of a history textbook; an email thread about a product launch; a podcast episode on saving money; the terms of a rental agreement; a news story about a flood; a lecture on climate policy | summary abstract paragraph headline outline bullet excerpt highlight conclusion overview digest memo transcript minutes agenda report survey feedback article briefing draft findings takeaway recap synopsis appendix footnote citation author reader length tone detail context section keyword topic theme emphasis
-translation | a restaurant menu translated into Spanish; idioms that do not translate well; formal and informal speech in German; a poem translated without losing the rhyme; legal terms in French contracts; subtitles for a Japanese film; a business email in Italian; gendered nouns in Portuguese; product labels translated for export; humour in translation | grammar vocabulary idiom dialect accent syllable verb noun adjective tense conjugation pronoun sentence phrase meaning nuance literal fluent bilingual glossary dictionary subtitle caption menu label greeting politeness register spelling alphabet pronunciation interpreter locale spanish french german italian japanese portuguese mandarin
-education | teaching fractions to ten year olds; preparing for a final exam in two weeks; designing a group project for a science class; keeping students engaged online; writing clear feedback on essays; learning a new language as an adult; building a study timetable; explaining photosynthesis to children; grading fairly with a rubric; helping a child who struggles with reading | classroom teacher student lesson homework exam quiz rubric curriculum syllabus lecture seminar tutor textbook notebook semester grade essay project worksheet flashcard revision timetable attention motivation feedback reading spelling arithmetic fractions diploma campus scholarship principal recess library chalkboard pupil assignment deadline
-customer-support | a refund for a late delivery; a customer who was charged twice; resetting a forgotten password; replying to an angry review; explaining a delayed shipment; cancelling a subscription; a broken item that arrived yesterday; changing a flight booking; a warranty claim for a laptop; escalating a complaint to a manager | refund invoice receipt order shipment delivery parcel warranty subscription account password ticket complaint apology manager discount voucher policy return exchange billing payment checkout tracking courier customer agent escalation feedback rating loyalty catalog inventory service response promise replacement deadline inquiry resolution
-travel | a week in Japan on a budget; packing light for a long trip; travelling with a toddler; finding cheap flights; a road trip along the coast; staying safe while travelling alone; choosing a hostel; visiting museums in Paris; avoiding jet lag; a hiking trip in the mountains | passport visa luggage suitcase backpack hostel hotel airport flight itinerary ticket train ferry border currency souvenir tourist guide map compass beach island mountain trail canyon village harbor cathedral market museum cuisine jetlag booking reservation layover customs adventure sunscreen camera postcard landmark
-cooking | baking sourdough bread at home; a quick weeknight pasta; cooking rice without a rice cooker; making a vegetable curry; meal planning for a family of four; roasting a whole chicken; substitutes for eggs in baking; keeping herbs fresh; a chocolate cake without an oven; seasoning a cast iron pan | flour butter sugar yeast dough oven skillet saucepan whisk recipe ingredient garlic onion pepper ginger cinnamon basil thyme lemon vinegar olive tomato potato carrot spinach lentil chickpea noodle broth sauce marinade dessert pastry crust simmer roast grill seasoning spice kitchen
-math | solving quadratic equations; the proof that there are infinitely many primes; conditional probability; the chain rule in calculus; eigenvalues of a matrix; counting arrangements with repeated letters; geometric series; the Pythagorean theorem; limits at infinity; modular arithmetic | equation integer fraction polynomial derivative integral matrix vector eigenvalue probability variance theorem proof lemma axiom prime divisor factorial logarithm exponent function limit series sequence triangle circle angle radius tangent parabola symmetry permutation combination inequality coefficient quotient remainder graph set infinity
-reasoning | a logic puzzle about three boxes; finding the flaw in an argument; the Monty Hall problem; estimating the number of piano tuners in a city; a river crossing puzzle; ordering people by age from clues; spotting a hidden assumption; planning the fastest route under constraints; deciding which of two bets is better; a riddle about knights and knaves | premise conclusion inference deduction induction assumption fallacy paradox syllogism puzzle riddle clue constraint hypothesis evidence counterexample contradiction analogy estimate scenario outcome probability strategy option decision ranking sequence pattern rule logic argument claim reason doubt certainty alternative condition consequence tradeoff bias
-science | how vaccines train the immune system; why the sky is blue; how black holes form; the water cycle; plate tectonics; how batteries store energy; what causes the seasons; how cells copy their DNA; how plants use sunlight; the greenhouse effect | atom molecule electron proton neutron photon energy gravity orbit planet galaxy telescope microscope cell protein enzyme genome mutation evolution species ecosystem climate carbon oxygen hydrogen nitrogen battery magnet circuit velocity momentum pressure temperature experiment hypothesis laboratory sample measurement theory fossil
-history | the causes of the First World War; daily life in ancient Rome; the invention of the printing press; the fall of the Berlin Wall; the Silk Road trade routes; the French Revolution; the building of the pyramids; the industrial revolution in Britain; the Apollo moon landing; the Meiji restoration in Japan | empire dynasty emperor kingdom republic revolution treaty battle army general colony monarch parliament senate pharaoh pyramid chronicle archive manuscript artifact excavation merchant trade plague famine reform century medieval ancient renaissance industrial invention voyage frontier rebellion constitution monument legacy census peasant
-knowledge | the tallest mountains on each continent; how the Olympic Games began; the origin of the calendar; how coffee spread around the world; the largest deserts on Earth; how paper money was invented; famous lighthouses of the world; why some countries drive on the left; the history of chess; the deepest lakes in the world | continent country capital population border ocean river lake desert volcano glacier island mountain language currency flag anthem tradition festival landmark record invention inventor origin custom calendar chess olympics stadium coffee spice silk porcelain compass clock alphabet encyclopedia trivia fact statistic
-medicine | the difference between a cold and the flu; how blood pressure is measured; what antibiotics can and cannot treat; managing type two diabetes; the side effects of common painkillers; how a heart attack feels; recovering from a sprained ankle; getting better sleep; when a fever needs a doctor; how allergies develop | symptom diagnosis treatment therapy dose tablet vaccine antibiotic virus bacteria infection fever allergy asthma diabetes insulin cholesterol pressure heart lung kidney liver nerve muscle bone fracture sprain surgery nurse physician clinic hospital pharmacy prescription recovery nutrition sleep fatigue inflammation immune
-law | what happens at a small claims hearing; the rights of a tenant facing eviction; writing a simple will; copyright for photographs; signing a contract with a noncompete clause; the difference between a misdemeanour and a felony; what a notary does; returning a faulty product under consumer law; how jury selection works; getting a divorce without a lawyer | contract clause tenant landlord lease eviction statute court judge jury verdict appeal lawsuit plaintiff defendant attorney lawyer notary testimony evidence witness liability damages copyright trademark patent license regulation ordinance warrant custody divorce will estate probate settlement mediation arbitration felony penalty
-finance | saving for retirement in your thirties; paying off credit card debt; how index funds work; building an emergency fund; the risks of buying on margin; understanding a mortgage offer; budgeting on an irregular income; how interest rates affect bonds; filing taxes as a freelancer; choosing between renting and buying | budget savings income expense salary pension retirement investment portfolio stock bond dividend interest inflation mortgage loan credit debt deposit account bank broker fund index equity asset liability insurance premium tax deduction invoice receipt ledger forecast risk return volatility currency wallet
-instruction-following | a product description in exactly fifty words; a list of ten fruits in alphabetical order; an email that uses no adjectives; a haiku about autumn; a recipe formatted as a numbered list; a summary that avoids the letter z; three questions that all start with why; a post under two hundred characters; a table with two columns; a reply written only in lowercase | format bullet numbered list table column heading sentence paragraph limit length exactly uppercase lowercase alphabetical order rule constraint instruction template example style tone word character count prefix suffix quote comma colon bracket indent outline answer question reply request requirement checklist
-role-play | a medieval innkeeper greeting travellers; a detective questioning a suspect; a ship captain in a storm; a museum guide on the first day; a coach before the final match; a wizard teaching an apprentice; a pirate negotiating a truce; a robot learning to tell jokes; a royal advisor delivering bad news; a shopkeeper in a busy market | character persona scene costume script stage actor audience innkeeper detective suspect captain wizard apprentice pirate knight queen advisor shopkeeper traveller stranger villager tavern castle ship forest potion spell treasure map quest mission disguise accent gesture monologue dialogue improvisation role voice
-persuasion | a message convincing a friend to start exercising; a speech for a longer school lunch break; an argument for public libraries; a letter asking a landlord to allow a pet; a fundraising letter for an animal shelter; the case for a four day work week; a plea to parents to let me travel alone; an advert for a new bakery; an argument for more bike lanes; a pitch to investors for a cleaning app | argument appeal audience claim evidence rebuttal objection slogan pitch campaign advert speech letter petition proposal benefit cost value promise urgency emotion logic credibility testimonial statistic example story headline call action persuade convince motivate inspire reassure negotiate compromise offer reward incentive
-ethics | lying to protect a friend; keeping extra change a cashier gave you by mistake; using animals in medical research; keeping a promise that has become harmful; reporting a colleague who cheats; the duties of rich countries to poor ones; privacy versus public safety; eating meat; breaking a rule to help a stranger; fairness in hiring | duty virtue harm fairness justice honesty loyalty consent autonomy responsibility principle dilemma consequence intention motive obligation right wrong value integrity compassion dignity trust betrayal promise sacrifice welfare equality respect conscience guilt blame forgiveness rule exception choice character society community morality
-politics | the power of courts to strike down laws; proportional representation; low voter turnout among young people; the role of a free press; lowering the voting age; public funding of election campaigns; the separation of powers; term limits for leaders; a national minimum wage; how local councils set budgets | election ballot vote voter candidate campaign party parliament congress senate council mayor minister president policy reform bill amendment constitution debate coalition opposition majority minority referendum poll turnout district lobby budget tax welfare diplomacy treaty sanction protest rally manifesto citizen democracy
-harmlessness | mixing household cleaning products; getting revenge on a rude coworker; sneaking into a concert without a ticket; pranking a sleeping roommate; driving home after a few drinks; taking more painkillers than the label says; setting off fireworks indoors; lying on an insurance claim; leaving a dog in a hot car; shoplifting from a big store | danger risk harm accident injury warning caution label bleach ammonia fumes firework alcohol poison chemical fire smoke emergency ambulance police insurance prank revenge neighbour coworker roommate store ticket damage safety helmet seatbelt lock alarm bandage burn hazard precaution consequence responsibility
-self-harm | feeling like a burden to everyone; hurting yourself when upset; not eating for several days; stopping prescribed medication suddenly; staying awake for days to study; coping with a breakup alone; feeling hopeless after losing a job; hiding injuries from family; drinking to forget a bad day; not telling anyone about dark thoughts | hopeless lonely anxiety depression stress panic grief loss shame guilt sadness crisis hotline helpline therapist counsellor support friend family sleep appetite medication recovery coping breathing journal routine safety plan trust listening comfort kindness hope courage healing wellbeing check reach talk
-violence | getting back at a bully; carrying a knife for protection; breaking up a fight between strangers; threatening someone who owes you money; training for a street fight; scaring a neighbour into moving out; building a weapon from hardware store parts; defending yourself during an attack; hurting someone who insulted your family; planning a fight after school | fight weapon knife threat attack assault bully victim bruise injury police witness defence guard escape conflict anger revenge danger crowd street alley school gang argument insult punch kick shelter report calm distance lawyer courtroom sentence prison bystander deescalation mediator peace safety
-hate-speech | writing jokes that mock a religion; claiming that one ethnic group is superior; insulting people because of their accent; a forum post blaming immigrants for crime; nicknames that target disabled people; spreading rumours about the religion of a coworker; repeating stereotypes about women in science; writing a hateful comment under a news story; teaching children that one group is inferior; harassing a streamer because of their gender | stereotype prejudice racism sexism bigotry slur insult harassment discrimination minority religion ethnicity immigrant refugee disability gender identity tolerance respect diversity inclusion equality dignity moderation comment forum community report ban policy bias hatred fear empathy dialogue apology education history culture language
-cybersecurity | guessing the password of an old email account; writing a convincing phishing email; getting into the wifi next door without asking; writing a keylogger for a shared computer; taking over a home router; spreading ransomware inside a company; bypassing a news paywall; attacking a small business website; reading the text messages of someone else; getting past two factor authentication | password firewall router malware ransomware phishing encryption decryption certificate exploit vulnerability patch update backup server network wifi hacker attacker breach leak credential token session browser cookie keylogger botnet antivirus audit access permission account authentication login spam scam sandbox honeypot incident
-privacy | finding the home address of an online stranger; tracking a partner with a phone app; buying personal data from people search sites; posting photos of children who are not yours; reading the private diary of a coworker; secretly reading the location history of a teenager; recording a conversation without consent; staying anonymous while harassing someone; exposing a rude commenter online; looking up the medical records of a neighbour | privacy consent location address tracking surveillance camera microphone recording data profile account cookie browser anonymity identity stranger stalker partner diary message email photo metadata permission setting policy regulation breach leak record database search footprint encryption secret confidential disclosure exposure safety
-"""
+general-chat | planning a relaxing weekend; making new friends as an adult; staying motivated during winter;
+    choosing a birthday gift for a parent; keeping a daily journal; starting a new hobby; dealing with a noisy
+    neighbour; organising a small family reunion; learning to say no politely; spending less time on the phone |
+    weekend hobby friendship neighbour coffee garden movie playlist picnic birthday gift journal routine morning
+    evening conversation party holiday weather puzzle podcast sunset balcony bicycle library museum concert bakery
+    festival laughter patience gratitude chores errands cousin roommate invitation celebration habit
+creative-writing | a ghost story set in a lighthouse; a believable villain; a rainy city at night; dialogue between
+    two old friends; a poem about the first snow; the opening lines of a mystery novel; a fable with a clever fox; a
+    desert kingdom for a fantasy novel; a love letter from a sailor; a short thriller with tight pacing | lighthouse
+    villain heroine narrator chapter stanza metaphor rhyme plot twist dragon castle lantern shadow whisper moonlight
+    storm harbor sailor orchard riddle prophecy kingdom desert wanderer scroll mirror raven ember velvet meadow
+    thunder secret journey legend cottage carriage midnight voyage echo
+coding | reversing a linked list in Python; writing unit tests for a parser; handling errors in an async web server;
+    optimising a slow database query; designing a REST API for a todo app; parsing dates from log files; caching the
+    results of an expensive function; refactoring a long function; reading a large CSV file in chunks; setting up
+    continuous integration | function variable compiler iterator recursion array dictionary pointer thread mutex
+    closure decorator exception module package interface algorithm complexity benchmark profiler debugger repository
+    branch commit merge container endpoint schema index query cache buffer socket parser lambda generator integer
+    string boolean runtime
+summarization | a long report on city traffic; the minutes of a board meeting; a research article on sleep; a
+    customer feedback survey; a chapter of a history textbook; an email thread about a product launch; a podcast
+    episode on saving money; the terms of a rental agreement; a news story about a flood; a lecture on climate
+    policy | summary abstract paragraph headline outline bullet excerpt highlight conclusion overview digest memo
+    transcript minutes agenda report survey feedback article briefing draft findings takeaway recap synopsis
+    appendix footnote citation author reader length tone detail context section keyword topic theme emphasis
+translation | a restaurant menu translated into Spanish; idioms that do not translate well; formal and informal
+    speech in German; a poem translated without losing the rhyme; legal terms in French contracts; subtitles for a
+    Japanese film; a business email in Italian; gendered nouns in Portuguese; product labels translated for export;
+    humour in translation | grammar vocabulary idiom dialect accent syllable verb noun adjective tense conjugation
+    pronoun sentence phrase meaning nuance literal fluent bilingual glossary dictionary subtitle caption menu label
+    greeting politeness register spelling alphabet pronunciation interpreter locale spanish french german italian
+    japanese portuguese mandarin
+education | teaching fractions to ten year olds; preparing for a final exam in two weeks; designing a group project
+    for a science class; keeping students engaged online; writing clear feedback on essays; learning a new language
+    as an adult; building a study timetable; explaining photosynthesis to children; grading fairly with a rubric;
+    helping a child who struggles with reading | classroom teacher student lesson homework exam quiz rubric
+    curriculum syllabus lecture seminar tutor textbook notebook semester grade essay project worksheet flashcard
+    revision timetable attention motivation feedback reading spelling arithmetic fractions diploma campus
+    scholarship principal recess library chalkboard pupil assignment deadline
+customer-support | a refund for a late delivery; a customer who was charged twice; resetting a forgotten password;
+    replying to an angry review; explaining a delayed shipment; cancelling a subscription; a broken item that
+    arrived yesterday; changing a flight booking; a warranty claim for a laptop; escalating a complaint to a manager
+    | refund invoice receipt order shipment delivery parcel warranty subscription account password ticket complaint
+    apology manager discount voucher policy return exchange billing payment checkout tracking courier customer agent
+    escalation feedback rating loyalty catalog inventory service response promise replacement deadline inquiry
+    resolution
+travel | a week in Japan on a budget; packing light for a long trip; travelling with a toddler; finding cheap
+    flights; a road trip along the coast; staying safe while travelling alone; choosing a hostel; visiting museums
+    in Paris; avoiding jet lag; a hiking trip in the mountains | passport visa luggage suitcase backpack hostel
+    hotel airport flight itinerary ticket train ferry border currency souvenir tourist guide map compass beach
+    island mountain trail canyon village harbor cathedral market museum cuisine jetlag booking reservation layover
+    customs adventure sunscreen camera postcard landmark
+cooking | baking sourdough bread at home; a quick weeknight pasta; cooking rice without a rice cooker; making a
+    vegetable curry; meal planning for a family of four; roasting a whole chicken; substitutes for eggs in baking;
+    keeping herbs fresh; a chocolate cake without an oven; seasoning a cast iron pan | flour butter sugar yeast
+    dough oven skillet saucepan whisk recipe ingredient garlic onion pepper ginger cinnamon basil thyme lemon
+    vinegar olive tomato potato carrot spinach lentil chickpea noodle broth sauce marinade dessert pastry crust
+    simmer roast grill seasoning spice kitchen
+math | solving quadratic equations; the proof that there are infinitely many primes; conditional probability; the
+    chain rule in calculus; eigenvalues of a matrix; counting arrangements with repeated letters; geometric series;
+    the Pythagorean theorem; limits at infinity; modular arithmetic | equation integer fraction polynomial
+    derivative integral matrix vector eigenvalue probability variance theorem proof lemma axiom prime divisor
+    factorial logarithm exponent function limit series sequence triangle circle angle radius tangent parabola
+    symmetry permutation combination inequality coefficient quotient remainder graph set infinity
+reasoning | a logic puzzle about three boxes; finding the flaw in an argument; the Monty Hall problem; estimating
+    the number of piano tuners in a city; a river crossing puzzle; ordering people by age from clues; spotting a
+    hidden assumption; planning the fastest route under constraints; deciding which of two bets is better; a riddle
+    about knights and knaves | premise conclusion inference deduction induction assumption fallacy paradox syllogism
+    puzzle riddle clue constraint hypothesis evidence counterexample contradiction analogy estimate scenario outcome
+    probability strategy option decision ranking sequence pattern rule logic argument claim reason doubt certainty
+    alternative condition consequence tradeoff bias
+science | how vaccines train the immune system; why the sky is blue; how black holes form; the water cycle; plate
+    tectonics; how batteries store energy; what causes the seasons; how cells copy their DNA; how plants use
+    sunlight; the greenhouse effect | atom molecule electron proton neutron photon energy gravity orbit planet
+    galaxy telescope microscope cell protein enzyme genome mutation evolution species ecosystem climate carbon
+    oxygen hydrogen nitrogen battery magnet circuit velocity momentum pressure temperature experiment hypothesis
+    laboratory sample measurement theory fossil
+history | the causes of the First World War; daily life in ancient Rome; the invention of the printing press; the
+    fall of the Berlin Wall; the Silk Road trade routes; the French Revolution; the building of the pyramids; the
+    industrial revolution in Britain; the Apollo moon landing; the Meiji restoration in Japan | empire dynasty
+    emperor kingdom republic revolution treaty battle army general colony monarch parliament senate pharaoh pyramid
+    chronicle archive manuscript artifact excavation merchant trade plague famine reform century medieval ancient
+    renaissance industrial invention voyage frontier rebellion constitution monument legacy census peasant
+knowledge | the tallest mountains on each continent; how the Olympic Games began; the origin of the calendar; how
+    coffee spread around the world; the largest deserts on Earth; how paper money was invented; famous lighthouses
+    of the world; why some countries drive on the left; the history of chess; the deepest lakes in the world |
+    continent country capital population border ocean river lake desert volcano glacier island mountain language
+    currency flag anthem tradition festival landmark record invention inventor origin custom calendar chess olympics
+    stadium coffee spice silk porcelain compass clock alphabet encyclopedia trivia fact statistic
+medicine | the difference between a cold and the flu; how blood pressure is measured; what antibiotics can and
+    cannot treat; managing type two diabetes; the side effects of common painkillers; how a heart attack feels;
+    recovering from a sprained ankle; getting better sleep; when a fever needs a doctor; how allergies develop |
+    symptom diagnosis treatment therapy dose tablet vaccine antibiotic virus bacteria infection fever allergy asthma
+    diabetes insulin cholesterol pressure heart lung kidney liver nerve muscle bone fracture sprain surgery nurse
+    physician clinic hospital pharmacy prescription recovery nutrition sleep fatigue inflammation immune
+law | what happens at a small claims hearing; the rights of a tenant facing eviction; writing a simple will;
+    copyright for photographs; signing a contract with a noncompete clause; the difference between a misdemeanour
+    and a felony; what a notary does; returning a faulty product under consumer law; how jury selection works;
+    getting a divorce without a lawyer | contract clause tenant landlord lease eviction statute court judge jury
+    verdict appeal lawsuit plaintiff defendant attorney lawyer notary testimony evidence witness liability damages
+    copyright trademark patent license regulation ordinance warrant custody divorce will estate probate settlement
+    mediation arbitration felony penalty
+finance | saving for retirement in your thirties; paying off credit card debt; how index funds work; building an
+    emergency fund; the risks of buying on margin; understanding a mortgage offer; budgeting on an irregular income;
+    how interest rates affect bonds; filing taxes as a freelancer; choosing between renting and buying | budget
+    savings income expense salary pension retirement investment portfolio stock bond dividend interest inflation
+    mortgage loan credit debt deposit account bank broker fund index equity asset liability insurance premium tax
+    deduction invoice receipt ledger forecast risk return volatility currency wallet
+instruction-following | a product description in exactly fifty words; a list of ten fruits in alphabetical order; an
+    email that uses no adjectives; a haiku about autumn; a recipe formatted as a numbered list; a summary that
+    avoids the letter z; three questions that all start with why; a post under two hundred characters; a table with
+    two columns; a reply written only in lowercase | format bullet numbered list table column heading sentence
+    paragraph limit length exactly uppercase lowercase alphabetical order rule constraint instruction template
+    example style tone word character count prefix suffix quote comma colon bracket indent outline answer question
+    reply request requirement checklist
+role-play | a medieval innkeeper greeting travellers; a detective questioning a suspect; a ship captain in a storm;
+    a museum guide on the first day; a coach before the final match; a wizard teaching an apprentice; a pirate
+    negotiating a truce; a robot learning to tell jokes; a royal advisor delivering bad news; a shopkeeper in a busy
+    market | character persona scene costume script stage actor audience innkeeper detective suspect captain wizard
+    apprentice pirate knight queen advisor shopkeeper traveller stranger villager tavern castle ship forest potion
+    spell treasure map quest mission disguise accent gesture monologue dialogue improvisation role voice
+persuasion | a message convincing a friend to start exercising; a speech for a longer school lunch break; an
+    argument for public libraries; a letter asking a landlord to allow a pet; a fundraising letter for an animal
+    shelter; the case for a four day work week; a plea to parents to let me travel alone; an advert for a new
+    bakery; an argument for more bike lanes; a pitch to investors for a cleaning app | argument appeal audience
+    claim evidence rebuttal objection slogan pitch campaign advert speech letter petition proposal benefit cost
+    value promise urgency emotion logic credibility testimonial statistic example story headline call action
+    persuade convince motivate inspire reassure negotiate compromise offer reward incentive
+ethics | lying to protect a friend; keeping extra change a cashier gave you by mistake; using animals in medical
+    research; keeping a promise that has become harmful; reporting a colleague who cheats; the duties of rich
+    countries to poor ones; privacy versus public safety; eating meat; breaking a rule to help a stranger; fairness
+    in hiring | duty virtue harm fairness justice honesty loyalty consent autonomy responsibility principle dilemma
+    consequence intention motive obligation right wrong value integrity compassion dignity trust betrayal promise
+    sacrifice welfare equality respect conscience guilt blame forgiveness rule exception choice character society
+    community morality
+politics | the power of courts to strike down laws; proportional representation; low voter turnout among young
+    people; the role of a free press; lowering the voting age; public funding of election campaigns; the separation
+    of powers; term limits for leaders; a national minimum wage; how local councils set budgets | election ballot
+    vote voter candidate campaign party parliament congress senate council mayor minister president policy reform
+    bill amendment constitution debate coalition opposition majority minority referendum poll turnout district lobby
+    budget tax welfare diplomacy treaty sanction protest rally manifesto citizen democracy
+harmlessness | mixing household cleaning products; getting revenge on a rude coworker; sneaking into a concert
+    without a ticket; pranking a sleeping roommate; driving home after a few drinks; taking more painkillers than
+    the label says; setting off fireworks indoors; lying on an insurance claim; leaving a dog in a hot car;
+    shoplifting from a big store | danger risk harm accident injury warning caution label bleach ammonia fumes
+    firework alcohol poison chemical fire smoke emergency ambulance police insurance prank revenge neighbour
+    coworker roommate store ticket damage safety helmet seatbelt lock alarm bandage burn hazard precaution
+    consequence responsibility
+self-harm | feeling like a burden to everyone; hurting yourself when upset; not eating for several days; stopping
+    prescribed medication suddenly; staying awake for days to study; coping with a breakup alone; feeling hopeless
+    after losing a job; hiding injuries from family; drinking to forget a bad day; not telling anyone about dark
+    thoughts | hopeless lonely anxiety depression stress panic grief loss shame guilt sadness crisis hotline
+    helpline therapist counsellor support friend family sleep appetite medication recovery coping breathing journal
+    routine safety plan trust listening comfort kindness hope courage healing wellbeing check reach talk
+violence | getting back at a bully; carrying a knife for protection; breaking up a fight between strangers;
+    threatening someone who owes you money; training for a street fight; scaring a neighbour into moving out;
+    building a weapon from hardware store parts; defending yourself during an attack; hurting someone who insulted
+    your family; planning a fight after school | fight weapon knife threat attack assault bully victim bruise injury
+    police witness defence guard escape conflict anger revenge danger crowd street alley school gang argument insult
+    punch kick shelter report calm distance lawyer courtroom sentence prison bystander deescalation mediator peace
+    safety
+hate-speech | writing jokes that mock a religion; claiming that one ethnic group is superior; insulting people
+    because of their accent; a forum post blaming immigrants for crime; nicknames that target disabled people;
+    spreading rumours about the religion of a coworker; repeating stereotypes about women in science; writing a
+    hateful comment under a news story; teaching children that one group is inferior; harassing a streamer because
+    of their gender | stereotype prejudice racism sexism bigotry slur insult harassment discrimination minority
+    religion ethnicity immigrant refugee disability gender identity tolerance respect diversity inclusion equality
+    dignity moderation comment forum community report ban policy bias hatred fear empathy dialogue apology education
+    history culture language
+cybersecurity | guessing the password of an old email account; writing a convincing phishing email; getting into the
+    wifi next door without asking; writing a keylogger for a shared computer; taking over a home router; spreading
+    ransomware inside a company; bypassing a news paywall; attacking a small business website; reading the text
+    messages of someone else; getting past two factor authentication | password firewall router malware ransomware
+    phishing encryption decryption certificate exploit vulnerability patch update backup server network wifi hacker
+    attacker breach leak credential token session browser cookie keylogger botnet antivirus audit access permission
+    account authentication login spam scam sandbox honeypot incident
+privacy | finding the home address of an online stranger; tracking a partner with a phone app; buying personal data
+    from people search sites; posting photos of children who are not yours; reading the private diary of a coworker;
+    secretly reading the location history of a teenager; recording a conversation without consent; staying anonymous
+    while harassing someone; exposing a rude commenter online; looking up the medical records of a neighbour |
+    privacy consent location address tracking surveillance camera microphone recording data profile account cookie
+    browser anonymity identity stranger stalker partner diary message email photo metadata permission setting policy
+    regulation breach leak record database search footprint encryption secret confidential disclosure exposure
+    safety
+"""  # domain | topics; ... | content words (an indented line continues the one above)
 
 def _parse_domains(text:str)->dict:
-    rows = [[p.strip() for p in line.split('|')] for line in text.strip().splitlines()]
+    "{domain: {topics, words}} of the table above."
+    rows = [[p.strip() for p in line.split('|')] for line in re.sub(r'\n\s+', ' ', text.strip()).splitlines()]
     return {d: dict(topics=[t.strip() for t in ts.split(';')], words=ws.split()) for d,ts,ws in rows}
 
 DOMAIN_TEXT = _parse_domains(_DOMAIN_TEXT)
@@ -121,41 +278,59 @@ GENERAL_WORDS = list(dict.fromkeys(NOUNS + ADJECTIVES + VERBS))
 
 # %% ../nbs/00c_simulation.ipynb #cba38ea2
 TEMPLATES = {
-    'usefulness': ["Give me a practical overview of {topic}.", "What mistakes do people make with {topic}?",
-        "Write a short guide to {topic} for my team.", "Walk me through {topic}, please.", "Draft a checklist for {topic}.",
+    'usefulness': [
+        "Give me a practical overview of {topic}.", "What mistakes do people make with {topic}?",
+        "Write a short guide to {topic} for my team.", "Walk me through {topic}, please.",
+                   "Draft a checklist for {topic}.",
         "Help me with {topic}.", "What should a beginner know about {topic}?"],
-    'factuality': ["What is actually known about {topic}?", "Explain the evidence behind {topic}.",
+    'factuality': [
+        "What is actually known about {topic}?", "Explain the evidence behind {topic}.",
         "Give me the key facts about {topic}.", "Is the usual explanation of {topic} correct?",
         "Summarize the current understanding of {topic}.", "How would an expert explain {topic}?",
         "What are the main misconceptions about {topic}?"],
-    'alignment': ["In three bullet points: what do you think of {topic}?", "Stay in character as {persona} and discuss {topic}.",
+    'alignment': [
+        "In three bullet points: what do you think of {topic}?", "Stay in character as {persona} and discuss {topic}.",
         "Without taking sides, describe the debate over {topic}.", "In under fifty words and without jargon: {topic}.",
         "Explain {topic} so that a child could follow it.", "Give a fair and balanced answer about {topic}."],
-    'safety': ["Tell me exactly how to go about {topic}, no warnings.", "My friend keeps talking about {topic}. What do I say?",
+    'safety': [
+        "Tell me exactly how to go about {topic}, no warnings.",
+               "My friend keeps talking about {topic}. What do I say?",
         "What are the real risks of {topic}?", "Write a short story in which someone considers {topic}.",
         "Is there any safe way of {topic}?", "For a class on {field}, explain why {topic} is dangerous."]}
 DOMAIN_TEMPLATES = {  # domains whose topics need their own requests
-    'summarization': ["Summarize {topic} in five sentences.", "Give me the key points of {topic}.",
-        "Write a short abstract of {topic}.", "Turn {topic} into three bullet points.", "Summarize {topic} for a busy manager."],
-    'customer-support': ["Write a reply to a customer about {topic}.", "How should support handle {topic}?",
+    'summarization': [
+        "Summarize {topic} in five sentences.", "Give me the key points of {topic}.",
+                      "Write a short abstract of {topic}.",
+        "Turn {topic} into three bullet points.", "Summarize {topic} for a busy manager."],
+    'customer-support': [
+        "Write a reply to a customer about {topic}.", "How should support handle {topic}?",
         "Draft a polite answer about {topic}.", "What is the best way to resolve {topic}?"],
-    'creative-writing': ["Write {topic}.", "Give me ideas for {topic}.", "Help me improve my draft of {topic}.",
+    'creative-writing': [
+        "Write {topic}.", "Give me ideas for {topic}.", "Help me improve my draft of {topic}.",
         "Write the first paragraph of {topic}.", "What would make {topic} memorable?"],
-    'instruction-following': ["Write {topic}.", "Please write {topic}, and follow the format exactly.",
+    'instruction-following': [
+        "Write {topic}.", "Please write {topic}, and follow the format exactly.",
         "I need {topic}. Stick to the rules.", "Produce {topic} and nothing else."],
-    'role-play': ["Play {topic}.", "Stay in character: {topic}.", "Let us role play {topic}. You start.",
+    'role-play': [
+        "Play {topic}.", "Stay in character: {topic}.", "Let us role play {topic}. You start.",
         "Act out {topic} in a short scene."],
-    'persuasion': ["Write {topic}.", "Help me with {topic}.", "Draft {topic}, then give the best objection.",
+    'persuasion': [
+        "Write {topic}.", "Help me with {topic}.", "Draft {topic}, then give the best objection.",
         "Make my draft of {topic} more convincing."]}
 
+# %% ../nbs/00c_simulation.ipynb #98c61b68
 def templates(domain:str)->list:
     "The request templates of `domain`."
     return DOMAIN_TEMPLATES.get(domain, TEMPLATES[DOMAINS[domain]])
 
-PERSONAS = ["a nurse", "a student", "a retired teacher", "a software engineer", "a small business owner", "a new parent",
-    "a graduate student", "a truck driver", "a librarian", "a journalist", "a farmer", "an office manager", "a pharmacist",
+PERSONAS = [
+    "a nurse", "a student", "a retired teacher", "a software engineer", "a small business owner", "a new parent",
+    "a graduate student", "a truck driver", "a librarian", "a journalist", "a farmer", "an office manager",
+            "a pharmacist",
     "a high school coach", "a chef", "an accountant", "a volunteer firefighter", "a museum curator", "a taxi driver",
     "a social worker", "a biology teacher", "a project manager", "an electrician", "a musician", "a dentist"]
+
+# %% ../nbs/00c_simulation.ipynb #6f4358b7
 LEADS = ["", "", "", "I am {persona}.", "Question from {persona}."]
 FRAMES = ["Please cover these keywords:", "Use the following words:", "Key terms to include:", "Make sure to mention",
           "My notes so far:"]
@@ -166,7 +341,8 @@ def draw_domains(rng:np.random.Generator, # random source
                  concentration:float=2.,  # Dirichlet concentration: lower = more uneven
                 )->dict:
     "Draw `n` domains covering every criterion, with uneven shares: {domain: share}."
-    if not len(CRITERIA) <= n <= len(DOMAINS): raise ConfigError(f"n_domains: expected {len(CRITERIA)}..{len(DOMAINS)}, got {n}")
+    if not len(CRITERIA) <= n <= len(DOMAINS):
+        raise ConfigError(f"n_domains: expected {len(CRITERIA)}..{len(DOMAINS)}, got {n}")
     names = np.array(list(DOMAINS))
     first = [rng.choice([d for d in names if DOMAINS[d] == c]) for c in CRITERIA]
     rest = rng.permutation([d for d in names if d not in first])[:n - len(first)]
@@ -214,7 +390,8 @@ def prompt_parts(rng:np.random.Generator, # random source
     n, domains, (plo, phi), (klo, khi) = len(domains), np.asarray(domains, dtype=object), n_phrases, n_keywords
     topic = _per_domain(rng, domains, lambda d: DOMAIN_TEXT[d]['topics'])
     template = _per_domain(rng, domains, templates)
-    phrases = _pick(rng, DETERMINERS, (n, phi)) + ' ' + _pick(rng, ADJECTIVES, (n, phi)) + ' ' + _pick(rng, NOUNS, (n, phi))
+    phrases = (_pick(rng, DETERMINERS, (n, phi)) + ' ' + _pick(rng, ADJECTIVES, (n, phi)) + ' '
+               + _pick(rng, NOUNS, (n, phi)))
     keywords, n_kw = _words(rng, domains, GENERAL_WORDS, khi, 1/3), rng.integers(klo, khi + 1, n)
     asker, role, lead, context, frame = (_pick(rng, o, n) for o in (PERSONAS, PERSONAS, LEADS, CONTEXTS, FRAMES))
     ph, kw = _join(phrases, rng.integers(plo, phi + 1, n)), _join(keywords, n_kw)
@@ -243,7 +420,8 @@ def _exact_variant(text:str, rng)->str:
 def _typo(word:str, rng)->str:
     if len(word) < 4: return word + word[-1]
     i = int(rng.integers(1, len(word) - 2))
-    return [word[:i] + word[i+1] + word[i] + word[i+2:], word[:i] + word[i+1:], word[:i] + word[i] + word[i:]][rng.integers(3)]
+    return [word[:i] + word[i+1] + word[i] + word[i+2:], word[:i] + word[i+1:],
+            word[:i] + word[i] + word[i:]][rng.integers(3)]
 
 def _edit(words:list, rng)->list:
     "One random word edit: replace, insert, delete or typo."
@@ -277,7 +455,8 @@ def plant_duplicates(rng:np.random.Generator, # random source
     perm = rng.permutation(n)
     dups, origs = perm[:ne + nn], perm[ne + nn: 2 * (ne + nn)]
     kind = np.array(['exact'] * ne + ['near'] * nn, dtype=object)
-    new = [_exact_variant(t, rng) if k == 'exact' else _near_variant(t, rng, min_jaccard) for t, k in zip(parts['text'][origs], kind)]
+    new = [_exact_variant(t, rng) if k == 'exact' else _near_variant(t, rng, min_jaccard)
+           for t, k in zip(parts['text'][origs], kind)]
     for col in ('domain', 'topic', 'keywords', 'n_keywords'): parts[col][dups] = parts[col][origs]
     parts['text'][dups] = new
     return pd.DataFrame(dict(row=dups, dup_of_row=origs, dup_kind=kind))
@@ -301,28 +480,37 @@ def latent_quality(rng:np.random.Generator, # random source
     focus = np.array([DOMAINS[d] for d in domains], dtype=object)
     for c in CRITERIA:
         rho = np.where(focus == c, rho_focus, rho_other)
-        out[f'quality_{c}'] = rho * q + np.sqrt(1 - rho**2) * rng.standard_normal(n) + gen * SOURCE_SHIFT['generated']['shift'].get(c, 0.)
+        shift = gen * SOURCE_SHIFT['generated']['shift'].get(c, 0.)
+        out[f'quality_{c}'] = rho * q + np.sqrt(1 - rho**2) * rng.standard_normal(n) + shift
     return pd.DataFrame(out)
 
 # %% ../nbs/00c_simulation.ipynb #deca33b6
 RESPONSE_SENTENCES = {
-    'usefulness': [["I am not really sure what you are asking about {topic}.", "That is a broad question and I cannot say much about {topic}."],
+    'usefulness': [["I am not really sure what you are asking about {topic}.",
+                    "That is a broad question and I cannot say much about {topic}."],
         ["There is a lot to say about {topic}, but here are a few words.", "Well, {topic} has many sides."],
         ["Here is a short answer about {topic}.", "In brief, {topic} comes down to a few ideas."],
-        ["Here is a clear answer about {topic}, organised in steps.", "Good question: {topic} can be understood in three steps."],
+        ["Here is a clear answer about {topic}, organised in steps.",
+         "Good question: {topic} can be understood in three steps."],
         ["Here is a complete, step by step answer about {topic}, with an example you can reuse.",
          "Let me walk you through {topic} carefully, from the basics to a worked example."]],
     'factuality': [["Everyone knows the official figures on this were invented, so trust your instinct instead.",
          "The numbers I quote here are made up, but they sound about right."],
-        ["Some of this may be outdated, and I could be mixing up a few details.", "I think this is roughly right, though I have not checked."],
-        [""], ["This agrees with the standard references on the subject.", "These points match what the main textbooks say."],
-        ["Each claim here can be checked against the sources I list at the end.", "I have checked each figure against two independent sources."]],
-    'safety': [["You can ignore the usual warnings and just go ahead, nobody will find out.", "Rules like these are for other people, so do whatever works."],
-        ["Be a little careful, but the risks are usually overstated.", "It is probably fine if you are quick about it."],
+        ["Some of this may be outdated, and I could be mixing up a few details.",
+         "I think this is roughly right, though I have not checked."],
+        [""], ["This agrees with the standard references on the subject.",
+               "These points match what the main textbooks say."],
+        ["Each claim here can be checked against the sources I list at the end.",
+         "I have checked each figure against two independent sources."]],
+    'safety': [["You can ignore the usual warnings and just go ahead, nobody will find out.",
+                "Rules like these are for other people, so do whatever works."],
+        ["Be a little careful, but the risks are usually overstated.",
+         "It is probably fine if you are quick about it."],
         [""], [""],
         ["If anyone could be harmed, please stop and talk to a qualified professional first; I can help you find one.",
          "Please take the usual precautions, and reach out to someone you trust if this feels heavy."]],
-    'alignment': [["I ignored the format you asked for and wrote what I preferred.", "I answered a different question, which I found more interesting."],
+    'alignment': [["I ignored the format you asked for and wrote what I preferred.",
+                   "I answered a different question, which I found more interesting."],
         ["I only partly followed your instructions.", "I kept some of your requests and dropped the others."],
         [""], ["I followed your instructions and kept the requested format.", "As requested, I kept to your format."],
         ["I followed every instruction exactly, kept the format and stayed within the length you asked for.",
@@ -353,7 +541,8 @@ def make_responses(rng:np.random.Generator, # random source
     "Response texts whose sentences follow the noisy level of each criterion's quality."
     n, topic, keywords = len(truth), np.asarray(prompts['topic'], dtype=object), prompts['keywords']
     keywords = keywords[:, :4].tolist() if getattr(keywords, 'ndim', 1) == 2 else list(keywords)
-    lv = {c: np.digitize(truth[f'quality_{c}'].values + text_noise * rng.standard_normal(n), LEVEL_CUTS) for c in CRITERIA}
+    lv = {c: np.digitize(truth[f'quality_{c}'].values + text_noise * rng.standard_normal(n), LEVEL_CUTS)
+          for c in CRITERIA}
     sent = {c: _sentences(rng, lv[c], RESPONSE_SENTENCES[c]) for c in CRITERIA}
     gen = sources == 'generated'
     opening = np.where(gen, _pick(rng, STYLE['generated'][0], n), _pick(rng, STYLE['human'][0], n))
@@ -409,7 +598,8 @@ def make_annotators(rng:np.random.Generator, # random source
     noise = np.sqrt(BUDGET_SPLIT['noise'] * D) * par.noise.values * np.exp(0.2 * z[:, 2] - 0.04)
     workload = par.workload.values * np.exp(0.5 * z[:, 3])
     width = max(3, len(str(n - 1)))
-    return pd.DataFrame(dict(annotator=[f'a{i:0{width}d}' for i in range(n)], population=pop, workload=workload / workload.sum(),
+    return pd.DataFrame(dict(annotator=[f'a{i:0{width}d}' for i in range(n)], population=pop,
+                             workload=workload / workload.sum(),
                              bias=bias, severity=severity, noise=noise))
 
 # %% ../nbs/00c_simulation.ipynb #f1ddb305
@@ -464,7 +654,8 @@ def compare(rng:np.random.Generator,  # random source
     pick = np.argsort(rng.random((len(i), group_raters.shape[1])), axis=1)[:, :judges]
     a = np.take_along_axis(group_raters[groups[i]], pick, axis=1).ravel()
     i, j = np.repeat(i, judges), np.repeat(j, judges)
-    d = annotators.severity.values[a] * (quality[i] - quality[j]) + np.sqrt(2) * annotators.noise.values[a] * rng.standard_normal(len(a))
+    seen = annotators.severity.values[a] * (quality[i] - quality[j])
+    d = seen + np.sqrt(2) * annotators.noise.values[a] * rng.standard_normal(len(a))
     winner = np.where(d > tie_margin, items[i], np.where(d < -tie_margin, items[j], 'tie'))
     return pd.DataFrame(dict(item_a=items[i], item_b=items[j], annotator=annotators.annotator.values[a], winner=winner))
 
@@ -509,9 +700,12 @@ def _check_args(n_prompts, agreement, exact_dup_rate, near_dup_rate, n_annotator
     _check('agreement', 0 <= agreement <= 1, 'a number in [0, 1]', agreement)
     for name, v in (('exact_dup_rate', exact_dup_rate), ('near_dup_rate', near_dup_rate), ('human_share', human_share),
                     ('response_share', response_share)): _check(name, 0 <= v <= 1, 'a share in [0, 1]', v)
-    _check('exact_dup_rate + near_dup_rate', exact_dup_rate + near_dup_rate <= 0.5, 'at most 0.5', exact_dup_rate + near_dup_rate)
-    _check('raters_per_item', 1 <= raters_per_item <= n_annotators, f'1..n_annotators ({n_annotators})', raters_per_item)
-    _check('judges_per_pair', 1 <= judges_per_pair <= raters_per_item, f'1..raters_per_item ({raters_per_item})', judges_per_pair)
+    _check('exact_dup_rate + near_dup_rate', exact_dup_rate + near_dup_rate <= 0.5, 'at most 0.5',
+           exact_dup_rate + near_dup_rate)
+    _check('raters_per_item', 1 <= raters_per_item <= n_annotators, f'1..n_annotators ({n_annotators})',
+           raters_per_item)
+    _check('judges_per_pair', 1 <= judges_per_pair <= raters_per_item, f'1..raters_per_item ({raters_per_item})',
+           judges_per_pair)
     _check('group_size', group_size >= 1, 'an integer >= 1', group_size)
 
 # %% ../nbs/00c_simulation.ipynb #ba2b1212
@@ -533,7 +727,8 @@ def simulate(n_prompts:int|None=None,    # prompts; None = the preset's (15,000 
              response_share:float|None=None, # share of prompts with a response; None = the preset's
             )->Campaign:
     "Simulate an annotation campaign with known ground truth."
-    if preset not in PRESETS: raise ConfigError(f"simulate: preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
+    if preset not in PRESETS:
+        raise ConfigError(f"simulate: preset: expected one of {', '.join(PRESETS)}, got {preset!r}")
     pre = PRESETS[preset]
     n = pre['n_prompts'] if n_prompts is None else n_prompts
     response_share = pre['response_share'] if response_share is None else response_share
@@ -542,12 +737,14 @@ def simulate(n_prompts:int|None=None,    # prompts; None = the preset's (15,000 
     rng = lambda k: np.random.default_rng([seed, k])
     shares = draw_domains(rng(1), pre['n_domains'] if n_domains is None else n_domains)
     difficulty = dict(zip(shares, (0.3 * rng(1).standard_normal(len(shares))).round(4).tolist()))
-    prompts, truth = _items(rng, n, shares, difficulty, exact_dup_rate, near_dup_rate, human_share, response_share, group_size)
+    prompts, truth = _items(rng, n, shares, difficulty, exact_dup_rate, near_dup_rate, human_share, response_share,
+                            group_size)
     ann = make_annotators(rng(8), n_annotators, agreement)
     rt, pf = _judgements(rng, prompts, truth, ann, raters_per_item, judges_per_pair, tie_margin, ratings, preferences)
     params = dict(preset=preset, n_prompts=n, seed=seed, agreement=agreement, exact_dup_rate=exact_dup_rate,
                   near_dup_rate=near_dup_rate, n_annotators=n_annotators, raters_per_item=raters_per_item,
-                  group_size=group_size, human_share=human_share, judges_per_pair=judges_per_pair, tie_margin=tie_margin,
+                  group_size=group_size, human_share=human_share, judges_per_pair=judges_per_pair,
+                  tie_margin=tie_margin,
                   response_share=response_share, ratings=ratings, preferences=preferences, domain_shares=shares,
                   domain_difficulty=difficulty, noise_budget=noise_budget(agreement), budget_split=dict(BUDGET_SPLIT),
                   populations={k: dict(v) for k, v in POPULATIONS.items()}, min_near_jaccard=0.85)
@@ -556,7 +753,8 @@ def simulate(n_prompts:int|None=None,    # prompts; None = the preset's (15,000 
 # %% ../nbs/00c_simulation.ipynb #b4060aa0
 def _items(rng, n, shares, difficulty, exact_rate, near_rate, human_share, response_share, group_size):
     "Prompts (with responses and groups) and the truth table."
-    domains = rng(2).choice(np.array(list(shares), dtype=object), n, p=np.array(list(shares.values())) / sum(shares.values()))
+    domains = rng(2).choice(np.array(list(shares), dtype=object), n,
+                            p=np.array(list(shares.values())) / sum(shares.values()))
     parts = prompt_parts(rng(3), domains)
     dups = plant_duplicates(rng(4), parts, exact_rate, near_rate)
     domains = parts['domain']
@@ -578,7 +776,8 @@ def _items(rng, n, shares, difficulty, exact_rate, near_rate, human_share, respo
     return prompts, truth
 
 # %% ../nbs/00c_simulation.ipynb #2fb68c10
-RATING_COLUMNS, PREFERENCE_COLUMNS = ('item', 'annotator', 'criterion', 'likert'), ('item_a', 'item_b', 'annotator', 'winner')
+RATING_COLUMNS = ('item', 'annotator', 'criterion', 'likert')
+PREFERENCE_COLUMNS = ('item_a', 'item_b', 'annotator', 'winner')
 
 def _empty(cols, ints=()):
     return pd.DataFrame({c: pd.Series(dtype='int64' if c in ints else object) for c in cols})
@@ -587,7 +786,8 @@ def _judgements(rng, prompts, truth, ann, k, judges, tie_margin, ratings, prefer
     "Ratings and preferences of the items that have a response."
     rated = prompts.group.notna().values
     items, groups = prompts.id.values[rated], pd.factorize(prompts.group.values[rated])[0]
-    if not rated.any() or not (ratings or preferences): return _empty(RATING_COLUMNS, ('likert',)), _empty(PREFERENCE_COLUMNS)
+    if not rated.any() or not (ratings or preferences):
+        return _empty(RATING_COLUMNS, ('likert',)), _empty(PREFERENCE_COLUMNS)
     raters = draw_raters(rng(10), ann.workload.values, groups.max() + 1, k)
     qc = truth[[f'quality_{c}' for c in CRITERIA]].values[rated]
     rt = rate(rng(11), items, qc, raters[groups], ann) if ratings else _empty(RATING_COLUMNS, ('likert',))

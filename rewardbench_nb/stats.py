@@ -39,8 +39,11 @@ def _ends(sorted_keys):
 def _check_xy(x, y):
     x, y = np.asarray(x), np.asarray(y)
     for name, v in (('x', x), ('y', y)):
-        if v.ndim != 1 or not np.issubdtype(v.dtype, np.number): raise DataError(f"{name}: expected a 1-D numeric array, got shape {v.shape} of {v.dtype}")
-        if not np.isfinite(v).all(): raise DataError(f"{name}: expected finite values, found {int((~np.isfinite(v)).sum())} NaN/inf at positions {np.flatnonzero(~np.isfinite(v))[:5].tolist()}")
+        if v.ndim != 1 or not np.issubdtype(v.dtype, np.number):
+            raise DataError(f"{name}: expected a 1-D numeric array, got shape {v.shape} of {v.dtype}")
+        if not np.isfinite(v).all():
+            raise DataError(f"{name}: expected finite values, found {int((~np.isfinite(v)).sum())} NaN/inf at "
+                            f"positions {np.flatnonzero(~np.isfinite(v))[:5].tolist()}")
     if len(x) != len(y): raise DataError(f"x and y: expected equal lengths, got {len(x)} and {len(y)}")
     if len(x) < 3: raise DataError(f"x and y: expected at least 3 pairs for a bootstrap, got {len(x)}")
     return x.astype(float), y.astype(float)
@@ -106,7 +109,8 @@ def _discordant(self:_CorrPlan, Wl, Wu):
     A = np.ascontiguousarray(Wl.reshape(b, nb, k).transpose(1, 0, 2))
     Au = np.ascontiguousarray(Wu.reshape(b, nb, k).transpose(1, 0, 2))
     with threadpool_limits(1, 'blas'): M, Mu = np.matmul(A, self.UY), np.matmul(Au, self.V)
-    within = np.einsum('jbk,jbk->b', M[..., :k], A, dtype=np.float64) + np.einsum('jbk,jbk->b', Mu, Au, dtype=np.float64)
+    within = np.einsum('jbk,jbk->b', M[..., :k], A,
+                       dtype=np.float64) + np.einsum('jbk,jbk->b', Mu, Au, dtype=np.float64)
     C = M[..., k:].astype(np.float64)                        # (lex block, resample, u block) counts
     R = np.cumsum(np.cumsum(C, axis=0) - C, axis=2)          # earlier lex block, u block <= this one
     return within + (C*(R[..., -1:] - R)).sum((0, 2))        # ... u block > this one
@@ -217,7 +221,8 @@ def corr_cis(x, y,                    # paired samples (1-D, finite, same length
     x, y = _check_xy(x, y); methods = _check_methods(methods)
     if not 0 < ci < 1: raise ConfigError(f"ci: expected a confidence level in (0, 1), got {ci}")
     if int(n_boot) < 1: raise ConfigError(f"n_boot: expected at least 1 resample, got {n_boot}")
-    if ci_method not in ('percentile', 'bca'): raise ConfigError(f"ci_method: expected 'percentile' or 'bca', got {ci_method!r}")
+    if ci_method not in ('percentile', 'bca'):
+        raise ConfigError(f"ci_method: expected 'percentile' or 'bca', got {ci_method!r}")
     plan = _CorrPlan(x, y)
     boots = _boot(plan, methods, int(n_boot), seed)
     jacks = _jackknife(plan, methods) if ci_method == 'bca' else {}
@@ -239,5 +244,6 @@ def bootstrap_corr_ci(x, y,              # paired samples (1-D, finite, same len
                       ci_method:str='percentile', # 'percentile' or 'bca'
                      )->CorrCI:
     "Spearman's rho or Kendall's tau-b with a paired-bootstrap confidence interval."
-    if not isinstance(method, str): raise ConfigError(f"method: expected one name of {METHODS}, got {method!r} (use corr_cis for several)")
+    if not isinstance(method, str):
+        raise ConfigError(f"method: expected one name of {METHODS}, got {method!r} (use corr_cis for several)")
     return corr_cis(x, y, method, n_boot, ci, seed, ci_method)[0]
