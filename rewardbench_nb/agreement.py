@@ -44,6 +44,7 @@ def _as_matrix(data)->np.ndarray:
 
 MAX_VALUES = 4096  # distinct values: alpha needs a values x values distance matrix
 
+# %% ../nbs/03_agreement.ipynb #72152e6e
 def _value_index(x:np.ndarray)->tuple:
     "Sorted distinct values of `x` and the index of each element among them."
     values = np.unique(x)
@@ -55,6 +56,7 @@ def _value_index(x:np.ndarray)->tuple:
 def _count_matrix(unit:np.ndarray, vi:np.ndarray, n_units:int, n_values:int)->np.ndarray:
     return np.bincount(unit * n_values + vi, minlength=n_units * n_values).reshape(n_units, n_values)
 
+# %% ../nbs/03_agreement.ipynb #138ee9fd
 def pairable_counts(unit:np.ndarray,  # unit id of every rating
                     value:np.ndarray, # the rating (no NaN)
                    )->tuple:          # (sorted values, units x values count matrix)
@@ -67,6 +69,7 @@ def pairable_counts(unit:np.ndarray,  # unit id of every rating
     values, vi = _value_index(np.asarray(value, dtype=float)[keep])
     return values, _count_matrix((np.cumsum(pair) - 1)[code[keep]], vi, int(pair.sum()), len(values))
 
+# %% ../nbs/03_agreement.ipynb #9b5a53b1
 def matrix_counts(data)->tuple:
     "`pairable_counts` of a raters x units matrix with NaN for missing cells."
     a = _as_matrix(data)
@@ -125,6 +128,7 @@ def alpha_from_counts(values:np.ndarray, # sorted distinct values
     d = distances(values, level, n_c)
     return float(1 - (n_c.sum() - 1) * (o * d).sum() / (n_c @ d @ n_c))
 
+# %% ../nbs/03_agreement.ipynb #b09bcd32
 def krippendorff_alpha(data,                # raters x units matrix, NaN for missing cells
                        level:str='interval', # 'nominal', 'ordinal', 'interval' or 'ratio'
                       )->float:
@@ -162,6 +166,7 @@ class AlphaCI:
     n_boot:int                          # resamples drawn
     n_undefined:int = 0                 # resamples with no variation (left out of the CI)
 
+# %% ../nbs/03_agreement.ipynb #17774a7d
 def _kinds(counts:np.ndarray)->tuple:
     "Distinct rows of `counts` and how many units have each."
     return np.unique(counts, axis=0, return_counts=True)
@@ -173,6 +178,7 @@ def _kind_draws(rng, freq:np.ndarray, size:int)->np.ndarray:
     kind = np.repeat(np.arange(k), freq)[rng.integers(0, n, (size, n))]
     return np.bincount((kind + k * np.arange(size)[:, None]).ravel(), minlength=size * k).reshape(size, k)
 
+# %% ../nbs/03_agreement.ipynb #ad4162e6
 def bootstrap_counts(values:np.ndarray,    # sorted distinct values
                      counts:np.ndarray,    # units x values counts of pairable units
                      level:str='interval', # level of measurement
@@ -395,6 +401,7 @@ def review_queue(ratings:pd.DataFrame, # long ratings table
         ['spread', 'item', 'criterion'], ascending=[False, True, True], kind='stable')
     return widest.reset_index(drop=True)
 
+# %% ../nbs/03_agreement.ipynb #f26ab41d
 def write_csv(df:pd.DataFrame, path)->Path:
     "Write `df` as CSV to `path` atomically."
     with atomic_path(path) as tmp: df.to_csv(tmp, index=False)

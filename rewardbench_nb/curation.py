@@ -40,6 +40,7 @@ def _first_positions(keys)->np.ndarray:
     first = {}
     return np.array([first.setdefault(k, i) for i,k in enumerate(keys)], dtype=np.int64)
 
+# %% ../nbs/02_curation.ipynb #a21e37c0
 def exact_duplicates(texts, # sequence of strings
                     )->list[int]: # cluster id per text: position of the first text with the same normalised hash
     "Cluster exact duplicates (after `normalise_text`)."
@@ -49,6 +50,7 @@ def exact_duplicates(texts, # sequence of strings
 _MUL = 0x9E3779B97F4A7C15  # odd 64-bit multiplier of the polynomial shingle hash
 _MASK64 = (1 << 64) - 1
 
+# %% ../nbs/02_curation.ipynb #be2b4b60
 def shingle_hash(s:str, # one shingle
                 )->int: # 32-bit hash (64-bit polynomial of the code points, folded)
     "The 32-bit hash of one shingle (the same number the vectorised path computes)."
@@ -80,6 +82,7 @@ def _permutations(num_perm:int, seed:int)->tuple[np.ndarray, np.ndarray]:
     a, b = MinHash(num_perm=num_perm, seed=seed, scheme='affine32').permutations
     return a.astype(np.uint32), b.astype(np.uint32)
 
+# %% ../nbs/02_curation.ipynb #f13e9a99
 def _minhash_block(hv, counts, a, b)->np.ndarray:
     "Signatures (texts with at least one shingle) from their shingle hashes."
     block = a[:, None] * _fmix32(hv)[None, :]
@@ -108,6 +111,7 @@ def _signatures_datasketch(norms, num_perm, k, seed)->np.ndarray:
     mhs = MinHash.bulk((shingle_list(t, k) for t in norms), num_perm=num_perm, seed=seed, hashfunc=shingle_hash)
     return np.stack([m.hashvalues for m in mhs]) if mhs else np.empty((0, num_perm), np.uint32)
 
+# %% ../nbs/02_curation.ipynb #26fcb6b7
 def minhash_signatures(texts,             # sequence of strings (normalised first)
                        num_perm:int=128,  # permutations per signature
                        shingle:int=5,     # characters per shingle
@@ -148,6 +152,7 @@ def _lsh_pairs_datasketch(sig:np.ndarray, b:int, r:int, threshold:float, seed:in
              for p in combinations(sorted(table.get(key)), 2)]
     return np.array(pairs, np.int64).reshape(-1, 2)
 
+# %% ../nbs/02_curation.ipynb #8bc8a51c
 def _band_keys(sig:np.ndarray, b:int, r:int)->np.ndarray:
     "(texts, b) uint64 key per band: a hash of the band's `r` values, salted by the band's index."
     keys = np.empty((len(sig), b), np.uint64)
@@ -168,6 +173,7 @@ def _equal_key_pairs(keys:np.ndarray, items:np.ndarray)->np.ndarray:
         off += 1; idx = idx[idx + off < len(k)]; idx = idx[k[idx] == k[idx + off]]
     return np.concatenate(out) if out else np.empty((0, 2), np.int64)
 
+# %% ../nbs/02_curation.ipynb #0c98dfac
 def _lsh_pairs_numpy(sig:np.ndarray, b:int, r:int)->np.ndarray:
     pairs = _equal_key_pairs(_band_keys(sig, b, r).ravel(), np.repeat(np.arange(len(sig)), b))
     return pairs[pairs[:, 0] != pairs[:, 1]]
@@ -194,6 +200,7 @@ def _verify(norms, pairs, threshold, k, sig)->tuple[np.ndarray, np.ndarray]:
     ok = sims >= threshold if len(pairs) else np.zeros(0, bool)
     return pairs[ok], sims[ok]
 
+# %% ../nbs/02_curation.ipynb #2e1e64f9
 def _union_find(n:int, pairs:np.ndarray)->np.ndarray:
     "Label of each of `n` items: the smallest index of its connected component."
     ds, labels = DisjointSet(), np.arange(n)
@@ -224,6 +231,7 @@ def _near_clusters(norms:list[str], threshold=0.8, num_perm=128, shingle=5, seed
     "Cluster label per text plus exact labels, verified pairs and timings."
     with _gc_paused(): return _near_clusters_(norms, threshold, num_perm, shingle, seed, engine)
 
+# %% ../nbs/02_curation.ipynb #0d17c7c5
 def _near_clusters_(norms, threshold, num_perm, shingle, seed, engine)->dict:
     t = [time.perf_counter()]
     exact = _first_positions(hashlib.blake2b(s.encode('utf-8'), digest_size=16).digest() for s in norms)
@@ -241,6 +249,7 @@ def _near_clusters_(norms, threshold, num_perm, shingle, seed, engine)->dict:
                 n_candidates=len(cand),
                 timings={s: round(t1 - t0, 3) for s, t0, t1 in zip(steps, t, t[1:])})
 
+# %% ../nbs/02_curation.ipynb #772330b1
 def near_duplicates(texts,              # sequence of strings
                     threshold:float=0.8,# shingle Jaccard at or above which two texts are near duplicates
                     num_perm:int=128,   # MinHash permutations
@@ -265,6 +274,7 @@ def pair_scores(pred,  # predicted cluster label per item
     return dict(precision=both / n_pred if n_pred else 1.0, recall=both / n_true if n_true else 1.0,
                 true_pairs=n_true, predicted_pairs=n_pred, correct_pairs=both)
 
+# %% ../nbs/02_curation.ipynb #d367bfbd
 def true_clusters(truth:pd.DataFrame, # the simulator's truth: id, dup_of (the original's id or missing)
                   ids,                # item ids, in the order to label
                  )->np.ndarray:       # the root original's id per item
@@ -362,6 +372,7 @@ def md_table(df:pd.DataFrame, # table to render
     rows = [[str(c) for c in df.columns]] + [[fmt(v) for v in r] for r in df.itertuples(index=False)]
     return '\n'.join('| ' + ' | '.join(r) + ' |' for r in [rows[0], ['---'] * len(df.columns)] + rows[1:])
 
+# %% ../nbs/02_curation.ipynb #e4fc4c9a
 @patch
 def summary(self:Dedup)->dict:
     "Counts of input, kept, exact and near duplicates and clusters."
@@ -495,6 +506,7 @@ def _ordered(names)->list:
     "Split names in the order of `SPLIT_ORDER` (others last)."
     return sorted(names, key=lambda n: (SPLIT_ORDER.index(n) if n in SPLIT_ORDER else len(SPLIT_ORDER), str(n)))
 
+# %% ../nbs/02_curation.ipynb #ca82628b
 def _domain_table(items:pd.DataFrame, target:dict|None)->tuple[pd.DataFrame, object]:
     obs = items['domain'].value_counts()
     if target is None: target = {d: 1 / len(obs) for d in obs.index}
@@ -597,6 +609,7 @@ def _pct(df:pd.DataFrame, cols)->pd.DataFrame:
 
 def _fmt_p(p)->str: return 'n/a' if p is None or (isinstance(p, float) and math.isnan(p)) else f'{p:.3g}'
 
+# %% ../nbs/02_curation.ipynb #a874820d
 @patch
 def sections(self:Audit)->list[tuple[str,str,pd.DataFrame|None]]:
     "(title, one-line finding, table) for each part of the audit."
@@ -619,6 +632,7 @@ def sections(self:Audit)->list[tuple[str,str,pd.DataFrame|None]]:
                     f"split x population independence: p = {_fmt_p(self.population_p)}", pop))
     return out
 
+# %% ../nbs/02_curation.ipynb #458b0cdb
 @patch
 def _repr_markdown_(self:Audit)->str:
     return '\n\n'.join(f"**{t}** — {f}\n\n{md_table(d)}" for t, f, d in self.sections())
@@ -838,6 +852,7 @@ def _inputs(run:Run, ctx:dict)->tuple[pd.DataFrame, dict]:
                                 annotators=ctx.get('annotators', getattr(camp, 'annotators', None)),
                                 target_shares=target, sources=[src])
 
+# %% ../nbs/02_curation.ipynb #4c674074
 def run_curation(run:Run, cfg:CurationConfig, ctx:dict):
     "Stage function: curate the prompts, write artifacts under `curation/`, fill ctx."
     prompts, extra = _inputs(run, ctx)

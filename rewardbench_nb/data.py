@@ -427,6 +427,7 @@ def _jsonl_row(raw:bytes, path, line:int, offset:int):
         raise DataError(f"expected a JSON object on each line, got {type(rec).__name__}", path, line)
     return rec
 
+# %% ../nbs/01_data.ipynb #4121ea91
 def _read_jsonl(path:Path, strict:bool=True):
     "(rows DataFrame, line of each row, unreadable lines) of a JSONL file."
     recs, lines, bad, offset = [], [], [], 0
@@ -459,6 +460,7 @@ def _json_records(text:str, path):
         raise DataError(f"not valid JSON: {e.msg} at column {e.colno}", path, e.lineno) from None
     return recs, starts
 
+# %% ../nbs/01_data.ipynb #74d99ca2
 def _read_json(path:Path, strict:bool=True):
     "(rows DataFrame, line of each row, unreadable rows) of a JSON array file."
     recs, starts = _json_records(_decode(_read_bytes(path), path), path)
@@ -488,6 +490,7 @@ def _read_csv(path:Path, strict:bool=True):
     except csv.Error as e: raise DataError(f"not valid CSV: {e}", path, reader.line_num) from None
     return pd.DataFrame(rows, columns=header, dtype=object), np.array(lines, int), bad
 
+# %% ../nbs/01_data.ipynb #6216bbbe
 def _read_parquet(path:Path, strict:bool=True):
     "(rows DataFrame, row numbers, []) of a Parquet file."
     try: df = pd.read_parquet(path)
@@ -529,15 +532,19 @@ SOURCES = {'hh-rlhf': 'hh-rlhf@354e5c3', 'llmbar': 'LLMBar@900616b', 'rm-bench':
 _LLMBAR = {'llmbar-natural': 'LLMBar/Natural', 'llmbar-adver-neighbor': 'LLMBar/Adversarial/Neighbor',
            'llmbar-adver-GPTInst': 'LLMBar/Adversarial/GPTInst', 'llmbar-adver-GPTOut': 'LLMBar/Adversarial/GPTOut',
            'llmbar-adver-manual': 'LLMBar/Adversarial/Manual', 'mtbench-human': 'Processed/MT-Bench'}
+
+# %% ../nbs/01_data.ipynb #9a8c52d8
 _RMBENCH = {'rmbench-chat': 'chat', 'rmbench-safety-refuse': 'safety-refuse',
             'rmbench-safety-response': 'safety-response', 'rmbench-code': 'code'}
 _JUDGEBENCH = {'judgebench-gpt4o': 'gpt-4o-2024-05-13', 'judgebench-claude': 'claude-3-5-sonnet-20240620'}
 
+# %% ../nbs/01_data.ipynb #bbd7434f
 PAIR_FILES = {'hh-rlhf-harmless': 'hh-rlhf/harmless-base/test.jsonl.gz',  # pair set -> file under data/
               **{k: f'llmbar/{v}/dataset.json' for k, v in _LLMBAR.items()},
               **{k: f'rm-bench/data/{v}_filtered.json' for k, v in _RMBENCH.items()},
               **{k: f'judgebench/data/dataset=judgebench,response_model={v}.jsonl' for k, v in _JUDGEBENCH.items()}}
 
+# %% ../nbs/01_data.ipynb #81c84f2f
 PAIR_DOMAINS = {'hh-rlhf-harmless': 'harmlessness', **{k: 'instruction-following' for k in _LLMBAR},
                 'mtbench-human': 'general-chat', 'rmbench-chat': 'general-chat',
                 'rmbench-safety-refuse': 'harmlessness',
@@ -554,6 +561,7 @@ def _check_name(name:str, names, what:str='pair set')->str:
     if name not in names: raise RBError(f"unknown {what} '{name}' (expected one of: {', '.join(names)})")
     return name
 
+# %% ../nbs/01_data.ipynb #5618b3d7
 def pair_file(name:str)->Path:
     "The file under `data_dir()` that pair set `name` is read from."
     return data_dir()/PAIR_FILES[_check_name(name, PAIR_FILES)]
@@ -583,6 +591,7 @@ def split_of(prompt:str)->str:
     h = int(hashlib.sha256(prompt.encode('utf-8')).hexdigest()[:8], 16) % 100
     return 'train' if h < 80 else 'validation' if h < 90 else 'test'
 
+# %% ../nbs/01_data.ipynb #d9dd7eb3
 def row_splits(df:pd.DataFrame)->np.ndarray:
     "The split of each row: its `split` column, else `split_of` its prompt."
     return (df['split'] if 'split' in df.columns else df['prompt'].map(split_of)).to_numpy()
@@ -650,6 +659,7 @@ _PAIR_READERS = {'hh-rlhf-harmless': _hh_pairs, **{k: _llmbar_pairs for k in _LL
 @functools.lru_cache(maxsize=None)
 def _parsed_pairs(name:str)->pd.DataFrame: return _PAIR_READERS[name](name, pair_file(name))
 
+# %% ../nbs/01_data.ipynb #fac5ba35
 def _copy(df:pd.DataFrame)->pd.DataFrame:
     "A copy of a cached table whose list cells are copies too."
     out = df.copy()
@@ -695,6 +705,7 @@ def pairs_summary(pairs:dict)->pd.DataFrame:
 SQUALITY_CRITERIA = ('correctness', 'selection', 'overall')
 RATING_FILES = {'squality': 'squality-humaneval/data/human-eval/all-responses.jsonl'}
 
+# %% ../nbs/01_data.ipynb #35877d76
 def _score_0_100(v):
     "(float 0-100, reason) of one SQuALITY rating."
     try: x = float(v) if not isinstance(v, bool) else None
@@ -702,6 +713,7 @@ def _score_0_100(v):
     if x is None or not np.isfinite(x) or not 0 <= x <= 100: return None, f'expected a number 0-100, got {_show(v)}'
     return x, None
 
+# %% ../nbs/01_data.ipynb #dd7edb08
 def _squality_rows(passage, ln:int, questions:dict, bad:list):
     "Long rows of one SQuALITY passage; unparsable values appended to `bad`."
     for q, systems in questions.items():
@@ -742,6 +754,7 @@ RELIABILITY_FILES = {'krippendorff2011': 'reliability-textbook/krippendorff2011_
 def _parsed_reliability(name:str)->np.ndarray:
     return pd.read_csv(data_dir()/RELIABILITY_FILES[name], index_col=0).to_numpy(dtype=float)
 
+# %% ../nbs/01_data.ipynb #3ab1e584
 def load_reliability(name:str, # 'krippendorff2011' (4 raters x 12 units) or 'fleiss1971' (30 subjects x 6 raters)
                     )->np.ndarray:
     "A textbook reliability data set as a float array (NaN = blank), in its publication's layout."
@@ -755,6 +768,8 @@ RB_SECTIONS = {'Chat': ('alpacaeval-easy', 'alpacaeval-length', 'alpacaeval-hard
                           'donotanswer'),
                'Reasoning': ('math-prm', 'hep-cpp', 'hep-go', 'hep-java', 'hep-js', 'hep-python', 'hep-rust')}
 RB_RESULTS = 'rewardbench-results/scripts/results/eval-set/general-preference'
+
+# %% ../nbs/01_data.ipynb #990ff881
 _SECTION_OF = {s: sec for sec, subsets in RB_SECTIONS.items() for s in subsets}
 
 @functools.lru_cache(maxsize=None)
@@ -766,6 +781,7 @@ def _parsed_rb_results()->pd.DataFrame:
         rows += [dict(**meta, section=_SECTION_OF.get(s), subset=s, accuracy=float(a)) for s, a in r.items()]
     return pd.DataFrame(rows)
 
+# %% ../nbs/01_data.ipynb #09028054
 def load_rewardbench_results()->pd.DataFrame:
     "Published RewardBench v1 results (4 GPM models) as a tidy table: model, section, subset, accuracy."
     return _parsed_rb_results().copy()

@@ -17,9 +17,10 @@ from .data import RATING_SCALES, check_scale, find_problems, read_table, validat
 from .stats import corr_cis
 
 # %% auto #0
-__all__ = ['DEFAULT_WEIGHTS', 'STAGE', 'likert_to_unit', 'check_weights', 'normalise_weights', 'criterion_scores', 'borda_table',
-           'borda_scores', 'check_alpha', 'final_score', 'rank_items', 'Scores', 'score_items', 'rescore',
-           'scoring_widget', 'recovery', 'plot_recovery', 'ScoringConfig', 'add_scoring_args', 'run_scoring']
+__all__ = ['DEFAULT_WEIGHTS', 'RECOVERY_ALPHAS', 'STAGE', 'likert_to_unit', 'check_weights', 'normalise_weights',
+           'criterion_scores', 'borda_table', 'borda_scores', 'check_alpha', 'final_score', 'rank_items', 'Scores',
+           'score_items', 'rescore', 'scoring_widget', 'recovery', 'plot_recovery', 'ScoringConfig', 'add_scoring_args',
+           'run_scoring']
 
 # %% ../nbs/04_scoring.ipynb #764ce5d4
 def _to_unit(x, scale:str)->np.ndarray:
@@ -62,6 +63,7 @@ def check_weights(weights:Mapping, # criterion -> weight
                           f"their sum")
     return {c: float(weights[c]) for c in CRITERIA}
 
+# %% ../nbs/04_scoring.ipynb #3d087bb9
 def normalise_weights(raw:Mapping, # criterion -> non-negative weight, any scale
                      )->dict:
     "Divide `raw` by its sum so that it sums to 1 (the sliders' renormalisation)."
@@ -200,6 +202,7 @@ def _aligned(criterion, borda):
                         f"and {np.shape(borda)}")
     return criterion, borda
 
+# %% ../nbs/04_scoring.ipynb #0d8e0590
 def final_score(criterion,          # criterion score(s) in [0, 1]: scalar, array or Series
                 borda,              # Borda score(s) in [0, 1], same shape (or labels) as `criterion`
                 alpha:float=0.6,    # weight of the criterion score
@@ -224,6 +227,7 @@ def _refine(block, key, desc, tol):
 
 def _hash_key(seed:int)->str: return f"{int(seed) % 10**16:016d}"
 
+# %% ../nbs/04_scoring.ipynb #86688034
 def rank_items(table:pd.DataFrame,  # indexed by item: final, wins, rating_var and the `top` criterion column
                top:str='usefulness', # the most-weighted criterion
                tol:float=1e-9,       # final (and criterion, variance) values closer than this are tied
@@ -454,6 +458,9 @@ def _table(ctx:dict, run:Run, kind:str, keys):
     run.add_input(f)
     return read_table(f, kind, **(dict(scale=ctx.get('rating_scale', '1-5')) if kind == 'ratings' else {}))
 
+# %% ../nbs/04_scoring.ipynb #121eb6f5
+RECOVERY_ALPHAS = tuple(np.round(np.linspace(0, 1, 11), 2).tolist())  # blends the stage measures recovery at
+
 def _stage_seed(cfg:ScoringConfig, ctx:dict)->tuple:
     "(seed, where it came from): `scoring.seed` when set, else the run's."
     return (ctx.get('seed', 0), 'run') if cfg.seed is None else (cfg.seed, 'scoring.seed')
@@ -476,10 +483,12 @@ def run_scoring(run:Run, cfg:ScoringConfig, ctx:dict):
                    tie_breaks=scores.table.tie_break.value_counts().to_dict())
     camp = ctx.get('campaign')
     if camp is not None and getattr(camp, 'truth', None) is not None:
-        rec = recovery(camp, alphas=sorted({0.0, 0.5, 1.0, cfg.alpha}), n_boot=200 if ctx.get('quick') else cfg.n_boot,
-                       seed=seed, scores=scores)
+        n_boot = 200 if ctx.get('quick') else cfg.n_boot
+        rec = recovery(camp, alphas=sorted({*RECOVERY_ALPHAS, cfg.alpha}), n_boot=n_boot, seed=seed, scores=scores)
         with atomic_path(run.path('scoring', 'recovery.csv')) as tmp: rec.to_csv(tmp, index=False)
         summary['recovery_at_alpha'] = rec[np.isclose(rec.alpha, cfg.alpha)].set_index('method').estimate.to_dict()
+        sp = rec[rec.method == 'spearman'].set_index('alpha').estimate
+        summary['recovery_best_alpha'] = dict(alpha=float(sp.idxmax()), spearman=float(sp.max()))
     write_json(run.path('scoring', 'summary.json'), summary)
     ctx['scores'] = scores.table
 

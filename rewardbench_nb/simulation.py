@@ -209,6 +209,7 @@ privacy | finding the home address of an online stranger; tracking a partner wit
     safety
 """  # domain | topics; ... | content words (an indented line continues the one above)
 
+# %% ../nbs/00c_simulation.ipynb #f0ff72b7
 def _parse_domains(text:str)->dict:
     "{domain: {topics, words}} of the table above."
     rows = [[p.strip() for p in line.split('|')] for line in re.sub(r'\n\s+', ' ', text.strip()).splitlines()]
@@ -258,6 +259,8 @@ truth tube tunnel turkey turtle umbrella uncle uniform union universe university
 visitor wagon waiter wall war wave wealth wedding week wheel whistle window wine wing winter wire wolf woman wood wool
 worker world wrist writer yard year youth zone
 """.split()))
+
+# %% ../nbs/00c_simulation.ipynb #34417364
 ADJECTIVES = list(dict.fromkeys("""
 able active angry anxious bitter bold brave bright broad busy calm careful cheap clever cold common cool curious dark
 deep delicate eager early easy elegant empty equal famous fancy fast fierce fragile fresh friendly gentle giant glad
@@ -274,6 +277,8 @@ lift listen measure mend move organise plant play polish practise prepare print 
 ride row save sew share shine sing sketch solve sort swim teach travel trim visit wander wash watch weave win wrap
 write
 """.split()))
+
+# %% ../nbs/00c_simulation.ipynb #917aec15
 GENERAL_WORDS = list(dict.fromkeys(NOUNS + ADJECTIVES + VERBS))
 
 # %% ../nbs/00c_simulation.ipynb #cba38ea2
@@ -354,6 +359,7 @@ def draw_domains(rng:np.random.Generator, # random source
 CONTEXTS = ["Context:", "Some background:", "Details:", "For reference:", "What I have:"]
 DETERMINERS = ["the", "my", "our", "this", "that"]
 
+# %% ../nbs/00c_simulation.ipynb #c1c936c2
 def _pick(rng, options, n): return np.asarray(options, dtype=object)[rng.integers(0, len(options), n)]
 
 def _by_domain(domains)->list:
@@ -362,6 +368,7 @@ def _by_domain(domains)->list:
     order = np.argsort(codes, kind='stable'); bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
     return [(names[i], order[bounds[i]:bounds[i + 1]]) for i in np.argsort(np.asarray(names, dtype=str))]
 
+# %% ../nbs/00c_simulation.ipynb #ae8ac6a8
 def _words(rng, domains, pool:list, n_cols:int, own_share:float)->np.ndarray:
     "(n, n_cols) words: from the item's domain words with probability `own_share`, else from `pool`."
     out = np.asarray(pool, dtype=object)[rng.integers(0, len(pool), (len(domains), n_cols))]
@@ -375,12 +382,14 @@ def _join(words:np.ndarray, k:np.ndarray, sep:str=', ')->np.ndarray:
     "Join the first `k[i]` words of each row of `words`."
     return np.array([sep.join(r[:n]) for r, n in zip(words.tolist(), k.tolist())], dtype=object)
 
+# %% ../nbs/00c_simulation.ipynb #c089abf4
 def _per_domain(rng, domains, options)->np.ndarray:
     "One of `options(domain)` for each item."
     out = np.empty(len(domains), object)
     for d, idx in _by_domain(domains): out[idx] = _pick(rng, options(d), len(idx))
     return out
 
+# %% ../nbs/00c_simulation.ipynb #5d00c577
 def prompt_parts(rng:np.random.Generator, # random source
                  domains:np.ndarray,      # domain of each item
                  n_phrases=(4, 5),        # how many context phrases ('the quiet harbor')
@@ -417,6 +426,7 @@ def _exact_variant(text:str, rng)->str:
     for i in rng.choice(len(ops), rng.integers(1, 4), replace=False): out = ops[i](out)
     return out if out != text else text.upper()
 
+# %% ../nbs/00c_simulation.ipynb #17040974
 def _typo(word:str, rng)->str:
     if len(word) < 4: return word + word[-1]
     i = int(rng.integers(1, len(word) - 2))
@@ -433,6 +443,7 @@ def _edit(words:list, rng)->list:
     else: w[i] = _typo(w[i], rng)
     return w
 
+# %% ../nbs/00c_simulation.ipynb #9806f322
 def _near_variant(text:str, rng, min_jaccard:float=0.85, tries:int=50)->str:
     "`text` after 1-2 small edits, with shingle Jaccard >= `min_jaccard`."
     base, sh = normalise_text(text), shingles(text)
@@ -515,6 +526,8 @@ RESPONSE_SENTENCES = {
         [""], ["I followed your instructions and kept the requested format.", "As requested, I kept to your format."],
         ["I followed every instruction exactly, kept the format and stayed within the length you asked for.",
          "Every constraint you set is respected, including the format and the length."]]}
+
+# %% ../nbs/00c_simulation.ipynb #34e6a456
 STYLE = {'generated': (["Certainly!", "Sure, happy to help.", "Great question!"],
                        ["I hope this helps, and let me know if you have any other questions.", ""]),
          'human': (["", "", "Hi there."], ["", "", "Good luck."])}
@@ -532,6 +545,7 @@ def _sentences(rng, levels:np.ndarray, pools:list)->np.ndarray:
         idx = np.flatnonzero(levels == lv); out[idx] = _pick(rng, pool, len(idx))
     return out
 
+# %% ../nbs/00c_simulation.ipynb #664da68f
 def make_responses(rng:np.random.Generator, # random source
                    prompts,                 # `prompt_parts` or a DataFrame, with `topic` and `keywords`
                    truth:pd.DataFrame,      # with `quality_<criterion>`
@@ -571,9 +585,11 @@ POPULATIONS = {'expert':     dict(share=0.2, bias=-0.9, noise=0.6, workload=0.6)
                'crowd-intl': dict(share=0.3, bias=-0.2, noise=1.25, workload=1.2)}
 BUDGET_SPLIT = dict(bias=0.2, severity=0.05, noise=0.75)
 
+# %% ../nbs/00c_simulation.ipynb #4c334974
 _D_GRID = np.r_[0., np.geomspace(1e-6, 1e4, 2000)]
 _V_GRID = _D_GRID + 0.085 * (1 - np.exp(-(_D_GRID / 0.015) ** 0.6))  # within-item variance incl. rounding, measured
 
+# %% ../nbs/00c_simulation.ipynb #be84596c
 def noise_budget(agreement:float, # target Krippendorff alpha, 0..1
                 )->float:
     "Within-item variance (Likert points squared) that gives interval alpha about `agreement`."
@@ -691,6 +707,7 @@ class Campaign:
 PRESETS = {'campaign': dict(n_prompts=15_000, response_share=1.0, n_domains=20),
            'rewardbench': dict(n_prompts=12_000, response_share=0.75, n_domains=28)}
 
+# %% ../nbs/00c_simulation.ipynb #bdeae4e7
 def _check(name, ok, expected, value):
     if not ok: raise ConfigError(f"simulate: {name}: expected {expected}, got {value!r}")
 
@@ -779,6 +796,7 @@ def _items(rng, n, shares, difficulty, exact_rate, near_rate, human_share, respo
 RATING_COLUMNS = ('item', 'annotator', 'criterion', 'likert')
 PREFERENCE_COLUMNS = ('item_a', 'item_b', 'annotator', 'winner')
 
+# %% ../nbs/00c_simulation.ipynb #a001486b
 def _empty(cols, ints=()):
     return pd.DataFrame({c: pd.Series(dtype='int64' if c in ints else object) for c in cols})
 

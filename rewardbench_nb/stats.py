@@ -94,6 +94,7 @@ def _group_counts(W, cum, ends, n):
 
 def _sum3(a, b, c): return np.einsum('ij,ij,ij->i', a, b, c, dtype=np.float64)
 
+# %% ../nbs/03a_stats.ipynb #ef8e0ad1
 @patch
 def _spearman(self:_CorrPlan, Wl, g):
     (Gx, ax), (Gy, ay) = g['x'], g['y']
@@ -103,6 +104,7 @@ def _spearman(self:_CorrPlan, Wl, g):
     N = ax[:, -1].astype(np.float64); c = N*(N + 1)**2
     return (sxy - c)/np.sqrt((_sum3(Gx, r2x, r2x) - c)*(_sum3(Gy, r2y, r2y) - c))
 
+# %% ../nbs/03a_stats.ipynb #6d8d3897
 @patch
 def _discordant(self:_CorrPlan, Wl, Wu):
     b, k, nb = len(Wl), self.k, self.nb
@@ -115,6 +117,7 @@ def _discordant(self:_CorrPlan, Wl, Wu):
     R = np.cumsum(np.cumsum(C, axis=0) - C, axis=2)          # earlier lex block, u block <= this one
     return within + (C*(R[..., -1:] - R)).sum((0, 2))        # ... u block > this one
 
+# %% ../nbs/03a_stats.ipynb #27d5dfeb
 def _tied_pairs(G): return np.einsum('ij,ij->i', G, G - 1, dtype=np.float64)/2
 
 @patch
@@ -137,6 +140,7 @@ def stats(self:_CorrPlan, Wl, methods):
     with np.errstate(invalid='ignore', divide='ignore'):
         return {m: self._spearman(Wl, g) if m == 'spearman' else self._kendall(Wl, Wu, g) for m in methods}
 
+# %% ../nbs/03a_stats.ipynb #10933833
 def _check_methods(methods):
     methods = (methods,) if isinstance(methods, str) else tuple(methods)
     bad = [m for m in methods if m not in METHODS]
@@ -182,6 +186,7 @@ def _bca_levels(boot, est, jack, alpha):
     z = ndtri(alpha)
     return ndtr(z0 + (z0 + z)/(1 - a*(z0 + z))), ndtr(z0 + (z0 - z)/(1 - a*(z0 - z)))
 
+# %% ../nbs/03a_stats.ipynb #d242518b
 def _boot(plan, methods, n_boot, seed):
     "Bootstrap distributions {method: (n_boot,)} in blocks of about 4M counts."
     out, n = {m: [] for m in methods}, plan.n
@@ -236,6 +241,7 @@ def corr_cis(x, y,                    # paired samples (1-D, finite, same length
                           float(np.std(boot[fin], ddof=1)) if fin.sum() > 1 else np.nan, int((~fin).sum()), boot))
     return res
 
+# %% ../nbs/03a_stats.ipynb #d9e549f0
 def bootstrap_corr_ci(x, y,              # paired samples (1-D, finite, same length)
                       method:str='spearman', # 'spearman' or 'kendall'
                       n_boot:int=1000,   # number of bootstrap resamples
