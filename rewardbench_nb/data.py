@@ -174,36 +174,46 @@ def check_column(s:pd.Series,         # one column of a table
                  check:str,           # its check: a key of `PARSERS`, 'likert' or 'criterion'
                  scale:str='1-5',     # Likert scale of a 'likert' column
                  criteria=CRITERIA,   # allowed criteria of a 'criterion' column; None: any label
-                )->tuple:             # (clean values, reasons): object arrays, reason None where fine
+                )->tuple:             # (clean values, reasons), reason None where fine
     "Check every value of column `s`."
     ok, fast = _bulk_ok(s, check, scale, criteria)
-    vals = (s.to_numpy(dtype=object) if fast is None else fast.astype(object)).copy()
-    why, parse, raw = np.full(len(s), None, dtype=object), parser(check, scale, criteria), s.to_numpy(dtype=object)
+    why = np.full(len(s), None, dtype=object)
+    if ok.all(): return (s.array if fast is None else fast.astype(object)), why   # nothing to parse: no copies
+    vals = s.to_numpy(dtype=object).copy() if fast is None else fast.astype(object)
+    parse, raw = parser(check, scale, criteria), s.to_numpy(dtype=object)
     for i in np.flatnonzero(~ok): vals[i], why[i] = parse(raw[i])
     return vals, why
 
 # %% ../nbs/01_data.ipynb #aea00070
+def _row_keys(clean:dict, cols, pos)->np.ndarray:
+    "One integer per row of `pos`, equal exactly when the rows' `cols` are (hash codes: no string copies)."
+    key = np.zeros(len(pos), np.int64)
+    for c in cols:
+        code, uniq = pd.factorize(clean[c][pos])
+        key = pd.factorize(key * (len(uniq) + 1) + code)[0]
+    return key
+
 def _duplicates(clean:dict, cols, ok, unit:str, lines)->list:
     "Problems for rows whose `cols` repeat an earlier row's."
     pos = np.flatnonzero(ok)
     if not len(pos): return []
-    frame = pd.DataFrame({c: clean[c][pos] for c in cols}).astype(str)
-    dup = frame.duplicated(keep='first').to_numpy()
+    key = _row_keys(clean, cols, pos)
+    dup = pd.Series(key).duplicated(keep='first').to_numpy()
     if not dup.any(): return []
-    first = pd.Series(pos).groupby([frame[c] for c in cols], sort=False).transform('first').to_numpy()
-    what = 'id' if len(cols) == 1 else ' / '.join(cols)
-    return [(p, cols[-1] if len(cols) > 1 else cols[0],
-             f"duplicate {what} {' / '.join(frame.iloc[j].tolist())} (first at {unit} {lines[f]})")
-            for j, (p, f) in enumerate(zip(pos, first)) if dup[j]]
+    first = pd.Series(pos).groupby(key, sort=False).transform('first').to_numpy()
+    what, field = ('id', cols[0]) if len(cols) == 1 else (' / '.join(cols), cols[-1])
+    return [(p, field, f"duplicate {what} {' / '.join(str(clean[c][p]) for c in cols)} (first at {unit} {lines[f]})")
+            for p, f in zip(pos[dup], first[dup])]
 
 # %% ../nbs/01_data.ipynb #3f92bf69
 def _preference_problems(clean:dict, ok)->list:
     "Problems of preferences: the same item twice, or a winner that is neither item nor 'tie'."
     a, b, w = clean['item_a'], clean['item_b'], clean['winner']
+    same, wa, wb, tie = (np.asarray(x == y, dtype=bool) for x, y in ((a, b), (w, a), (w, b), (w, 'tie')))
     out = [(i, 'item_b', f"item_a and item_b are the same item {a[i]!r}; a preference compares two different items")
-           for i in np.flatnonzero(ok & (a == b))]
+           for i in np.flatnonzero(ok & same)]
     out += [(i, 'winner', f"expected the value of item_a ({a[i]!r}), of item_b ({b[i]!r}) or 'tie', got {w[i]!r}")
-            for i in np.flatnonzero(ok & (a != b) & (w != a) & (w != b) & (w != 'tie'))]
+            for i in np.flatnonzero(ok & ~same & ~wa & ~wb & ~tie)]
     return out
 
 def _known_problems(clean:dict, ok, cols, known_items)->list:
@@ -211,7 +221,7 @@ def _known_problems(clean:dict, ok, cols, known_items)->list:
     known = pd.Index(pd.unique(np.asarray([str(x) for x in known_items], dtype=object)))
     out = []
     for col in cols:
-        v = clean[col].astype(str).astype(object)
+        v = pd.Index(clean[col], dtype=object)
         out += [(i, col, f"unknown item {v[i]!r} (not among the {len(known)} known items)")
                 for i in np.flatnonzero(ok & (known.get_indexer(v) < 0))]
     return out
@@ -339,6 +349,8 @@ def _set_aside(df, probs, pre, file, quarantine)->tuple:
     return keep, q[QCOLS].astype(object).where(q[QCOLS].notna(), None).to_dict('records')
 
 # %% ../nbs/01_data.ipynb #4aa90409
+_AS_IS = ('id', 'text', 'label', 'criterion', 'domain')   # checks that keep a valid string as it is
+
 def _typed(vals:np.ndarray, check:str):
     "Clean column values with the dtype of their check."
     if check == 'likert': return vals.astype(np.int64)
@@ -346,10 +358,10 @@ def _typed(vals:np.ndarray, check:str):
     if check == 'texts': return pd.Series(vals, dtype=object)
     return pd.Series(vals, dtype='str')
 
+# %% ../nbs/01_data.ipynb #46848de3
 def _no_rows(kind:str, checks:dict, file=None)->DataError:
     return DataError(f"no rows: expected a {kind} table ({', '.join(checks)})", file)
 
-# %% ../nbs/01_data.ipynb #46848de3
 def validate(df:pd.DataFrame,     # the table to check (a list of records is read as one)
              kind:str,            # 'prompts', 'ratings', 'preferences', 'pairs' or 'scored'
              file=None,           # file the rows came from, for messages
@@ -374,7 +386,9 @@ def validate(df:pd.DataFrame,     # the table to check (a list of records is rea
     keep, attrs = (_set_aside(df, probs, list(unreadable), file, quarantine) if len(probs) or len(unreadable)
                    else (np.ones(len(df), bool), []))
     out = df[keep].reset_index(drop=True)
-    for col, check in checks.items(): out[col] = _typed(clean[col][keep], check)
+    for col, check in checks.items():
+        if check in _AS_IS and isinstance(df[col].dtype, pd.StringDtype): continue   # clean strings already
+        out[col] = _typed(clean[col][keep], check)
     if attrs: out.attrs['quarantine'] = list(df.attrs.get('quarantine', [])) + attrs
     return out
 
