@@ -56,12 +56,13 @@ def child_engines(n:int, seed:int)->dict:
     "Engines on the same campaign: MinHash signatures, LSH candidates and whole dedup, numpy vs datasketch."
     import numpy as np
     from datasketch import MinHash
-    from rewardbench_nb.curation import normalise_text, dedup, _signatures_numpy, _signatures_datasketch, _shingle_list, _lsh_pairs
+    from rewardbench_nb.text import normalise_text, shingle_list
+    from rewardbench_nb.curation import dedup, _signatures_numpy, _signatures_datasketch, _lsh_pairs
     prompts = _campaign(n, seed).prompts
     norms = [normalise_text(t) for t in prompts['text']]
     a, sig_np = _timed(_signatures_numpy, norms, 128, 5, seed)
     b, sig_ds = _timed(_signatures_datasketch, norms, 128, 5, seed)
-    _, sig_sha1 = _timed(MinHash.bulk, ([s.encode() for s in _shingle_list(t, 5)] for t in norms), num_perm=128, seed=seed)
+    _, sig_sha1 = _timed(MinHash.bulk, ([s.encode() for s in shingle_list(t, 5)] for t in norms), num_perm=128, seed=seed)
     ca, lsh_np = _timed(_lsh_pairs, a, 0.8, seed, 'numpy')
     cb, lsh_ds = _timed(_lsh_pairs, a, 0.8, seed, 'datasketch')
     da, dedup_np = _timed(dedup, prompts, seed=seed, engine='numpy')
