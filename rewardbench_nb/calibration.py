@@ -18,6 +18,7 @@ from scipy.special import expit, log_expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import brier_score_loss, log_loss
 from .core import *
+from .reward_model import RewardModel
 from .data import load_pairs, pair_file, pair_set, read_table, row_splits
 
 # %% auto #0
@@ -297,7 +298,6 @@ def _stage_model(ctx:dict):
     "(reward model, its folder or None) from --calib-model or ctx['reward_model']."
     f = getattr(ctx.get('args'), 'calib_model', None)
     if f:
-        from rewardbench_nb.reward_model import RewardModel
         return RewardModel.load(f), Path(f)
     if ctx.get('reward_model') is None:
         raise RBError("calibrate: no reward model: run train-rm first (rbnb run), or pass --calib-model DIR")

@@ -61,6 +61,9 @@ class RunConfig:
 
 # %% ../nbs/00_core.ipynb #7bb37ac6
 def _check_type(value, typ, where):
+    if isinstance(typ, str) and typ.replace(' ', '').endswith('|None'):  # optional key: None is "unset", else the type
+        if value is None: return value
+        typ = typ.replace(' ', '')[:-len('|None')]
     typ = {'int':int, 'float':float, 'str':str, 'bool':bool, 'list':list}.get(typ, typ) if isinstance(typ, str) else typ
     if typ is float and isinstance(value, int) and not isinstance(value, bool): return float(value)
     if typ in (int,float,str,bool,list) and not isinstance(value, typ) or (typ is int and isinstance(value, bool)):

@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from tokenizers import Encoding, Tokenizer
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from .core import *
+from .data import validate
 from .precision import *
 
 # %% auto #0
@@ -332,22 +333,10 @@ def save(self:RewardModel, path, # destination folder
 def _is_list(v)->bool: return isinstance(v, (list, tuple, np.ndarray))
 
 def _check_pairs(pairs)->pd.DataFrame:
-    "A Pairs table with text (or equal-length lists of text) in prompt/chosen/rejected."
-    if not isinstance(pairs, pd.DataFrame): raise DataError(f"expected a Pairs DataFrame, got {type(pairs).__name__}")
-    for c in ('prompt', 'chosen', 'rejected'):
-        if c not in pairs.columns: raise DataError(f"missing column '{c}' (expected prompt, chosen, rejected)", field=c)
-    if not len(pairs): raise DataError("no pairs: the table has no rows")
-    _texts(pairs.prompt, 'prompt')
-    if not _is_list(pairs.chosen.iloc[0]):
-        for c in ('chosen', 'rejected'): _texts(pairs[c], c)
-        return pairs
-    k = len(pairs.chosen.iloc[0])
-    for c in ('chosen', 'rejected'):
-        for i, v in enumerate(pairs[c]):
-            if not _is_list(v) or len(v) != k: raise DataError(f"expected a list of {k} texts (one per style), got {v!r:.80}", line=i + 1, field=c)
-            _texts(v, c)
-    return pairs
+    "A Pairs table checked by the data layer: text, or lists of k texts (style variants), in prompt/chosen/rejected."
+    return validate(pairs, 'pairs', columns=('prompt', 'chosen', 'rejected'), empty_ok=False)
 
+# %% ../nbs/05_reward_model.ipynb #8fab12e0
 @patch
 def score_pairs(self:RewardModel, pairs:pd.DataFrame, # Pairs table: prompt, chosen, rejected
                 batch_size:int=32, progress:bool=False, max_tokens:int|None=None)->np.ndarray:

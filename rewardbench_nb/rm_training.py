@@ -22,14 +22,14 @@ from trl import RewardConfig, RewardTrainer
 from trl.trainer.reward_trainer import DataCollatorForPreference
 from trl.trainer.utils import disable_dropout_in_model, pad
 from .core import *
-from .data import load_pairs, pair_file, pair_set, read_table, row_splits
+from .data import load_pairs, pair_file, pair_set, read_table, row_splits, validate
 from .stats import boot_counts, corr_cis
 from .precision import precision, resolve_dtype
 from .reward_model import RewardModel, quiet_transformers
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['TRAIN_DTYPES', 'QUICK', 'STAGE', 'RewardModelConfig', 'check_config', 'check_table', 'freeze', 'base_model',
+__all__ = ['TRAIN_DTYPES', 'QUICK', 'STAGE', 'RewardModelConfig', 'check_config', 'check_rows', 'freeze', 'base_model',
            'with_length', 'length_table', 'LengthGroupedSampler', 'padded_tokens', 'PairCollator', 'ScoreCollator',
            'accuracy_ci', 'PairwiseRewardTrainer', 'ScoreRegressionTrainer', 'last_checkpoint', 'train_spec',
            'check_resume', 'Prepared', 'prepare_pairs', 'prepare_scored', 'world_size', 'train_dtype', 'trainer_args',
@@ -67,14 +67,14 @@ class RewardModelConfig:
     evals_per_epoch:int = 2          # held-out points per epoch on the curve (0 = none)
     eval_batch_size:int = 64         # inputs per forward pass when evaluating
     n_boot:int = 2000                # bootstrap resamples of the held-out accuracy CI
-    seed:int = 0                     # head initialisation and data order (the pipeline uses the run's seed)
+    seed:int|None = None             # head initialisation and data order; None = the run's seed (0 outside a run)
 
 # %% ../nbs/05a_rm_training.ipynb #bb59fc99
 TRAIN_DTYPES = ('auto', 'float32', 'bfloat16')
 _SCHEDULERS = ('linear', 'cosine', 'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup', 'inverse_sqrt')
 
 def check_config(cfg:RewardModelConfig, world:int=1)->RewardModelConfig:
-    "Raise ConfigError for settings no run could use; return `cfg`."
+    "Raise ConfigError for settings no run could use; return `cfg` (seed None becomes 0, outside a run)."
     bad = lambda k, want: ConfigError(f"reward_model.{k} = {getattr(cfg, k)!r}: expected {want}")
     if cfg.objective not in ('pairwise', 'regression'): raise bad('objective', "'pairwise' or 'regression'")
     if cfg.lr_scheduler not in _SCHEDULERS: raise bad('lr_scheduler', ' or '.join(_SCHEDULERS))
@@ -88,32 +88,17 @@ def check_config(cfg:RewardModelConfig, world:int=1)->RewardModelConfig:
     for k in ('max_pairs', 'freeze_layers', 'save_steps', 'evals_per_epoch'):
         if getattr(cfg, k) < 0: raise bad(k, 'an integer >= 0')
     if cfg.eval_batch_size < 1 or cfg.n_boot < 1: raise bad('eval_batch_size' if cfg.eval_batch_size < 1 else 'n_boot', 'at least 1')
-    return cfg
+    return cfg if cfg.seed is not None else dataclasses.replace(cfg, seed=0)
 
 # %% ../nbs/05a_rm_training.ipynb #10d74a2b
-def _as_frame(table, what:str)->pd.DataFrame:
-    if isinstance(table, pd.DataFrame): return table
-    try: return pd.DataFrame(table)
-    except Exception: raise DataError(f"{what}: expected a table (DataFrame or list of records), got {type(table).__name__}") from None
-
-def check_table(table,        # Pairs or scored items
-                text:tuple,   # columns that must hold text
-                numbers:tuple=(), # columns that must hold finite numbers
-                what:str='pairs', # name used in errors
-               )->pd.DataFrame:
-    "The table as a DataFrame with its rows checked; DataError names the row and field."
-    df = _as_frame(table, what)
-    missing = [c for c in (*text, *numbers) if c not in df.columns]
-    if missing: raise DataError(f"{what}: missing column '{missing[0]}' (expected columns {', '.join((*text, *numbers))})", field=missing[0])
-    if not len(df): raise DataError(f"{what}: the table has no rows")
-    for c in text:
-        bad = np.flatnonzero(~df[c].map(lambda v: isinstance(v, str)).to_numpy())
-        if len(bad): raise DataError(f"expected text in {what}, got {df[c].iloc[bad[0]]!r}", line=int(bad[0]) + 1, field=c)
-    for c in numbers:
-        v = pd.to_numeric(df[c], errors='coerce').to_numpy(dtype=float)
-        bad = np.flatnonzero(~np.isfinite(v))
-        if len(bad): raise DataError(f"expected a finite number in {what}, got {df[c].iloc[bad[0]]!r}", line=int(bad[0]) + 1, field=c)
-    return df
+def check_rows(table,                # Pairs (pairwise) or scored items (regression), a DataFrame or a list of records
+               cfg:RewardModelConfig, # its objective, margin and score column say what to check
+              )->pd.DataFrame:
+    "The rows `cfg.objective` trains on, checked by `data.validate`; DataError names the row and field."
+    if cfg.objective == 'regression':
+        return validate(table, 'scored', columns=('prompt', 'response'), extra={cfg.score_column: 'number'}, empty_ok=False)
+    margin = {'margin': 'number'} if cfg.use_margin else None
+    return validate(table, 'pairs', columns=('prompt', 'chosen', 'rejected'), extra=margin, empty_ok=False)
 
 # %% ../nbs/05a_rm_training.ipynb #55a1c86d
 def freeze(model,               # a BERT-style sequence classifier
@@ -132,6 +117,7 @@ def freeze(model,               # a BERT-style sequence classifier
 
 def base_model(cfg:RewardModelConfig)->RewardModel:
     "The RewardModel to start from: head seeded by `cfg.seed`, dropout off, frozen parts frozen."
+    cfg = check_config(cfg)
     rm = RewardModel.load(cfg.base_model or None, 'float32', cfg.max_length, cfg.seed, device='cpu')
     disable_dropout_in_model(rm.model)
     freeze(rm.model, cfg.freeze_embeddings, cfg.freeze_layers)
@@ -289,7 +275,7 @@ def prepare_pairs(pairs,             # Pairs: prompt, chosen, rejected[, margin]
                   cfg:RewardModelConfig)->Prepared:
     "TRL's pre-tokenized preference columns; every pair kept, cut to `rm.max_length`."
     cols = ('prompt', 'chosen', 'rejected') + (('margin',) if cfg.use_margin else ())
-    df = check_table(pairs, cols[:3], cols[3:])
+    df = check_rows(pairs, cfg)
     c, r = (rm.encode(list(df.prompt), list(df[k])) for k in ('chosen', 'rejected'))
     data = dict(chosen_ids=c.ids, rejected_ids=r.ids)
     if _types(rm): data.update(chosen_type_ids=c.type_ids, rejected_type_ids=r.type_ids)
@@ -300,7 +286,7 @@ def prepare_scored(items,           # scored items: prompt, response, cfg.score_
                    rm:RewardModel, cfg:RewardModelConfig)->Prepared:
     "`input_ids`, `type_ids` and float `labels` of scored items, cut to `rm.max_length`."
     cols = ('prompt', 'response', cfg.score_column)
-    df = check_table(items, cols[:2], cols[2:], 'scored items')
+    df = check_rows(items, cfg)
     e = rm.encode(list(df.prompt), list(df.response))
     data = dict(input_ids=e.ids, labels=df[cfg.score_column].astype(float).tolist(), **(dict(type_ids=e.type_ids) if _types(rm) else {}))
     return Prepared(df, datasets.Dataset.from_dict(data), e.lengths, _truncation([e], len(df)), table_sha256(df, cols))
@@ -463,11 +449,6 @@ def train_reward_model(pairs,                   # Pairs (prompt, chosen, rejecte
     "Train a reward model on `pairs` (Bradley-Terry) or scored items (MSE) and write model, log and curve to `out_dir`."
     with quiet(): return _train(pairs, cfg, out_dir, eval_pairs, test_pairs, resume, provenance, progress)
 
-def _check_rows(table, cfg:RewardModelConfig):
-    "The rows checked for `cfg.objective` (before any weights are read)."
-    if cfg.objective == 'regression': return check_table(table, ('prompt', 'response'), (cfg.score_column,), 'scored items')
-    return check_table(table, ('prompt', 'chosen', 'rejected'), ('margin',) if cfg.use_margin else ())
-
 # %% ../nbs/05a_rm_training.ipynb #65eeda84
 def _log(cfg, spec, ckpt, trainer, train:Prepared, evals, provenance, timing:dict, history)->dict:
     "The training log (without the held-out metrics)."
@@ -487,8 +468,8 @@ def _final_metrics(cfg, model_dir:Path, held_out:dict)->dict:
 # %% ../nbs/05a_rm_training.ipynb #54dc1167
 def _train(pairs, cfg, out_dir, eval_pairs, test_pairs, resume, provenance, progress)->TrainResult:
     cfg, out, t0 = check_config(cfg or RewardModelConfig(), world_size()), Path(out_dir), time.perf_counter()
-    pairs = _check_rows(pairs, cfg).head(cfg.max_pairs or None)
-    eval_pairs, test_pairs = (None if t is None else _check_rows(t, cfg) for t in (eval_pairs, test_pairs))
+    pairs = check_rows(pairs, cfg).head(cfg.max_pairs or None)
+    eval_pairs, test_pairs = (None if t is None else check_rows(t, cfg) for t in (eval_pairs, test_pairs))
     rm, prepare = base_model(cfg), prepare_scored if cfg.objective == 'regression' else prepare_pairs
     train, evals = prepare(pairs, rm, cfg), (prepare(eval_pairs, rm, cfg) if eval_pairs is not None else None)
     spec, ckpt = train_spec(cfg, train.sha256, world_size()), _resume_from(resume, out)
@@ -622,7 +603,7 @@ def _quick(cfg:RewardModelConfig)->RewardModelConfig:
 def run_train_rm(run:Run, cfg:RewardModelConfig, ctx:dict):
     "Stage `train-rm`: train on the train split, curve on validation, test once; put the model in ctx['reward_model']."
     args, quick = ctx.get('args'), ctx.get('quick', False)
-    cfg = apply_args(dataclasses.replace(cfg, seed=ctx.get('seed', cfg.seed)), args)
+    cfg = apply_args(dataclasses.replace(cfg, seed=ctx.get('seed', 0) if cfg.seed is None else cfg.seed), args)
     if quick: cfg = _quick(cfg)
     train, val, test, prov = _scored_rows(cfg, args, ctx) if cfg.objective == 'regression' else _pair_rows(cfg, args, ctx, run)
     if quick: val, test = (None if t is None else t.head(QUICK['eval_rows']) for t in (val, test))

@@ -33,7 +33,7 @@ def test_every_module_has_a_notebook():
     mods = {p.stem for p in (ROOT/PKG).glob('*.py') if not p.stem.startswith('_')}
     assert mods == set(ORDER), mods ^ set(ORDER)
 
-PENDING = {'calibration': "calibration._stage_model imports reward_model inside the function (issue 9, stage 06)"}
+PENDING = {}  # module -> why it still breaks the rule (none left)
 
 @pytest.mark.parametrize('module', [pytest.param(m, marks=pytest.mark.xfail(strict=True, reason=PENDING[m])) if m in PENDING else m
                                     for m in sorted(ORDER) if m != 'cli'])
