@@ -1,10 +1,11 @@
-"The reference notebooks of stages 00b-04 read as lessons: enough prose, small exported cells, short lines, tests introduced."
+"The reference notebooks in TAUGHT read as lessons: enough prose, small exported cells, short lines, tests introduced."
 import ast, json, re
 from pathlib import Path
 import pytest
 
 NBS = Path(__file__).resolve().parents[1]/'nbs'
-TAUGHT = ['00b_text', '00c_simulation', '01_data', '02_curation', '03_agreement', '03a_stats', '04_scoring']
+TAUGHT = ['00_core', '00a_precision', '00b_text', '00c_simulation', '01_data', '02_curation', '03_agreement', '03a_stats',
+          '04_scoring', '05_reward_model', '06_calibration']
 TEST_CALL = re.compile(r'\b(test_eq|test_ne|test_close|test_fail|test_is|test_warns|expect_fail)\b|^\s*assert\b', re.M)
 
 def cells(name:str)->list:
