@@ -13,6 +13,7 @@ import krippendorff
 from rewardbench_nb.core import Run, package_versions, write_json, write_text
 from rewardbench_nb.data import simulate_campaign
 from rewardbench_nb.agreement import STAGE, agreement_report, krippendorff_alpha, LEVELS
+from _common import cpu_kind
 
 OUT = Path(__file__).resolve().parent/'results'
 
@@ -26,7 +27,7 @@ def best_of(fn, repeat:int)->tuple:
 def machine()->dict:
     cpu = next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name')), platform.processor()) \
           if Path('/proc/cpuinfo').exists() else platform.processor()
-    return dict(platform=platform.platform(), cpu=cpu, cores=os.cpu_count(), load_average_at_start=[round(x, 2) for x in os.getloadavg()],
+    return dict(platform=platform.platform(), cpu=cpu, cores=os.cpu_count(), cpu_kind=cpu_kind(), load_average_at_start=[round(x, 2) for x in os.getloadavg()],
                 versions={**package_versions(('numpy', 'pandas', 'scipy', 'statsmodels', 'plotly')), 'krippendorff': krippendorff.__version__ if hasattr(krippendorff, '__version__') else '0.9.0'})
 
 def main(n_prompts:int=15000, n_boot:int=1000, repeat:int=3):
@@ -88,7 +89,7 @@ def markdown(r:dict)->str:
     lines += ["", f"Largest difference between the two alphas: {v['max_abs_diff']:.1e}. Slowest case: ours {v['min_speed_ratio']}x as fast.", "",
               "| criterion | alpha | 95% CI |", "|---|---|---|"]
     lines += [f"| {c} | {x['alpha']:.4f} | [{x['ci_low']:.4f}, {x['ci_high']:.4f}] |" for c, x in r['alpha'].items()]
-    lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; load average at start {m['load_average_at_start']} "
+    lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, CPU kind {m['cpu_kind']['label']}, {m['platform']}; load average at start {m['load_average_at_start']} "
               "(the machine is shared, so times are upper bounds). Versions: " + ', '.join(f'{k} {x}' for k, x in m['versions'].items()) + "."]
     return '\n'.join(lines) + '\n'
 

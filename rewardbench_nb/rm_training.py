@@ -55,7 +55,7 @@ class RewardModelConfig:
     warmup_ratio:float = 0.1         # share of the steps with linear warm-up
     lr_scheduler:str = 'linear'      # decay after warm-up (a transformers scheduler name)
     weight_decay:float = 0.0         # AdamW weight decay
-    dtype:str = 'auto'               # 'auto' (bf16 autocast only where native), 'float32' or 'bfloat16'; weights stay float32
+    dtype:str = 'auto'               # 'auto' (bf16 autocast where native), 'float32' or 'bfloat16'; weights stay fp32
     group_by_length:bool = True      # batches of similar length, in shuffled order (less padding)
     freeze_embeddings:bool = True    # keep the token embeddings fixed (half the weights; faster, less overfitting)
     freeze_layers:int = 0            # keep the lowest n encoder layers fixed too
