@@ -48,9 +48,9 @@ class RewardModelConfig:
     eval_split:str = 'validation'    # split of the curve and of every choice (epochs, settings)
     test_split:str = 'test'          # split read once, at the end, for the reported accuracy
     max_pairs:int = 0                # train on the first n rows only (0 = all)
-    learning_rate:float = 5e-5       # peak AdamW learning rate
+    learning_rate:float = 1e-4       # peak AdamW learning rate
     batch_size:int = 32              # rows per optimizer step over all processes (each process gets batch_size/world)
-    epochs:float = 3.0               # passes over the training rows
+    epochs:float = 2.0               # passes over the training rows
     max_length:int = 256             # tokens of one (prompt, response) input; the prompt is cut from the left
     warmup_ratio:float = 0.1         # share of the steps with linear warm-up
     lr_scheduler:str = 'linear'      # decay after warm-up (a transformers scheduler name)
@@ -58,7 +58,7 @@ class RewardModelConfig:
     dtype:str = 'auto'               # 'auto' (bf16 autocast where native), 'float32' or 'bfloat16'; weights stay fp32
     group_by_length:bool = True      # batches of similar length, in shuffled order (less padding)
     freeze_embeddings:bool = True    # keep the token embeddings fixed (half the weights; faster, less overfitting)
-    freeze_layers:int = 0            # keep the lowest n encoder layers fixed too
+    freeze_layers:int = 3            # keep the lowest n encoder layers fixed too
     use_margin:bool = False          # pairwise: subtract the pairs' `margin` column inside the loss
     center_rewards:float = 0.0       # pairwise: TRL center_rewards_coefficient, pulls rewards to mean 0 (0 = off)
     score_column:str = 'final'       # regression: the target column
