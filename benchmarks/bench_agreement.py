@@ -13,6 +13,7 @@ import krippendorff
 from rewardbench_nb.core import Run, package_versions, write_json, write_text
 from rewardbench_nb.data import simulate_campaign
 from rewardbench_nb.agreement import STAGE, agreement_report, krippendorff_alpha, LEVELS
+from _common import cpu_kind
 
 OUT = Path(__file__).resolve().parent/'results'
 
@@ -26,7 +27,7 @@ def best_of(fn, repeat:int)->tuple:
 def machine()->dict:
     cpu = next((l.split(':', 1)[1].strip() for l in Path('/proc/cpuinfo').read_text().splitlines() if l.startswith('model name')), platform.processor()) \
           if Path('/proc/cpuinfo').exists() else platform.processor()
-    return dict(platform=platform.platform(), cpu=cpu, cores=os.cpu_count(), load_average_at_start=[round(x, 2) for x in os.getloadavg()],
+    return dict(platform=platform.platform(), cpu=cpu, cores=os.cpu_count(), cpu_kind=cpu_kind(), load_average_at_start=[round(x, 2) for x in os.getloadavg()],
                 versions={**package_versions(('numpy', 'pandas', 'scipy', 'statsmodels', 'plotly')), 'krippendorff': krippendorff.__version__ if hasattr(krippendorff, '__version__') else '0.9.0'})
 
 def main(n_prompts:int=15000, n_boot:int=1000, repeat:int=3):
@@ -61,7 +62,8 @@ def main(n_prompts:int=15000, n_boot:int=1000, repeat:int=3):
                seconds=dict(alpha_with_ci_4_criteria=round(t_ci, 3), alpha_with_ci_4_criteria_and_domains=round(t_dom, 3),
                             stage_total=round(t_stage, 3), domain_rows=int((rep_dom.table.domain != 'all').sum()),
                             naive_bootstrap_with_krippendorff_4_criteria_estimate=round(4 * n_boot * t_one_ref, 1)),
-               alpha=rep.table.set_index('criterion')[['alpha', 'ci_low', 'ci_high']].round(4).to_dict('index'),
+               alpha=rep.table.query("statistic == 'alpha'").set_index('criterion').rename(columns={'estimate': 'alpha'})[
+                   ['alpha', 'ci_low', 'ci_high']].round(4).to_dict('index'),
                versus_krippendorff=dict(max_abs_diff=float(vs.abs_diff.max()), min_speed_ratio=round(float(vs.speed_ratio.min()), 2),
                                         median_speed_ratio=round(float(vs.speed_ratio.median()), 2),
                                         by_level=vs.groupby('level')[['ours_s', 'krippendorff_s', 'speed_ratio']].median().round(4).to_dict('index')))
@@ -77,8 +79,8 @@ def markdown(r:dict)->str:
              f"Simulated campaign: {d['ratings']:,} ratings, {d['items']:,} items, {d['annotators']} annotators, {d['criteria']} criteria "
              f"({d['ratings_per_item_criterion']:.0f} ratings per item and criterion). Interval alpha, {r['n_boot']:,} bootstrap resamples; best of 3 runs.", "",
              "| what | seconds |", "|---|---|",
-             f"| alpha + 95% CI, 4 criteria (the agree part of the 5 s agree+score budget) | {s['alpha_with_ci_4_criteria']} |",
-             f"| ... plus {s['domain_rows']} criterion x domain rows | {s['alpha_with_ci_4_criteria_and_domains']} |",
+             f"| alpha and Fleiss' kappa, each with a 95% CI, 4 criteria (the agree part of the 5 s agree+score budget) | {s['alpha_with_ci_4_criteria']} |",
+             f"| ... plus {s['domain_rows']} criterion x domain rows (alpha and kappa) | {s['alpha_with_ci_4_criteria_and_domains']} |",
              f"| whole `agree` stage (quorum, review queue, report with domains, CSV + HTML) | {s['stage_total']} |",
              f"| the same CIs by calling the `krippendorff` package once per resample (estimate) | {s['naive_bootstrap_with_krippendorff_4_criteria_estimate']} |", "",
              "Alpha alone, ours vs the `krippendorff` package (0.9.0) on the same annotators x items matrix (median over the 4 criteria, best of 5):", "",
@@ -87,7 +89,7 @@ def markdown(r:dict)->str:
     lines += ["", f"Largest difference between the two alphas: {v['max_abs_diff']:.1e}. Slowest case: ours {v['min_speed_ratio']}x as fast.", "",
               "| criterion | alpha | 95% CI |", "|---|---|---|"]
     lines += [f"| {c} | {x['alpha']:.4f} | [{x['ci_low']:.4f}, {x['ci_high']:.4f}] |" for c, x in r['alpha'].items()]
-    lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, {m['platform']}; load average at start {m['load_average_at_start']} "
+    lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores, CPU kind {m['cpu_kind']['label']}, {m['platform']}; load average at start {m['load_average_at_start']} "
               "(the machine is shared, so times are upper bounds). Versions: " + ', '.join(f'{k} {x}' for k, x in m['versions'].items()) + "."]
     return '\n'.join(lines) + '\n'
 

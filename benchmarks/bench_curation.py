@@ -9,6 +9,7 @@ the simulator's planted duplicates. A separate child compares the engines (MinHa
 """
 import argparse, datetime as dt, json, os, platform, resource, subprocess, sys, time
 from pathlib import Path
+from _common import cpu_kind
 
 SIZES = (15_000, 50_000, 100_000, 200_000)
 TARGET_100K_S, TARGET_GROWTH = 60.0, 5.0
@@ -56,12 +57,13 @@ def child_engines(n:int, seed:int)->dict:
     "Engines on the same campaign: MinHash signatures, LSH candidates and whole dedup, numpy vs datasketch."
     import numpy as np
     from datasketch import MinHash
-    from rewardbench_nb.curation import normalise_text, dedup, _signatures_numpy, _signatures_datasketch, _shingle_list, _lsh_pairs
+    from rewardbench_nb.text import normalise_text, shingle_list
+    from rewardbench_nb.curation import dedup, _signatures_numpy, _signatures_datasketch, _lsh_pairs
     prompts = _campaign(n, seed).prompts
     norms = [normalise_text(t) for t in prompts['text']]
     a, sig_np = _timed(_signatures_numpy, norms, 128, 5, seed)
     b, sig_ds = _timed(_signatures_datasketch, norms, 128, 5, seed)
-    _, sig_sha1 = _timed(MinHash.bulk, ([s.encode() for s in _shingle_list(t, 5)] for t in norms), num_perm=128, seed=seed)
+    _, sig_sha1 = _timed(MinHash.bulk, ([s.encode() for s in shingle_list(t, 5)] for t in norms), num_perm=128, seed=seed)
     ca, lsh_np = _timed(_lsh_pairs, a, 0.8, seed, 'numpy')
     cb, lsh_ds = _timed(_lsh_pairs, a, 0.8, seed, 'datasketch')
     da, dedup_np = _timed(dedup, prompts, seed=seed, engine='numpy')
@@ -82,12 +84,12 @@ def machine()->dict:
     return dict(date=dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds'), cores=os.cpu_count(),
                 usable_cores=len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count(),
                 cpu=cpu, platform=platform.platform(), versions=package_versions(('rewardbench_nb', 'numpy', 'pandas', 'scipy', 'datasketch')),
-                loadavg_start=os.getloadavg())
+                loadavg_start=os.getloadavg(), cpu_kind=cpu_kind())
 
 def markdown(res:dict)->str:
     m, rows = res['machine'], res['sizes']
     lines = ["# Curation benchmark", "",
-             f"{m['date']}, {m['cpu']}, {m['usable_cores']} usable cores ({m['cores']} online), {m['platform']}.",
+             f"{m['date']}, {m['cpu']}, {m['usable_cores']} usable cores ({m['cores']} online), CPU kind {m['cpu_kind']['label']}, {m['platform']}.",
              "Versions: " + ', '.join(f"{k} {v}" for k, v in m['versions'].items()) + ".",
              f"Load average (1/5/15 min) at start {tuple(round(x, 2) for x in m['loadavg_start'])}, at end {tuple(round(x, 2) for x in res['loadavg_end'])}"
              + (" — the machine was shared with other work, so times are upper bounds." if m['loadavg_start'][0] > 1.5 else "."), "",

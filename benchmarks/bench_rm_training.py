@@ -194,7 +194,7 @@ def main(argv=None):
     thr = step_throughput(train, cfg.max_length, native, reps=1 if args.quick else 3)
     with quiet(): lt = length_table(base_model(cfg), train.head(200) if args.quick else train)
     print('baseline: plain loop', flush=True)
-    base = plain_loop(train, val, test, dtype, seed=cfg.seed, **plain_kw)
+    base = plain_loop(train, val, test, dtype, seed=cfg.seed or 0, **plain_kw)
     print('ours: train_reward_model', flush=True)
     src = pair_file(cfg.dataset)
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,6 +11,7 @@ import numpy as np
 from rewardbench_nb.core import package_versions, write_json, write_text
 from rewardbench_nb.data import simulate_campaign
 from rewardbench_nb.scoring import score_items, rescore, recovery
+from _common import cpu_kind
 
 N_PROMPTS, SEED, REPEATS = 15000, 0, 5
 OUT = Path(__file__).resolve().parent/'results'
@@ -38,7 +39,7 @@ def main():
                score_items_components_seconds=dict(median=med(t_comp), min=min(t_comp)),
                rescore_seconds=dict(median=med(t_re), min=min(t_re)),
                recovery_one_alpha_seconds=t_rec[0], recovery=rec.to_dict('records'),
-               cpu_count=os.cpu_count(), load_average=os.getloadavg(), platform=platform.platform(),
+               cpu_count=os.cpu_count(), cpu_kind=cpu_kind(), load_average=os.getloadavg(), platform=platform.platform(),
                versions=package_versions(('rewardbench_nb', 'numpy', 'pandas', 'scipy')))
     res['target_met'] = res['score_items_seconds']['median'] < 2.0
     write_json(OUT/'scoring.json', res)
@@ -46,7 +47,7 @@ def main():
     md = f"""# bench_scoring: the full simulated campaign
 
 {N_PROMPTS:,} prompts, {len(camp.ratings):,} ratings (5 annotators x 4 criteria), {len(camp.preferences):,} preferences;
-{len(t):,} items, {res['n_scored']:,} with a final score. Machine: {os.cpu_count()} CPU cores (shared; load average at the end {res['load_average'][0]:.1f}).
+{len(t):,} items, {res['n_scored']:,} with a final score. Machine: {os.cpu_count()} CPU cores, CPU kind {res['cpu_kind']['label']} (shared; load average at the end {res['load_average'][0]:.1f}).
 
 | step | median of {REPEATS} | fastest |
 |---|---|---|

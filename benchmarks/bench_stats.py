@@ -12,6 +12,7 @@ import numpy as np
 from scipy import stats
 from rewardbench_nb.core import package_versions, write_json, write_text
 from rewardbench_nb.stats import corr_cis
+from _common import cpu_kind
 
 N, B, SEED, REPEATS = 3000, 1000, 0, 5
 OUT = Path(__file__).resolve().parent/'results'
@@ -51,7 +52,7 @@ def main():
                scipy_seconds=dict(median=statistics.median(t_scipy), min=min(t_scipy), spearman=t_sp['spearman'], kendall=t_sp['kendall']),
                speedup_median=statistics.median(t_scipy)/statistics.median(t_ours), speedup_min=min(t_scipy)/min(t_ours),
                ours_ci={m: list(v) for m, v in mine.items()}, scipy_ci={m: list(v) for m, v in theirs.items()},
-               max_abs_ci_difference=diff, cpu_count=os.cpu_count(), load_average=os.getloadavg(),
+               max_abs_ci_difference=diff, cpu_count=os.cpu_count(), cpu_kind=cpu_kind(), load_average=os.getloadavg(),
                platform=platform.platform(), versions=package_versions(('rewardbench_nb', 'numpy', 'scipy', 'threadpoolctl')))
     targets = dict(under_2s=res['ours_seconds']['median'] <= 2.0, at_least_5x=res['speedup_median'] >= 5, same_intervals=diff < 1e-12)
     res['targets_met'] = targets
@@ -59,7 +60,7 @@ def main():
     md = f"""# bench_stats: bootstrap CIs of Spearman and Kendall
 
 n = {N:,} pairs with ties, {B:,} paired resamples, percentile 95% intervals, seed {SEED} on both sides.
-Machine: {os.cpu_count()} CPU cores (shared; load average at the end {res['load_average'][0]:.1f}), {platform.platform()}.
+Machine: {os.cpu_count()} CPU cores, CPU kind {res['cpu_kind']['label']} (shared; load average at the end {res['load_average'][0]:.1f}), {platform.platform()}.
 
 | | both intervals (median of runs) | fastest run |
 |---|---|---|

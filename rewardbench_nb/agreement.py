@@ -6,19 +6,20 @@ Docs: https://rewardbench-nb.github.io/rewardbench_nb/agreement.html.md"""
 
 # %% ../nbs/03_agreement.ipynb #4caf53bf
 from __future__ import annotations
-import zlib
+import html, numbers, zlib
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import patch
 from statsmodels.stats import inter_rater
 from .core import *
-from .data import read_table
+from .data import read_table, validate
 
 # %% auto #0
-__all__ = ['LEVELS', 'MAX_VALUES', 'ID_COLUMNS', 'SPREADS', 'STAGE', 'AlphaUndefined', 'pairable_counts', 'matrix_counts',
-           'coincidences', 'distances', 'alpha_from_counts', 'krippendorff_alpha', 'resampled_alphas', 'AlphaCI',
-           'bootstrap_counts', 'bootstrap_alpha', 'count_table', 'fleiss_kappa', 'cohen_kappa', 'value_column',
+__all__ = ['LEVELS', 'MAX_VALUES', 'LANDIS_KOCH', 'ID_COLUMNS', 'SPREADS', 'STATISTICS', 'STAGE', 'AlphaUndefined',
+           'pairable_counts', 'matrix_counts', 'coincidences', 'distances', 'alpha_from_counts', 'krippendorff_alpha',
+           'resampled_alphas', 'AlphaCI', 'bootstrap_counts', 'bootstrap_alpha', 'count_table', 'fleiss_kappa',
+           'resampled_kappas', 'KappaCI', 'bootstrap_kappa', 'agreement_band', 'cohen_kappa', 'value_column',
            'check_ratings', 'reliability_matrix', 'quorum_split', 'review_queue', 'write_csv', 'item_domains',
            'AgreementReport', 'agreement_report', 'AgreementConfig', 'add_agreement_args', 'report_html',
            'run_agreement']
@@ -33,40 +34,49 @@ class AlphaUndefined(DataError):
 def _as_matrix(data)->np.ndarray:
     "`data` as a float raters x units matrix, or a DataError."
     try: a = np.asarray(data, dtype=float)
-    except (TypeError, ValueError) as e: raise DataError(f"reliability data must be numeric with NaN for missing cells ({e})") from None
+    except (TypeError, ValueError) as e:
+        raise DataError(f"reliability data must be numeric with NaN for missing cells ({e})") from None
     if a.ndim != 2: raise DataError(f"reliability data must be a 2-d raters x units matrix, got shape {a.shape}")
     if np.isinf(a).any(): raise DataError("reliability data contains an infinite value")
-    if a.shape[0] < 2: raise AlphaUndefined(f"alpha is undefined with a single rater ({a.shape[0]} row): agreement needs 2+ raters")
+    if a.shape[0] < 2:
+        raise AlphaUndefined(f"alpha is undefined with a single rater ({a.shape[0]} row): agreement needs 2+ raters")
     return a
 
 MAX_VALUES = 4096  # distinct values: alpha needs a values x values distance matrix
 
+# %% ../nbs/03_agreement.ipynb #72152e6e
 def _value_index(x:np.ndarray)->tuple:
     "Sorted distinct values of `x` and the index of each element among them."
     values = np.unique(x)
-    if len(values) > MAX_VALUES: raise DataError(f"{len(values):,} distinct rating values: alpha needs a values x values matrix, so at most {MAX_VALUES:,} are supported; round the ratings (e.g. to integers) first")
+    if len(values) > MAX_VALUES:
+        raise DataError(f"{len(values):,} distinct rating values: alpha needs a values x values matrix, so at most "
+                        f"{MAX_VALUES:,} are supported; round the ratings (e.g. to integers) first")
     return values, np.searchsorted(values, x)
 
 def _count_matrix(unit:np.ndarray, vi:np.ndarray, n_units:int, n_values:int)->np.ndarray:
     return np.bincount(unit * n_values + vi, minlength=n_units * n_values).reshape(n_units, n_values)
 
+# %% ../nbs/03_agreement.ipynb #138ee9fd
 def pairable_counts(unit:np.ndarray,  # unit id of every rating
                     value:np.ndarray, # the rating (no NaN)
                    )->tuple:          # (sorted values, units x values count matrix)
     "Count matrix of the units that have 2+ ratings, and the values it counts."
     code = pd.factorize(np.asarray(unit))[0]
     pair = np.bincount(code) >= 2
-    if not pair.any(): raise AlphaUndefined("alpha is undefined: no unit has ratings from 2+ raters, so no value is pairable")
+    if not pair.any():
+        raise AlphaUndefined("alpha is undefined: no unit has ratings from 2+ raters, so no value is pairable")
     keep = pair[code]
     values, vi = _value_index(np.asarray(value, dtype=float)[keep])
     return values, _count_matrix((np.cumsum(pair) - 1)[code[keep]], vi, int(pair.sum()), len(values))
 
+# %% ../nbs/03_agreement.ipynb #9b5a53b1
 def matrix_counts(data)->tuple:
     "`pairable_counts` of a raters x units matrix with NaN for missing cells."
     a = _as_matrix(data)
     ok = ~np.isnan(a)
     pair = ok.sum(0) >= 2
-    if not pair.any(): raise AlphaUndefined("alpha is undefined: no unit has ratings from 2+ raters, so no value is pairable")
+    if not pair.any():
+        raise AlphaUndefined("alpha is undefined: no unit has ratings from 2+ raters, so no value is pairable")
     if not pair.all(): a, ok = a[:, pair], ok[:, pair]
     values, vi = _value_index(a[ok])
     return values, _count_matrix(np.nonzero(ok)[1], vi, a.shape[1], len(values))
@@ -99,8 +109,10 @@ def distances(values:np.ndarray, # sorted distinct values
 
 # %% ../nbs/03_agreement.ipynb #0254d5e7
 def _check_level(level, values=None):
-    if level not in LEVELS: raise ConfigError(f"unknown level of measurement '{level}' (expected one of: {', '.join(LEVELS)})")
-    if level == 'ratio' and values is not None and values[0] < 0: raise DataError(f"ratio level needs non-negative values, got {values[0]:g}")
+    if level not in LEVELS:
+        raise ConfigError(f"unknown level of measurement '{level}' (expected one of: {', '.join(LEVELS)})")
+    if level == 'ratio' and values is not None and values[0] < 0:
+        raise DataError(f"ratio level needs non-negative values, got {values[0]:g}")
 
 def alpha_from_counts(values:np.ndarray, # sorted distinct values
                       counts:np.ndarray, # units x values counts of pairable units
@@ -108,12 +120,15 @@ def alpha_from_counts(values:np.ndarray, # sorted distinct values
                      )->float:
     "Krippendorff's alpha from a count matrix (see `pairable_counts`)."
     _check_level(level, values)
-    if len(values) < 2: raise AlphaUndefined(f"alpha is undefined: every pairable rating is {values[0]:g}, so there is no variation (expected disagreement 0)")
+    if len(values) < 2:
+        raise AlphaUndefined(f"alpha is undefined: every pairable rating is {values[0]:g}, so there is no variation "
+                             f"(expected disagreement 0)")
     o = coincidences(counts)
     n_c = o.sum(0)
     d = distances(values, level, n_c)
     return float(1 - (n_c.sum() - 1) * (o * d).sum() / (n_c @ d @ n_c))
 
+# %% ../nbs/03_agreement.ipynb #b09bcd32
 def krippendorff_alpha(data,                # raters x units matrix, NaN for missing cells
                        level:str='interval', # 'nominal', 'ordinal', 'interval' or 'ratio'
                       )->float:
@@ -151,6 +166,7 @@ class AlphaCI:
     n_boot:int                          # resamples drawn
     n_undefined:int = 0                 # resamples with no variation (left out of the CI)
 
+# %% ../nbs/03_agreement.ipynb #17774a7d
 def _kinds(counts:np.ndarray)->tuple:
     "Distinct rows of `counts` and how many units have each."
     return np.unique(counts, axis=0, return_counts=True)
@@ -162,6 +178,7 @@ def _kind_draws(rng, freq:np.ndarray, size:int)->np.ndarray:
     kind = np.repeat(np.arange(k), freq)[rng.integers(0, n, (size, n))]
     return np.bincount((kind + k * np.arange(size)[:, None]).ravel(), minlength=size * k).reshape(size, k)
 
+# %% ../nbs/03_agreement.ipynb #ad4162e6
 def bootstrap_counts(values:np.ndarray,    # sorted distinct values
                      counts:np.ndarray,    # units x values counts of pairable units
                      level:str='interval', # level of measurement
@@ -199,7 +216,8 @@ def count_table(data, # raters x subjects matrix of category labels
     if a.ndim != 2: raise DataError(f"expected a 2-d raters x subjects matrix, got shape {a.shape}")
     if a.dtype.kind == 'f' and np.isnan(a).any():
         r, s = np.argwhere(np.isnan(a))[0]
-        raise DataError(f"missing rating (rater {r}, subject {s}): Fleiss' kappa needs every subject rated by every rater; use krippendorff_alpha(level='nominal') for missing data")
+        raise DataError(f"missing rating (rater {r}, subject {s}): Fleiss' kappa needs every subject rated by every "
+                        f"rater; use krippendorff_alpha(level='nominal') for missing data")
     return inter_rater.aggregate_raters(a.T)
 
 def fleiss_kappa(table, # subjects x categories count table
@@ -209,26 +227,102 @@ def fleiss_kappa(table, # subjects x categories count table
     if t.ndim != 2: raise DataError(f"expected a 2-d subjects x categories count table, got shape {t.shape}")
     m = t.sum(1)
     if (m != m[0]).any():
-        raise DataError(f"subject {int(np.argmax(m != m[0]))} has {m[m != m[0]][0]} ratings, subject 0 has {m[0]}: Fleiss' kappa needs the same number of raters per subject; use krippendorff_alpha for unequal counts")
+        raise DataError(f"subject {int(np.argmax(m != m[0]))} has {m[m != m[0]][0]} ratings, subject 0 has {m[0]}: "
+                        f"Fleiss' kappa needs the same number of raters per subject; use krippendorff_alpha for "
+                        f"unequal counts")
     if m[0] < 2: raise AlphaUndefined("kappa is undefined with a single rater per subject")
-    if (t.sum(0) == t.sum()).any(): raise AlphaUndefined("kappa is undefined: every rating is in one category (no variation)")
+    if (t.sum(0) == t.sum()).any():
+        raise AlphaUndefined("kappa is undefined: every rating is in one category (no variation)")
     return float(inter_rater.fleiss_kappa(t, method='fleiss'))
 
+# %% ../nbs/03_agreement.ipynb #f30a5079
+def resampled_kappas(table:np.ndarray,   # subjects x categories counts, the same number of ratings per subject
+                     weights:np.ndarray, # B x subjects: how often resample b drew subject s
+                    )->np.ndarray:       # Fleiss' kappa of each resample (NaN where it has a single category)
+    "Fleiss' kappa of many resamples of subjects at once."
+    t, w = np.asarray(table, dtype=float), np.atleast_2d(weights).astype(float)
+    m = t.sum(1)[0]
+    agree, n = ((t**2).sum(1) - m) / (m * (m - 1)), w.sum(1)
+    p_bar, shares = w @ agree / n, (w @ t) / (n[:, None] * m)
+    p_e = (shares**2).sum(1)
+    with np.errstate(divide='ignore', invalid='ignore'): return np.where(p_e < 1, (p_bar - p_e) / (1 - p_e), np.nan)
+
+# %% ../nbs/03_agreement.ipynb #54cec37d
+@dataclass
+class KappaCI:
+    "Fleiss' kappa with a percentile bootstrap CI over subjects."
+    kappa:float; low:float; high:float  # point estimate and CI bounds
+    n_units:int                         # subjects
+    n_boot:int                          # resamples drawn
+    n_undefined:int = 0                 # resamples with a single category (left out of the CI)
+
+def bootstrap_kappa(table,           # subjects x categories counts, the same number of ratings per subject
+                    n_boot:int=1000, # bootstrap resamples of subjects
+                    ci:float=0.95,   # confidence level of the percentile interval
+                    seed=0,          # seed (an int or a sequence of ints)
+                    chunk:int=250,   # resamples drawn at a time (bounds memory)
+                   )->KappaCI:
+    "Fleiss' kappa and its bootstrap CI over subjects."
+    k = fleiss_kappa(table)
+    if not 0 < ci < 1: raise ConfigError(f"ci must be between 0 and 1, got {ci}")
+    if n_boot < 1: raise ConfigError(f"n_boot must be at least 1, got {n_boot}")
+    kinds, freq = _kinds(np.asarray(table))
+    rng = np.random.default_rng(seed)
+    boot = np.concatenate([resampled_kappas(kinds, _kind_draws(rng, freq, min(chunk, n_boot - s)))
+                           for s in range(0, n_boot, chunk)])
+    ok = boot[~np.isnan(boot)]
+    lo, hi = np.quantile(ok, [(1 - ci) / 2, (1 + ci) / 2]) if len(ok) else (np.nan, np.nan)
+    return KappaCI(k, float(lo), float(hi), len(table), n_boot, n_boot - len(ok))
+
+# %% ../nbs/03_agreement.ipynb #e632a758
+LANDIS_KOCH = ((0.2, 'slight'), (0.4, 'fair'), (0.6, 'moderate'), (0.8, 'substantial'), (1.0, 'almost perfect'))
+
+def agreement_band(value:float, # a kappa or an alpha
+                  )->str:       # 'poor' below 0, then slight .. almost perfect; '' for NaN
+    "The Landis & Koch (1977) band of an agreement value."
+    if value is None or not np.isfinite(value): return ''
+    if value < 0: return 'poor'
+    return next((name for top, name in LANDIS_KOCH if value <= top), 'almost perfect')
+
 # %% ../nbs/03_agreement.ipynb #6c6cd798
+def _categories(a:list, b:list, labels=None)->list:
+    "The category set: `labels` (which must hold every rating), else the sorted ratings both raters gave."
+    seen = pd.unique(np.asarray(a + b, dtype=object))
+    if labels is None: return sorted(seen, key=lambda v: (isinstance(v, str), v))
+    cats = list(labels)
+    missing = [v for v in seen if v not in cats]
+    if missing: raise DataError(f"rating {missing[0]!r} is not among the categories {cats} passed as labels")
+    return cats
+
+def _cohen_weights(cats:list, weights:str|None)->np.ndarray:
+    "Disagreement weights: 0/1, or the (squared) distance between the rating values (positions for labels)."
+    if weights is None: return 1.0 - np.eye(len(cats))
+    numeric = all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in cats)
+    x = np.asarray(cats if numeric else range(len(cats)), dtype=float)
+    d = np.abs(x[:, None] - x[None, :])
+    return d if weights == 'linear' else d**2
+
+# %% ../nbs/03_agreement.ipynb #f6d0e91e
 def cohen_kappa(a,                # ratings of rater A
                 b,                # ratings of rater B, same items in the same order
                 weights:str|None=None, # None, 'linear' or 'quadratic'
+                labels=None,      # the category set (default: every rating either rater gave)
                )->float:
-    "Cohen's kappa of two raters (statsmodels), optionally weighted."
-    if weights not in (None, 'linear', 'quadratic'): raise ConfigError(f"weights must be None, 'linear' or 'quadratic', got {weights!r}")
+    "Cohen's kappa of two raters, optionally weighted by the distance between rating values."
+    if weights not in (None, 'linear', 'quadratic'):
+        raise ConfigError(f"weights must be None, 'linear' or 'quadratic', got {weights!r}")
     a, b = list(a), list(b)
     if len(a) != len(b): raise DataError(f"the two raters must rate the same items: {len(a)} vs {len(b)} ratings")
-    x = pd.DataFrame({'a': a, 'b': b})
-    bad = x.isna().any(axis=1).to_numpy().nonzero()[0]
+    bad = np.flatnonzero(pd.isna(pd.Series(a, dtype=object)).to_numpy()
+                         | pd.isna(pd.Series(b, dtype=object)).to_numpy())
     if len(bad): raise DataError(f"missing rating at position {bad[0]}: Cohen's kappa needs both raters on every item")
-    table, _ = inter_rater.to_table(x.to_numpy())
-    if len(table) < 2: raise AlphaUndefined("kappa is undefined: both raters used a single category (no variation)")
-    return float(inter_rater.cohens_kappa(table, wt=weights or None, return_results=False))
+    cats = _categories(a, b, labels)
+    pos = {v: i for i, v in enumerate(cats)}
+    o = np.zeros((len(cats), len(cats))); np.add.at(o, ([pos[v] for v in a], [pos[v] for v in b]), 1 / len(a))
+    w, e = _cohen_weights(cats, weights), np.outer(o.sum(1), o.sum(0))
+    if not (w * e).sum() > 0:
+        raise AlphaUndefined("kappa is undefined: both raters used a single category (no variation)")
+    return float(1 - (w * o).sum() / (w * e).sum())
 
 # %% ../nbs/03_agreement.ipynb #69305fed
 ID_COLUMNS = ('item', 'annotator', 'criterion')
@@ -236,55 +330,50 @@ ID_COLUMNS = ('item', 'annotator', 'criterion')
 def value_column(ratings:pd.DataFrame)->str:
     "Name of the rating column: `likert`, else `value`."
     for c in ('likert', 'value'):
-        if c in ratings.columns: return c
-    raise DataError(f"ratings table has no rating column: expected 'likert' or 'value', got columns {list(ratings.columns)}")
+        if c in getattr(ratings, 'columns', ()): return c
+    raise DataError(f"ratings table has no rating column: expected 'likert' or 'value', got columns "
+                    f"{list(getattr(ratings, 'columns', []))}")
 
-def _blank(col:pd.Series)->np.ndarray:
-    return (col.isna() | (col.astype(str).str.strip() == '')).to_numpy()
-
+# %% ../nbs/03_agreement.ipynb #604ff89a
 def check_ratings(ratings:pd.DataFrame, # long table: item, annotator, criterion, likert|value
                   file=None,            # where it came from, for errors
+                  scale:str='1-5',      # Likert scale of a `likert` column
                  )->str:                # the rating column
-    "Check a long ratings table for missing ids, missing or non-numeric ratings and duplicates."
+    "Check a long ratings table with `data.validate` and return the name of its rating column."
     vcol = value_column(ratings)
-    for c in ID_COLUMNS:
-        if c not in ratings.columns: raise DataError(f"ratings table has no '{c}' column (expected columns: {', '.join(ID_COLUMNS)}, {vcol})", file)
-        if (bad := _blank(ratings[c])).any(): raise DataError(f"missing {c} id", file, int(bad.argmax()) + 1, c)
-    v = pd.to_numeric(ratings[vcol], errors='coerce').to_numpy(float)
-    if (bad := ~np.isfinite(v)).any():
-        i = int(bad.argmax()); x = ratings[vcol].iloc[i]
-        got = 'a missing value (NaN)' if pd.isna(x) else repr(x.item() if isinstance(x, np.generic) else x)
-        raise DataError(f"expected a number, got {got}", file, i + 1, vcol)
-    dup = ratings.duplicated(list(ID_COLUMNS), keep=False).to_numpy()
-    if dup.any():
-        rows = (np.flatnonzero(dup)[:2] + 1).tolist()
-        raise DataError(f"annotator {ratings['annotator'].iloc[rows[0]-1]!r} rated item {ratings['item'].iloc[rows[0]-1]!r} on {ratings['criterion'].iloc[rows[0]-1]!r} twice (rows {rows[0]} and {rows[1]})", file, rows[1], 'annotator')
+    opts = dict(extra={'value': 'number'}, columns=ID_COLUMNS) if vcol == 'value' else {}
+    validate(ratings, 'ratings', file, scale=scale, criteria=None, **opts)
     return vcol
 
 # %% ../nbs/03_agreement.ipynb #5d4d894a
 def reliability_matrix(ratings:pd.DataFrame, # long ratings table
                        criterion:str,        # which criterion
+                       scale:str='1-5',      # Likert scale of a `likert` column
                       )->pd.DataFrame:       # annotators x items, NaN where not rated
     "Annotators x items matrix of one criterion of a long ratings table."
-    vcol = check_ratings(ratings)
+    vcol = check_ratings(ratings, scale=scale)
     sub = ratings[ratings['criterion'] == criterion]
-    if sub.empty: raise DataError(f"unknown criterion {criterion!r} (the ratings have: {', '.join(map(str, ratings['criterion'].unique()))})", field='criterion')
+    if sub.empty: raise DataError(f"unknown criterion {criterion!r} (the ratings have: "
+                                  f"{', '.join(map(str, ratings['criterion'].unique()))})", field='criterion')
     return sub.pivot(index='annotator', columns='item', values=vcol).astype(float)
 
 # %% ../nbs/03_agreement.ipynb #bcd523a3
 def quorum_split(ratings:pd.DataFrame, # long ratings table
                  quorum:int=3,         # minimum ratings per item on every criterion
+                 scale:str='1-5',      # Likert scale of a `likert` column
                 )->tuple:              # (ratings of items meeting quorum, table of items below it)
     "Split ratings into items that meet the quorum and a table of those that do not."
-    check_ratings(ratings)
+    check_ratings(ratings, scale=scale)
     if quorum < 1: raise ConfigError(f"quorum must be at least 1, got {quorum}")
     n = ratings.groupby(['item', 'criterion'], sort=True).size().unstack(fill_value=0)
     short = n < quorum
     below = n[short.any(axis=1)]
     who = ratings[ratings['item'].isin(below.index)].groupby('item')['annotator'].nunique()
-    lacking = below.where(below < quorum).stack().astype(int).reset_index(name='k')
-    why = (lacking['criterion'].astype(str) + ' (' + lacking['k'].astype(str) + ')').groupby(lacking['item']).agg(', '.join)
-    table = pd.DataFrame({'item': below.index, 'n_annotators': who.reindex(below.index).to_numpy(), 'min_ratings': below.min(axis=1).to_numpy(),
+    lacking = below.where(below < quorum).stack().dropna().astype(int).reset_index(name='k')
+    named = lacking['criterion'].astype(str) + ' (' + lacking['k'].astype(str) + ')'
+    why = named.groupby(lacking['item']).agg(', '.join)
+    table = pd.DataFrame({'item': below.index, 'n_annotators': who.reindex(below.index).to_numpy(),
+                          'min_ratings': below.min(axis=1).to_numpy(),
                           'reason': f'fewer than {quorum} ratings on ' + why.reindex(below.index).to_numpy(object)})
     return ratings[~ratings['item'].isin(table['item'])].reset_index(drop=True), table
 
@@ -294,9 +383,10 @@ SPREADS = ('range', 'std')
 def review_queue(ratings:pd.DataFrame, # long ratings table
                  threshold:float=3,    # spread at or above which an item is queued
                  spread:str='range',   # 'range' (max - min) or 'std' (population std)
+                 scale:str='1-5',      # Likert scale of a `likert` column
                 )->pd.DataFrame:       # item, criterion, ratings, spread, reason
     "Items whose ratings on a criterion spread at least `threshold`, widest first."
-    vcol = check_ratings(ratings)
+    vcol = check_ratings(ratings, scale=scale)
     if spread not in SPREADS: raise ConfigError(f"unknown spread '{spread}' (expected one of: {', '.join(SPREADS)})")
     v = ratings.assign(_v=ratings[vcol].astype(float))
     g = v.groupby(['item', 'criterion'], sort=True)['_v']
@@ -307,83 +397,113 @@ def review_queue(ratings:pd.DataFrame, # long ratings table
     listed = text.groupby([sub['item'], sub['criterion']]).agg('; '.join)
     hit['ratings'] = listed.reindex(pd.MultiIndex.from_frame(hit[['item', 'criterion']])).to_numpy()
     hit['reason'] = [f'{spread} of ratings {x:.3g} >= {threshold:g}' for x in hit['spread']]
-    return hit[['item', 'criterion', 'ratings', 'spread', 'reason']].sort_values(['spread', 'item', 'criterion'], ascending=[False, True, True], kind='stable').reset_index(drop=True)
+    widest = hit[['item', 'criterion', 'ratings', 'spread', 'reason']].sort_values(
+        ['spread', 'item', 'criterion'], ascending=[False, True, True], kind='stable')
+    return widest.reset_index(drop=True)
 
+# %% ../nbs/03_agreement.ipynb #f26ab41d
 def write_csv(df:pd.DataFrame, path)->Path:
     "Write `df` as CSV to `path` atomically."
     with atomic_path(path) as tmp: df.to_csv(tmp, index=False)
     return Path(path)
-
-# %% ../nbs/03_agreement.ipynb #507ba845
-def _group_seed(seed:int, *names)->list:
-    return [seed, zlib.crc32('/'.join(map(str, names)).encode())]
-
-def _alpha_row(criterion, domain, values, counts, level, n_boot, ci, target, seed)->dict:
-    "One row of the report: alpha with its CI, or the reason it is undefined."
-    row = dict(criterion=criterion, domain=domain, n_units=len(counts), alpha=np.nan, ci_low=np.nan, ci_high=np.nan)
-    try: r = bootstrap_counts(values, counts, level, n_boot, ci, _group_seed(seed, criterion, domain))
-    except AlphaUndefined as e: return dict(row, passes=False, ci_clears=False, note=e.msg)
-    note = f'{r.n_undefined} of {n_boot} resamples had no variation' if r.n_undefined else ''
-    return dict(row, alpha=r.alpha, ci_low=r.low, ci_high=r.high, passes=r.alpha >= target, ci_clears=r.low >= target, note=note)
 
 # %% ../nbs/03_agreement.ipynb #f19ba3cb
 def _group_seed(seed:int, *names)->list:
     "A seed for one group of the report, from the run's seed and the group's name."
     return [seed, zlib.crc32('/'.join(map(str, names)).encode())]
 
+def _row(statistic, criterion, domain, n_units, r=None, note='', target=None)->dict:
+    "One row of the report from an `AlphaCI` or `KappaCI` `r` (None: undefined, the reason in `note`)."
+    est, lo, hi = (np.nan,) * 3 if r is None else (getattr(r, statistic.split('_')[-1]), r.low, r.high)
+    judged = statistic == 'alpha'   # only alpha is held against the target; kappa rows leave both empty
+    passes, clears = (bool(r is not None and est >= target),
+                      bool(r is not None and lo >= target)) if judged else (None, None)
+    return dict(statistic=statistic, criterion=criterion, domain=domain, n_units=n_units, estimate=est, ci_low=lo,
+                ci_high=hi, band=agreement_band(est), passes=passes, ci_clears=clears, note=note)
+
+# %% ../nbs/03_agreement.ipynb #0a898b21
 def _alpha_row(criterion, domain, values, counts, level, n_boot, ci, target, seed, strict=False)->dict:
     "One row of the report: alpha with its CI, or (unless `strict`) the reason it is undefined."
     try: r = bootstrap_counts(values, counts, level, n_boot, ci, _group_seed(seed, criterion, domain))
     except AlphaUndefined as e:
         if strict: raise
-        return _undefined_row(criterion, domain, len(counts), e.msg)
+        return _row('alpha', criterion, domain, len(counts), note=e.msg)
     note = f'{r.n_undefined} of {n_boot} resamples had no variation' if r.n_undefined else ''
-    return dict(criterion=criterion, domain=domain, n_units=r.n_units, alpha=r.alpha, ci_low=r.low, ci_high=r.high,
-                passes=r.alpha >= target, ci_clears=r.low >= target, note=note)
+    return _row('alpha', criterion, domain, r.n_units, r, note, target)
+
+# %% ../nbs/03_agreement.ipynb #409b17c8
+def _kappa_table(counts:np.ndarray)->tuple:
+    "(count table of the units with the most common number of ratings, note on those left out)."
+    m = counts.sum(1)
+    mode = np.bincount(m).argmax()
+    left = int((m != mode).sum())
+    return counts[m == mode], (f'{left} units with another number of ratings than {mode} left out' if left else '')
+
+def _kappa_row(criterion, domain, counts, n_boot, ci, seed, categorical=True)->dict:
+    "One row of the report: Fleiss' kappa with its CI, or the reason it is undefined."
+    if not categorical:
+        return _row('fleiss_kappa', criterion, domain, len(counts),
+                    note="not computed: the ratings are numbers, not categories")
+    table, note = _kappa_table(counts)
+    try:
+        r = bootstrap_kappa(table[:, table.sum(0) > 0], n_boot, ci,
+                            _group_seed(seed, 'fleiss_kappa', criterion, domain))
+    except AlphaUndefined as e: return _row('fleiss_kappa', criterion, domain, len(table), note=e.msg)
+    extra = f'{r.n_undefined} of {n_boot} resamples had a single category' if r.n_undefined else ''
+    return _row('fleiss_kappa', criterion, domain, r.n_units, r, '; '.join(s for s in (note, extra) if s))
 
 # %% ../nbs/03_agreement.ipynb #61132d09
 def item_domains(ratings:pd.DataFrame, prompts:pd.DataFrame)->pd.Series:
     "Item -> domain for every rated item, from a prompts table (id, domain)."
     for c in ('id', 'domain'):
-        if c not in prompts.columns: raise DataError(f"prompts table has no '{c}' column (needed to break agreement down by domain)", field=c)
+        if c not in prompts.columns:
+            raise DataError(f"prompts table has no '{c}' column (needed to break agreement down by domain)", field=c)
     dom = prompts.drop_duplicates('id').set_index('id')['domain']
     missing = ~ratings['item'].isin(dom.index).to_numpy()
     if missing.any():
         i = int(missing.argmax())
-        raise DataError(f"item {ratings['item'].iloc[i]!r} is not in the prompts table, so its domain is unknown", line=i + 1, field='item')
+        raise DataError(f"item {ratings['item'].iloc[i]!r} is not in the prompts table, so its domain is unknown",
+                        line=i + 1, field='item')
     return dom
 
 def _criterion_counts(ratings, vcol, criterion)->tuple:
     "(values, units x values counts, unit ids) of one criterion's pairable units."
     sub = ratings[ratings['criterion'] == criterion]
-    if sub['annotator'].nunique() < 2: raise AlphaUndefined(f"alpha is undefined with a single rater ({sub['annotator'].iloc[0]!r}): agreement needs 2+ raters")
+    if sub['annotator'].nunique() < 2:
+        raise AlphaUndefined(f"alpha is undefined with a single rater ({sub['annotator'].iloc[0]!r}): "
+                             "agreement needs 2+ raters")
     codes, items = pd.factorize(sub['item'])
     values, counts = pairable_counts(codes, sub[vcol].to_numpy(float))
     return values, counts, np.asarray(items)[np.bincount(codes) >= 2]
 
-def _undefined_row(criterion, domain, n_units, why)->dict:
-    return dict(criterion=criterion, domain=domain, n_units=n_units, alpha=np.nan, ci_low=np.nan, ci_high=np.nan, passes=False, ci_clears=False, note=why)
-
 # %% ../nbs/03_agreement.ipynb #4cf02228
+def _group_rows(c, d, values, counts, level, n_boot, ci, target, seed, categorical, strict=False)->list:
+    "The alpha row and the kappa row of one group (a criterion in one domain, or in all)."
+    return [_alpha_row(c, d, values, counts, level, n_boot, ci, target, seed, strict),
+            _kappa_row(c, d, counts, n_boot, ci, seed, categorical)]
+
 def _criterion_rows(ratings, vcol, c, dom, level, n_boot, ci, target, seed)->list:
     "Report rows of one criterion: all items, then each domain."
+    args = (level, n_boot, ci, target, seed, vcol == 'likert')
     try:
         values, counts, items = _criterion_counts(ratings, vcol, c)
-        rows = [_alpha_row(c, 'all', values, counts, level, n_boot, ci, target, seed, strict=True)]
+        rows = _group_rows(c, 'all', values, counts, *args, strict=True)
     except AlphaUndefined as e: raise AlphaUndefined(f"criterion {c!r}: {e.msg}", field='criterion') from None
     if dom is None: return rows
     item_dom = pd.Series(items).map(dom).to_numpy()
     for d in sorted(set(item_dom)):
         sub = counts[item_dom == d]; used = sub.sum(0) > 0
-        rows.append(_alpha_row(c, d, values[used], sub[:, used], level, n_boot, ci, target, seed))
+        rows += _group_rows(c, d, values[used], sub[:, used], *args)
     return rows
 
 # %% ../nbs/03_agreement.ipynb #4331017a
+STATISTICS = {'alpha': "Krippendorff's alpha", 'fleiss_kappa': "Fleiss' kappa"}
+
 @dataclass
 class AgreementReport:
-    "Krippendorff's alpha per criterion (and domain) with bootstrap CIs, against a target."
-    table:pd.DataFrame      # criterion, domain, n_units, alpha, ci_low, ci_high, passes, ci_clears, note
-    level:str = 'interval'  # level of measurement
+    "Agreement per statistic and criterion (and domain) with bootstrap CIs and Landis & Koch bands."
+    table:pd.DataFrame      # one row per statistic, criterion and domain (see `agreement_report`)
+    level:str = 'interval'  # level of measurement of alpha
     n_boot:int = 1000       # bootstrap resamples
     ci:float = 0.95         # confidence level
     target:float = 0.6      # alpha a criterion must reach
@@ -391,57 +511,78 @@ class AgreementReport:
 
     def caption(self)->str:
         "One line saying what the numbers are."
-        return (f"Krippendorff's alpha ({self.level}) with {self.ci:.0%} percentile bootstrap CIs over units "
-                f"({self.n_boot:,} resamples); target alpha >= {self.target:g}.")
+        return (f"Krippendorff's alpha ({self.level}) and Fleiss' kappa (nominal), each with a {self.ci:.0%} "
+                f"percentile "
+                f"bootstrap CI over items ({self.n_boot:,} resamples) and its Landis & Koch band (below 0: poor; then "
+                f"slight, fair, moderate, substantial, almost perfect); target alpha >= {self.target:g}.")
 
-    def display_table(self)->pd.DataFrame:
-        "The table as it reads best: rounded, with pass/fail words."
-        t = self.table
-        return pd.DataFrame({'criterion': t.criterion, 'domain': t.domain, 'units': t.n_units, 'alpha': t.alpha.round(3),
-                             f'{self.ci:.0%} CI': [f'[{l:.3f}, {h:.3f}]' if np.isfinite(l) else '' for l, h in zip(t.ci_low, t.ci_high)],
-                             f'alpha >= {self.target:g}': np.where(t.alpha.isna(), 'undefined', np.where(t.passes, 'pass', 'fail')),
-                             'CI clears target': np.where(t.ci_clears, 'yes', 'no'), 'note': t.note})
+# %% ../nbs/03_agreement.ipynb #7bf0602e
+@patch
+def display_table(self:AgreementReport)->pd.DataFrame:
+    "The table as it reads best: rounded, with the bands and pass/fail in words."
+    t, is_alpha = self.table, (self.table.statistic == 'alpha').to_numpy()
+    passed, cleared = (t[c].fillna(False).astype(bool) for c in ('passes', 'ci_clears'))
+    verdict = np.where(t.estimate.isna(), 'undefined', np.where(passed, 'pass', 'fail'))
+    ci_text = [f'[{l:.3f}, {h:.3f}]' if np.isfinite(l) else '' for l, h in zip(t.ci_low, t.ci_high)]
+    return pd.DataFrame({'statistic': t.statistic.map(STATISTICS), 'criterion': t.criterion, 'domain': t.domain,
+                         'units': t.n_units, 'estimate': t.estimate.round(3), f'{self.ci:.0%} CI': ci_text,
+                         'band': t.band,
+                         f'alpha >= {self.target:g}': np.where(is_alpha, verdict, ''),
+                         'CI clears target': np.where(is_alpha, np.where(cleared, 'yes', 'no'), ''), 'note': t.note})
 
-    def _repr_html_(self)->str:
-        return f"<p><b>{self.title}</b>. {self.caption()}</p>" + self.display_table().to_html(index=False, na_rep='')
+@patch
+def _repr_html_(self:AgreementReport)->str:
+    head = f"<p><b>{html.escape(self.title)}</b>. {html.escape(self.caption())}</p>"
+    return head + self.display_table().to_html(index=False, na_rep='')
 
 # %% ../nbs/03_agreement.ipynb #4c87af06
 @patch
 def figure(self:AgreementReport):
-    "Plotly forest plot: alpha and its CI per row, with the target line."
+    "Plotly forest plot: alpha and kappa with their CIs per row, with the target line."
     import plotly.graph_objects as go
-    t = self.table[self.table.alpha.notna()]
-    fig = go.Figure(go.Scatter(
-        x=t.alpha, y=t.criterion + ' / ' + t.domain, mode='markers',
-        marker=dict(size=8, color=np.where(t.passes, 'seagreen', 'firebrick')),
-        error_x=dict(type='data', symmetric=False, array=t.ci_high - t.alpha, arrayminus=t.alpha - t.ci_low),
-        customdata=np.column_stack([t.n_units, t.ci_low, t.ci_high]),
-        hovertemplate='%{y}: alpha %{x:.3f} [%{customdata[1]:.3f}, %{customdata[2]:.3f}], %{customdata[0]} units<extra></extra>'))
-    fig.add_vline(x=self.target, line_dash='dash', line_color='grey', annotation_text=f'target {self.target:g}')
-    fig.update_layout(title=self.title, xaxis_title=f"Krippendorff's alpha ({self.level}), {self.ci:.0%} CI",
-                      yaxis=dict(autorange='reversed'), height=max(250, 24 * len(t) + 120), template='plotly_white',
-                      showlegend=False, margin=dict(l=10, r=10, t=50, b=40))
-    return fig
+    fig = go.Figure()
+    for stat, symbol in (('alpha', 'circle'), ('fleiss_kappa', 'diamond')):
+        t = self.table[(self.table.statistic == stat) & self.table.estimate.notna()]
+        passed = t.passes.fillna(False).astype(bool)
+        color = np.where(passed, 'seagreen', 'firebrick') if stat == 'alpha' else 'steelblue'
+        fig.add_scatter(x=t.estimate, y=t.criterion + ' / ' + t.domain, mode='markers', name=STATISTICS[stat],
+                        marker=dict(size=8, symbol=symbol, color=color),
+                        error_x=dict(type='data', symmetric=False, array=t.ci_high - t.estimate,
+                                     arrayminus=t.estimate - t.ci_low),
+                        customdata=np.column_stack([t.n_units, t.ci_low, t.ci_high, t.band]),
+                        hovertemplate=f'%{{y}}: {stat} %{{x:.3f}} [%{{customdata[1]:.3f}}, %{{customdata[2]:.3f}}], '
+                                      '%{customdata[3]}, %{customdata[0]} units<extra></extra>')
+    fig.add_vline(x=self.target, line_dash='dash', line_color='grey', annotation_text=f'target alpha {self.target:g}')
+    n = self.table[['criterion', 'domain']].drop_duplicates().shape[0]
+    return fig.update_layout(title=self.title, xaxis_title=f"agreement, {self.ci:.0%} CI",
+                             yaxis=dict(autorange='reversed'),
+                             height=max(250, 24 * n + 140), template='plotly_white',
+                             margin=dict(l=10, r=10, t=50, b=40),
+                             legend=dict(orientation='h', y=-0.15))
 
 # %% ../nbs/03_agreement.ipynb #d3cafaed
 def agreement_report(ratings:pd.DataFrame,  # long ratings table (item, annotator, criterion, likert|value)
                      prompts:pd.DataFrame|None=None, # id, domain: adds a row per criterion and domain
-                     level:str='interval',  # level of measurement
+                     level:str='interval',  # level of measurement of alpha
                      n_boot:int=1000,       # bootstrap resamples
                      ci:float=0.95,         # confidence level
                      target:float=0.6,      # alpha a criterion must reach
                      seed:int=0,            # seed of the resamples
                      criteria=None,         # criteria to report (default: all in the ratings, in order of appearance)
                      title:str='Inter-annotator agreement', # heading of the table and plot
+                     scale:str='1-5',       # Likert scale of a `likert` column
                     )->AgreementReport:
-    "Krippendorff's alpha with bootstrap CIs per criterion (and per domain)."
-    vcol = check_ratings(ratings)
+    "Krippendorff's alpha and Fleiss' kappa with bootstrap CIs per criterion (and per domain)."
+    vcol = check_ratings(ratings, scale=scale)
     _check_level(level)
     have = list(pd.unique(ratings['criterion']))
     for c in criteria or ():
-        if c not in have: raise DataError(f"unknown criterion {c!r} (the ratings have: {', '.join(map(str, have))})", field='criterion')
+        if c not in have:
+            raise DataError(f"unknown criterion {c!r} (the ratings have: {', '.join(map(str, have))})",
+                            field='criterion')
     dom = item_domains(ratings, prompts) if prompts is not None else None
-    rows = [r for c in (criteria or have) for r in _criterion_rows(ratings, vcol, c, dom, level, n_boot, ci, target, seed)]
+    rows = [r for c in (criteria or have)
+            for r in _criterion_rows(ratings, vcol, c, dom, level, n_boot, ci, target, seed)]
     return AgreementReport(pd.DataFrame(rows), level, n_boot, ci, target, title)
 
 # %% ../nbs/03_agreement.ipynb #8042f6fa
@@ -467,38 +608,45 @@ class AgreementConfig:
 
 def add_agreement_args(parser):
     "CLI options of the agreement stage."
-    parser.add_argument('--ratings', metavar='FILE', help='ratings table (.csv, .jsonl, .json or .parquet: item, annotator, criterion, likert) instead of the simulated campaign')
+    parser.add_argument('--ratings', metavar='FILE',
+                        help='ratings table (.csv, .jsonl, .json or .parquet: item, annotator, criterion, likert) '
+                        'instead of the simulated campaign')
 
 # %% ../nbs/03_agreement.ipynb #719f5b0c
 def _stage_ratings(run:Run, ctx:dict)->pd.DataFrame:
-    "The campaign's ratings: from the data stage, else from `--ratings FILE`."
+    "The campaign's ratings: from the data stage, else from `--ratings FILE` (on the run's rating scale)."
     if ctx.get('ratings') is not None: return ctx['ratings']
     f = getattr(ctx.get('args'), 'ratings', None)
     if f is None: raise DataError("no ratings to measure agreement on: run the data stage first or pass --ratings FILE")
     run.add_input(f)
-    return read_table(f, 'ratings')
+    return read_table(f, 'ratings', scale=ctx.get('rating_scale', '1-5'))
 
 def report_html(*reports:AgreementReport)->str:
-    "A self-contained HTML page with each report's table and forest plot."
-    parts = [f"<h2>{r.title}</h2>{r._repr_html_()}" + r.figure().to_html(full_html=False, include_plotlyjs=i == 0) for i, r in enumerate(reports)]
-    return "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Agreement</title></head><body>" + ''.join(parts) + "</body></html>"
+    "A self-contained HTML page with each report's table (alpha, kappa, CIs, bands) and forest plot."
+    parts = [f"<h2>{r.title}</h2>{r._repr_html_()}" + r.figure().to_html(full_html=False, include_plotlyjs=i == 0)
+             for i, r in enumerate(reports)]
+    head = "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Agreement</title></head><body>"
+    return head + ''.join(parts) + "</body></html>"
 
 # %% ../nbs/03_agreement.ipynb #795432d0
 def run_agreement(run:Run, cfg:AgreementConfig, ctx:dict):
-    "The agreement stage: quorum, review queue and alpha with CIs per criterion and domain."
-    ratings, seed = _stage_ratings(run, ctx), ctx.get('seed', 0)
-    kept, below = quorum_split(ratings, cfg.quorum)
-    queue = review_queue(kept, cfg.spread_threshold, cfg.spread)
+    "The agreement stage: quorum, review queue, and alpha and kappa with CIs per criterion and domain."
+    ratings, seed, scale = _stage_ratings(run, ctx), ctx.get('seed', 0), ctx.get('rating_scale', '1-5')
+    kept, below = quorum_split(ratings, cfg.quorum, scale)
+    queue = review_queue(kept, cfg.spread_threshold, cfg.spread, scale)
     prompts = ctx.get('prompts')
-    rep = agreement_report(kept, prompts, cfg.level, cfg.n_boot, cfg.ci, cfg.target, seed, title='Annotation campaign')
+    rep = agreement_report(kept, prompts, cfg.level, cfg.n_boot, cfg.ci, cfg.target, seed, title='Annotation campaign',
+                           scale=scale)
     reports = [rep]
     if ctx.get('squality') is not None:
-        reports.append(agreement_report(ctx['squality'], None, cfg.level, cfg.n_boot, cfg.ci, cfg.target, seed, title='SQuALITY human evaluation'))
+        reports.append(agreement_report(ctx['squality'], None, cfg.level, cfg.n_boot, cfg.ci, cfg.target, seed,
+                                        title='SQuALITY human evaluation'))
         ctx['agreement_squality'] = reports[-1]
     table = pd.concat([r.table.assign(dataset=r.title) for r in reports], ignore_index=True)
-    for name, df in [('agreement.csv', table), ('below_quorum.csv', below), ('review_queue.csv', queue)]: write_csv(df, run.path('agreement', name))
+    for name, df in [('agreement.csv', table), ('below_quorum.csv', below), ('review_queue.csv', queue)]:
+        write_csv(df, run.path('agreement', name))
     write_text(run.path('agreement', 'report.html'), report_html(*reports))
     ctx.update(agreement=rep, ratings_quorum=kept, below_quorum=below, review_queue=queue)
 
-STAGE = Stage('agree', 'Inter-annotator agreement with bootstrap CIs, quorum and disagreement flags.', 'agreement',
-              AgreementConfig, run_agreement, needs=('data',), add_args=add_agreement_args)
+STAGE = Stage('agree', 'Inter-annotator agreement (alpha, kappa) with bootstrap CIs, quorum and disagreement flags.',
+              'agreement', AgreementConfig, run_agreement, needs=('data',), add_args=add_agreement_args)

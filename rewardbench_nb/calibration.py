@@ -18,6 +18,7 @@ from scipy.special import expit, log_expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import brier_score_loss, log_loss
 from .core import *
+from .reward_model import RewardModel
 from .data import load_pairs, pair_file, pair_set, read_table, row_splits
 
 # %% auto #0
@@ -28,7 +29,8 @@ __all__ = ['METHODS', 'STAGE', 'check_margins', 'check_labels', 'check_probs', '
 # %% ../nbs/06_calibration.ipynb #935430dc
 def _numbers(values, field:str)->np.ndarray:
     "`values` as a 1-d float array; DataError naming the first value that is not a finite number."
-    if isinstance(values, (str, bytes)): raise DataError("expected a sequence of numbers, got a single string", field=field)
+    if isinstance(values, (str, bytes)):
+        raise DataError("expected a sequence of numbers, got a single string", field=field)
     vals = values if isinstance(values, np.ndarray) and values.dtype != object else list(values)
     if isinstance(vals, list):
         i = next((i for i, v in enumerate(vals) if not isinstance(v, (int, float, np.number, np.bool_))), None)
@@ -40,10 +42,12 @@ def _numbers(values, field:str)->np.ndarray:
     if len(bad): raise DataError(f"expected a finite number, got {x[bad[0]]}", line=int(bad[0]) + 1, field=field)
     return x
 
+# %% ../nbs/06_calibration.ipynb #d7d52d43
 def check_margins(margins)->np.ndarray:
     "Margins as a 1-d float array of finite numbers; DataError otherwise."
     return _numbers(margins, 'margins')
 
+# %% ../nbs/06_calibration.ipynb #129e8ee3
 def check_labels(labels, n:int)->np.ndarray:
     "Labels as a 0/1 int array of length `n`; DataError otherwise."
     y = _numbers(labels, 'labels')
@@ -52,11 +56,13 @@ def check_labels(labels, n:int)->np.ndarray:
     if len(bad): raise DataError(f"expected 0 or 1, got {y[bad[0]]:g}", line=int(bad[0]) + 1, field='labels')
     return y.astype(int)
 
+# %% ../nbs/06_calibration.ipynb #c2202715
 def check_probs(probs)->np.ndarray:
     "Probabilities as a 1-d float array in [0, 1]; DataError otherwise."
     p = _numbers(probs, 'probs')
     bad = np.flatnonzero((p < 0) | (p > 1))
-    if len(bad): raise DataError(f"expected a probability in [0, 1], got {p[bad[0]]:g}", line=int(bad[0]) + 1, field='probs')
+    if len(bad):
+        raise DataError(f"expected a probability in [0, 1], got {p[bad[0]]:g}", line=int(bad[0]) + 1, field='probs')
     return p
 
 # %% ../nbs/06_calibration.ipynb #e33c6051
@@ -75,10 +81,12 @@ def pref_prob(margins,             # signed margins
     "P(first response preferred) = sigmoid(margin / T)."
     return expit(check_margins(margins) / temperature)
 
+# %% ../nbs/06_calibration.ipynb #6c2a5f32
 def _nll_log_t(log_t:float, m:np.ndarray, y:np.ndarray)->float:
     z = m / math.exp(log_t)
     return -float(np.mean(np.where(y == 1, log_expit(z), log_expit(-z))))
 
+# %% ../nbs/06_calibration.ipynb #73444477
 def fit_temperature(margins,                # signed margins of the validation pairs
                     labels,                 # 1 if the first response is the chosen one, else 0
                     bounds:tuple=(1e-4, 1e4), # smallest and largest temperature searched
@@ -116,6 +124,7 @@ def reliability_bins(probs,          # P(label 1) of each pair
                            confidence=conf, accuracy=acc, gap=np.abs(acc - conf)))
     return df[(df.bin < n_bins) | (df['count'] > 0)].reset_index(drop=True)
 
+# %% ../nbs/06_calibration.ipynb #22778829
 def ece(probs, labels, n_bins:int=15)->float:
     "Expected calibration error: count-weighted mean |accuracy - confidence| over equal-width bins."
     b = reliability_bins(probs, labels, n_bins)
@@ -125,6 +134,7 @@ def mce(probs, labels, n_bins:int=15)->float:
     "Maximum calibration error: the largest |accuracy - confidence| of a non-empty bin."
     return float(reliability_bins(probs, labels, n_bins).gap.max())
 
+# %% ../nbs/06_calibration.ipynb #1ebc3417
 def brier(probs, labels)->float:
     "Brier score: mean squared error of the probability."
     p = check_probs(probs); return float(brier_score_loss(check_labels(labels, len(p)), p))
@@ -136,10 +146,13 @@ def nll(probs, labels)->float:
 # %% ../nbs/06_calibration.ipynb #a6accaae
 METHODS = ('uncalibrated', 'temperature', 'isotonic')
 
+# %% ../nbs/06_calibration.ipynb #a63476cb
 def calibration_metrics(probs, labels, n_bins:int=15)->dict:
     "ECE, MCE, Brier and NLL of `probs` against `labels`."
-    return dict(ece=ece(probs, labels, n_bins), mce=mce(probs, labels, n_bins), brier=brier(probs, labels), nll=nll(probs, labels))
+    return dict(ece=ece(probs, labels, n_bins), mce=mce(probs, labels, n_bins),
+                brier=brier(probs, labels), nll=nll(probs, labels))
 
+# %% ../nbs/06_calibration.ipynb #ceda878f
 def _accuracy(m:np.ndarray, y:np.ndarray)->float:
     "Share of pairs ranked right (strictly: a zero margin is wrong)."
     return float(np.mean(np.where(y == 1, m > 0, m < 0)))
@@ -172,7 +185,8 @@ def domain_table(report:CalibrationReport, margins, labels,
                 )->pd.DataFrame:
     "Pairs, accuracy, and ECE and Brier of each method, per domain (and over all pairs)."
     m = check_margins(margins); y = check_labels(labels, len(m)); d = np.asarray(list(domains), dtype=object)
-    if len(d) != len(m): raise DataError(f"{len(d)} domains for {len(m)} pairs: expected one domain per pair", field='domains')
+    if len(d) != len(m):
+        raise DataError(f"{len(d)} domains for {len(m)} pairs: expected one domain per pair", field='domains')
     rows = []
     for name in [*sorted(set(d)), 'all']:
         k = np.ones(len(m), bool) if name == 'all' else d == name
@@ -183,6 +197,7 @@ def domain_table(report:CalibrationReport, margins, labels,
         rows.append(row)
     return pd.DataFrame(rows)
 
+# %% ../nbs/06_calibration.ipynb #2321b6e8
 def calibrate(fit_margins,          # signed margins of the validation pairs
               fit_labels,           # their labels (1 = first response is the chosen one)
               test_margins,         # signed margins of the test pairs
@@ -205,24 +220,32 @@ def calibrate(fit_margins,          # signed margins of the validation pairs
 # %% ../nbs/06_calibration.ipynb #43e8cae3
 _COLORS = dict(uncalibrated='#636efa', temperature='#ef553b', isotonic='#00cc96')
 
+# %% ../nbs/06_calibration.ipynb #f078c8eb
 def reliability_diagram(bins:pd.DataFrame,  # `reliability_bins` output with a `method` column
                         title:str='Reliability diagram',
                        )->go.Figure:
     "Accuracy against confidence per bin and method, with per-bin counts below."
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.06)
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode='lines', line=dict(dash='dash', color='grey'), name='perfect calibration'), row=1, col=1)
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode='lines', line=dict(dash='dash', color='grey'),
+                             name='perfect calibration'), row=1, col=1)
     for meth, g in bins[bins['count'] > 0].groupby('method', sort=False):
         c, cd = _COLORS.get(meth), np.c_[g['count'], g.lo, g.hi]
-        fig.add_trace(go.Scatter(x=g.confidence, y=g.accuracy, mode='lines+markers', name=meth, legendgroup=meth, line=dict(color=c),
-                                 customdata=cd, hovertemplate='bin [%{customdata[1]:.3f}, %{customdata[2]:.3f})<br>confidence %{x:.3f}'
-                                 '<br>accuracy %{y:.3f}<br>%{customdata[0]} pairs'), row=1, col=1)
-        fig.add_trace(go.Bar(x=(g.lo + g.hi) / 2, y=g['count'], name=meth, legendgroup=meth, showlegend=False, marker_color=c,
-                             opacity=0.7, hovertemplate='%{y} pairs'), row=2, col=1)
-    fig.update_layout(title=title, barmode='group', height=560, width=640, template='plotly_white', legend=dict(x=0.02, y=0.98))
-    fig.update_xaxes(range=[0, 1], row=1, col=1); fig.update_xaxes(range=[0, 1], title='mean predicted probability (confidence)', row=2, col=1)
-    fig.update_yaxes(range=[0, 1], title='share preferred (accuracy)', row=1, col=1); fig.update_yaxes(title='pairs', row=2, col=1)
+        fig.add_trace(go.Scatter(x=g.confidence, y=g.accuracy, mode='lines+markers', name=meth, legendgroup=meth,
+                                 line=dict(color=c), customdata=cd,
+                                 hovertemplate='bin [%{customdata[1]:.3f}, %{customdata[2]:.3f})<br>'
+                                               'confidence %{x:.3f}<br>accuracy %{y:.3f}<br>%{customdata[0]} pairs'),
+                      row=1, col=1)
+        fig.add_trace(go.Bar(x=(g.lo + g.hi) / 2, y=g['count'], name=meth, legendgroup=meth, showlegend=False,
+                             marker_color=c, opacity=0.7, hovertemplate='%{y} pairs'), row=2, col=1)
+    fig.update_layout(title=title, barmode='group', height=560, width=640, template='plotly_white',
+                      legend=dict(x=0.02, y=0.98))
+    fig.update_xaxes(range=[0, 1], row=1, col=1)
+    fig.update_xaxes(range=[0, 1], title='mean predicted probability (confidence)', row=2, col=1)
+    fig.update_yaxes(range=[0, 1], title='share preferred (accuracy)', row=1, col=1)
+    fig.update_yaxes(title='pairs', row=2, col=1)
     return fig
 
+# %% ../nbs/06_calibration.ipynb #791e010d
 @patch
 def figure(self:CalibrationReport)->go.Figure:
     "The reliability diagram of the test pairs."
@@ -233,15 +256,18 @@ def figure(self:CalibrationReport)->go.Figure:
 def to_dict(self:CalibrationReport)->dict:
     "The report as plain JSON-able data."
     rec = lambda df: df.to_dict('records')
-    return dict(temperature=self.temperature, accuracy=self.accuracy, n_fit=self.n_fit, n_test=self.n_test, n_bins=self.n_bins,
+    return dict(temperature=self.temperature, accuracy=self.accuracy,
+                n_fit=self.n_fit, n_test=self.n_test, n_bins=self.n_bins,
                 isotonic=dict(x=self.isotonic.X_thresholds_.tolist(), y=self.isotonic.y_thresholds_.tolist()),
                 metrics=rec(self.metrics), per_domain=rec(self.per_domain), bins=rec(self.bins))
 
+# %% ../nbs/06_calibration.ipynb #ba8ad5a8
 @patch
 def _repr_html_(self:CalibrationReport)->str:
     fmt = lambda df: df.to_html(index=False, float_format=lambda v: f'{v:.4f}', border=0)
-    return (f"<h4>Calibration of reward margins</h4><p>Fitted on {self.n_fit} validation pairs, measured on {self.n_test} test pairs "
-            f"({self.n_bins} bins). Temperature T = {self.temperature:.4g}; accuracy {self.accuracy:.3f} (unchanged by calibration).</p>"
+    return (f"<h4>Calibration of reward margins</h4><p>Fitted on {self.n_fit} validation pairs, "
+            f"measured on {self.n_test} test pairs ({self.n_bins} bins). Temperature T = {self.temperature:.4g}; "
+            f"accuracy {self.accuracy:.3f} (unchanged by calibration).</p>"
             f"{fmt(self.metrics)}<h5>Per domain</h5>{fmt(self.per_domain)}")
 
 # %% ../nbs/06_calibration.ipynb #9b5f92d0
@@ -251,7 +277,8 @@ class CalibrationConfig:
     dataset:str = 'hh-rlhf-harmless'  # pair set whose splits are used (split column, or by prompt hash)
     fit_split:str = 'validation'      # split the temperature and isotonic map are fitted on
     test_split:str = 'test'           # split they are measured on
-    transfer_sets:list = field(default_factory=lambda: ['mtbench-human', 'judgebench-gpt4o'])  # more shipped sets measured per domain (calibration under shift)
+    # more shipped sets measured per domain (calibration under shift)
+    transfer_sets:list = field(default_factory=lambda: ['mtbench-human', 'judgebench-gpt4o'])
     n_bins:int = 15                   # equal-width bins of ECE / MCE and the diagram
     max_pairs:int = 0                 # at most this many pairs per split and set, seeded sample (0 = all)
     quick_pairs:int = 32              # pairs per split and set under --quick
@@ -260,40 +287,49 @@ class CalibrationConfig:
 # %% ../nbs/06_calibration.ipynb #cc86771d
 def add_args(parser):
     "The options of `rbnb calibrate`."
-    parser.add_argument('--calib-model', dest='calib_model', metavar='DIR', help='calibrate: a saved reward-model folder instead of the one train-rm trained')
+    parser.add_argument('--calib-model', dest='calib_model', metavar='DIR',
+                        help='calibrate: a saved reward-model folder instead of the one train-rm trained')
     parser.add_argument('--calib-pairs', dest='calib_pairs', metavar='FILE',
-                        help='calibrate: a Pairs file (CSV, JSONL, JSON or Parquet) to fit and measure on, split by its `split` column or by prompt hash')
+                        help='calibrate: a Pairs file (CSV, JSONL, JSON or Parquet) to fit and measure on, '
+                             'split by its `split` column or by prompt hash')
 
+# %% ../nbs/06_calibration.ipynb #7834795b
 def _stage_model(ctx:dict):
     "(reward model, its folder or None) from --calib-model or ctx['reward_model']."
     f = getattr(ctx.get('args'), 'calib_model', None)
     if f:
-        from rewardbench_nb.reward_model import RewardModel
         return RewardModel.load(f), Path(f)
-    if ctx.get('reward_model') is None: raise RBError("calibrate: no reward model: run train-rm first (rbnb run), or pass --calib-model DIR")
+    if ctx.get('reward_model') is None:
+        raise RBError("calibrate: no reward model: run train-rm first (rbnb run), or pass --calib-model DIR")
     return ctx['reward_model'], None
 
+# %% ../nbs/06_calibration.ipynb #ff877ab6
 def _pair_set(name:str, ctx:dict)->tuple:
     "(table, source file) of a shipped pair set, from ctx['pairs'] when the data stage loaded it."
     return pair_set(name, ctx), pair_file(name)
 
+# %% ../nbs/06_calibration.ipynb #6587caf7
 def _sample(df:pd.DataFrame, n:int, seed:int)->pd.DataFrame:
     return df if not n or len(df) <= n else df.sample(n, random_state=seed).sort_index()
 
 # %% ../nbs/06_calibration.ipynb #b715bf31
 def _stage_tables(cfg:CalibrationConfig, ctx:dict)->tuple:
     "(fit, test, {transfer set: table}, input files) for the stage."
-    f, n, seed = getattr(ctx.get('args'), 'calib_pairs', None), cfg.quick_pairs if ctx.get('quick') else cfg.max_pairs, ctx.get('seed', 0)
+    f, n, seed = (getattr(ctx.get('args'), 'calib_pairs', None),
+                  cfg.quick_pairs if ctx.get('quick') else cfg.max_pairs, ctx.get('seed', 0))
     df, src = (read_table(f, 'pairs'), Path(f)) if f else _pair_set(cfg.dataset, ctx)
     split = row_splits(df)
     fit, test = (_sample(df[split == s], n, seed) for s in (cfg.fit_split, cfg.test_split))
     for s, t in ((cfg.fit_split, fit), (cfg.test_split, test)):
-        if not len(t): raise DataError(f"no pairs in split '{s}' (expected train/validation/test in column 'split', or set calibration.{'fit' if s == cfg.fit_split else 'test'}_split)", src)
+        if not len(t):
+            raise DataError(f"no pairs in split '{s}' (expected train/validation/test in column 'split', "
+                            f"or set calibration.{'fit' if s == cfg.fit_split else 'test'}_split)", src)
     transfer, inputs = {}, [src]
     for name in cfg.transfer_sets:
         t, p = _pair_set(name, ctx)
         if len(t) and isinstance(t.chosen.iloc[0], (list, tuple, np.ndarray)):
-            raise ConfigError(f"calibration.transfer_sets: '{name}' holds style variants per pair; expected a two-response pair set")
+            raise ConfigError(f"calibration.transfer_sets: '{name}' holds style variants per pair; "
+                              "expected a two-response pair set")
         transfer[name] = _sample(t, n, seed); inputs.append(p)
     return fit, test, transfer, inputs
 
@@ -305,6 +341,7 @@ def _write_artifacts(run:Run, rep:CalibrationReport, pairs:pd.DataFrame):
         write_text(run.path('calibration', f'{name}.csv'), df.to_csv(index=False))
     write_text(run.path('calibration', 'reliability.json'), rep.figure().to_json())
 
+# %% ../nbs/06_calibration.ipynb #a7ba8355
 def run_calibration(run:Run, cfg:CalibrationConfig, ctx:dict):
     "Stage `calibrate`: fit on validation margins, measure on test and transfer sets, write calibration/."
     rm, model_dir = _stage_model(ctx)
@@ -319,9 +356,12 @@ def run_calibration(run:Run, cfg:CalibrationConfig, ctx:dict):
     role = allp.role.to_numpy(); f, t = role == 'fit', role == 'test'
     rep = calibrate(m[f], y[f], m[t], y[t], allp.domain[t], cfg.n_bins)
     rep.per_domain = domain_table(rep, m[~f], y[~f], allp.domain[~f])
-    out = allp[['id', 'set', 'role', 'domain']].assign(margin=m, first_is_chosen=y, **{f'p_{k}': rep.probs(m, k) for k in METHODS})
+    out = allp[['id', 'set', 'role', 'domain']].assign(margin=m, first_is_chosen=y,
+                                                        **{f'p_{k}': rep.probs(m, k) for k in METHODS})
     _write_artifacts(run, rep, out)
     ctx['calibration'] = rep
 
-STAGE = Stage('calibrate', 'Fit temperature / isotonic calibration on validation margins; ECE, MCE, Brier, NLL, reliability diagram.',
+# %% ../nbs/06_calibration.ipynb #ab7c39aa
+STAGE = Stage('calibrate', 'Fit temperature / isotonic calibration on validation margins; '
+                           'ECE, MCE, Brier, NLL, reliability diagram.',
               'calibration', CalibrationConfig, run_calibration, needs=('train-rm',), add_args=add_args)

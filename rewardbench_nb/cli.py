@@ -27,7 +27,8 @@ def load_stages(names=None)->dict:
     while todo:
         name = todo.pop()
         if name in found: continue
-        if name not in STAGE_MODULES: raise ConfigError(f"unknown stage '{name}' (expected one of: {', '.join(STAGE_MODULES)})")
+        if name not in STAGE_MODULES:
+            raise ConfigError(f"unknown stage '{name}' (expected one of: {', '.join(STAGE_MODULES)})")
         found[name] = importlib.import_module(f'rewardbench_nb.{STAGE_MODULES[name]}').STAGE
         todo += found[name].needs
     return {n: found[n] for n in STAGE_MODULES if n in found}
@@ -53,6 +54,7 @@ class Interrupted(KeyboardInterrupt):
     "The run was stopped by a signal (SIGINT or SIGTERM)."
     def __init__(self, signum:int): self.signum = signum; super().__init__(signal.Signals(signum).name)
 
+# %% ../nbs/90_cli.ipynb #85a6c451
 @contextmanager
 def stop_on_signals():
     "Turn SIGINT and SIGTERM into `Interrupted` inside the block (main thread only), so the run can write its manifest."
@@ -68,6 +70,7 @@ def default_config_dir():
     "`configs/` of the current folder when present, else None (the built-in defaults)."
     return Path('configs') if Path('configs').is_dir() else None
 
+# %% ../nbs/90_cli.ipynb #c09a29dd
 def _run_plan(run:Run, plan:list, stages:dict, cfg:dict, ctx:dict, progress:bool):
     "Run each stage of `plan`; the manifest says complete, failed or interrupted."
     try:
@@ -108,28 +111,34 @@ def run_pipeline(targets,            # stage names; their needs run first
 # %% ../nbs/90_cli.ipynb #a85e4690
 def _common(p):
     g = p.add_argument_group('run options')
-    g.add_argument('--config-dir', default=None, help='folder of <section>.toml config files (default: ./configs if present)')
+    g.add_argument('--config-dir', default=None,
+                   help='folder of <section>.toml config files (default: ./configs if present)')
     g.add_argument('--set', dest='overrides', action='append', default=[], metavar='SECTION.KEY=VALUE',
                    help='override one config value, e.g. --set curation.threshold=0.7 (repeatable)')
     g.add_argument('--seed', type=int, default=None, help='seed for every stage (default: run.seed)')
-    g.add_argument('--quick', action='store_true', default=None, help='toy sizes: the whole pipeline in about two minutes')
+    g.add_argument('--quick', action='store_true', default=None,
+                   help='toy sizes: the whole pipeline in about two minutes')
     g.add_argument('--runs-dir', default=None, help='where run folders go (default: runs/)')
     g.add_argument('--run-id', default=None, help='name of the run folder (default: a timestamp)')
     g.add_argument('--quiet', action='store_true', help='no progress bars')
 
+# %% ../nbs/90_cli.ipynb #588d3fcf
 def make_parser(stages:dict)->argparse.ArgumentParser:
     "The `rbnb` argument parser: `run` plus one subcommand per stage."
-    p = argparse.ArgumentParser(prog='rbnb', description='rewardbench_nb: from human ratings to a validated reward model.')
+    p = argparse.ArgumentParser(prog='rbnb',
+                                description='rewardbench_nb: from human ratings to a validated reward model.')
     p.add_argument('--version', action='version', version=f'rewardbench_nb {rewardbench_nb.__version__}')
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
     r = sub.add_parser('run', help='run the whole pipeline on the shipped data', conflict_handler='resolve',
-                       description='Run every stage, in order. Stage options below replace that stage\'s default inputs.')
+                       description='Run every stage, in order. '
+                                   'Stage options below replace that stage\'s default inputs.')
     r.add_argument('--until', choices=list(stages), help='stop after this stage')
     _common(r)
     for s in stages.values():
         if s.add_args: s.add_args(r.add_argument_group(f'{s.name} options'))
     for s in stages.values():
-        sp = sub.add_parser(s.name, help=s.help, description=s.help + (f" Runs first: {', '.join(s.needs)}." if s.needs else ''))
+        sp = sub.add_parser(s.name, help=s.help,
+                            description=s.help + (f" Runs first: {', '.join(s.needs)}." if s.needs else ''))
         _common(sp)
         if s.add_args: s.add_args(sp)
     return p
@@ -137,11 +146,14 @@ def make_parser(stages:dict)->argparse.ArgumentParser:
 # %% ../nbs/90_cli.ipynb #a0ece54b
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     "Our own warnings as one line on stderr; everyone else's as Python shows them."
-    if not category.__module__.startswith('rewardbench_nb'): return _PLAIN_WARNING(message, category, filename, lineno, file, line)
+    if not category.__module__.startswith('rewardbench_nb'):
+        return _PLAIN_WARNING(message, category, filename, lineno, file, line)
     print(f'rbnb: warning: {message}', file=file or sys.stderr)
 
+# %% ../nbs/90_cli.ipynb #74674f9d
 _PLAIN_WARNING = warnings.showwarning
 
+# %% ../nbs/90_cli.ipynb #239b230f
 def main(argv=None)->int:
     "Entry point of the `rbnb` console script."
     warnings.showwarning = _show_warning

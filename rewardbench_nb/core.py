@@ -25,6 +25,7 @@ class RBError(Exception):
 
 class ConfigError(RBError): "A config file or override is wrong."
 
+# %% ../nbs/00_core.ipynb #5d8fe695
 class DataError(RBError):
     "Bad input data, located by file, line/row and field."
     def __init__(self, msg:str,       # what is wrong and what was expected
@@ -60,6 +61,9 @@ class RunConfig:
 
 # %% ../nbs/00_core.ipynb #7bb37ac6
 def _check_type(value, typ, where):
+    if isinstance(typ, str) and typ.replace(' ', '').endswith('|None'):  # optional key: None is "unset", else the type
+        if value is None: return value
+        typ = typ.replace(' ', '')[:-len('|None')]
     typ = {'int':int, 'float':float, 'str':str, 'bool':bool, 'list':list}.get(typ, typ) if isinstance(typ, str) else typ
     if typ is float and isinstance(value, int) and not isinstance(value, bool): return float(value)
     if typ in (int,float,str,bool,list) and not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
@@ -84,6 +88,7 @@ def read_toml(path)->dict:
     try: return tomllib.loads(path.read_text(encoding='utf-8'))
     except tomllib.TOMLDecodeError as e: raise ConfigError(f"{path}: not valid TOML ({e})") from None
 
+# %% ../nbs/00_core.ipynb #1d3e1bf1
 def parse_override(text:str)->tuple[str,str,object]:
     "Split `section.key=value` into its parts, reading value as TOML."
     if '=' not in text or '.' not in text.split('=',1)[0]:
@@ -94,6 +99,7 @@ def parse_override(text:str)->tuple[str,str,object]:
     except tomllib.TOMLDecodeError: value = raw.strip()
     return section, key, value
 
+# %% ../nbs/00_core.ipynb #f5a82976
 def load_config(config_dir=None,      # folder of `<section>.toml` files; None = built-in defaults only
                 overrides=(),         # `section.key=value` strings, applied last
                )->dict:
@@ -139,6 +145,7 @@ def atomic_path(path, # final destination of a file or folder
         if tmp.is_dir(): import shutil; shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists(): tmp.unlink()
 
+# %% ../nbs/00_core.ipynb #c9740bd7
 def write_text(path, text:str)->Path:
     "Write `text` to `path` atomically."
     with atomic_path(path) as tmp: Path(tmp).write_text(text, encoding='utf-8')
@@ -161,7 +168,8 @@ def code_version()->dict:
     root, version = Path(spec.origin).resolve().parent.parent, metadata.version('rewardbench_nb')
     commit = _git(root, 'rev-parse', 'HEAD') if (root/'.git').exists() else None
     if commit is None: return dict(source='package', version=version)
-    return dict(source='git', commit=commit, dirty=bool(_git(root, 'status', '--porcelain', '--untracked-files=no')), version=version)
+    dirty = bool(_git(root, 'status', '--porcelain', '--untracked-files=no'))
+    return dict(source='git', commit=commit, dirty=dirty, version=version)
 
 # %% ../nbs/00_core.ipynb #38016f93
 def sha256_file(path)->str:
@@ -171,6 +179,7 @@ def sha256_file(path)->str:
         for chunk in iter(lambda: f.read(1<<20), b''): h.update(chunk)
     return h.hexdigest()
 
+# %% ../nbs/00_core.ipynb #8491279a
 TRACKED_PACKAGES = ('rewardbench_nb','numpy','pandas','scipy','statsmodels','scikit-learn','torch','transformers',
                     'trl','datasets','accelerate','datasketch','plotly','ipywidgets')
 
@@ -234,11 +243,13 @@ def _outputs(run:Run)->dict:
 def manifest(run:Run, status:str='complete', error:str|None=None)->dict:
     "The manifest of `run` as a dict."
     return dict(run_id=run.id, status=status, error=error, stage=run.current, seed=run.seed, config=run.config,
-                code=code_version(), versions=package_versions(), platform=platform.platform(), argv=sys.argv, records=run.records,
+                code=code_version(), versions=package_versions(), platform=platform.platform(), argv=sys.argv,
+                records=run.records,
                 started=dt.datetime.fromtimestamp(run.started).isoformat(timespec='seconds'),
                 total_seconds=round(time.time() - run.started, 3), timings=run.timings,
                 inputs=run.inputs, outputs=_outputs(run))
 
+# %% ../nbs/00_core.ipynb #bd35618b
 @patch
 def finish(self:Run, status:str='complete', error:str|None=None)->Path:
     "Write `manifest.json` (atomically) and return its path."

@@ -6,7 +6,7 @@ Docs: https://rewardbench-nb.github.io/rewardbench_nb/curation.html.md"""
 
 # %% ../nbs/02_curation.ipynb #d904dae0
 from __future__ import annotations
-import datetime as dt, gc, hashlib, math, re, time, unicodedata
+import datetime as dt, gc, hashlib, math, time
 from contextlib import contextmanager
 from dataclasses import dataclass, asdict
 from itertools import combinations
@@ -17,68 +17,40 @@ from scipy.cluster.hierarchy import DisjointSet
 from datasketch import MinHash, LeanMinHash, MinHashLSH
 from fastcore.basics import patch
 import rewardbench_nb
-from .core import RBError, DataError, ConfigError, Stage, Run, atomic_path, write_text, write_json, sha256_file, table_sha256
+from .core import (RBError, DataError, ConfigError, Stage, Run, atomic_path, write_text, write_json,
+                                 sha256_file, table_sha256)
+from .text import normalise_text, text_key, shingle_list, shingles, jaccard_sets, jaccard
+from .data import read_table, validate
 
 # %% auto #0
-__all__ = ['PROMPT_COLUMNS', 'SPLIT_ORDER', 'STAGE', 'normalise_text', 'text_key', 'exact_duplicates', 'shingles', 'jaccard',
-           'shingle_hash', 'minhash_signatures', 'lsh_params', 'near_duplicates', 'pair_scores', 'true_clusters',
-           'check_prompts', 'Dedup', 'dedup', 'md_table', 'stratified_split', 'holdout_domains', 'make_splits',
-           'write_splits', 'population_p', 'Audit', 'audit', 'provenance', 'dataset_card', 'CurationConfig', 'Curation',
-           'curate', 'read_prompts', 'run_curation']
-
-# %% ../nbs/02_curation.ipynb #fa1a272f
-_PUNCT = re.compile(r'[^\w\s]')
-
-def normalise_text(text:str, # any text
-                  )->str:    # NFKC, lowercased, punctuation stripped, whitespace collapsed
-    "The form of `text` that duplicate detection compares."
-    return ' '.join(_PUNCT.sub('', unicodedata.normalize('NFKC', text).lower()).split())
-
-def text_key(text:str)->str:
-    "Hex BLAKE2b-128 hash of the normalised `text`."
-    return hashlib.blake2b(normalise_text(text).encode('utf-8'), digest_size=16).hexdigest()
+__all__ = ['PROMPT_COLUMNS', 'SPLIT_ORDER', 'STAGE', 'exact_duplicates', 'shingle_hash', 'minhash_signatures', 'lsh_params',
+           'near_duplicates', 'pair_scores', 'true_clusters', 'check_prompts', 'Dedup', 'dedup', 'md_table',
+           'stratified_split', 'holdout_domains', 'make_splits', 'write_splits', 'population_p', 'Audit', 'audit',
+           'provenance', 'dataset_card', 'CurationConfig', 'Curation', 'curate', 'run_curation']
 
 # %% ../nbs/02_curation.ipynb #73d9a169
 def _check_texts(texts)->list:
     texts = list(texts)
     for i,t in enumerate(texts):
-        if not isinstance(t, str): raise DataError(f"expected a string, got {type(t).__name__} ({t!r})", line=i+1, field='text')
+        if not isinstance(t, str):
+            raise DataError(f"expected a string, got {type(t).__name__} ({t!r})", line=i+1, field='text')
     return texts
 
 def _first_positions(keys)->np.ndarray:
     first = {}
     return np.array([first.setdefault(k, i) for i,k in enumerate(keys)], dtype=np.int64)
 
+# %% ../nbs/02_curation.ipynb #a21e37c0
 def exact_duplicates(texts, # sequence of strings
                     )->list[int]: # cluster id per text: position of the first text with the same normalised hash
     "Cluster exact duplicates (after `normalise_text`)."
     return _first_positions(map(text_key, _check_texts(texts))).tolist()
 
-# %% ../nbs/02_curation.ipynb #37c32135
-def _shingle_list(norm:str, k:int)->list[str]:
-    if len(norm) < k: return [norm] if norm else []
-    return [norm[i:i+k] for i in range(len(norm) - k + 1)]
-
-def shingles(text:str, # any text (normalised first)
-             k:int=5,  # characters per shingle
-            )->set[str]:
-    "The set of character `k`-grams of the normalised `text`."
-    return set(_shingle_list(normalise_text(text), k))
-
-def _jaccard_sets(a:set, b:set)->float:
-    if not a and not b: return 1.0
-    return len(a & b) / len(a | b)
-
-def jaccard(a:str, b:str, # two texts
-            k:int=5,       # characters per shingle
-           )->float:
-    "Exact Jaccard similarity of the `k`-shingle sets of two texts."
-    return _jaccard_sets(shingles(a, k), shingles(b, k))
-
 # %% ../nbs/02_curation.ipynb #ccde62f5
 _MUL = 0x9E3779B97F4A7C15  # odd 64-bit multiplier of the polynomial shingle hash
 _MASK64 = (1 << 64) - 1
 
+# %% ../nbs/02_curation.ipynb #be2b4b60
 def shingle_hash(s:str, # one shingle
                 )->int: # 32-bit hash (64-bit polynomial of the code points, folded)
     "The 32-bit hash of one shingle (the same number the vectorised path computes)."
@@ -110,6 +82,7 @@ def _permutations(num_perm:int, seed:int)->tuple[np.ndarray, np.ndarray]:
     a, b = MinHash(num_perm=num_perm, seed=seed, scheme='affine32').permutations
     return a.astype(np.uint32), b.astype(np.uint32)
 
+# %% ../nbs/02_curation.ipynb #f13e9a99
 def _minhash_block(hv, counts, a, b)->np.ndarray:
     "Signatures (texts with at least one shingle) from their shingle hashes."
     block = a[:, None] * _fmix32(hv)[None, :]
@@ -135,9 +108,10 @@ def _signatures_numpy(norms, num_perm, k, seed, chunk=16_000)->np.ndarray:
     return sig
 
 def _signatures_datasketch(norms, num_perm, k, seed)->np.ndarray:
-    mhs = MinHash.bulk((_shingle_list(t, k) for t in norms), num_perm=num_perm, seed=seed, hashfunc=shingle_hash)
+    mhs = MinHash.bulk((shingle_list(t, k) for t in norms), num_perm=num_perm, seed=seed, hashfunc=shingle_hash)
     return np.stack([m.hashvalues for m in mhs]) if mhs else np.empty((0, num_perm), np.uint32)
 
+# %% ../nbs/02_curation.ipynb #26fcb6b7
 def minhash_signatures(texts,             # sequence of strings (normalised first)
                        num_perm:int=128,  # permutations per signature
                        shingle:int=5,     # characters per shingle
@@ -164,18 +138,21 @@ def lsh_params(threshold:float=0.8, # Jaccard threshold
         if b * r > num_perm: continue
         fp = integrate.quad(_candidate_prob, 0, threshold, args=(b, r))[0]
         if best is None or fp < best[0]: best = (fp, b, r)
-    if best is None: raise ConfigError(f"num_perm={num_perm} is too small for threshold {threshold} with max_miss {max_miss}")
+    if best is None:
+        raise ConfigError(f"num_perm={num_perm} is too small for threshold {threshold} with max_miss {max_miss}")
     return best[1], best[2]
 
 # %% ../nbs/02_curation.ipynb #6f144ae3
 def _lsh_pairs_datasketch(sig:np.ndarray, b:int, r:int, threshold:float, seed:int)->np.ndarray:
     lsh = MinHashLSH(threshold=threshold, num_perm=sig.shape[1], params=(b, r))
     with lsh.insertion_session() as session:
-        for i, hv in enumerate(sig): session.insert(i, LeanMinHash(seed=seed, hashvalues=hv, scheme='affine32'), check_duplication=False)
+        for i, hv in enumerate(sig):
+            session.insert(i, LeanMinHash(seed=seed, hashvalues=hv, scheme='affine32'), check_duplication=False)
     pairs = [p for table, counts in zip(lsh.hashtables, lsh.get_counts()) for key, c in counts.items() if c > 1
              for p in combinations(sorted(table.get(key)), 2)]
     return np.array(pairs, np.int64).reshape(-1, 2)
 
+# %% ../nbs/02_curation.ipynb #8bc8a51c
 def _band_keys(sig:np.ndarray, b:int, r:int)->np.ndarray:
     "(texts, b) uint64 key per band: a hash of the band's `r` values, salted by the band's index."
     keys = np.empty((len(sig), b), np.uint64)
@@ -196,6 +173,7 @@ def _equal_key_pairs(keys:np.ndarray, items:np.ndarray)->np.ndarray:
         off += 1; idx = idx[idx + off < len(k)]; idx = idx[k[idx] == k[idx + off]]
     return np.concatenate(out) if out else np.empty((0, 2), np.int64)
 
+# %% ../nbs/02_curation.ipynb #0c98dfac
 def _lsh_pairs_numpy(sig:np.ndarray, b:int, r:int)->np.ndarray:
     pairs = _equal_key_pairs(_band_keys(sig, b, r).ravel(), np.repeat(np.arange(len(sig)), b))
     return pairs[pairs[:, 0] != pairs[:, 1]]
@@ -210,17 +188,19 @@ def _lsh_pairs(sig:np.ndarray, threshold:float, seed:int, engine:str='numpy')->n
 def _estimate(sig, pairs, chunk=50_000)->np.ndarray:
     "MinHash estimate of the Jaccard similarity of each pair."
     if not len(pairs): return np.empty(0)
-    return np.concatenate([(sig[p[:, 0]] == sig[p[:, 1]]).mean(axis=1) for p in np.array_split(pairs, max(1, len(pairs) // chunk))])
+    return np.concatenate([(sig[p[:, 0]] == sig[p[:, 1]]).mean(axis=1)
+                           for p in np.array_split(pairs, max(1, len(pairs) // chunk))])
 
 def _verify(norms, pairs, threshold, k, sig)->tuple[np.ndarray, np.ndarray]:
     "Pairs whose exact shingle Jaccard is at least `threshold`, and those similarities."
     se = math.sqrt(max(threshold * (1 - threshold), 1e-4) / sig.shape[1])
     pairs = pairs[_estimate(sig, pairs) >= threshold - 5*se]
-    sets = {i: set(_shingle_list(norms[i], k)) for i in np.unique(pairs)}
-    sims = np.array([_jaccard_sets(sets[i], sets[j]) for i, j in pairs.tolist()])
+    sets = {i: set(shingle_list(norms[i], k)) for i in np.unique(pairs)}
+    sims = np.array([jaccard_sets(sets[i], sets[j]) for i, j in pairs.tolist()])
     ok = sims >= threshold if len(pairs) else np.zeros(0, bool)
     return pairs[ok], sims[ok]
 
+# %% ../nbs/02_curation.ipynb #2e1e64f9
 def _union_find(n:int, pairs:np.ndarray)->np.ndarray:
     "Label of each of `n` items: the smallest index of its connected component."
     ds, labels = DisjointSet(), np.arange(n)
@@ -231,9 +211,12 @@ def _union_find(n:int, pairs:np.ndarray)->np.ndarray:
 # %% ../nbs/02_curation.ipynb #fe233c54
 def _check_params(threshold, num_perm, shingle, engine, where=''):
     if not 0 < threshold <= 1: raise ConfigError(f"{where}threshold: expected a number in (0, 1], got {threshold!r}")
-    if not isinstance(num_perm, int) or num_perm < 2: raise ConfigError(f"{where}num_perm: expected an integer >= 2, got {num_perm!r}")
-    if not isinstance(shingle, int) or shingle < 1: raise ConfigError(f"{where}shingle: expected an integer >= 1, got {shingle!r}")
-    if engine not in ('numpy', 'datasketch'): raise ConfigError(f"{where}engine: expected 'numpy' or 'datasketch', got {engine!r}")
+    if not isinstance(num_perm, int) or num_perm < 2:
+        raise ConfigError(f"{where}num_perm: expected an integer >= 2, got {num_perm!r}")
+    if not isinstance(shingle, int) or shingle < 1:
+        raise ConfigError(f"{where}shingle: expected an integer >= 1, got {shingle!r}")
+    if engine not in ('numpy', 'datasketch'):
+        raise ConfigError(f"{where}engine: expected 'numpy' or 'datasketch', got {engine!r}")
 
 # %% ../nbs/02_curation.ipynb #27da3dcb
 @contextmanager
@@ -248,19 +231,25 @@ def _near_clusters(norms:list[str], threshold=0.8, num_perm=128, shingle=5, seed
     "Cluster label per text plus exact labels, verified pairs and timings."
     with _gc_paused(): return _near_clusters_(norms, threshold, num_perm, shingle, seed, engine)
 
+# %% ../nbs/02_curation.ipynb #0d17c7c5
 def _near_clusters_(norms, threshold, num_perm, shingle, seed, engine)->dict:
     t = [time.perf_counter()]
     exact = _first_positions(hashlib.blake2b(s.encode('utf-8'), digest_size=16).digest() for s in norms)
-    reps = np.flatnonzero(exact == np.arange(len(norms))); rep_norms = [norms[i] for i in reps]; t.append(time.perf_counter())
-    sig = (_signatures_numpy if engine == 'numpy' else _signatures_datasketch)(rep_norms, num_perm, shingle, seed); t.append(time.perf_counter())
-    cand = _lsh_pairs(sig, threshold, seed, engine) if len(reps) > 1 else np.empty((0, 2), np.int64); t.append(time.perf_counter())
+    reps = np.flatnonzero(exact == np.arange(len(norms))); rep_norms = [norms[i] for i in reps]
+    t.append(time.perf_counter())
+    sig = (_signatures_numpy if engine == 'numpy' else _signatures_datasketch)(rep_norms, num_perm, shingle, seed)
+    t.append(time.perf_counter())
+    cand = _lsh_pairs(sig, threshold, seed, engine) if len(reps) > 1 else np.empty((0, 2), np.int64)
+    t.append(time.perf_counter())
     pairs, sims = _verify(rep_norms, cand, threshold, shingle, sig); t.append(time.perf_counter())
     rep_labels = reps[_union_find(len(reps), pairs)]
     labels = rep_labels[np.searchsorted(reps, exact)]; t.append(time.perf_counter())
     steps = ('exact', 'minhash', 'lsh', 'verify', 'union_find')
-    return dict(labels=labels, exact=exact, pairs=reps[pairs] if len(pairs) else pairs, similarity=sims, n_candidates=len(cand),
+    return dict(labels=labels, exact=exact, pairs=reps[pairs] if len(pairs) else pairs, similarity=sims,
+                n_candidates=len(cand),
                 timings={s: round(t1 - t0, 3) for s, t0, t1 in zip(steps, t, t[1:])})
 
+# %% ../nbs/02_curation.ipynb #772330b1
 def near_duplicates(texts,              # sequence of strings
                     threshold:float=0.8,# shingle Jaccard at or above which two texts are near duplicates
                     num_perm:int=128,   # MinHash permutations
@@ -285,6 +274,7 @@ def pair_scores(pred,  # predicted cluster label per item
     return dict(precision=both / n_pred if n_pred else 1.0, recall=both / n_true if n_true else 1.0,
                 true_pairs=n_true, predicted_pairs=n_pred, correct_pairs=both)
 
+# %% ../nbs/02_curation.ipynb #d367bfbd
 def true_clusters(truth:pd.DataFrame, # the simulator's truth: id, dup_of (the original's id or missing)
                   ids,                # item ids, in the order to label
                  )->np.ndarray:       # the root original's id per item
@@ -299,24 +289,12 @@ def true_clusters(truth:pd.DataFrame, # the simulator's truth: id, dup_of (the o
 # %% ../nbs/02_curation.ipynb #bbbec331
 PROMPT_COLUMNS = ('id', 'text', 'domain', 'source')
 
-def check_prompts(df:pd.DataFrame, # a Prompts table
-                  file=None,       # where it came from, for errors
-                  required=PROMPT_COLUMNS,
-                 )->pd.DataFrame:
-    "Check the columns curation needs: ids unique and present, texts non-empty strings."
-    if not isinstance(df, pd.DataFrame): raise DataError(f"expected a pandas DataFrame of prompts, got {type(df).__name__}", file)
-    for c in required:
-        if c not in df.columns: raise DataError(f"missing column (a Prompts table needs {', '.join(required)})", file, field=c)
-    bad = df['id'].isna() | df['id'].duplicated(keep='first')
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise DataError(f"id {df['id'].iloc[i]!r} is missing or repeats an earlier row (ids must be unique)", file, i+1, 'id')
-    for c in [c for c in required if c != 'id']:
-        ok = df[c].map(lambda v: isinstance(v, str) and v.strip() != '').to_numpy()
-        if not ok.all():
-            i = int(np.flatnonzero(~ok)[0])
-            raise DataError(f"prompt {df['id'].iloc[i]!r}: expected a non-empty string, got {df[c].iloc[i]!r}", file, i+1, c)
-    return df
+def check_prompts(df:pd.DataFrame,         # a Prompts table
+                  file=None,               # where it came from, for errors
+                  required=PROMPT_COLUMNS, # the columns to check
+                 )->pd.DataFrame:          # the clean table (`data.validate`)
+    "The Prompts columns curation needs, checked by the data layer: ids unique, texts non-empty, domains known."
+    return validate(df, 'prompts', file, columns=tuple(required))
 
 # %% ../nbs/02_curation.ipynb #04f7a30f
 def _representatives(labels:np.ndarray, df:pd.DataFrame, keep:str)->np.ndarray:
@@ -331,9 +309,9 @@ def _representatives(labels:np.ndarray, df:pd.DataFrame, keep:str)->np.ndarray:
 
 def _similarity_to_rep(norms, rep, exact, k)->np.ndarray:
     sims, cache = np.ones(len(norms)), {}
-    sset = lambda i: cache.setdefault(i, set(_shingle_list(norms[i], k)))
+    sset = lambda i: cache.setdefault(i, set(shingle_list(norms[i], k)))
     for i in np.flatnonzero((rep != np.arange(len(norms))) & (exact != exact[rep])):
-        sims[i] = _jaccard_sets(sset(i), sset(rep[i]))
+        sims[i] = jaccard_sets(sset(i), sset(rep[i]))
     return sims
 
 # %% ../nbs/02_curation.ipynb #46110125
@@ -378,9 +356,11 @@ def dedup(prompts:pd.DataFrame, # Prompts table: id, text, domain, source (+ res
     ids = prompts['id'].to_numpy()
     table = prompts.reset_index(drop=True).assign(cluster=nc['labels'], representative=ids[rep], kind=kind,
               similarity=_similarity_to_rep(norms, rep, exact, shingle))
-    table['status'] = np.where(kind == 'kept', 'kept', pd.Series(kind).str.cat(ids[rep].astype(str), sep='-dup-of ').to_numpy())
+    table['status'] = np.where(kind == 'kept', 'kept',
+                               pd.Series(kind).str.cat(ids[rep].astype(str), sep='-dup-of ').to_numpy())
     timings = dict(normalise=round(t_norm, 3), **nc['timings'], tables=round(time.perf_counter() - t0, 3))
-    params = dict(num_perm=num_perm, shingle=shingle, seed=seed, keep=keep, engine=engine, lsh_bands_rows=lsh_params(threshold, num_perm))
+    params = dict(num_perm=num_perm, shingle=shingle, seed=seed, keep=keep, engine=engine,
+                  lsh_bands_rows=lsh_params(threshold, num_perm))
     return Dedup(table, threshold, params, timings, nc['n_candidates'])
 
 # %% ../nbs/02_curation.ipynb #c15b9bd1
@@ -392,21 +372,26 @@ def md_table(df:pd.DataFrame, # table to render
     rows = [[str(c) for c in df.columns]] + [[fmt(v) for v in r] for r in df.itertuples(index=False)]
     return '\n'.join('| ' + ' | '.join(r) + ' |' for r in [rows[0], ['---'] * len(df.columns)] + rows[1:])
 
+# %% ../nbs/02_curation.ipynb #e4fc4c9a
 @patch
 def summary(self:Dedup)->dict:
     "Counts of input, kept, exact and near duplicates and clusters."
     k = self.table['kind'].value_counts()
     sizes = self.table.groupby('cluster').size()
-    return dict(n_input=len(self.table), n_kept=int(k.get('kept', 0)), n_exact=int(k.get('exact', 0)), n_near=int(k.get('near', 0)),
+    return dict(n_input=len(self.table), n_kept=int(k.get('kept', 0)), n_exact=int(k.get('exact', 0)),
+                n_near=int(k.get('near', 0)),
                 n_clusters=int((sizes > 1).sum()), largest_cluster=int(sizes.max()) if len(sizes) else 0)
 
 @patch
 def _repr_markdown_(self:Dedup)->str:
     s, p = self.summary(), self.params
     rule = 'first row of the cluster' if p['keep'] == 'first' else 'longest response (ties: first row)'
-    head = (f"**Dedup** of {s['n_input']:,} prompts (char {p['shingle']}-gram Jaccard ≥ {self.threshold}, {p['num_perm']} permutations, "
-            f"LSH {p['lsh_bands_rows'][0]}×{p['lsh_bands_rows'][1]}): kept **{s['n_kept']:,}**, removed {s['n_exact']:,} exact and "
-            f"{s['n_near']:,} near duplicates in {s['n_clusters']:,} clusters (largest: {s['largest_cluster']}). Representative: {rule}.")
+    head = (f"**Dedup** of {s['n_input']:,} prompts (char {p['shingle']}-gram Jaccard ≥ {self.threshold}, "
+            f"{p['num_perm']} permutations, "
+            f"LSH {p['lsh_bands_rows'][0]}×{p['lsh_bands_rows'][1]}): kept **{s['n_kept']:,}**, removed "
+            f"{s['n_exact']:,} exact and "
+            f"{s['n_near']:,} near duplicates in {s['n_clusters']:,} clusters (largest: {s['largest_cluster']}). "
+            f"Representative: {rule}.")
     c = self.clusters
     return head + ('\n\n' + md_table(c.head(8)) if len(c) else '')
 
@@ -431,22 +416,36 @@ def _fill(sizes:np.ndarray, target:int)->np.ndarray:
 def _groups(df:pd.DataFrame, strata:str, group:str|None)->pd.DataFrame:
     "One row per group: its stratum (that of its first row) and size."
     g = df[group].to_numpy() if group and group in df.columns else np.arange(len(df))
-    return pd.DataFrame({'g': g, 's': df[strata].to_numpy()}).groupby('g', sort=False).agg(s=('s', 'first'), n=('s', 'size'))
+    by_group = pd.DataFrame({'g': g, 's': df[strata].to_numpy()}).groupby('g', sort=False)
+    return by_group.agg(s=('s', 'first'), n=('s', 'size'))
 
+def _check_fracs(test_frac, validation_frac, where:str=''):
+    "`ConfigError` unless test and validation take a share in (0, 1) and leave some items for train."
+    if not 0 < test_frac < 1: raise ConfigError(f"{where}test_frac: expected a number in (0, 1), got {test_frac!r}")
+    if not 0 <= validation_frac < 1 or test_frac + validation_frac >= 1:
+        raise ConfigError(f"{where}validation_frac: expected a number in [0, 1) that leaves items for train "
+                          f"(test_frac + validation_frac < 1), got {validation_frac!r}")
+
+# %% ../nbs/02_curation.ipynb #95190216
 def stratified_split(df:pd.DataFrame,      # items with a `strata` column
                      test_frac:float=0.2,  # share of items (of each stratum) in the test split
                      seed:int=0,           # seed of the group order
                      strata:str='domain',  # column to stratify on
                      group:str|None='cluster', # column of groups kept whole (None: rows)
-                    )->pd.Series:          # 'train' or 'test' per row (index of `df`)
-    "Stratified train/test split that keeps groups whole."
-    if not 0 < test_frac < 1: raise ConfigError(f"test_frac: expected a number in (0, 1), got {test_frac!r}")
+                     validation_frac:float=0., # share of items (of each stratum) in the validation split
+                    )->pd.Series:          # 'train', 'validation' or 'test' per row (index of `df`)
+    "Stratified train/validation/test split that keeps groups whole."
+    _check_fracs(test_frac, validation_frac)
     gr = _groups(df, strata, group)
     gr = gr.iloc[np.random.default_rng(seed).permutation(len(gr))]
-    target = _apportion(gr.groupby('s')['n'].sum(), round(test_frac * len(df)))
-    test = {g for s, part in gr.groupby('s', sort=True) for g in part.index[_fill(part['n'].to_numpy(), target[s])]}
+    label, sizes = pd.Series('train', index=gr.index, dtype=object), gr.groupby('s')['n'].sum()
+    for name, frac in (('test', test_frac), ('validation', validation_frac)):
+        target, free = _apportion(sizes, round(frac * len(df))), gr[label.to_numpy() == 'train']
+        taken = [g for s, part in free.groupby('s', sort=True)
+                 for g in part.index[_fill(part['n'].to_numpy(), target[s])]]
+        label[taken] = name
     g = df[group].to_numpy() if group and group in df.columns else np.arange(len(df))
-    return pd.Series(np.where(pd.Series(g).isin(test), 'test', 'train'), index=df.index, name='split')
+    return pd.Series(label.reindex(g).to_numpy(), index=df.index, name='split')
 
 # %% ../nbs/02_curation.ipynb #ec930675
 def holdout_domains(domains,       # domain of each item (or the list of domains)
@@ -457,13 +456,16 @@ def holdout_domains(domains,       # domain of each item (or the list of domains
     present = sorted(pd.unique(pd.Series(list(domains))))
     if isinstance(holdout, (list, tuple)):
         missing = [d for d in holdout if d not in present]
-        if missing: raise ConfigError(f"holdout_domains: {missing} not among the domains present ({', '.join(present)})")
+        if missing:
+            raise ConfigError(f"holdout_domains: {missing} not among the domains present ({', '.join(present)})")
         chosen = sorted(holdout)
     elif isinstance(holdout, int) and not isinstance(holdout, bool) and holdout >= 0:
-        chosen = sorted(np.random.default_rng(seed).choice(present, holdout, replace=False).tolist()) if holdout <= len(present) else None
+        rng = np.random.default_rng(seed)
+        chosen = sorted(rng.choice(present, holdout, replace=False).tolist()) if holdout <= len(present) else None
     else: raise ConfigError(f"holdout_domains: expected a count >= 0 or a list of domain names, got {holdout!r}")
     if chosen is None or len(chosen) >= len(present):
-        raise ConfigError(f"holdout_domains: holding out {holdout!r} leaves no domain for train/test ({len(present)} present)")
+        raise ConfigError(f"holdout_domains: holding out {holdout!r} leaves no domain for train/test "
+                          f"({len(present)} present)")
     return chosen
 
 # %% ../nbs/02_curation.ipynb #6ded5f0e
@@ -472,14 +474,15 @@ def make_splits(df:pd.DataFrame,     # items: domain (+ cluster) columns
                 holdout=2,           # domains held out whole: a count (chosen by `seed`) or names
                 seed:int=0,          # seed of the holdout choice and of the split
                 group:str|None='cluster', # column of groups kept whole
-               )->pd.Series:         # 'train', 'test' or 'holdout' per row
-    "Domain-exclusive holdout, then a domain-stratified train/test split of the rest."
+                validation_frac:float=0.1, # share of each remaining domain in validation
+               )->pd.Series:         # 'train', 'validation', 'test' or 'holdout' per row
+    "Domain-exclusive holdout, then a domain-stratified train/validation/test split of the rest."
     held = holdout_domains(df['domain'], holdout, seed)
     g = df[group] if group and group in df.columns else pd.Series(np.arange(len(df)), index=df.index)
     first_domain = df['domain'].groupby(g.to_numpy()).transform('first')
     is_held = first_domain.isin(held).to_numpy()
     split = pd.Series('holdout', index=df.index, name='split')
-    split[~is_held] = stratified_split(df[~is_held], test_frac, seed, 'domain', group)
+    split[~is_held] = stratified_split(df[~is_held], test_frac, seed, 'domain', group, validation_frac)
     return split
 
 # %% ../nbs/02_curation.ipynb #ca77d622
@@ -490,27 +493,31 @@ def write_splits(folder,              # output folder
     "Write `<name>.csv` and `<name>.parquet` (id, split) atomically."
     df = pd.DataFrame({'id': list(ids), 'split': list(split)})
     folder = Path(folder); out = []
-    for ext, write in (('csv', lambda p: df.to_csv(p, index=False)), ('parquet', lambda p: df.to_parquet(p, index=False))):
+    for ext, write in (('csv', lambda p: df.to_csv(p, index=False)),
+                       ('parquet', lambda p: df.to_parquet(p, index=False))):
         with atomic_path(folder/f'{name}.{ext}') as tmp: write(tmp)
         out.append(folder/f'{name}.{ext}')
     return out
 
 # %% ../nbs/02_curation.ipynb #1f528376
-SPLIT_ORDER = ('train', 'test', 'holdout', 'removed', 'unknown')
+SPLIT_ORDER = ('train', 'validation', 'test', 'holdout', 'removed', 'unknown')
 
 def _ordered(names)->list:
-    "Split names in the order train, test, holdout, removed, unknown (others last)."
+    "Split names in the order of `SPLIT_ORDER` (others last)."
     return sorted(names, key=lambda n: (SPLIT_ORDER.index(n) if n in SPLIT_ORDER else len(SPLIT_ORDER), str(n)))
 
+# %% ../nbs/02_curation.ipynb #ca82628b
 def _domain_table(items:pd.DataFrame, target:dict|None)->tuple[pd.DataFrame, object]:
     obs = items['domain'].value_counts()
     if target is None: target = {d: 1 / len(obs) for d in obs.index}
     missing = sorted(set(obs.index) - set(target))
-    if missing: raise DataError(f"domains {missing} have no target share (targets cover {len(target)} domains)", field='domain')
+    if missing:
+        raise DataError(f"domains {missing} have no target share (targets cover {len(target)} domains)", field='domain')
     t = pd.Series(target, dtype=float); t = t / t.sum()
     obs = obs.reindex(t.index, fill_value=0)
     test = stats.chisquare(obs.to_numpy(), t.to_numpy() * obs.sum())
-    tab = pd.DataFrame({'domain': t.index, 'n': obs.to_numpy(), 'target': t.to_numpy(), 'observed': obs.to_numpy() / obs.sum()})
+    tab = pd.DataFrame({'domain': t.index, 'n': obs.to_numpy(), 'target': t.to_numpy(),
+                        'observed': obs.to_numpy() / obs.sum()})
     tab['diff_pp'] = 100 * (tab['observed'] - tab['target'])
     for s in _ordered(items['split'].unique()):
         tab[s] = tab['domain'].map(items.loc[items['split'] == s, 'domain'].value_counts(normalize=True)).fillna(0.0)
@@ -530,7 +537,8 @@ def _length_table(items:pd.DataFrame)->tuple[pd.DataFrame, float, str]:
     has = items[col].map(lambda v: isinstance(v, str))  # items without a response are not counted as length 0
     n = items.loc[has, col].str.len()
     g = n.groupby(items.loc[has, 'split'])
-    tab = pd.DataFrame({'n': g.size(), 'mean': g.mean(), 'median': g.median(), 'p10': g.quantile(0.1), 'p90': g.quantile(0.9)})
+    tab = pd.DataFrame({'n': g.size(), 'mean': g.mean(), 'median': g.median(), 'p10': g.quantile(0.1),
+                        'p90': g.quantile(0.9)})
     tab = tab.loc[_ordered(tab.index)].reset_index()
     parts = [v.to_numpy() for _, v in g if len(v)]
     p = float(stats.kruskal(*parts).pvalue) if len(parts) > 1 and n.nunique() > 1 else float('nan')
@@ -544,7 +552,8 @@ def population_p(item_codes:np.ndarray,  # item index of each rating
     "Permutation p-value of split x population independence, permuting the split labels of items."
     C = np.zeros((len(item_split), pop_codes.max() + 1)); np.add.at(C, (item_codes, pop_codes), 1)
     S = item_split.max() + 1
-    stat = lambda s: stats.chi2_contingency(np.stack([np.bincount(s, weights=C[:, j], minlength=S) for j in range(C.shape[1])]), correction=False).statistic
+    stat = lambda s: stats.chi2_contingency(np.stack([np.bincount(s, weights=C[:, j], minlength=S)
+                                                      for j in range(C.shape[1])]), correction=False).statistic
     rng, obs = np.random.default_rng(seed), stat(item_split)
     return (1 + sum(stat(rng.permutation(item_split)) >= obs - 1e-9 for _ in range(n_perm))) / (n_perm + 1)
 
@@ -556,10 +565,11 @@ def _population_table(ratings, annotators, item_split:pd.Series, seed:int=0)->tu
     ct = ct[_ordered(ct.columns)]
     tab = pd.concat([pop.value_counts(normalize=True).rename('all'), ct / ct.sum()], axis=1).fillna(0.0)
     tab.loc['n_ratings'] = [len(pop)] + ct.sum().tolist()
-    core = split.isin(['train', 'test', 'holdout']).to_numpy()
+    core = split.isin(['train', 'validation', 'test', 'holdout']).to_numpy()
     items, pops = pd.factorize(ratings['item'][core])[0], pd.factorize(pop[core])[0]
     per_item = pd.factorize(split[core])[0][np.unique(items, return_index=True)[1]]
-    p = population_p(items, pops, per_item, seed=seed) if pops.max(initial=0) > 0 and per_item.max(initial=0) > 0 else float('nan')
+    testable = pops.max(initial=0) > 0 and per_item.max(initial=0) > 0
+    p = population_p(items, pops, per_item, seed=seed) if testable else float('nan')
     return tab.rename_axis('population').reset_index(), p
 
 # %% ../nbs/02_curation.ipynb #ecbf4391
@@ -590,7 +600,8 @@ def audit(items:pd.DataFrame,       # curated items: domain, source, split (+ re
     src, sp = _source_table(items); ln, lp, col = _length_table(items)
     if item_split is None: item_split = pd.Series(items['split'].to_numpy(), index=items['id'].to_numpy())
     pop, pp = _population_table(ratings, annotators, item_split, seed)
-    return Audit(dom, float(test.statistic), float(test.pvalue), src, sp, ln, lp, col, pop, pp, target_shares is not None)
+    return Audit(dom, float(test.statistic), float(test.pvalue), src, sp, ln, lp, col, pop, pp,
+                 target_shares is not None)
 
 # %% ../nbs/02_curation.ipynb #b2570216
 def _pct(df:pd.DataFrame, cols)->pd.DataFrame:
@@ -598,25 +609,30 @@ def _pct(df:pd.DataFrame, cols)->pd.DataFrame:
 
 def _fmt_p(p)->str: return 'n/a' if p is None or (isinstance(p, float) and math.isnan(p)) else f'{p:.3g}'
 
+# %% ../nbs/02_curation.ipynb #a874820d
 @patch
 def sections(self:Audit)->list[tuple[str,str,pd.DataFrame|None]]:
     "(title, one-line finding, table) for each part of the audit."
-    splits = [c for c in ('train', 'test', 'holdout') if c in self.domains.columns]
+    splits = [c for c in ('train', 'validation', 'test', 'holdout') if c in self.domains.columns]
     tgt = 'target shares' if self.target_given else 'uniform shares (no target given)'
-    out = [('Domains', f"chi-square vs {tgt}: chi2 = {self.chi2:.2f}, p = {_fmt_p(self.p_value)}",
-            _pct(self.domains, ['target', 'observed', *splits]).assign(diff_pp=self.domains.diff_pp.map('{:+.2f}'.format))),
+    domains = _pct(self.domains,
+                   ['target', 'observed', *splits]).assign(diff_pp=self.domains.diff_pp.map('{:+.2f}'.format))
+    out = [('Domains', f"chi-square vs {tgt}: chi2 = {self.chi2:.2f}, p = {_fmt_p(self.p_value)}", domains),
            ('Response source', f"split x source independence: p = {_fmt_p(self.source_p)}",
             _pct(self.sources, [c for c in self.sources.columns if c not in ('split', 'n')])),
-           (f'Length of {self.length_of} (characters)', f"Kruskal-Wallis across splits: p = {_fmt_p(self.length_p)}", self.lengths)]
+           (f'Length of {self.length_of} (characters)', f"Kruskal-Wallis across splits: p = {_fmt_p(self.length_p)}",
+            self.lengths)]
     if self.populations is not None:
         pop = self.populations.copy(); share_rows = pop.population != 'n_ratings'
         cols = [c for c in pop.columns if c != 'population']
         pop[cols] = pop[cols].astype(object)
         pop.loc[share_rows, cols] = pop.loc[share_rows, cols].map(lambda v: f'{100*v:.1f}%')
         pop.loc[~share_rows, cols] = pop.loc[~share_rows, cols].map(lambda v: f'{int(v):,}')
-        out.append(('Annotator populations (share of ratings)', f"split x population independence: p = {_fmt_p(self.population_p)}", pop))
+        out.append(('Annotator populations (share of ratings)',
+                    f"split x population independence: p = {_fmt_p(self.population_p)}", pop))
     return out
 
+# %% ../nbs/02_curation.ipynb #458b0cdb
 @patch
 def _repr_markdown_(self:Audit)->str:
     return '\n\n'.join(f"**{t}** — {f}\n\n{md_table(d)}" for t, f, d in self.sections())
@@ -640,7 +656,8 @@ def figure(self:Audit):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
     fig = make_subplots(rows=2, cols=2, specs=[[{'colspan': 2}, None], [{}, {}]], vertical_spacing=0.25,
-                        subplot_titles=(f'Domain shares (chi-square p = {_fmt_p(self.p_value)})', 'Response source per split', 'Ratings per annotator population'))
+                        subplot_titles=(f'Domain shares (chi-square p = {_fmt_p(self.p_value)})',
+                                        'Response source per split', 'Ratings per annotator population'))
     d = self.domains
     fig.add_bar(x=d.domain, y=d.target, name='target', row=1, col=1)
     fig.add_bar(x=d.domain, y=d.observed, name='observed', row=1, col=1)
@@ -648,7 +665,8 @@ def figure(self:Audit):
         fig.add_bar(x=self.sources.split, y=self.sources[src], name=f'source: {src}', row=2, col=1)
     if self.populations is not None:
         pop = self.populations[self.populations.population != 'n_ratings']
-        for c in [c for c in pop.columns if c != 'population']: fig.add_bar(x=pop.population, y=pop[c], name=f'ratings: {c}', row=2, col=2)
+        for c in [c for c in pop.columns if c != 'population']:
+            fig.add_bar(x=pop.population, y=pop[c], name=f'ratings: {c}', row=2, col=2)
     fig.update_layout(barmode='group', height=700, template='plotly_white', yaxis_tickformat='.0%')
     return fig
 
@@ -696,10 +714,11 @@ Version `{version}`, curated {timestamp} by rewardbench_nb {rewardbench_nb.__ver
 
 ## Deduplication
 
-{s['n_input']:,} input prompts; **{s['n_kept']:,} kept**; {s['n_exact']:,} exact and {s['n_near']:,} near duplicates removed,
-in {s['n_clusters']:,} clusters (largest {s['largest_cluster']}). Near duplicates: character {dedup.params['shingle']}-gram Jaccard
->= {dedup.threshold} on normalised text (NFKC, lowercase, punctuation stripped, whitespace collapsed), MinHash ({dedup.params['num_perm']}
-permutations) + LSH candidates verified by exact Jaccard. Representative: {'first row of each cluster' if dedup.params['keep'] == 'first' else 'longest response'}.
+{s['n_input']:,} input prompts; **{s['n_kept']:,} kept**; {s['n_exact']:,} exact and {s['n_near']:,} near duplicates
+removed, in {s['n_clusters']:,} clusters (largest {s['largest_cluster']}). Near duplicates: character
+{dedup.params['shingle']}-gram Jaccard >= {dedup.threshold} on normalised text (NFKC, lowercase, punctuation stripped,
+whitespace collapsed), MinHash ({dedup.params['num_perm']} permutations) + LSH candidates verified by exact Jaccard.
+Representative: {'first row of each cluster' if dedup.params['keep'] == 'first' else 'longest response'}.
 
 ## Splits
 
@@ -720,16 +739,19 @@ class CurationConfig:
     num_perm:int = 128           # MinHash permutations
     shingle:int = 5              # characters per shingle
     test_frac:float = 0.2        # share of each domain in the test split
+    validation_frac:float = 0.1  # share of each domain in the validation split (the rest is train)
     holdout_domains:int|list = 2 # domains held out whole: a count (chosen by the run seed) or a list of names
     keep:str = 'first'           # cluster representative: 'first' row or 'longest' response
     engine:str = 'numpy'         # MinHash + LSH engine: 'numpy' (vectorised) or 'datasketch' (same results)
 
     def __post_init__(self):
         _check_params(self.threshold, self.num_perm, self.shingle, self.engine, 'curation.')
-        if not 0 < self.test_frac < 1: raise ConfigError(f"curation.test_frac: expected a number in (0, 1), got {self.test_frac!r}")
-        if self.keep not in ('first', 'longest'): raise ConfigError(f"curation.keep: expected 'first' or 'longest', got {self.keep!r}")
+        _check_fracs(self.test_frac, self.validation_frac, 'curation.')
+        if self.keep not in ('first', 'longest'):
+            raise ConfigError(f"curation.keep: expected 'first' or 'longest', got {self.keep!r}")
         h = self.holdout_domains
-        if not (isinstance(h, int) and not isinstance(h, bool) and h >= 0 or isinstance(h, list) and all(isinstance(d, str) for d in h)):
+        if not (isinstance(h, int) and not isinstance(h, bool) and h >= 0 or isinstance(h, list)
+                and all(isinstance(d, str) for d in h)):
             raise ConfigError(f"curation.holdout_domains: expected a count >= 0 or a list of domain names, got {h!r}")
 
 # %% ../nbs/02_curation.ipynb #13dd56ed
@@ -762,9 +784,11 @@ def curate(prompts:pd.DataFrame,          # Prompts table: id, text, domain, sou
     cfg = cfg or CurationConfig(); check_prompts(prompts)
     dd = dedup(prompts, cfg.threshold, cfg.num_perm, cfg.shingle, seed, cfg.keep, cfg.engine)
     kept = dd.kept.reset_index(drop=True)
-    curated = kept.assign(split=make_splits(kept, cfg.test_frac, cfg.holdout_domains, seed).to_numpy())
+    splits = make_splits(kept, cfg.test_frac, cfg.holdout_domains, seed, validation_frac=cfg.validation_frac)
+    curated = kept.assign(split=splits.to_numpy())
     split_of = pd.Series(curated['split'].to_numpy(), index=curated['id'].to_numpy())
-    item_split = pd.concat([split_of, pd.Series('removed', index=dd.table.loc[dd.table.kind != 'kept', 'id'].to_numpy())])
+    removed = dd.table.loc[dd.table.kind != 'kept', 'id'].to_numpy()
+    item_split = pd.concat([split_of, pd.Series('removed', index=removed)])
     au = audit(curated, target_shares, ratings, annotators, item_split, seed)
     version = f"{rewardbench_nb.__version__}+data.{(data_hash or table_sha256(prompts))[:12]}"
     timestamp = timestamp or dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')
@@ -785,7 +809,8 @@ def write(self:Curation, folder)->dict:
     for f in write_splits(folder, self.curated['id'], self.curated['split']): out[f'splits_{f.suffix[1:]}'] = f
     out['audit_json'] = write_json(folder/'audit.json', self.audit.to_dict())
     out['audit_md'] = write_text(folder/'audit.md', f"# Bias audit\n\n{self.audit._repr_markdown_()}\n")
-    put('audit_figure', 'audit_figure.json', lambda p: Path(p).write_text(self.audit.figure().to_json(), encoding='utf-8'))
+    put('audit_figure', 'audit_figure.json',
+        lambda p: Path(p).write_text(self.audit.figure().to_json(), encoding='utf-8'))
     put('provenance', 'provenance.csv', lambda p: self.provenance.to_csv(p, index=False))
     out['card'] = write_text(folder/'dataset_card.md', self.card)
     return out
@@ -793,25 +818,16 @@ def write(self:Curation, folder)->dict:
 @patch
 def _repr_markdown_(self:Curation)->str:
     s = self.dedup.summary(); c = self.curated['split'].value_counts()
-    return (f"**Curation** `{self.version}`: {s['n_input']:,} prompts → {s['n_kept']:,} kept ({s['n_exact']:,} exact, {s['n_near']:,} near duplicates removed); "
+    return (f"**Curation** `{self.version}`: {s['n_input']:,} prompts → {s['n_kept']:,} kept ({s['n_exact']:,} exact, "
+            f"{s['n_near']:,} near duplicates removed); "
             + ', '.join(f"{k} {v:,}" for k, v in c.items()) + f"; held out: {', '.join(self.holdout) or 'none'}; "
             f"domains vs target: p = {_fmt_p(self.audit.p_value)}.")
 
 # %% ../nbs/02_curation.ipynb #7851356f
-def read_prompts(path, # CSV, JSONL/JSON or Parquet file of prompts
-                )->pd.DataFrame:
-    "Read a Prompts table (with the data module's validated reader when present)."
-    path = Path(path)
-    if not path.is_file(): raise DataError("file not found", path)
-    try: from rewardbench_nb.data import read_table
-    except ImportError: read_table = None
-    if read_table is not None: return check_prompts(read_table(path, 'prompts'), path)
-    readers = {'.csv': pd.read_csv, '.parquet': pd.read_parquet, '.jsonl': lambda p: pd.read_json(p, lines=True), '.json': pd.read_json}
-    if path.suffix not in readers: raise DataError(f"unknown file type '{path.suffix}' (expected one of {', '.join(readers)})", path)
-    return check_prompts(readers[path.suffix](path), path)
-
 def _add_args(parser):
-    parser.add_argument('--prompts', metavar='FILE', help='Prompts table (CSV, JSONL or Parquet: id, text, domain, source) to curate instead of the data stage output')
+    parser.add_argument('--prompts', metavar='FILE',
+                        help='Prompts table (CSV, JSONL or Parquet: id, text, domain, source) to curate instead of the '
+                        'data stage output')
 
 # %% ../nbs/02_curation.ipynb #1da2b990
 def _inputs(run:Run, ctx:dict)->tuple[pd.DataFrame, dict]:
@@ -819,17 +835,24 @@ def _inputs(run:Run, ctx:dict)->tuple[pd.DataFrame, dict]:
     path, camp = getattr(ctx.get('args'), 'prompts', None), ctx.get('campaign')
     if path:  # a user's file; their ratings (if the data stage read them) but no simulated campaign
         run.add_input(path); sha = sha256_file(path)
-        src = dict(input=Path(path).name, license='as supplied by the user (not recorded)', provenance=f'user file, sha256 {sha}')
+        src = dict(input=Path(path).name, license='as supplied by the user (not recorded)',
+                   provenance=f'user file, sha256 {sha}')
         user = camp is None
-        return read_prompts(path), dict(ratings=ctx.get('ratings') if user else None, annotators=ctx.get('annotators') if user else None,
+        return read_table(path, 'prompts'), dict(ratings=ctx.get('ratings') if user else None,
+                                                 annotators=ctx.get('annotators') if user else None,
                                         sources=[src], data_hash=sha)
     if ctx.get('prompts') is None: raise RBError("curate: no prompts: run the data stage first or pass --prompts FILE")
     target = (getattr(camp, 'params', None) or {}).get('domain_shares')
-    prov = 'rewardbench_nb.data.simulate_campaign (simulated, with known ground truth)' if camp is not None else 'ctx["prompts"] of the data stage'
-    src = dict(input='prompts of the data stage', license='Apache-2.0 (generated by rewardbench_nb)' if camp is not None else 'see data/CARD.md', provenance=prov)
-    return ctx['prompts'], dict(ratings=ctx.get('ratings'), annotators=ctx.get('annotators', getattr(camp, 'annotators', None)),
+    prov = ('rewardbench_nb.data.simulate_campaign (simulated, with known ground truth)' if camp is not None
+            else 'ctx["prompts"] of the data stage')
+    src = dict(input='prompts of the data stage',
+               license='Apache-2.0 (generated by rewardbench_nb)' if camp is not None else 'see data/CARD.md',
+               provenance=prov)
+    return ctx['prompts'], dict(ratings=ctx.get('ratings'),
+                                annotators=ctx.get('annotators', getattr(camp, 'annotators', None)),
                                 target_shares=target, sources=[src])
 
+# %% ../nbs/02_curation.ipynb #4c674074
 def run_curation(run:Run, cfg:CurationConfig, ctx:dict):
     "Stage function: curate the prompts, write artifacts under `curation/`, fill ctx."
     prompts, extra = _inputs(run, ctx)
@@ -839,5 +862,6 @@ def run_curation(run:Run, cfg:CurationConfig, ctx:dict):
     ctx.update(curated=cur.curated, splits=cur.splits, curation=cur, audit=cur.audit)
     return cur
 
-STAGE = Stage('curate', 'Remove exact and near duplicates, split 80/20 by domain, hold out whole domains, audit bias.',
+STAGE = Stage('curate', 'Remove exact and near duplicates, split train/validation/test (70/10/20) by domain, hold out '
+              'whole domains, audit bias.',
               'curation', CurationConfig, run_curation, needs=('data',), add_args=_add_args)

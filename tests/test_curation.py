@@ -1,12 +1,13 @@
 "Curation on real shipped data, user files, the stage and CLI, faults, and accuracy at scale against the simulator's truth."
-import argparse, dataclasses, hashlib, json, os, subprocess, sys, tomllib
+import argparse, hashlib, json, os, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd
 import pytest
-from rewardbench_nb.core import Run, DataError, ConfigError, load_config
-from rewardbench_nb.data import load_pairs
-from rewardbench_nb.curation import (STAGE, CurationConfig, curate, dedup, make_splits, near_duplicates, normalise_text,
-                                     pair_scores, read_prompts, true_clusters, write_splits, jaccard)
+from rewardbench_nb.core import Run, DataError, ConfigError
+from rewardbench_nb.data import load_pairs, read_table
+from rewardbench_nb.text import normalise_text, jaccard
+from rewardbench_nb.curation import (STAGE, CurationConfig, curate, dedup, near_duplicates, pair_scores, stratified_split,
+                                     true_clusters, write_splits)
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIR_SETS = ('judgebench-gpt4o', 'judgebench-claude', 'mtbench-human', 'rmbench-code', 'llmbar-natural', 'rmbench-safety-refuse')
@@ -20,15 +21,23 @@ def real_prompts():
 
 def _stage_args(**kw): return argparse.Namespace(**kw)
 
-def test_config_file_has_the_defaults():
-    file = tomllib.loads((ROOT/'configs'/'curation.toml').read_text())
-    assert file == dataclasses.asdict(CurationConfig())
+def test_validation_split_keeps_clusters_whole_and_domains_stratified(real_prompts):
+    "Train, validation and test of the real prompts: no cluster in two splits, each domain 70/10/20 within a few items."
+    d = dedup(real_prompts)
+    split = stratified_split(d.table, test_frac=0.2, seed=0, group='cluster', validation_frac=0.1)
+    assert d.table.assign(split=split).groupby('cluster').split.nunique().max() == 1
+    counts = pd.crosstab(d.table.domain, split)
+    want = counts.sum(axis=1).to_numpy()[:, None] * [0.2, 0.1]
+    assert (abs(counts[['test', 'validation']].to_numpy() - want) <= d.table.groupby('cluster').size().max() + 1).all()
+    assert (split == 'test').equals(stratified_split(d.table, 0.2, 0, group='cluster') == 'test')  # test does not move
 
 def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match=r"curation.holdout_domains: expected a count >= 0 or a list"):
         CurationConfig(holdout_domains='two')
     with pytest.raises(ConfigError, match=r"curation.keep: expected 'first' or 'longest'"):
         CurationConfig(keep='newest')
+    with pytest.raises(ConfigError, match=r"curation.validation_frac: expected a number in \[0, 1\) that leaves items for train"):
+        CurationConfig(test_frac=0.5, validation_frac=0.6)
 
 def test_real_repeats_are_found(real_prompts):
     "Every prompt repeated verbatim in the shipped benchmarks lands in one cluster with its copies."
@@ -60,7 +69,7 @@ def test_stage_on_a_prompts_file(tmp_path, real_prompts):
     assert {p.name for p in out.iterdir()} == {'clusters.csv', 'curated.parquet', 'splits.csv', 'splits.parquet', 'audit.json',
                                                'audit.md', 'audit_figure.json', 'provenance.csv', 'dataset_card.md'}
     splits = pd.read_csv(out/'splits.csv'); prov = pd.read_csv(out/'provenance.csv')
-    assert set(splits.split) == {'train', 'test', 'holdout'}
+    assert set(splits.split) == {'train', 'validation', 'test', 'holdout'}
     assert len(prov) == len(real_prompts) and prov.groupby('cluster').split.nunique().max() == 1
     assert set(splits.id) == set(prov.id[prov.status == 'kept'])
     assert set(ctx['curated'].domain[ctx['curated'].split == 'holdout']) == {'math'}
@@ -74,12 +83,12 @@ def test_stage_on_a_prompts_file(tmp_path, real_prompts):
 ])
 def test_bad_prompts_file_names_file_and_field(tmp_path, content, where):
     f = tmp_path/'bad.csv'; f.write_text(content)
-    with pytest.raises(DataError) as e: read_prompts(f)
+    with pytest.raises(DataError) as e: read_table(f, 'prompts')
     assert 'bad.csv' in str(e.value) and where in str(e.value)
 
 def test_unknown_file_type(tmp_path):
     f = tmp_path/'prompts.xlsx'; f.write_text('x')
-    with pytest.raises(DataError, match='prompts.xlsx'): read_prompts(f)
+    with pytest.raises(DataError, match='prompts.xlsx'): read_table(f, 'prompts')
 
 def test_no_prompts_is_one_clear_error(tmp_path):
     with pytest.raises(Exception, match='no prompts: run the data stage first or pass --prompts FILE'):
@@ -140,8 +149,10 @@ def test_accuracy_and_splits_at_15k(campaign15k):
     s = pair_scores(cur.dedup.table.cluster, true_clusters(c.truth, c.prompts.id))
     assert s['recall'] >= 0.95 and s['precision'] >= 0.95, s
     tt = cur.curated[cur.curated.split != 'holdout']
-    gap = (tt.domain.value_counts(normalize=True) - tt.domain[tt.split == 'test'].value_counts(normalize=True)).abs().max()
-    assert gap <= 0.01
+    for split in ('train', 'validation', 'test'):
+        gap = (tt.domain.value_counts(normalize=True) - tt.domain[tt.split == split].value_counts(normalize=True)).abs().max()
+        assert gap <= 0.01, (split, gap)
+    assert tt.split.value_counts(normalize=True).round(2).to_dict() == {'train': 0.7, 'test': 0.2, 'validation': 0.1}
     assert cur.provenance.groupby('cluster').split.nunique().max() == 1
     assert not set(cur.curated.domain[cur.curated.split == 'train']) & set(cur.holdout)
     again = curate(c.prompts, seed=0, ratings=c.ratings, annotators=c.annotators, target_shares=c.params['domain_shares'], timestamp='t')

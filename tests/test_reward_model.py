@@ -134,7 +134,7 @@ def test_score_pairs_and_accuracy(rm, mixed):
     m = rm.score_pairs(mixed)
     np.testing.assert_allclose(m, rm.score(mixed.prompt, mixed.chosen) - rm.score(mixed.prompt, mixed.rejected), atol=1e-5)
     assert pair_accuracy(m) == np.mean(m > 0)
-    with pytest.raises(DataError, match='no pairs'): rm.score_pairs(mixed.head(0))
+    with pytest.raises(DataError, match='no rows: expected a pairs table'): rm.score_pairs(mixed.head(0))
     with pytest.raises(DataError, match="row 2: field 'chosen'"): rm.score_pairs(mixed.head(3).assign(chosen=['a', None, 'c']))
 
 def test_rmbench_three_by_three(rm):

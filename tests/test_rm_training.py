@@ -6,7 +6,7 @@ from safetensors.numpy import load_file
 from rewardbench_nb.core import ConfigError, DataError, Run, write_json
 from rewardbench_nb.data import load_pairs
 from rewardbench_nb.reward_model import RewardModel
-from rewardbench_nb.rm_training import (RewardModelConfig, STAGE, add_args, apply_args, last_checkpoint, main,
+from rewardbench_nb.rm_training import (RewardModelConfig, STAGE, add_args, apply_args, check_config, last_checkpoint, main,
                                         train_reward_model, train_spec)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -83,9 +83,9 @@ def test_two_processes_gloo_match_one(reference, tmp_path):
 def test_bad_pairs_name_row_and_field(tmp_path):
     pairs = load_pairs('hh-rlhf-harmless', split='train').head(4)[['prompt', 'chosen', 'rejected']]
     pairs.loc[2, 'rejected'] = None
-    with pytest.raises(DataError, match=r"row 3: field 'rejected': expected text"):
+    with pytest.raises(DataError, match=r"row 3: field 'rejected': expected a non-empty string"):
         train_reward_model(pairs, RewardModelConfig(), tmp_path)
-    with pytest.raises(DataError, match=r"missing column 'margin'"):
+    with pytest.raises(DataError, match=r"missing column\(s\) 'margin'"):
         train_reward_model(pairs, RewardModelConfig(use_margin=True), tmp_path)
     scored = pd.DataFrame(dict(prompt=['p', 'q'], response=['a', 'b'], final=[0.5, float('nan')]))
     with pytest.raises(DataError, match=r"row 2: field 'final': expected a finite number"):
@@ -95,7 +95,7 @@ def test_resume_refuses_other_data(tmp_path):
     pairs = load_pairs('hh-rlhf-harmless', split='train').head(8)
     ck = tmp_path/'checkpoints'/'checkpoint-1'; ck.mkdir(parents=True)
     (ck/'trainer_state.json').write_text('{"global_step": 1}')
-    write_json(tmp_path/'checkpoints'/'train_spec.json', train_spec(RewardModelConfig(), 'f' * 64, 1))
+    write_json(tmp_path/'checkpoints'/'train_spec.json', train_spec(check_config(RewardModelConfig()), 'f' * 64, 1))
     with pytest.raises(ConfigError, match='trained with different data_sha256'):
         train_reward_model(pairs, RewardModelConfig(), tmp_path, resume=True)
 

@@ -1,7 +1,7 @@
 "The scoring stage as a user meets it: files on disk, bad rows, config mistakes, reproducibility, the CLI."
-import argparse, dataclasses, json, os, subprocess, sys, tomllib
+import argparse, json, os, subprocess, sys
 from pathlib import Path
-import numpy as np, pandas as pd
+import pandas as pd
 import pytest
 from rewardbench_nb.core import ConfigError, DataError, Run
 from rewardbench_nb.data import simulate_campaign
@@ -26,10 +26,9 @@ def run_stage(tmp_path, ctx, cfg=None, run_id='r'):
     STAGE(run, {'scoring': cfg or {}}, ctx)
     return run
 
-def test_config_file_holds_the_defaults():
-    file = tomllib.loads((ROOT/'configs'/'scoring.toml').read_text())
-    assert file == {f.name: f.default for f in dataclasses.fields(ScoringConfig)}
-    assert {c: file[f'w_{c}'] for c in DEFAULT_WEIGHTS} == DEFAULT_WEIGHTS
+def test_config_weights_are_the_default_weights():
+    cfg = ScoringConfig()
+    assert cfg.weights == DEFAULT_WEIGHTS and cfg.seed is None
 
 def test_stage_scores_user_files(tmp_path, files, campaign):
     args = argparse.Namespace(ratings=str(files[0]), preferences=str(files[1]))
@@ -54,15 +53,34 @@ def test_bad_preferences_file_names_file_line_and_field(tmp_path, files):
 def test_bad_rows_in_tables_are_located(campaign):
     prefs = campaign.preferences.copy()
     prefs.loc[4, 'winner'] = 'nobody'
-    with pytest.raises(DataError, match=r"row 5: field 'winner': expected item_a's id .* or 'tie', got 'nobody'"):
+    with pytest.raises(DataError, match=r"row 5: field 'winner': expected the value of item_a .* or 'tie', got 'nobody'"):
         score_items(campaign.ratings, prefs)
     rt = campaign.ratings.copy(); rt.loc[10, 'likert'] = 6
-    with pytest.raises(DataError, match=r"row 11: field 'likert': expected an integer Likert rating 1-5, got 6"):
+    with pytest.raises(DataError, match=r"row 11: field 'likert': expected an integer Likert value 1-5, got 6"):
         score_items(rt, campaign.preferences)
     with pytest.raises(DataError, match="unknown item"):
         score_items(campaign.ratings, campaign.preferences, items=campaign.prompts.id[:100])
     with pytest.raises(DataError, match="missing column"):
         score_items(campaign.ratings.drop(columns='likert'), campaign.preferences)
+    with pytest.raises(DataError, match=r"no rows: expected a preferences table \(item_a, item_b, winner\)"):
+        score_items(campaign.ratings, campaign.preferences.iloc[:0])
+
+def test_ratings_on_a_0_4_scale(campaign):
+    "The same campaign on 0-4 scores exactly as on 1-5 once the scale is named; unnamed, the first 0 is an error."
+    r = campaign.ratings
+    a = score_items(r, campaign.preferences).table
+    b = score_items(r.assign(likert=r.likert - 1), campaign.preferences, scale='0-4').table
+    pd.testing.assert_frame_equal(a, b)
+    with pytest.raises(DataError, match=r"field 'likert': expected an integer Likert value 1-5, got 0"):
+        score_items(r.assign(likert=r.likert - 1), campaign.preferences)
+
+def test_the_same_bad_preference_reads_the_same_in_data_and_scoring(campaign):
+    "One mistake, one message: the data layer and the scoring stage describe a bad winner with the same words."
+    from rewardbench_nb.data import validate_preferences
+    prefs = campaign.preferences.copy(); prefs.loc[4, 'winner'] = 'nobody'
+    with pytest.raises(DataError) as d: validate_preferences(prefs)
+    with pytest.raises(DataError) as s: score_items(campaign.ratings, prefs)
+    assert str(d.value) == str(s.value)
 
 def test_stage_with_prompts_checks_items_and_uses_groups(tmp_path, campaign):
     ctx = dict(seed=0, quick=True, campaign=campaign, prompts=campaign.prompts, ratings=campaign.ratings,

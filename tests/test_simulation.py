@@ -1,9 +1,9 @@
 "Simulator checks a notebook cannot show: other processes, edge settings, the alpha oracle, real scale."
 import os, re, subprocess, sys, time
-import numpy as np, pandas as pd, pytest
+import numpy as np, pytest
 from rewardbench_nb.core import CRITERIA, ConfigError
 from rewardbench_nb.simulation import simulate, noise_budget, max_jaccard
-from rewardbench_nb.curation import jaccard, normalise_text
+from rewardbench_nb.text import jaccard, normalise_text
 
 FINGERPRINT = "from rewardbench_nb.simulation import simulate; print(simulate(400, seed=7).fingerprint())"
 

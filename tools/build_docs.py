@@ -142,9 +142,10 @@ def _env(jobs:int)->dict:
     return env
 
 def _shared_key()->str:
-    "What every notebook's outputs depend on: the library, configs, data files (size+mtime), this script."
+    "What every notebook's outputs depend on: the library, configs, recorded results, data files (size+mtime), this script."
     h = hashlib.sha256()
-    for p in [Path(__file__), *sorted((ROOT/'rewardbench_nb').glob('*.py')), *sorted((ROOT/'configs').glob('*'))]:
+    for p in [Path(__file__), *sorted((ROOT/'rewardbench_nb').glob('*.py')), *sorted((ROOT/'configs').glob('*')),
+              *sorted((ROOT/'benchmarks'/'results').glob('*.json'))]:
         if p.is_file(): h.update(p.read_bytes())
     for p in sorted((ROOT/'data').rglob('*')):
         if p.is_file(): st = p.stat(); h.update(f'{p.relative_to(ROOT)} {st.st_size} {st.st_mtime_ns}'.encode())

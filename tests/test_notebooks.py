@@ -1,0 +1,60 @@
+"The reference notebooks in TAUGHT read as lessons: enough prose, small exported cells, short lines, tests introduced."
+import ast, json, re
+from pathlib import Path
+import pytest
+
+NBS = Path(__file__).resolve().parents[1]/'nbs'
+TAUGHT = ['00_core', '00a_precision', '00b_text', '00c_simulation', '01_data', '02_curation', '03_agreement', '03a_stats',
+          '04_scoring', '05_reward_model', '05a_rm_training', '06_calibration']
+TEST_CALL = re.compile(r'\b(test_eq|test_ne|test_close|test_fail|test_is|test_warns|expect_fail)\b|^\s*assert\b', re.M)
+
+def cells(name:str)->list:
+    "(kind, directives, body) of every cell of notebook `name`."
+    out = []
+    for c in json.loads((NBS/f'{name}.ipynb').read_text(encoding='utf-8'))['cells']:
+        text = ''.join(c['source'])
+        directives = [l for l in text.split('\n') if l.startswith('#|')]
+        out.append((c['cell_type'], ' '.join(directives), '\n'.join(l for l in text.split('\n') if not l.startswith('#|'))))
+    return out
+
+def definitions(body:str)->list:
+    "Names a cell defines at its top level: functions, classes and assigned names."
+    names = []
+    for node in ast.parse(body).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): names.append(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for t in (node.targets if isinstance(node, ast.Assign) else [node.target]):
+                names += [e.id for e in (t.elts if isinstance(t, ast.Tuple) else [t]) if isinstance(e, ast.Name)]
+    return names
+
+@pytest.mark.parametrize('name', TAUGHT)
+def test_at_least_40_percent_of_cells_are_prose(name):
+    kinds = [k for k, _, _ in cells(name)]
+    assert kinds.count('markdown') / len(kinds) >= 0.40, f"{name}: {kinds.count('markdown')} of {len(kinds)} cells are prose"
+
+@pytest.mark.parametrize('name', TAUGHT)
+def test_no_exported_cell_defines_three_things(name):
+    big = [definitions(b) for k, d, b in cells(name) if k == 'code' and 'export' in d and len(definitions(b)) >= 3]
+    assert not big, f"{name}: exported cells with 3+ definitions: {big}"
+
+@pytest.mark.parametrize('name', TAUGHT)
+def test_no_code_line_over_120_characters(name):
+    long = [l for k, _, b in cells(name) if k == 'code' for l in b.split('\n') if len(l) > 120]
+    assert not long, f"{name}: {len(long)} code lines over 120 characters, e.g. {long[0][:80]!r}"
+
+@pytest.mark.parametrize('name', TAUGHT)
+def test_a_sentence_comes_before_every_test_cell(name):
+    cs = cells(name)
+    bare = [b.split('\n')[0] for i, (k, d, b) in enumerate(cs)
+            if k == 'code' and 'export' not in d and TEST_CALL.search(b) and (i == 0 or cs[i-1][0] != 'markdown')]
+    assert not bare, f"{name}: test cells with no sentence before them, starting: {bare}"
+
+@pytest.mark.parametrize('name', TAUGHT)
+def test_no_unfenced_code_in_prose(name):
+    "Code shown in a markdown cell sits in a fenced block; a bare `def` line is a stale copy of code."
+    stale = []
+    for k, _, b in cells(name):
+        if k != 'markdown': continue
+        unfenced = re.sub(r'```.*?```', '', b, flags=re.S)
+        stale += [l for l in unfenced.split('\n') if re.match(r'\s*(def |class |return |import |from \S+ import )', l)]
+    assert not stale, f"{name}: unfenced code in prose: {stale[:3]}"
