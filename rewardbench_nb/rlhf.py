@@ -22,8 +22,9 @@ from tqdm.auto import tqdm
 from .core import *
 from .data import load_pairs
 from .precision import precision, resolve_dtype
+from .reward_model import RewardModel
 from .policy import (ASSISTANT, HUMAN, check_policy, dialogue_text, load_policy, map_shards, one_thread,
-                                   shard_count, split_rows, sum_grads)
+                                   save_policy, shard_count, split_rows, sum_grads)
 
 # %% auto #0
 __all__ = ['TOXIC_WORDS', 'REFUSAL_PATTERNS', 'VIOLATIONS', 'ROLLOUT', 'EVAL', 'POOL', 'CKPT_FILES', 'PLOTTED', 'QUICK', 'STAGE',
@@ -926,7 +927,6 @@ def plot(self:PPOResult, title:str='PPO')->go.Figure:
 # %% ../nbs/09_rlhf.ipynb #ef0869e8
 def _write_outputs(res:PPOResult, out:Path):
     "policy/ (08's layout), value.safetensors, log.csv and evals.csv (no timings), log.json (all), curves.html."
-    from rewardbench_nb.policy import save_policy
     meta = dict(ppo=dict(info=res.info, config=asdict(res.config)))
     save_policy(res.model, res.tokenizer, out/'policy', meta)
     with atomic_path(out/'value.safetensors') as tmp: save_model(res.value_model, str(tmp))
@@ -1023,7 +1023,6 @@ def main(argv=None)->int:
             warnings.simplefilter('ignore'); P = load_pairs('hh-rlhf-harmless', split='train').prompt.tolist()
         P = P[:a.prompts or None]
         if a.reward == 'rm':
-            from rewardbench_nb.reward_model import RewardModel
             fn = rm_reward(RewardModel.load(a.reward_model, max_length=256))
         else: fn = length_reward(8)
         res = train_ppo(model, tok, fn, P, a.iterations, a.seed, cfg, a.out, a.resume, progress=not a.quiet)
@@ -1054,7 +1053,6 @@ def _stage_reward(cfg:PPOStageConfig, ctx:dict, run:Run):
     "The stage's reward function: the train-rm model, a saved one, or the length reward."
     if cfg.reward == 'length': return length_reward(8)
     if cfg.reward != 'rm': raise ConfigError(f"rlhf.reward = {cfg.reward!r}: expected 'rm' or 'length'")
-    from rewardbench_nb.reward_model import RewardModel
     path = getattr(ctx.get('args'), 'ppo_reward_model', None)
     if path: run.add_input(path); rm = RewardModel.load(path, max_length=cfg.rm_max_length)
     elif ctx.get('reward_model') is not None:
