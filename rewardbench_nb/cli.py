@@ -19,7 +19,8 @@ __all__ = ['STAGE_MODULES', 'load_stages', 'all_stages', 'stage_plan', 'Interrup
 
 # %% ../nbs/90_cli.ipynb #f4a652df
 STAGE_MODULES = {'data':'data', 'curate':'curation', 'agree':'agreement', 'score':'scoring',
-                 'train-rm':'rm_training', 'calibrate':'calibration', 'policy':'policy', 'ppo':'rlhf'}
+                 'train-rm':'rm_training', 'calibrate':'calibration', 'policy':'policy', 'ppo':'rlhf',
+                 'gamma':'overoptimization'}
 
 def load_stages(names=None)->dict:
     "Name -> `Stage` for `names` (default: all) and every stage they need, in pipeline order."

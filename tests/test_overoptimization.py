@@ -1,0 +1,134 @@
+"Overoptimization: the public functions against brute force and closed forms, bad input, the gamma stage from the CLI."
+import json, math, os, subprocess, sys
+from itertools import combinations
+from pathlib import Path
+import numpy as np, pandas as pd, pytest
+from scipy.integrate import quad
+from scipy.optimize import curve_fit
+from rewardbench_nb.core import ConfigError, DataError, RBError
+from rewardbench_nb import overoptimization as O
+
+ROOT = Path(__file__).resolve().parents[1]
+RBNB = [str(Path(sys.executable).parent/'rbnb')]
+ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'TOKENIZERS_PARALLELISM': 'false'}
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+def brute_bon(proxy, gold, n):
+    "Mean over prompts of the mean over all n-subsets of the gold score of the subset's proxy maximum (ties: their mean)."
+    out = []
+    for p, g in zip(np.asarray(proxy, float), np.asarray(gold, float)):
+        picks = []
+        for s in combinations(range(len(p)), n):
+            s = list(s); top = [i for i in s if p[i] == p[s].max()]
+            picks.append(g[top].mean())
+        out.append(np.mean(picks))
+    return float(np.mean(out))
+
+def test_kl_best_of_n_closed_form_and_exact_limit():
+    assert O.kl_best_of_n(1) == 0.0
+    for n in (2, 3, 10, 100): assert math.isclose(O.kl_best_of_n(n), math.log(n) - (n - 1) / n, rel_tol=1e-12)
+    N = 10**6; i = np.arange(1, N + 1)
+    for n in (2, 8, 32):
+        p = (i / N)**n - ((i - 1) / N)**n; p = p[p > 0]
+        assert abs(np.sum(p * np.log(p * N)) - O.kl_best_of_n(n)) < 1e-3
+    assert isinstance(O.kl_best_of_n(4), float)
+
+@pytest.mark.parametrize('ties', [False, True])
+def test_bon_estimate_equals_enumeration(ties):
+    rng = np.random.default_rng(1)
+    proxy = rng.integers(0, 3, (5, 8)).astype(float) if ties else rng.normal(size=(5, 8))
+    gold = rng.normal(size=(5, 8))
+    for n in range(1, 9):
+        assert math.isclose(O.bon_estimate(proxy, gold, n), brute_bon(proxy, gold, n), rel_tol=1e-10, abs_tol=1e-12)
+
+def test_bon_estimate_closed_forms_and_order_invariance():
+    rng = np.random.default_rng(2); proxy, gold = rng.normal(size=(4, 9)), rng.normal(size=(4, 9))
+    assert math.isclose(O.bon_estimate(proxy, gold, 1), gold.mean(), rel_tol=1e-12)
+    assert math.isclose(O.bon_estimate(proxy, gold, 9), gold[np.arange(4), proxy.argmax(1)].mean(), rel_tol=1e-12)
+    ranks = np.arange(12.)[None]  # proxy = gold = 0..N-1: E[max of n of 1..N] - 1 = n (N+1) / (n+1) - 1
+    for n in (1, 3, 12): assert math.isclose(O.bon_estimate(ranks, ranks, n), n * 13 / (n + 1) - 1, rel_tol=1e-12)
+    perm = rng.permutation(9)
+    assert math.isclose(O.bon_estimate(proxy[:, perm], gold[:, perm], 4), O.bon_estimate(proxy, gold, 4), rel_tol=1e-12)
+    tied = np.array([[1., 1., 0.]]); g = np.array([[3., 5., 0.]])  # n = 3: the two tied maxima, each half the time
+    assert O.bon_estimate(tied, g, 3) == 4.0 and O.bon_estimate(tied[:, ::-1], g[:, ::-1], 3) == 4.0
+
+def test_fits_recover_parameters_and_agree_with_curve_fit():
+    d = np.linspace(0, 4, 20)
+    assert np.allclose(O.fit_bon(d, d * (2.0 - 0.3 * d)), (2.0, 0.3))
+    assert np.allclose(O.fit_rl(d, d * (2.0 - 0.3 * np.log(np.where(d > 0, d, 1)))), (2.0, 0.3))
+    r = d * (1.0 - 0.2 * d) + np.random.default_rng(3).normal(0, 0.1, len(d))
+    assert np.allclose(O.fit_bon(d, r), curve_fit(lambda x, a, b: x * (a - b * x), d, r)[0], atol=1e-6)
+    rl = lambda x, a, b: x * (a - b * np.log(np.where(x > 0, x, 1)))
+    assert np.allclose(O.fit_rl(d, r), curve_fit(rl, d, r)[0], atol=1e-6)
+    a, b = O.fit_bon(d, r); assert isinstance(a, float) and isinstance(b, float)
+    assert math.isclose(float(O.peak_bon(1.0, 0.25)), 2.0)
+
+def test_gamma_closed_form_and_numeric_integral():
+    d = np.linspace(0, 2, 9); a, b, c = 1.0, 0.2, 0.3
+    gold, proxy = d * (a - b * d), d * (a - b * d) + c * d**2
+    assert O.gamma(d, gold, gold) == pytest.approx(0, abs=1e-12)
+    assert O.gamma(d, gold, proxy) == pytest.approx((c * 8 / 3) / (a * 2 - b * 8 / 3), rel=1e-10)
+    # crossing curves over a range that does not start at 0: against scipy's quad on the fitted curves
+    d2 = np.linspace(0.5, 3, 11); g2 = d2 * (1.5 - 0.6 * d2); p2 = d2 * (0.5 + 0.1 * d2)
+    (ag, bg), (ap, bp) = O.fit_bon(d2, g2), O.fit_bon(d2, p2)
+    f = lambda x, a_, b_: x * (a_ - b_ * x)
+    between = quad(lambda x: abs(f(x, ap, bp) - f(x, ag, bg)), 0.5, 3, points=[5 / 3], limit=200)[0]
+    under = quad(lambda x: abs(f(x, ag, bg)), 0.5, 3, points=[2.5], limit=200)[0]
+    assert O.gamma(d2, g2, p2) == pytest.approx(between / under, rel=1e-7)
+    assert O.gamma(d, 3 * gold, 3 * proxy) == pytest.approx(O.gamma(d, gold, proxy), rel=1e-10)
+
+def test_bootstrap_is_seeded_and_brackets_the_estimate():
+    rng = np.random.default_rng(4); s, z = rng.normal(size=(60, 8)), rng.normal(size=(60, 8))
+    G, P = O.bon_curves(s + z, s - 0.5 * z**2, list(range(1, 9)))
+    a, b = (O.bootstrap_bon(G, P, list(range(1, 9)), n_boot=300, seed=7) for _ in range(2))
+    pd.testing.assert_frame_equal(a, b)
+    assert (a.low <= a.estimate).all() and (a.estimate <= a.high).all()
+    d = O.d_best_of_n(range(1, 9))
+    assert a.loc['gamma', 'estimate'] == pytest.approx(O.gamma(d, G.mean(0), P.mean(0)))
+
+@pytest.mark.parametrize('proxy, gold, n, match', [
+    (np.full((2, 3), np.nan), np.zeros((2, 3)), 1, 'proxy score nan at prompt 0, sample 0'),
+    (np.zeros((2, 3)), np.array([[0, 0, 0], [0, np.inf, 0]]), 1, 'gold score inf at prompt 1, sample 1'),
+    (np.zeros((2, 3)), np.zeros((2, 4)), 1, 'expected two arrays of one shape'),
+    (np.zeros(3), np.zeros(3), 1, 'expected two arrays of one shape'),
+    (np.zeros((0, 3)), np.zeros((0, 3)), 1, 'expected at least one prompt'),
+    (np.zeros((2, 3)), np.zeros((2, 3)), 4, 'expected n <= N'),
+    (np.zeros((2, 3)), np.zeros((2, 3)), 0, 'expected an integer >= 1'),
+    (np.zeros((2, 3)), np.zeros((2, 3)), 1.5, 'expected an integer >= 1'),
+    ([['x', 'y']], [[1, 2]], 1, 'expected numbers'),
+])
+def test_bon_estimate_bad_input(proxy, gold, n, match):
+    with pytest.raises(RBError, match=match): O.bon_estimate(proxy, gold, n)
+
+def test_fit_and_gamma_bad_input():
+    with pytest.raises(DataError, match='a fit needs at least 2'): O.fit_bon([0, 1], [0, 1])
+    with pytest.raises(DataError, match='one reward per value of d'): O.fit_rl([0, 1, 2], [0, 1])
+    with pytest.raises(DataError, match='NaN or inf'): O.fit_bon([0, 1, 2], [0, np.nan, 1])
+    with pytest.raises(DataError, match='zero area'): O.gamma([0, 1, 2], [0, 0, 0], [0, 1, 2])
+    with pytest.raises(ConfigError, match='expected an integer >= 1'): O.kl_best_of_n(0)
+
+def rbnb(*args, timeout=600):
+    return subprocess.run([*RBNB, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=ENV)
+
+def test_stage_quick_with_a_saved_gold_model(tmp_path):
+    "rbnb gamma --quick against a saved reward model (the untrained MiniLM here): every output, same seed same numbers."
+    from rewardbench_nb.reward_model import RewardModel
+    RewardModel.load(seed=1).save(tmp_path/'gold')
+    runs = []
+    for rid in ('a', 'b'):
+        r = rbnb('gamma', '--quick', '--quiet', '--gamma-reward-model', tmp_path/'gold', '--runs-dir', tmp_path,
+                 '--run-id', rid)
+        assert r.returncode == 0, r.stderr[-3000:]
+        runs.append(tmp_path/rid/'gamma')
+    for name in ('bon.csv', 'fits.csv', 'sweep.csv', 'shift.csv', 'rl.csv'):
+        pd.testing.assert_frame_equal(pd.read_csv(runs[0]/name), pd.read_csv(runs[1]/name))
+    summary = json.loads((runs[0]/'summary.json').read_text())
+    assert summary['gold'].startswith('rm_reward') and set(summary['proxies']) == {'full', 'small', 'noisy', 'other-domain'}
+    manifest = json.loads((tmp_path/'a'/'manifest.json').read_text())
+    assert {'gamma-gold', 'gamma-encoder'} <= set(manifest['records']['precision'])
+
+def test_stage_without_gold_and_bad_setting_are_one_line(tmp_path):
+    r = rbnb('gamma', '--quick', '--quiet', '--runs-dir', tmp_path)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr and 'gamma: no gold reward model' in r.stderr
+    r = rbnb('gamma', '--quick', '--quiet', '--set', 'gamma.noise=0.7', '--set', 'gamma.gold=length', '--runs-dir', tmp_path)
+    assert r.returncode == 2 and 'Traceback' not in r.stderr and 'gamma.noise = 0.7' in r.stderr
