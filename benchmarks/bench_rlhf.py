@@ -9,7 +9,7 @@ Parts (all by default; `--parts` picks some):
              into generation (sampling + the policy, reference and value passes over the rollouts), reward scoring and
              the PPO update, medians over iterations 2-6 (the first pays one-off costs);
 * bon:       best-of-4 on 64 validation prompts with the same reward model: samples generated and scored per second;
-* stages:    `rbnb policy` and `rbnb ppo` at their defaults, the reward model again the MiniLM (in the pipeline it is the
+* stages:    `rbnb policy`, `rbnb ppo` and `rbnb gamma` at their defaults (and `rbnb gamma --quick`), the reward model again the MiniLM (in the pipeline it is the
              one train-rm trained), as subprocesses: wall seconds of each stage;
 * proof:     the task with a known reward (`length_reward(8)`: replies of 8 words score 0): PPO at the default settings
              for 25 iterations with seeds 0, 1, 2, and TRL 1.16's RLOOTrainer (REINFORCE leave-one-out) on the same
@@ -22,7 +22,7 @@ Parts (all by default; `--parts` picks some):
     ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 .venv/bin/python benchmarks/bench_rlhf.py --parts build,iteration
                                                               # the same on an AVX-512 machine told to behave like AVX2
 """
-import argparse, json, os, platform, subprocess, sys, tempfile, threading, time, warnings
+import argparse, json, os, platform, resource, subprocess, sys, tempfile, threading, time, warnings
 from pathlib import Path
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
@@ -80,15 +80,24 @@ def bench_bon(n:int=4, n_prompts:int=64)->dict:
     return dict(n=n, prompts=n_prompts, samples=len(pool), generate_seconds=tg, score_seconds=ts,
                 samples_per_second=round(len(pool) / (tg + ts), 2), generated_per_second=round(len(pool) / tg, 2), scored_per_second=round(len(pool) / ts, 2))
 
-def bench_stages(tmp:Path)->dict:
-    out = {}
-    for name, args in (('policy', []), ('ppo', ['--ppo-reward-model', str(tmp/'minilm')])):
-        t = time.perf_counter()
-        r = subprocess.run([str(Path(sys.executable).parent/'rbnb'), name, '--quiet', '--runs-dir', str(tmp/'runs'), '--run-id', name, *args],
-                           cwd=ROOT, capture_output=True, text=True)
+def children_cpu()->float:
+    "User + system CPU seconds of the finished child processes: the work done, whatever else shares the cores."
+    r = resource.getrusage(resource.RUSAGE_CHILDREN); return r.ru_utime + r.ru_stime
+
+STAGE_RUNS = {'policy': ('policy', []), 'ppo': ('ppo', ['--ppo-reward-model', '{rm}']),
+              'gamma': ('gamma', ['--gamma-reward-model', '{rm}']), 'gamma --quick': ('gamma', ['--gamma-reward-model', '{rm}', '--quick'])}
+
+def bench_stages(tmp:Path, names, before:dict|None=None)->dict:
+    "Wall seconds of each stage run in `names` (keys of STAGE_RUNS) as a subprocess; entries of `before` not rerun are kept."
+    out = dict(before or {})
+    for key in names:
+        name, args = STAGE_RUNS[key]; rid = key.replace(' --', '-'); t = time.perf_counter(); cpu = children_cpu()
+        r = subprocess.run([str(Path(sys.executable).parent/'rbnb'), name, '--quiet', '--runs-dir', str(tmp/'runs'), '--run-id', rid,
+                            *[x.format(rm=tmp/'minilm') for x in args]], cwd=ROOT, capture_output=True, text=True)
         if r.returncode: raise RuntimeError(r.stderr[-3000:])
-        m = json.loads((tmp/'runs'/name/'manifest.json').read_text())
-        out[name] = dict(command=f'rbnb {name} (defaults)', wall_seconds=round(time.perf_counter() - t, 1), stage_seconds=m['timings'])
+        m = json.loads((tmp/'runs'/rid/'manifest.json').read_text())
+        out[key] = dict(command=f"rbnb {key}{'' if 'quick' in key else ' (defaults)'}", wall_seconds=round(time.perf_counter() - t, 1),
+                        cpu_seconds=round(children_cpu() - cpu, 1), stage_seconds=m['timings'], load=loadavg())
     return out
 
 def final_eval(policy, ref, tok, P, seed=0):
@@ -165,7 +174,12 @@ def report(r:dict)->str:
         b = r['bon']; lines += ['## Best-of-n', '', f"best-of-{b['n']} on {b['prompts']} validation prompts: {b['samples']} samples, "
                                 f"{b['samples_per_second']} samples/s generated and scored ({b['generated_per_second']}/s generation, {b['scored_per_second']}/s scoring).", '']
     if 'stages' in r:
-        lines += ['## Stages at their defaults', '', md_table(pd.DataFrame([dict(stage=k, wall_seconds=v['wall_seconds']) for k, v in r['stages'].items()])), '']
+        rows = [dict(stage=k, wall_seconds=v['wall_seconds'], stage_seconds=v['stage_seconds'].get(STAGE_RUNS[k][0], ''),
+                     cpu_seconds=v.get('cpu_seconds', ''), load_1min=(v.get('load') or [''])[0]) for k, v in r['stages'].items()]
+        lines += ['## Stages at their defaults (and gamma under --quick)', '',
+                  'Wall seconds of the command (it runs the stages it needs first: `policy` before `ppo` and `gamma`), seconds of the stage '
+                  'itself from the manifest, CPU seconds of the command (all its threads; on an idle machine the wall time is this over '
+                  'the cores it keeps busy), and the 1-minute load average when it finished.', '', md_table(pd.DataFrame(rows)), '']
     if 'proof' in r:
         p = r['proof']; lines += [f"## Does PPO optimise? ({p['task']}, {p['iterations']} iterations; {p['budget']})", '',
                                   md_table(pd.DataFrame(p['summary']).round(3)), '']
@@ -175,6 +189,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--parts', default=','.join(PARTS), help=f'comma-separated, from {", ".join(PARTS)}')
     ap.add_argument('--proof-iterations', type=int, default=25)
+    ap.add_argument('--stages', default=','.join(STAGE_RUNS), help=f'with part stages: comma-separated, from {", ".join(STAGE_RUNS)}')
     a = ap.parse_args(); parts = a.parts.split(',')
     kind = cpu_kind(); path = OUT/f'rlhf-{kind_slug(kind)}.json'
     r = json.loads(path.read_text()) if path.exists() else {}
@@ -185,7 +200,7 @@ def main():
         for part in parts:
             print(f'== {part}', flush=True)
             r[part] = dict(build=bench_build, iteration=bench_iteration, bon=bench_bon)[part]() if part in ('build', 'iteration', 'bon') else \
-                      bench_stages(tmp) if part == 'stages' else bench_proof(tmp, a.proof_iterations)
+                      bench_stages(tmp, a.stages.split(','), r.get('stages')) if part == 'stages' else bench_proof(tmp, a.proof_iterations)
             print(json.dumps(r[part])[:600], flush=True)
             r['load'] = dict(start=start, end=loadavg(), top=watch.top, note=busy_note(watch.top, torch.get_num_threads()))
             write_json(path, r); write_text(path.with_suffix('.md'), report(r))  # after each part: a crash keeps the rest

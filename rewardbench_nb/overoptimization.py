@@ -378,13 +378,13 @@ def mean_embedding_shift(a:np.ndarray, # (rows, width) embeddings of one sample
 class GammaConfig:
     "Settings of the `gamma` stage (configs/gamma.toml)."
     gold:str = 'rm'                  # 'rm': train-rm's model (or --gamma-reward-model); 'length': the known reward
-    train_pairs:int = 384            # gold-labelled pairs (hh-rlhf train prompts) of the 'full' and 'noisy' proxies
-    small_pairs:int = 48             # pairs of the 'small' proxy
+    train_pairs:int = 256            # gold-labelled pairs (hh-rlhf train prompts) of the 'full' and 'noisy' proxies
+    small_pairs:int = 32             # pairs of the 'small' proxy
     noise:float = 0.25               # label-flip rate of the 'noisy' proxy
     other_domain:list = field(default_factory=lambda: [
         'llmbar-natural', 'llmbar-adver-neighbor', 'llmbar-adver-GPTInst', 'llmbar-adver-GPTOut',
         'llmbar-adver-manual'])      # prompts of the 'other-domain' proxy's pairs
-    sweep:list = field(default_factory=lambda: [24, 48, 96, 192, 384])  # training-set sizes of the proxy-data sweep
+    sweep:list = field(default_factory=lambda: [16, 32, 64, 128, 256])  # training-set sizes of the proxy-data sweep
     pool_prompts:int = 64            # hh-rlhf validation prompts in the best-of-n pool
     pool_size:int = 16               # N: samples per prompt; best-of-n for n = 1..N
     shift_sets:list = field(default_factory=lambda: ['rmbench-chat', 'rmbench-safety-response', 'mtbench-human',
@@ -395,7 +395,7 @@ class GammaConfig:
     ppo_batch_size:int = 16          # rollouts per iteration
     ppo_kl_coef:float = 0.01         # KL penalty per token (small: let the policy move)
     ppo_learning_rate:float = 3e-4   # policy learning rate
-    max_new_tokens:int = 32          # longest sampled reply (pools and PPO)
+    max_new_tokens:int = 24          # longest sampled reply (pools and PPO)
     l2:float = 1e-3                  # L2 penalty of the proxy heads
     n_boot:int = 1000                # bootstrap resamples
     rm_max_length:int = 128          # tokens per (prompt, response) for the gold reward model and the encoder
