@@ -373,7 +373,7 @@ def mean_embedding_shift(a:np.ndarray, # (rows, width) embeddings of one sample
     within = lambda x: (x.sum(0) @ x.sum(0) - np.sum(x * x)) / (len(x) * (len(x) - 1))
     return float(within(a) + within(b) - 2 * a.mean(0) @ b.mean(0))
 
-# %% ../nbs/10_overoptimization.ipynb #126cd589
+# %% ../nbs/10_overoptimization.ipynb #29391326
 @dataclass
 class GammaConfig:
     "Settings of the `gamma` stage (configs/gamma.toml)."
@@ -400,7 +400,7 @@ class GammaConfig:
     n_boot:int = 1000                # bootstrap resamples
     rm_max_length:int = 128          # tokens per (prompt, response) for the gold reward model and the encoder
 
-# %% ../nbs/10_overoptimization.ipynb #d7ff474d
+# %% ../nbs/10_overoptimization.ipynb #4b1948bc
 QUICK = dict(train_pairs=32, small_pairs=12, other_domain=['llmbar-natural'], sweep=[12, 32], pool_prompts=6,
              pool_size=4, shift_sets=['rmbench-chat'], shift_prompts=4, ppo_proxies=['small'], ppo_iterations=2,
              ppo_batch_size=4, max_new_tokens=12, n_boot=200)
@@ -420,7 +420,7 @@ def check_gamma_config(cfg:GammaConfig)->GammaConfig:
         raise bad('sweep', f'pair counts between 2 and train_pairs ({cfg.train_pairs})')
     return cfg
 
-# %% ../nbs/10_overoptimization.ipynb #76752e85
+# %% ../nbs/10_overoptimization.ipynb #caea312c
 @dataclass
 class Overoptimization:
     "Curves, fits, sweep and shift tables of one run of the toy Gao et al. setup."
@@ -439,7 +439,7 @@ class Overoptimization:
         return '\n'.join(["| proxy | gamma, in-domain best-of-n (95% CI) | gold peak d* (95% CI) |",
                           "| --- | --- | --- |", *rows])
 
-# %% ../nbs/10_overoptimization.ipynb #cf6a9a6f
+# %% ../nbs/10_overoptimization.ipynb #58d94779
 def _prompts(name:str, n:int, seed:int)->list:
     "n prompts of shipped pair set `name` (a seeded sample, in dialogue form)."
     with warnings.catch_warnings():
@@ -447,7 +447,7 @@ def _prompts(name:str, n:int, seed:int)->list:
     t = t.drop_duplicates('prompt').sample(frac=1, random_state=seed).head(n)
     return [p if p.lstrip().startswith('Human:') else as_dialogue(p) for p in t.prompt]
 
-# %% ../nbs/10_overoptimization.ipynb #2bfa8975
+# %% ../nbs/10_overoptimization.ipynb #80ec00a8
 def _pools(policy, gold_fn, encoder, cfg:GammaConfig, seed:int, kw:dict)->dict:
     "The pools of one experiment: 'pairs', 'other-pairs', the in-domain pool and one per shift set."
     with warnings.catch_warnings():
@@ -462,7 +462,7 @@ def _pools(policy, gold_fn, encoder, cfg:GammaConfig, seed:int, kw:dict)->dict:
         out[name] = pool(_prompts(name, cfg.shift_prompts, seed), cfg.pool_size, 4 + k)
     return out
 
-# %% ../nbs/10_overoptimization.ipynb #003254a1
+# %% ../nbs/10_overoptimization.ipynb #1d5844fa
 def _proxies(pools:dict, cfg:GammaConfig, seed:int)->dict:
     "The four proxies: full, small (less data), noisy (flipped labels), other-domain (another domain's prompts)."
     p, kw = pools['pairs'], dict(l2=cfg.l2, seed=seed)
@@ -472,12 +472,12 @@ def _proxies(pools:dict, cfg:GammaConfig, seed:int)->dict:
             'other-domain': train_proxy(pools['other-pairs'], 'other-domain', cfg.train_pairs,
                                         domain='+'.join(cfg.other_domain), **kw)}
 
-# %% ../nbs/10_overoptimization.ipynb #693ce6ef
+# %% ../nbs/10_overoptimization.ipynb #f05783a2
 def _long(fits:pd.DataFrame, **keys)->pd.DataFrame:
     "A fits table (quantity index) as rows with `keys` columns in front."
     return fits.reset_index().assign(**keys)[[*keys, 'quantity', 'estimate', 'low', 'high']]
 
-# %% ../nbs/10_overoptimization.ipynb #a62ee692
+# %% ../nbs/10_overoptimization.ipynb #c0ca9d11
 def _bon_all(pools:dict, proxies:dict, cfg:GammaConfig, seed:int)->tuple:
     "(curves, fits, shift) of best-of-n by every proxy on the in-domain and shift pools."
     curves, fits, shift = [], [], []
@@ -491,7 +491,7 @@ def _bon_all(pools:dict, proxies:dict, cfg:GammaConfig, seed:int)->tuple:
                               low=g.low, high=g.high))
     return pd.concat(curves, ignore_index=True), pd.concat(fits, ignore_index=True), pd.DataFrame(shift)
 
-# %% ../nbs/10_overoptimization.ipynb #cd719ae2
+# %% ../nbs/10_overoptimization.ipynb #3334d969
 def _sweep(pools:dict, cfg:GammaConfig, seed:int)->pd.DataFrame:
     "alpha, beta, d* and gamma of proxies trained on each number of pairs in `cfg.sweep`, on the in-domain pool."
     rows = []
@@ -500,7 +500,7 @@ def _sweep(pools:dict, cfg:GammaConfig, seed:int)->pd.DataFrame:
         rows.append(_long(bon_analysis(pools['hh-rlhf-harmless'], px, cfg.n_boot, seed)[1], pairs=k))
     return pd.concat(rows, ignore_index=True)
 
-# %% ../nbs/10_overoptimization.ipynb #364b2f1d
+# %% ../nbs/10_overoptimization.ipynb #2383dca9
 def _ppo_all(policy, pools:dict, proxies:dict, gold_fn, encoder, cfg:GammaConfig, seed:int, progress:bool)->tuple:
     "(RL curves, RL fits) of a short PPO run against each proxy in `cfg.ppo_proxies`."
     with warnings.catch_warnings():
@@ -516,7 +516,7 @@ def _ppo_all(policy, pools:dict, proxies:dict, gold_fn, encoder, cfg:GammaConfig
         if (t.d > 0).sum() >= 2: fits.append(_long(bootstrap_rl(t.d, g, p, cfg.n_boot, seed), name=name, form='rl'))
     return pd.concat(curves, ignore_index=True), (pd.concat(fits, ignore_index=True) if fits else pd.DataFrame())
 
-# %% ../nbs/10_overoptimization.ipynb #68dda884
+# %% ../nbs/10_overoptimization.ipynb #dec0b975
 def overoptimize(policy,              # (model, tokenizer): the initial policy
                  gold_fn,             # the gold reward function (prompts, responses) -> scores
                  encoder:RewardModel, # the proxies' frozen encoder
@@ -538,7 +538,7 @@ def overoptimize(policy,              # (model, tokenizer): the initial policy
                          for k, p in proxies.items()})
     return Overoptimization(bon, rl, fits, sweep, shift, proxies, info)
 
-# %% ../nbs/10_overoptimization.ipynb #7af56cb5
+# %% ../nbs/10_overoptimization.ipynb #4fc52bbd
 COLORS = {'gold': '#d4a017', 'proxy': '#1f77b4'}
 
 def _fit_line(fits:pd.DataFrame, proxy:str, form:str, who:str, d:np.ndarray)->np.ndarray|None:
@@ -548,7 +548,7 @@ def _fit_line(fits:pd.DataFrame, proxy:str, form:str, who:str, d:np.ndarray)->np
     a, b = f.loc[f'{who}_alpha', 'estimate'], f.loc[f'{who}_beta', 'estimate']
     return d * (a - b * (d if form == 'bon' else np.log(np.where(d > 0, d, 1.))))
 
-# %% ../nbs/10_overoptimization.ipynb #beae6034
+# %% ../nbs/10_overoptimization.ipynb #bce00fd2
 def plot_curves(oo:Overoptimization, title:str='Gold and proxy reward against d = sqrt(KL)')->go.Figure:
     "One panel per proxy: best-of-n and PPO points with Gao et al.'s fitted forms, gold and proxy."
     names = list(oo.proxies); fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True)
@@ -573,7 +573,7 @@ def plot_curves(oo:Overoptimization, title:str='Gold and proxy reward against d 
     fig.update_yaxes(title_text='reward (initial policy = 0, unit sd)', row=1, col=1)
     return fig.update_layout(title=title, height=380, width=260 * len(names) + 200, template='plotly_white')
 
-# %% ../nbs/10_overoptimization.ipynb #e746502b
+# %% ../nbs/10_overoptimization.ipynb #959468e7
 def plot_shift(oo:Overoptimization)->go.Figure:
     "gamma against the mean-embedding shift from each proxy's training data, one colour per proxy, CIs as bars."
     fig = go.Figure()
@@ -584,7 +584,7 @@ def plot_shift(oo:Overoptimization)->go.Figure:
     return fig.update_layout(title='gamma under distribution shift', xaxis_title='mean-embedding shift (MMD², linear)',
                              yaxis_title='gamma (best-of-n)', height=420, width=640, template='plotly_white')
 
-# %% ../nbs/10_overoptimization.ipynb #1524a1fc
+# %% ../nbs/10_overoptimization.ipynb #7f51db30
 def plot_sweep(oo:Overoptimization)->go.Figure:
     "Proxy alpha and beta, gold peak and gamma against the proxy's number of training pairs, with CIs."
     qs = ['proxy_alpha', 'proxy_beta', 'gold_peak', 'gamma']; fig = make_subplots(rows=1, cols=4, subplot_titles=qs)
@@ -596,7 +596,7 @@ def plot_sweep(oo:Overoptimization)->go.Figure:
         fig.update_xaxes(title_text='training pairs', type='log', row=1, col=j)
     return fig.update_layout(title='Proxy-data sweep', height=340, width=1100, template='plotly_white')
 
-# %% ../nbs/10_overoptimization.ipynb #a4dc3b52
+# %% ../nbs/10_overoptimization.ipynb #010c7487
 def _gold(cfg:GammaConfig, ctx:dict, run:Run):
     "The gold reward: the train-rm model, a saved one, or the length reward."
     if cfg.gold == 'length': return length_reward(8)
@@ -609,13 +609,13 @@ def _gold(cfg:GammaConfig, ctx:dict, run:Run):
     run.record('precision', {'gamma-gold': rm.precision})
     return rm_reward(rm)
 
-# %% ../nbs/10_overoptimization.ipynb #39daba71
+# %% ../nbs/10_overoptimization.ipynb #fad25d21
 def add_args(parser):
     "The options of `rbnb gamma`."
     parser.add_argument('--gamma-reward-model', dest='gamma_reward_model', metavar='DIR',
                         help='gamma: a saved reward model folder as the gold reward (default: the train-rm model)')
 
-# %% ../nbs/10_overoptimization.ipynb #f9d69e9d
+# %% ../nbs/10_overoptimization.ipynb #769b00d6
 def _write(oo:Overoptimization, run:Run):
     "gamma/: curves, fits, sweep and shift as CSV, summary.json, and the plots as HTML."
     for name in ('bon', 'rl', 'fits', 'sweep', 'shift'):
@@ -627,7 +627,7 @@ def _write(oo:Overoptimization, run:Run):
     for name, fig in (('curves', plot_curves(oo)), ('shift', plot_shift(oo)), ('sweep', plot_sweep(oo))):
         with atomic_path(run.path('gamma', f'{name}.html')) as tmp: fig.write_html(tmp, include_plotlyjs=True)
 
-# %% ../nbs/10_overoptimization.ipynb #7d492617
+# %% ../nbs/10_overoptimization.ipynb #d5c069b2
 def run_gamma(run:Run, cfg:GammaConfig, ctx:dict):
     "Stage `gamma`: the toy Gao et al. setup against the gold reward; writes gamma/."
     quick, seed = ctx.get('quick', False), ctx.get('seed', 0)
