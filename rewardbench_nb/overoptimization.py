@@ -24,8 +24,9 @@ from .rlhf import PPOConfig, as_dialogue, length_reward, rm_reward, sample_pool,
 __all__ = ['QUICK', 'COLORS', 'STAGE', 'kl_best_of_n', 'd_best_of_n', 'bon_weights', 'check_pool_scores', 'bon_curves',
            'bon_estimate', 'check_curve', 'fit_bon', 'fit_rl', 'peak_bon', 'peak_rl', 'normalise', 'gamma',
            'bootstrap_bon', 'embed', 'Pool', 'scored_pool', 'Proxy', 'gold_pairs', 'train_proxy', 'bon_analysis',
-           'TrackedReward', 'rl_curve', 'bootstrap_rl', 'mean_embedding_shift', 'GammaConfig', 'check_gamma_config',
-           'Overoptimization', 'overoptimize', 'plot_curves', 'plot_shift', 'plot_sweep', 'add_args', 'run_gamma']
+           'TrackedReward', 'pool_baseline', 'rl_curve', 'bootstrap_rl', 'mean_embedding_shift', 'GammaConfig',
+           'check_gamma_config', 'Overoptimization', 'overoptimize', 'plot_curves', 'plot_shift', 'plot_sweep',
+           'add_args', 'run_gamma']
 
 # %% ../nbs/10_overoptimization.ipynb #9077a5bd
 def _check_n(n, N:int|None=None)->int:
@@ -326,7 +327,7 @@ def bon_analysis(pool:Pool, proxy:Proxy, n_boot:int=1000, seed:int=0)->tuple:
     curve = pd.DataFrame(dict(n=ns, d=d_best_of_n(ns), gold=G.mean(0), proxy=P.mean(0)))
     return curve, bootstrap_bon(G, P, ns, n_boot, seed)
 
-# %% ../nbs/10_overoptimization.ipynb #f4652e24
+# %% ../nbs/10_overoptimization.ipynb #fae679c8
 class TrackedReward:
     "Reward function of a proxy (what PPO optimises) that records proxy and gold scores of every rollout it sees."
     def __init__(self, proxy:Proxy, encoder:RewardModel, gold_fn):
@@ -334,19 +335,34 @@ class TrackedReward:
         self.__name__ = f'proxy({proxy.name})'
     def __call__(self, prompts, responses):
         p = self.proxy.score(embed(self.encoder, list(prompts), list(responses)))
-        self.calls.append(dict(proxy=p, gold=score_texts(self.gold_fn, prompts, responses)))
+        self.calls.append(dict(prompts=list(prompts), proxy=p, gold=score_texts(self.gold_fn, prompts, responses)))
         return p.tolist()
 
-# %% ../nbs/10_overoptimization.ipynb #20246e76
+# %% ../nbs/10_overoptimization.ipynb #cf8e41dd
+def pool_baseline(pool:Pool, proxy:Proxy)->dict:
+    "prompt -> (mean gold score, mean proxy score) of the pool's samples for it."
+    t = pool.samples.assign(proxy=proxy.score(pool.feats)).groupby('prompt', sort=False)[['gold', 'proxy']].mean()
+    return {k: (float(v.gold), float(v.proxy)) for k, v in t.iterrows()}
+
+# %% ../nbs/10_overoptimization.ipynb #f75910a9
+def _baselines(calls:list, baseline:dict)->tuple:
+    "(gold, proxy) baselines of every rollout, iterations x rollouts; DataError for a prompt without one."
+    missing = next((x for c in calls for x in c['prompts'] if x not in baseline), None)
+    if missing is not None: raise DataError(f"no initial-policy baseline for the prompt {missing[-60:]!r}")
+    return tuple(np.array([[baseline[x][j] for x in c['prompts']] for c in calls]) for j in (0, 1))
+
+# %% ../nbs/10_overoptimization.ipynb #f050f425
 def rl_curve(log:pd.DataFrame,        # train_ppo's log (one row per iteration)
              tracked:TrackedReward,    # the reward function that run used
              gold_sd:float, proxy_sd:float, # spread of each reward over the initial policy's pool
+             baseline:dict|None=None,  # prompt -> (gold, proxy) mean of the initial policy; None: iteration 0's mean
             )->tuple:
     "(table: iteration, kl, d, gold, proxy; per-rollout normalised (gold, proxy) arrays, iterations x rollouts)."
     if len(tracked.calls) != len(log):
         raise RBError(f"{len(tracked.calls)} reward calls for {len(log)} iterations: expected one call per iteration")
     g, p = (np.stack([c[k] for c in tracked.calls]) for k in ('gold', 'proxy'))
-    g, p = (g - g[0].mean()) / gold_sd, (p - p[0].mean()) / proxy_sd
+    g0, p0 = (g[0].mean(), p[0].mean()) if baseline is None else _baselines(tracked.calls, baseline)
+    g, p = (g - g0) / gold_sd, (p - p0) / proxy_sd
     d = np.sqrt(np.clip(log.kl.to_numpy(float), 0, None))
     table = pd.DataFrame(dict(iteration=log.iteration, kl=log.kl, d=d, gold=g.mean(1), proxy=p.mean(1)))
     return table, g, p
@@ -500,18 +516,18 @@ def _sweep(pools:dict, cfg:GammaConfig, seed:int)->pd.DataFrame:
         rows.append(_long(bon_analysis(pools['hh-rlhf-harmless'], px, cfg.n_boot, seed)[1], pairs=k))
     return pd.concat(rows, ignore_index=True)
 
-# %% ../nbs/10_overoptimization.ipynb #4de999b1
+# %% ../nbs/10_overoptimization.ipynb #88f57799
 def _ppo_all(policy, pools:dict, proxies:dict, gold_fn, encoder, cfg:GammaConfig, seed:int, progress:bool)->tuple:
     "(RL curves, RL fits) of a short PPO run against each proxy in `cfg.ppo_proxies`."
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore'); train = load_pairs('hh-rlhf-harmless', split='train').prompt.tolist()
     pc = PPOConfig(batch_size=cfg.ppo_batch_size, minibatch_size=min(8, cfg.ppo_batch_size), ppo_epochs=4,
-                   learning_rate=cfg.ppo_learning_rate, kl_coef=cfg.ppo_kl_coef, max_new_tokens=cfg.max_new_tokens)
+                   learning_rate=cfg.ppo_learning_rate, kl_coef=cfg.ppo_kl_coef, max_new_tokens=cfg.max_new_tokens,
+                   missing_eos='none')
     home, curves, fits = pools['hh-rlhf-harmless'], [], []
+    train = home.samples.drop_duplicates('prompt_id').prompt.tolist()
     for name in cfg.ppo_proxies:
-        tr = TrackedReward(proxies[name], encoder, gold_fn)
+        tr, px = TrackedReward(proxies[name], encoder, gold_fn), proxies[name]
         res = train_ppo(*policy, tr, train, cfg.ppo_iterations, seed, pc, progress=progress)
-        t, g, p = rl_curve(res.log, tr, home.gold.std(), proxies[name].score(home.feats).std())
+        t, g, p = rl_curve(res.log, tr, home.gold.std(), px.score(home.feats).std(), pool_baseline(home, px))
         curves.append(t.assign(name=name)[['name', *t]])
         if (t.d > 0).sum() >= 2: fits.append(_long(bootstrap_rl(t.d, g, p, cfg.n_boot, seed), name=name, form='rl'))
     return pd.concat(curves, ignore_index=True), (pd.concat(fits, ignore_index=True) if fits else pd.DataFrame())
