@@ -589,7 +589,7 @@ def plot_curves(oo:Overoptimization, title:str='Gold and proxy reward against d 
     fig.update_yaxes(title_text='reward (initial policy = 0, unit sd)', row=1, col=1)
     return fig.update_layout(title=title, height=380, width=260 * len(names) + 200, template='plotly_white')
 
-# %% ../nbs/10_overoptimization.ipynb #6562ed1a
+# %% ../nbs/10_overoptimization.ipynb #7e1a5adc
 def plot_shift(oo:Overoptimization)->go.Figure:
     "gamma against the mean-embedding shift from each proxy's training data, one colour per proxy, CIs as bars."
     fig = go.Figure()
@@ -598,7 +598,8 @@ def plot_shift(oo:Overoptimization)->go.Figure:
                         error_y=dict(type='data', symmetric=False, array=t.high - t.gamma, arrayminus=t.gamma - t.low),
                         hovertemplate='%{text}<br>shift %{x:.3f}<br>gamma %{y:.3f}')
     return fig.update_layout(title='gamma under distribution shift', xaxis_title='mean-embedding shift (MMD², linear)',
-                             yaxis_title='gamma (best-of-n)', height=420, width=640, template='plotly_white')
+                             yaxis_title='gamma (best-of-n), log scale', yaxis_type='log', height=420, width=640,
+                             template='plotly_white')
 
 # %% ../nbs/10_overoptimization.ipynb #bb5d1d29
 def plot_sweep(oo:Overoptimization)->go.Figure:
