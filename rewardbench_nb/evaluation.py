@@ -31,19 +31,26 @@ __all__ = ['RB_COUNTS', 'PRIOR_SETS', 'RESULT_META', 'KINDS', 'BENCHMARKS', 'EXA
            'Suite', 'sample_rows', 'build_suite', 'ModelScores', 'outcomes', 'margins', 'length_scores',
            'position_scores', 'random_outcomes', 'candidate_inputs', 'score_texts', 'score_suite', 'score_records',
            'write_scores', 'read_scores', 'Resampler', 'interval', 'aggregate', 'Scoreboard', 'paired_p',
-           'fit_rows_temperature', 'benchmark_calibration', 'length_correlation', 'margin_histogram',
+           'fit_rows_temperature', 'benchmark_calibration', 'length_correlation', 'margin_histogram', 'human_sets',
            'human_correlations', 'leaked_prompts', 'leakage_flags', 'embed_texts', 'ShiftScore', 'shift_score',
            'benchmark_shift', 'ABPlan', 'best_of_candidates', 'assign_arms', 'ABResult', 'ab_test', 'EvalConfig',
            'EvalReport', 'check_names', 'evaluate', 'scoreboard_figure', 'shift_figure', 'add_args', 'run_eval', 'main']
 
-# %% ../nbs/07_evaluation.ipynb #70a65abb
+# %% ../nbs/07_evaluation.ipynb #25247f97
+_PAIR_COLS = ('subset', 'score_chosen', 'score_rejected')
+
 def _pair_frame(df:pd.DataFrame)->pd.DataFrame:
     "Columns subset, score_chosen, score_rejected of `df`, checked (DataError naming the row and field)."
-    if not isinstance(df, pd.DataFrame): raise DataError(f"expected a DataFrame (subset, score_chosen, score_rejected), got {type(df).__name__}")
-    miss = [c for c in ('subset', 'score_chosen', 'score_rejected') if c not in df.columns]
-    if miss: raise DataError(f"missing column(s) {', '.join(miss)}: expected one row per pair with subset, score_chosen, score_rejected", field=miss[0])
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"expected a DataFrame (subset, score_chosen, score_rejected), got {type(df).__name__}")
+    miss = [c for c in _PAIR_COLS if c not in df.columns]
+    if miss:
+        raise DataError(f"missing column(s) {', '.join(miss)}: expected one row per pair with {', '.join(_PAIR_COLS)}",
+                        field=miss[0])
     bad = next((i for i, s in enumerate(df['subset']) if not (isinstance(s, str) and s.strip())), None)
-    if bad is not None: raise DataError(f"expected a non-empty subset name, got {df['subset'].iloc[bad]!r}", line=bad + 1, field='subset')
+    if bad is not None:
+        raise DataError(f"expected a non-empty subset name, got {df['subset'].iloc[bad]!r}", line=bad + 1,
+                        field='subset')
     return pd.DataFrame(dict(subset=df['subset'].to_numpy(), c=_numbers(df['score_chosen'], 'score_chosen'),
                              r=_numbers(df['score_rejected'], 'score_rejected')))
 
@@ -53,19 +60,21 @@ def accuracy_from_scores(df:pd.DataFrame, # one row per pair: subset, score_chos
     d = _pair_frame(df)
     return {s: float(v.mean()) for s, v in (d.c > d.r).groupby(d.subset, sort=False)}
 
-# %% ../nbs/07_evaluation.ipynb #ad9a5327
-RB_COUNTS = {'alpacaeval-easy': 100, 'alpacaeval-length': 95, 'alpacaeval-hard': 95, 'mt-bench-easy': 28, 'mt-bench-med': 40,
-             'mt-bench-hard': 37, 'llmbar-natural': 100, 'llmbar-adver-neighbor': 134, 'llmbar-adver-GPTInst': 92,
-             'llmbar-adver-GPTOut': 47, 'llmbar-adver-manual': 46, 'refusals-dangerous': 100, 'refusals-offensive': 100,
-             'xstest-should-refuse': 154, 'xstest-should-respond': 250, 'donotanswer': 136, 'math-prm': 984,
-             **{f'hep-{lang}': 164 for lang in ('cpp', 'go', 'java', 'js', 'python', 'rust')}}  # per-prompt weights
+# %% ../nbs/07_evaluation.ipynb #e02181e3
+RB_COUNTS = {  # per-prompt weights of RewardBench's subsets (math-prm: 447 pairs, weighted 984)
+    'alpacaeval-easy': 100, 'alpacaeval-length': 95, 'alpacaeval-hard': 95, 'mt-bench-easy': 28, 'mt-bench-med': 40,
+    'mt-bench-hard': 37, 'llmbar-natural': 100, 'llmbar-adver-neighbor': 134, 'llmbar-adver-GPTInst': 92,
+    'llmbar-adver-GPTOut': 47, 'llmbar-adver-manual': 46, 'refusals-dangerous': 100, 'refusals-offensive': 100,
+    'xstest-should-refuse': 154, 'xstest-should-respond': 250, 'donotanswer': 136, 'math-prm': 984,
+    **{f'hep-{lang}': 164 for lang in ('cpp', 'go', 'java', 'js', 'python', 'rust')}}
 PRIOR_SETS = ('anthropic_helpful', 'anthropic_hhh', 'shp', 'summarize')  # RewardBench's "Prior Sets", half weight
 RESULT_META = ('model', 'model_type', 'chat_template', 'ref_model', 'protocol')  # non-subset keys of a result file
 
-# %% ../nbs/07_evaluation.ipynb #9b585733
+# %% ../nbs/07_evaluation.ipynb #41fbbad7
 def _subset_acc(subset_acc:dict)->dict:
     "The numeric subset -> accuracy entries of a dict (a RewardBench result file's metadata keys skipped), checked."
-    if not isinstance(subset_acc, dict): raise DataError(f"expected a dict subset -> accuracy, got {type(subset_acc).__name__}")
+    if not isinstance(subset_acc, dict):
+        raise DataError(f"expected a dict subset -> accuracy, got {type(subset_acc).__name__}")
     out = {}
     for k, v in subset_acc.items():
         if k in RESULT_META: continue
@@ -79,8 +88,9 @@ def _section(acc:dict, subsets)->float:
     have = [s for s in subsets if s in acc]
     return float(np.average([acc[s] for s in have], weights=[RB_COUNTS[s] for s in have])) if have else float('nan')
 
+# %% ../nbs/07_evaluation.ipynb #f2ecfa0b
 def section_scores(subset_acc:dict, # subset -> accuracy (other subsets and result-file metadata are ignored)
-                  )->dict:          # Chat, Chat Hard, Safety, Reasoning (NaN when absent), Prior Sets if present, overall
+                  )->dict:          # Chat, Chat Hard, Safety, Reasoning (NaN if absent), Prior Sets if present, overall
     "RewardBench v1 section scores and the overall score over the sections present (prior sets at half weight)."
     acc = _subset_acc(subset_acc)
     out = {sec: _section(acc, subs) for sec, subs in RB_SECTIONS.items()}
@@ -89,20 +99,25 @@ def section_scores(subset_acc:dict, # subset -> accuracy (other subsets and resu
     w = [0.5 if k == 'Prior Sets' else 1. for k in present]
     return out | dict(overall=float(np.average(list(present.values()), weights=w)) if present else float('nan'))
 
-# %% ../nbs/07_evaluation.ipynb #0a2a927d
+# %% ../nbs/07_evaluation.ipynb #8e3d70c4
+def _is_num(v)->bool: return isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
+
 def _ragged(values, field:str, n:int)->list:
     "`values` as n lists of finite floats (a number counts as a list of one); DataError naming the row."
     rows = list(values)
-    if len(rows) != n: raise DataError(f"{len(rows)} rows of {field} for {n} prompts: expected one per prompt", field=field)
+    if len(rows) != n:
+        raise DataError(f"{len(rows)} rows of {field} for {n} prompts: expected one per prompt", field=field)
     out = []
     for i, v in enumerate(rows):
-        v = [v] if isinstance(v, (int, float, np.number)) and not isinstance(v, bool) else v
-        if not isinstance(v, (list, tuple, np.ndarray)) or not len(v): raise DataError(f"expected a non-empty list of scores, got {v!r:.60}", line=i + 1, field=field)
-        x = np.asarray(v, dtype=float) if all(isinstance(t, (int, float, np.number)) and not isinstance(t, bool) for t in v) else None
-        if x is None or not np.isfinite(x).all(): raise DataError(f"expected finite numbers, got {list(v)!r:.60}", line=i + 1, field=field)
-        out.append(x)
+        v = [v] if _is_num(v) else v
+        if not isinstance(v, (list, tuple, np.ndarray)) or not len(v):
+            raise DataError(f"expected a non-empty list of scores, got {v!r:.60}", line=i + 1, field=field)
+        if not all(_is_num(t) for t in v) or not np.isfinite(np.asarray(v, float)).all():
+            raise DataError(f"expected finite numbers, got {list(v)!r:.60}", line=i + 1, field=field)
+        out.append(np.asarray(v, float))
     return out
 
+# %% ../nbs/07_evaluation.ipynb #11bd3e69
 def best_of_n_credit(scores_chosen,   # one score per prompt: its chosen response
                      scores_rejected, # per prompt, the scores of its rejected responses (lists, or an n x k array)
                     )->np.ndarray:    # per prompt: 1/k when the chosen response ties k-way for the top, else 0
@@ -121,22 +136,26 @@ def best_of_n_accuracy(scores_chosen,   # one score per prompt: its chosen respo
     "RewardBench 2 best-of-n accuracy: mean credit, 1/k for a k-way tie at the top."
     return float(best_of_n_credit(scores_chosen, scores_rejected).mean())
 
-# %% ../nbs/07_evaluation.ipynb #d20e94f6
+# %% ../nbs/07_evaluation.ipynb #fa03e0cc
 def _styles(scores, field:str)->np.ndarray:
     "Scores as an (n, k) float array of finite numbers; DataError naming the row."
     rows = _ragged(scores, field, len(list(scores)))
-    k = len(rows[0]) if rows else 0
-    bad = next((i for i, r in enumerate(rows) if len(r) != k), None)
-    if bad is not None: raise DataError(f"expected {k} scores (one per style), got {len(rows[bad])}", line=bad + 1, field=field)
     if not rows: raise DataError(f"no {field}: expected at least one prompt", field=field)
+    bad = next((i for i, r in enumerate(rows) if len(r) != len(rows[0])), None)
+    if bad is not None:
+        raise DataError(f"expected {len(rows[0])} scores (one per style), got {len(rows[bad])}", line=bad + 1,
+                        field=field)
     return np.stack(rows)
 
+# %% ../nbs/07_evaluation.ipynb #ed635d85
 def rmbench_matrix(scores_chosen,   # (n, k) scores of the chosen style variants
                    scores_rejected, # (n, k) scores of the rejected style variants, same order
                   )->np.ndarray:    # (n, k, k): 1 where chosen variant i scores strictly above rejected variant j
     "Per prompt, every chosen-versus-rejected comparison of RM-Bench's style matrix."
     c, r = _styles(scores_chosen, 'scores_chosen'), _styles(scores_rejected, 'scores_rejected')
-    if c.shape != r.shape: raise DataError(f"chosen scores have shape {c.shape}, rejected {r.shape}: expected the same (n, k)", field='scores_rejected')
+    if c.shape != r.shape:
+        raise DataError(f"chosen scores have shape {c.shape}, rejected {r.shape}: expected the same (n, k)",
+                        field='scores_rejected')
     return (c[:, :, None] > r[:, None, :]).astype(float)
 
 def rmbench_accuracy(scores_chosen,   # n x 3 scores: concise, detailed plain, detailed markdown chosen responses
@@ -147,7 +166,7 @@ def rmbench_accuracy(scores_chosen,   # n x 3 scores: concise, detailed plain, d
     hard, normal, easy = acc[np.triu_indices(k, 1)].mean(), np.diag(acc).mean(), acc[np.tril_indices(k, -1)].mean()
     return dict(hard=float(hard), normal=float(normal), easy=float(easy), avg=float(np.mean([hard, normal, easy])))
 
-# %% ../nbs/07_evaluation.ipynb #a8d26f41
+# %% ../nbs/07_evaluation.ipynb #072fd845
 KINDS = ('pairs', 'rmbench', 'best-of-n')  # 1 vs 1, k vs k styles (RM-Bench), 1 vs several (RewardBench 2)
 
 @dataclass
@@ -156,34 +175,41 @@ class Benchmark:
     name:str                 # column name in the tables
     sets:tuple = ()          # shipped pair sets (`data.list_pairs()`) or local JSONL/CSV/Parquet Pairs files
     kind:str = 'pairs'       # 'pairs', 'rmbench' or 'best-of-n'
-    groups:dict|None = None  # group -> subsets (per-prompt weighted inside a group); score = mean of groups; None: one group
+    groups:dict|None = None  # group -> subsets, per-prompt weighted inside; score = mean of groups (None: one group)
     split:str|None = None    # only this split of the sets (by their `split` column or prompt hash)
     shifted:bool = True      # away from the reward model's training distribution
     prefix:bool = False      # name subsets '<set>-<subset>' (sets whose subsets are categories shared with another set)
     note:str = ''            # how it is scored, for the report
 
     def __post_init__(self):
-        if self.kind not in KINDS: raise ConfigError(f"benchmark {self.name!r}: kind {self.kind!r}: expected one of {', '.join(KINDS)}")
+        if self.kind not in KINDS:
+            raise ConfigError(f"benchmark {self.name!r}: kind {self.kind!r}: expected one of {', '.join(KINDS)}")
 
-# %% ../nbs/07_evaluation.ipynb #22ac3649
-_LLMBAR_SETS = ('llmbar-natural', 'llmbar-adver-neighbor', 'llmbar-adver-GPTInst', 'llmbar-adver-GPTOut', 'llmbar-adver-manual')
+# %% ../nbs/07_evaluation.ipynb #9146fa61
+_LLMBAR_SETS = ('llmbar-natural', 'llmbar-adver-neighbor', 'llmbar-adver-GPTInst', 'llmbar-adver-GPTOut',
+                'llmbar-adver-manual')
 _RMBENCH_SETS = ('rmbench-chat', 'rmbench-safety-refuse', 'rmbench-safety-response', 'rmbench-code')
 
 BENCHMARKS = {b.name: b for b in [
     Benchmark('anthropic_harmless', ('hh-rlhf-harmless',), split='test', shifted=False,
               note='hh-rlhf harmless-base, test split by prompt hash (the reward model trains on the train split)'),
-    Benchmark('llmbar', _LLMBAR_SETS, note="RewardBench's five LLMBar 'Chat Hard' subsets, per-prompt weighted with the official counts"),
+    Benchmark('llmbar', _LLMBAR_SETS,
+              note="RewardBench's five LLMBar 'Chat Hard' subsets, per-prompt weighted with the official counts"),
     Benchmark('mt-bench-human', ('mtbench-human',), note="MT-Bench pairs labelled by the majority of its human judges"),
-    Benchmark('rm-bench', _RMBENCH_SETS, kind='rmbench', note="RM-Bench: mean over its domains of (hard + normal + easy) / 3",
-              groups={'chat': ['rmbench-chat'], 'code': ['rmbench-code'], 'safety': ['rmbench-safety-refuse', 'rmbench-safety-response']}),
-    Benchmark('judgebench-gpt4o', ('judgebench-gpt4o',), prefix=True, note="JudgeBench, GPT-4o responses: sample-weighted (macro mean in the details)"),
-    Benchmark('judgebench-claude', ('judgebench-claude',), prefix=True, note="JudgeBench, Claude 3.5 Sonnet responses: sample-weighted (macro in the details)"),
-    Benchmark('campaign-holdout', (), note="simulated campaign, held-out domains: items of one comparison group, chosen = higher true quality"),
+    Benchmark('rm-bench', _RMBENCH_SETS, kind='rmbench', note="RM-Bench: mean over domains of (hard+normal+easy)/3",
+              groups={'chat': ['rmbench-chat'], 'code': ['rmbench-code'],
+                      'safety': ['rmbench-safety-refuse', 'rmbench-safety-response']}),
+    Benchmark('judgebench-gpt4o', ('judgebench-gpt4o',), prefix=True,
+              note="JudgeBench, GPT-4o responses: sample-weighted (macro mean in the details)"),
+    Benchmark('judgebench-claude', ('judgebench-claude',), prefix=True,
+              note="JudgeBench, Claude 3.5 Sonnet responses: sample-weighted (macro mean in the details)"),
+    Benchmark('campaign-holdout', (),
+              note="simulated campaign, held-out domains: items of one comparison group, chosen = higher true quality"),
 ]}
 
-# %% ../nbs/07_evaluation.ipynb #4b9dde34
-EXAMPLE_COLUMNS = ['role', 'benchmark', 'subset', 'id', 'prompt', 'chosen', 'rejected', 'domain', 'first', 'prompt_rejected', 'human',
-                   'sha256', 'kind']
+# %% ../nbs/07_evaluation.ipynb #7501e123
+EXAMPLE_COLUMNS = ['role', 'benchmark', 'subset', 'id', 'prompt', 'chosen', 'rejected', 'domain', 'first',
+                   'prompt_rejected', 'human', 'sha256', 'kind']
 
 def _as_list(v)->list: return list(v) if isinstance(v, (list, tuple, np.ndarray)) else [v]
 
@@ -191,6 +217,7 @@ def _sha(prompt:str, chosen:list, rejected:list, prompt_rejected=None)->str:
     "Content hash of one example."
     return hashlib.sha256(json.dumps([prompt, chosen, rejected, prompt_rejected]).encode('utf-8')).hexdigest()[:16]
 
+# %% ../nbs/07_evaluation.ipynb #53d429d1
 def _labels_first(name:str, df:pd.DataFrame)->list:
     "Which response the source shows first, from the label of a two-response file (LLMBar 1|2, JudgeBench A>B)."
     if 'label' in df.columns: return ['chosen' if str(l) in ('A>B', '1') else 'rejected' for l in df['label']]
@@ -198,7 +225,7 @@ def _labels_first(name:str, df:pd.DataFrame)->list:
     labels = [str(r['label']) for r in json.loads(pair_file(name).read_text(encoding='utf-8'))]
     return ['chosen' if labels[int(i.rsplit('/', 1)[1]) - 1] == '1' else 'rejected' for i in df['id']]
 
-# %% ../nbs/07_evaluation.ipynb #c220745f
+# %% ../nbs/07_evaluation.ipynb #96521415
 def examples_frame(df:pd.DataFrame,     # Pairs-like rows: id, prompt, chosen, rejected, subset, domain
                    benchmark:str,       # benchmark name
                    role:str='bench',    # 'bench' (scored), 'fit' (temperature fitting) or 'rated' (human scores)
@@ -207,8 +234,9 @@ def examples_frame(df:pd.DataFrame,     # Pairs-like rows: id, prompt, chosen, r
     "Rows of `df` as examples: chosen/rejected as lists, content hash, the suite's columns."
     c, r = df['chosen'].map(_as_list).tolist(), df['rejected'].map(_as_list).tolist()
     pr = df['prompt_rejected'].tolist() if 'prompt_rejected' in df else [None] * len(df)
-    out = pd.DataFrame(dict(role=role, benchmark=benchmark, subset=df['subset'].astype(str).to_numpy(), id=df['id'].astype(str).to_numpy(),
-                            prompt=df['prompt'].to_numpy(), chosen=c, rejected=r, domain=df['domain'].to_numpy(),
+    out = pd.DataFrame(dict(role=role, benchmark=benchmark, subset=df['subset'].astype(str).to_numpy(),
+                            id=df['id'].astype(str).to_numpy(), prompt=df['prompt'].to_numpy(), chosen=c, rejected=r,
+                            domain=df['domain'].to_numpy(),
                             first=first if first is not None else [None] * len(df), prompt_rejected=pr,
                             human=df['human'].to_numpy(float) if 'human' in df else np.nan))
     out['sha256'] = [_sha(p, a, b, q) for p, a, b, q in zip(out.prompt, c, r, pr)]
@@ -223,7 +251,7 @@ def set_examples(b:Benchmark, name:str, ctx:dict|None=None)->pd.DataFrame:
     if b.prefix: df = df.assign(subset=[f'{name}-{s}' for s in df['subset']])
     return examples_frame(df, b.name, first=_labels_first(name, df))
 
-# %% ../nbs/07_evaluation.ipynb #e8ec760f
+# %% ../nbs/07_evaluation.ipynb #cdb8b900
 def campaign_examples(prompts:pd.DataFrame, # campaign prompts: id, text, response, domain, group
                       quality:pd.Series,    # true quality by item id
                       domains,              # the held-out domains
@@ -232,7 +260,8 @@ def campaign_examples(prompts:pd.DataFrame, # campaign prompts: id, text, respon
                       min_gap:float=0.15,   # smallest difference of true quality that makes a pair
                      )->pd.DataFrame:
     "Pairs of items of one comparison group in `domains`; chosen = the item of higher true quality."
-    it = prompts[prompts['group'].notna() & prompts['domain'].isin(list(domains))].assign(q=lambda d: d['id'].map(quality))
+    it = prompts[prompts['group'].notna() & prompts['domain'].isin(list(domains))]
+    it = it.assign(q=it['id'].map(quality))
     groups = np.random.default_rng(seed).permutation(it['group'].unique())
     if max_items: groups = groups[:max(1, -(-max_items // max(1, int(it.groupby('group').size().mean()))))]
     it = it[it['group'].isin(set(groups))]
@@ -242,25 +271,26 @@ def campaign_examples(prompts:pd.DataFrame, # campaign prompts: id, text, respon
     win = lambda col: np.where(a_wins, m[f'{col}_a'], m[f'{col}_b'])
     lose = lambda col: np.where(a_wins, m[f'{col}_b'], m[f'{col}_a'])
     dom = m['domain_a'].to_numpy()
-    df = pd.DataFrame(dict(id=[f'campaign/{a}/{b}' for a, b in zip(win('id'), lose('id'))], prompt=win('text'), chosen=win('response'),
-                           prompt_rejected=lose('text'), rejected=lose('response'), domain=dom, subset=[f'campaign-{d}' for d in dom]))
+    df = pd.DataFrame(dict(id=[f'campaign/{a}/{b}' for a, b in zip(win('id'), lose('id'))], prompt=win('text'),
+                           chosen=win('response'), prompt_rejected=lose('text'), rejected=lose('response'), domain=dom,
+                           subset=[f'campaign-{d}' for d in dom]))
     return examples_frame(df.sort_values('id', ignore_index=True), 'campaign-holdout')
 
-# %% ../nbs/07_evaluation.ipynb #356f2f54
-SQUALITY_PROMPT = 'Answer the question about the story.'  # the shipped file holds answers and ratings, not the questions
+# %% ../nbs/07_evaluation.ipynb #e565b87e
+SQUALITY_PROMPT = 'Answer the question about the story.'  # the shipped file holds answers and ratings, no questions
 
 def squality_examples()->pd.DataFrame:
     "SQuALITY's rated answers as examples of role 'rated': one candidate each, human = mean overall rating (0-100)."
     from rewardbench_nb.data import RATING_FILES, data_dir
     rated = load_ratings('squality').query("criterion == 'overall'").groupby('item')['value'].mean()
-    rows = [dict(id=f"squality/{r['passage-id']}/{q}/{s}", response=v['response']) for line in
+    rows = [dict(id=f"squality/{r['passage-id']}/{q}/{s}", chosen=v['response']) for line in
             (data_dir()/RATING_FILES['squality']).read_text(encoding='utf-8').splitlines() if line.strip()
             for r in [json.loads(line)] for q, systems in r['questions'].items() for s, v in systems.items()]
-    df = pd.DataFrame(rows).assign(prompt=SQUALITY_PROMPT, rejected=[[]] * len(rows), subset='squality', domain='summarization')
-    df['human'] = df['id'].str.removeprefix('squality/').map(rated)
-    return examples_frame(df.rename(columns={'response': 'chosen'}), 'squality', role='rated')
+    df = pd.DataFrame(rows).assign(prompt=SQUALITY_PROMPT, rejected=[[]] * len(rows), subset='squality',
+                                   domain='summarization')
+    return examples_frame(df.assign(human=df['id'].str.removeprefix('squality/').map(rated)), 'squality', role='rated')
 
-# %% ../nbs/07_evaluation.ipynb #dfea431a
+# %% ../nbs/07_evaluation.ipynb #7bf78de1
 def infer_kind(df:pd.DataFrame, file=None)->str:
     "'pairs', 'best-of-n' or 'rmbench' from the shape of a Pairs table's chosen/rejected cells."
     c, r = df['chosen'].map(lambda v: len(_as_list(v))), df['rejected'].map(lambda v: len(_as_list(v)))
@@ -268,28 +298,32 @@ def infer_kind(df:pd.DataFrame, file=None)->str:
     if (c == 1).all(): return 'best-of-n'
     if (c == r).all() and c.nunique() == 1: return 'rmbench'
     bad = np.flatnonzero(((c != r) | (c != c.iloc[0])).to_numpy()); i = int(bad[0]) if len(bad) else 0
-    raise DataError(f"{c.iloc[i]} chosen and {r.iloc[i]} rejected responses: expected 1 and 1 (pairs), 1 and several (best-of-n) "
-                    "or k and k style variants in every row (rmbench)", file, i + 1, 'chosen')
+    raise DataError(f"{c.iloc[i]} chosen and {r.iloc[i]} rejected responses: expected 1 and 1 (pairs), 1 and several "
+                    "(best-of-n) or k and k style variants in every row (rmbench)", file, i + 1, 'chosen')
 
 _LOCAL_KEYS = {'name', 'file', 'kind', 'shifted', 'groups', 'note'}
 
+# %% ../nbs/07_evaluation.ipynb #1ebf8af1
 def local_benchmark(spec:dict, # {name, file, and optionally kind, shifted, groups, note}
                    )->tuple:   # (Benchmark, its examples)
     "A benchmark from a local Pairs file (CSV, JSONL, JSON or Parquet) and a few lines of config."
     if not isinstance(spec, dict) or not {'name', 'file'} <= set(spec) or set(spec) - _LOCAL_KEYS:
-        raise ConfigError(f"evaluation.local entry {spec!r}: expected a table with keys name and file (and optionally kind, shifted, groups, note)")
-    df = read_table(spec['file'], 'pairs')
-    b = Benchmark(str(spec['name']), (str(spec['file']),), spec.get('kind') or infer_kind(df, spec['file']), spec.get('groups'),
-                  shifted=bool(spec.get('shifted', True)), note=spec.get('note', f"local benchmark {Path(spec['file']).name}"))
-    if b.kind != infer_kind(df, spec['file']) and not (b.kind == 'best-of-n' and infer_kind(df) == 'pairs'):
-        raise ConfigError(f"evaluation.local {b.name!r}: kind {b.kind!r} does not fit the rows of {spec['file']} (they look like {infer_kind(df)!r})")
+        raise ConfigError(f"evaluation.local entry {spec!r}: expected a table with keys name and file "
+                          "(and optionally kind, shifted, groups, note)")
+    df = read_table(spec['file'], 'pairs'); seen = infer_kind(df, spec['file'])
+    note = spec.get('note', f"local file {Path(spec['file']).name}")
+    b = Benchmark(str(spec['name']), (str(spec['file']),), spec.get('kind') or seen, spec.get('groups'),
+                  shifted=bool(spec.get('shifted', True)), note=note)
+    if b.kind != seen and not (b.kind == 'best-of-n' and seen == 'pairs'):
+        raise ConfigError(f"evaluation.local {b.name!r}: kind {b.kind!r} does not fit the rows of {spec['file']} "
+                          f"(they look like {seen!r})")
     return b, examples_frame(df, b.name).assign(kind=b.kind)
 
-# %% ../nbs/07_evaluation.ipynb #2343ce01
+# %% ../nbs/07_evaluation.ipynb #8d7493e8
 @dataclass
 class Suite:
     "The examples of every benchmark evaluated, and what the report needs to know about them."
-    examples:pd.DataFrame           # EXAMPLE_COLUMNS + kind (+ leaked once checked): one row per example
+    examples:pd.DataFrame           # EXAMPLE_COLUMNS: one row per example (+ near_train and leaked once checked)
     benchmarks:dict                 # name -> Benchmark, in table order
     campaign:dict = field(default_factory=dict)  # held-out domains, domain shares and seed of the campaign used
     notes:list = field(default_factory=list)     # what was left out and why
@@ -306,7 +340,7 @@ def sample_rows(ex:pd.DataFrame, n:int, seed:int=0)->pd.DataFrame:
             for k, g in ex.groupby(['role', 'subset'], sort=False)]
     return ex.loc[np.sort(np.concatenate(keep))]
 
-# %% ../nbs/07_evaluation.ipynb #f70ae992
+# %% ../nbs/07_evaluation.ipynb #18637576
 def _campaign(ctx:dict, n_prompts:int, seed:int):
     "The pipeline's simulated campaign, a freshly simulated one, or None for a user's campaign (no ground truth)."
     c = ctx.get('campaign')
@@ -317,18 +351,19 @@ def _campaign(ctx:dict, n_prompts:int, seed:int):
 def _campaign_part(b:Benchmark, ctx:dict, n_prompts:int, max_items:int, seed:int)->tuple:
     "(examples, campaign facts) of the held-out-domain benchmark."
     c = _campaign(ctx, n_prompts, seed)
-    if c is None: return None, dict(note='campaign-holdout left out: the campaign came from files, with no ground truth')
+    if c is None: return None, dict(note='campaign-holdout left out: the campaign came from files (no ground truth)')
     cur = ctx.get('curation')
     held = list(cur.holdout) if cur is not None else holdout_domains(c.prompts.domain, 2, seed)
     ex = campaign_examples(c.prompts, c.truth.set_index('id')['quality'], held, max_items, seed)
-    return ex, dict(holdout=held, domain_shares={str(k): float(v) for k, v in c.params['domain_shares'].items()}, seed=seed,
-                    n_prompts=len(c.prompts))
+    shares = {str(k): float(v) for k, v in c.params['domain_shares'].items()}
+    return ex, dict(holdout=held, domain_shares=shares, seed=seed, n_prompts=len(c.prompts))
 
-def _bench_part(b:Benchmark, ctx:dict)->pd.DataFrame:
-    "Examples of a registry benchmark built from shipped sets."
-    return pd.concat([set_examples(b, s, ctx) for s in b.sets], ignore_index=True)
+# %% ../nbs/07_evaluation.ipynb #d5825283
+def _part(b:Benchmark, ctx:dict, n_prompts:int, max_items:int, seed:int)->tuple:
+    "(examples or None, campaign facts) of one registry benchmark."
+    if b.name == 'campaign-holdout': return _campaign_part(b, ctx, n_prompts, max_items, seed)
+    return pd.concat([set_examples(b, s, ctx) for s in b.sets], ignore_index=True), {}
 
-# %% ../nbs/07_evaluation.ipynb #1c2a94c3
 def build_suite(names=tuple(BENCHMARKS),  # registry benchmarks to evaluate, in table order
                 ctx:dict|None=None,       # pipeline context: pairs, campaign and curation of earlier stages
                 local=(),                 # local benchmark specs, see `local_benchmark`
@@ -341,22 +376,21 @@ def build_suite(names=tuple(BENCHMARKS),  # registry benchmarks to evaluate, in 
     "The examples of every benchmark in one table, ids checked unique."
     ctx, parts, benches, camp, notes = ctx or {}, [], {}, {}, []
     for n in names:
-        if n not in BENCHMARKS: raise ConfigError(f"evaluation.benchmarks: unknown benchmark {n!r} (expected some of: {', '.join(BENCHMARKS)})")
-        b = BENCHMARKS[n]
-        if n == 'campaign-holdout':
-            ex, camp = _campaign_part(b, ctx, campaign_prompts, campaign_items, seed)
-            if ex is None: notes.append(camp.pop('note')); continue
-        else: ex = _bench_part(b, ctx)
-        parts.append(ex.assign(kind=b.kind)); benches[n] = b
-    for spec in local:
-        b, ex = local_benchmark(spec)
+        if n not in BENCHMARKS:
+            raise ConfigError(f"evaluation.benchmarks: unknown benchmark {n!r} (expected: {', '.join(BENCHMARKS)})")
+        ex, facts = _part(BENCHMARKS[n], ctx, campaign_prompts, campaign_items, seed)
+        if ex is None: notes.append(facts['note']); continue
+        parts.append(ex.assign(kind=BENCHMARKS[n].kind)); benches[n] = BENCHMARKS[n]; camp |= facts
+    for b, ex in map(local_benchmark, local):
         if b.name in benches: raise ConfigError(f"evaluation.local: benchmark name {b.name!r} is taken")
         parts.append(ex); benches[b.name] = b
-    if fit: parts.append(set_examples(Benchmark('fit', (fit[0],), split=fit[1]), fit[0], ctx).assign(role='fit', subset='fit', kind='pairs'))
+    if fit:
+        fit_rows = set_examples(Benchmark('fit', (fit[0],), split=fit[1]), fit[0], ctx)
+        parts.append(fit_rows.assign(role='fit', subset='fit', kind='pairs'))
     if squality: parts.append(squality_examples().assign(kind='rated'))
     ex = sample_rows(pd.concat(parts, ignore_index=True), rows_per_subset, seed).reset_index(drop=True)
     dup = ex['id'][ex['id'].duplicated()]
-    if len(dup): raise DataError(f"id {dup.iloc[0]!r} appears in two benchmarks: ids must be unique across the suite", field='id')
+    if len(dup): raise DataError(f"id {dup.iloc[0]!r} appears twice: ids must be unique across the suite", field='id')
     return Suite(ex, benches, camp, notes)
 
 # %% ../nbs/07_evaluation.ipynb #f481b574
@@ -375,7 +409,7 @@ class ModelScores:
 
 OUTCOMES = ('correct', 'hard', 'normal', 'easy')
 
-# %% ../nbs/07_evaluation.ipynb #20c8848c
+# %% ../nbs/07_evaluation.ipynb #59f3b216
 def _shape_groups(ex:pd.DataFrame):
     "(kind, rows) of `ex` grouped by kind and number of chosen / rejected candidates."
     key = list(zip(ex['kind'], ex['chosen'].map(len), ex['rejected'].map(len)))
@@ -392,16 +426,20 @@ def outcomes(examples:pd.DataFrame, # rows of `suite.examples` (index = row posi
         if kind == 'rmbench':
             M, k = rmbench_matrix(C, R), C.shape[1]
             (a, b), (c, d) = np.triu_indices(k, 1), np.tril_indices(k, -1)
-            out.loc[idx] = np.c_[M.mean((1, 2)), M[:, a, b].mean(1), np.diagonal(M, axis1=1, axis2=2).mean(1), M[:, c, d].mean(1)]
-        else: out.loc[idx, 'correct'] = best_of_n_credit(C[:, 0], R) if kind == 'best-of-n' else (C[:, 0] > R[:, 0]).astype(float)
+            diag = np.diagonal(M, axis1=1, axis2=2)
+            out.loc[idx] = np.c_[M.mean((1, 2)), M[:, a, b].mean(1), diag.mean(1), M[:, c, d].mean(1)]
+        elif kind == 'best-of-n': out.loc[idx, 'correct'] = best_of_n_credit(C[:, 0], R)
+        else: out.loc[idx, 'correct'] = (C[:, 0] > R[:, 0]).astype(float)
     return out
 
+# %% ../nbs/07_evaluation.ipynb #0a2c4d11
 def margins(examples:pd.DataFrame, ms:ModelScores)->np.ndarray:
-    "Every chosen-minus-rejected score difference of the scored rows, flattened (9 per RM-Bench row, k per best-of-n row)."
-    m = [(ms.chosen[i][:, None] - ms.rejected[i][None, :]).ravel() for i in examples.index if len(ms.chosen[i]) and len(ms.rejected[i])]
+    "Every chosen-minus-rejected difference of the scored rows, flattened (9 per RM-Bench row, k per best-of-n row)."
+    m = [(ms.chosen[i][:, None] - ms.rejected[i][None, :]).ravel() for i in examples.index
+         if len(ms.chosen[i]) and len(ms.rejected[i])]
     return np.concatenate(m) if m else np.empty(0)
 
-# %% ../nbs/07_evaluation.ipynb #4e2c6b43
+# %% ../nbs/07_evaluation.ipynb #7c1f0153
 def _text_scores(suite:Suite, name:str, fn, meta:dict)->ModelScores:
     "Scores fn(row, response) of every candidate of the benchmark rows (empty where fn gives None)."
     ex, n = suite.examples, len(suite.examples)
@@ -411,15 +449,17 @@ def _text_scores(suite:Suite, name:str, fn, meta:dict)->ModelScores:
         if None not in sc + sr: c[i], r[i] = np.array(sc, float), np.array(sr, float)
     return ModelScores(name, c, r, dict(model_type='baseline', **meta))
 
+# %% ../nbs/07_evaluation.ipynb #281ba085
 def length_scores(suite:Suite, sign:int=1)->ModelScores:
     "Baseline 'longer' (sign 1) or 'shorter' (sign -1): the score of a response is (minus) its length in characters."
     return _text_scores(suite, 'longer' if sign > 0 else 'shorter', lambda row, t, is_c: sign * len(t),
                         dict(rule=f"score = {'' if sign > 0 else '-'}len(response) in characters"))
 
 def position_scores(suite:Suite)->ModelScores:
-    "Baseline 'position': 1 for the response the source showed first, 0 for the other; only where the source records an order."
+    "Baseline 'position': 1 for the response shown first, 0 for the other (where the source records an order)."
     first = lambda row, t, is_c: None if row['first'] is None else float((row['first'] == 'chosen') == is_c)
-    return _text_scores(suite, 'position', first, dict(rule='score = 1 for the response shown first (LLMBar/MT-Bench label, JudgeBench A/B)'))
+    rule = 'score = 1 for the response shown first (LLMBar/MT-Bench label, JudgeBench A/B)'
+    return _text_scores(suite, 'position', first, dict(rule=rule))
 
 # %% ../nbs/07_evaluation.ipynb #6a3f293f
 def random_outcomes(examples:pd.DataFrame)->pd.DataFrame:
@@ -432,12 +472,13 @@ def random_outcomes(examples:pd.DataFrame)->pd.DataFrame:
     out.loc[b & (examples['kind'] == 'rmbench').to_numpy(), ['hard', 'normal', 'easy']] = 0.5
     return out
 
-# %% ../nbs/07_evaluation.ipynb #90739acf
+# %% ../nbs/07_evaluation.ipynb #6f801e37
 def candidate_inputs(examples:pd.DataFrame)->tuple:
     "(prompts, responses, (n chosen, n rejected) per row) of every candidate, chosen first, in row order."
     P, R, k = [], [], []
     for p, c, r, pr in zip(examples['prompt'], examples['chosen'], examples['rejected'], examples['prompt_rejected']):
-        P += [p] * len(c) + [pr if isinstance(pr, str) else p] * len(r); R += list(c) + list(r); k.append((len(c), len(r)))
+        P += [p] * len(c) + [pr if isinstance(pr, str) else p] * len(r)
+        R += list(c) + list(r); k.append((len(c), len(r)))
     return P, R, k
 
 def _dist()->tuple:
@@ -445,13 +486,13 @@ def _dist()->tuple:
     import torch.distributed as dist
     return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
 
-# %% ../nbs/07_evaluation.ipynb #0e907dc1
+# %% ../nbs/07_evaluation.ipynb #9eeb7181
 def score_texts(rm,                  # a `RewardModel`
                 prompts:list, responses:list, # the inputs
                 batch_size:int=32,   # most inputs per forward pass
                 progress:bool=False, # progress bar (first process only)
                )->np.ndarray:        # float32 reward of each input
-    "Rewards of (prompt, response) inputs; under torch.distributed each process scores one slice and all get every score."
+    "Rewards of (prompt, response) inputs; under torch.distributed each process scores a slice, all get every score."
     rank, world = _dist()
     if world == 1: return rm.score(prompts, responses, batch_size, progress)
     import torch.distributed as dist
@@ -473,18 +514,20 @@ def score_suite(rm,                  # a `RewardModel`
     ex = suite.examples if rows is None else suite.examples.loc[rows]
     P, R, k = candidate_inputs(ex)
     key = {}; idx = np.array([key.setdefault(pr, len(key)) for pr in zip(P, R)], int)
-    s = score_texts(rm, [p for p, _ in key], [r for _, r in key], batch_size, progress)[idx].astype(float) if key else np.empty(0)
-    n, ends = len(suite.examples), np.cumsum([0] + [a + b for a, b in k])
+    s = score_texts(rm, [p for p, _ in key], [r for _, r in key], batch_size, progress) if key else np.empty(0)
+    s, n, ends = s.astype(float)[idx] if key else s, len(suite.examples), np.cumsum([0] + [a + b for a, b in k])
     chosen, rejected = [np.empty(0)] * n, [np.empty(0)] * n
-    for j, (i, (a, b)) in enumerate(zip(ex.index, k)): chosen[i], rejected[i] = s[ends[j]:ends[j] + a], s[ends[j] + a:ends[j + 1]]
-    return ModelScores(name, chosen, rejected, dict(model_type='Seq. Classifier', inputs=len(P), distinct_inputs=len(key)))
+    for j, (i, (a, b)) in enumerate(zip(ex.index, k)):
+        chosen[i], rejected[i] = s[ends[j]:ends[j] + a], s[ends[j] + a:ends[j + 1]]
+    meta = dict(model_type='Seq. Classifier', inputs=len(P), distinct_inputs=len(key))
+    return ModelScores(name, chosen, rejected, meta)
 
-# %% ../nbs/07_evaluation.ipynb #60a113a6
+# %% ../nbs/07_evaluation.ipynb #30cb15a9
 def _jsonable(v:np.ndarray, scalar:bool):
     return float(v[0]) if scalar else [float(x) for x in v]
 
 def score_records(suite:Suite, ms:ModelScores)->list:
-    "One JSON-able record per scored example: id, benchmark, subset, sha256, scores_chosen, scores_rejected (+ results)."
+    "One JSON-able record per scored example: id, benchmark, subset, sha256, scores_chosen, scores_rejected, results."
     ex, oc = suite.examples, outcomes(suite.examples, ms)['correct']
     recs = []
     for i in np.flatnonzero(ms.scored):
@@ -495,13 +538,14 @@ def score_records(suite:Suite, ms:ModelScores)->list:
         recs.append(r | ({} if np.isnan(oc[i]) else dict(results=float(oc[i]))))
     return recs
 
+# %% ../nbs/07_evaluation.ipynb #1301b289
 def write_scores(path, suite:Suite, ms:ModelScores, header:dict|None=None)->Path:
     "Write a model's scores of `suite` as JSONL (a header line, then one line per scored example), atomically."
     head = dict(model=ms.name, model_type=ms.meta.get('model_type', 'Seq. Classifier')) | (header or {})
     lines = [json.dumps(head, sort_keys=True, default=str)] + [json.dumps(r) for r in score_records(suite, ms)]
     return write_text(path, '\n'.join(lines) + '\n')
 
-# %% ../nbs/07_evaluation.ipynb #a4044ea0
+# %% ../nbs/07_evaluation.ipynb #cac8b902
 SCORE_FIELDS = {'chosen': ('scores_chosen', 'score_chosen'), 'rejected': ('scores_rejected', 'score_rejected')}
 _WHAT = {'pairs': 'one per response', 'rmbench': 'one per style: concise, detailed plain, detailed markdown',
          'best-of-n': 'one per response', 'rated': 'one for the answer, none rejected'}
@@ -516,47 +560,65 @@ def _score_records(path:Path)->tuple:
     head = recs.pop(0)[1] if recs and 'id' not in recs[0][1] and 'model' in recs[0][1] else None
     return head, recs
 
+# %% ../nbs/07_evaluation.ipynb #42ccda54
+def _bad_number(v)->bool: return isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+
 def _score_values(rec:dict, side:str, k:int, kind:str, path, line:int)->np.ndarray:
     "The scores of one side of a record as `k` finite floats."
     f = next((f for f in SCORE_FIELDS[side] if f in rec), None)
-    if f is None: raise DataError(f"missing field '{SCORE_FIELDS[side][0]}' (expected {k} score(s), {_WHAT[kind]})", path, line, SCORE_FIELDS[side][0])
+    if f is None:
+        want = SCORE_FIELDS[side][0]
+        raise DataError(f"missing field '{want}' (expected {k} score(s), {_WHAT[kind]})", path, line, want)
     vals = rec[f] if isinstance(rec[f], list) else [rec[f]]
-    bad = next((v for v in vals if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)), 'ok')
+    bad = next((v for v in vals if _bad_number(v)), 'ok')
     if bad != 'ok': raise DataError(f"expected finite numbers, got {bad!r}", path, line, f)
     if len(vals) != k: raise DataError(f"expected {k} score(s) ({_WHAT[kind]}), got {len(vals)}", path, line, f)
     return np.asarray(vals, float)
 
-# %% ../nbs/07_evaluation.ipynb #67196154
-def _row_of(rec:dict, path, line:int, index:dict, ex:pd.DataFrame, seen:dict)->int:
-    "Row position of a record; its id checked present, new, known, and matching the row's benchmark, subset and texts."
-    i = rec.get('id')
-    if i is None: raise DataError("missing field 'id' (expected the example's id, e.g. 'llmbar-natural/1')", path, line, 'id')
-    if isinstance(i, bool) or not isinstance(i, (str, int)) or not str(i).strip(): raise DataError(f"expected a non-empty string or integer id, got {i!r}", path, line, 'id')
+# %% ../nbs/07_evaluation.ipynb #e8d3b722
+def _check_id(i, path, line:int, seen:dict)->str:
+    "A record's id as a string: present, a non-empty string or integer, not seen before."
+    if i is None: raise DataError("missing field 'id' (expected an example id such as 'llmbar-natural/1')", path, line,
+                                  'id')
+    if isinstance(i, bool) or not isinstance(i, (str, int)) or not str(i).strip():
+        raise DataError(f"expected a non-empty string or integer id, got {i!r}", path, line, 'id')
     if str(i) in seen: raise DataError(f"duplicate id {str(i)!r} (first at line {seen[str(i)]})", path, line, 'id')
     seen[str(i)] = line
-    if str(i) not in index: raise DataError(f"unknown id {str(i)!r}: not a row of the benchmarks evaluated ({', '.join(ex['benchmark'].unique())})", path, line, 'id')
-    row = ex.loc[index[str(i)]]
-    for f in ('benchmark', 'subset'):
-        if f in rec and not (isinstance(rec[f], str) and rec[f].strip()): raise DataError(f"expected a non-empty {f} name, got {rec[f]!r}", path, line, f)
-        if f in rec and rec[f] != row[f]:
-            raise DataError(f"id {str(i)!r} is a row of {f} {row[f]!r}, but the file says {rec[f]!r}: the file's ids do not match the benchmark's rows", path, line, f)
-    if 'sha256' in rec and rec['sha256'] != row['sha256']:
-        raise DataError(f"the texts of row {str(i)!r} hash to {row['sha256']}, the file says {rec['sha256']!r}: it was scored on other texts "
-                        "(another version of the benchmark, or ids shifted against the rows)", path, line, 'sha256')
-    return index[str(i)]
+    return str(i)
 
-# %% ../nbs/07_evaluation.ipynb #11d5413f
+def _row_of(rec:dict, path, line:int, index:dict, ex:pd.DataFrame, seen:dict)->int:
+    "Row position of a record: its id known, and its benchmark, subset and texts those of the row."
+    i = _check_id(rec.get('id'), path, line, seen)
+    if i not in index:
+        known = ', '.join(ex['benchmark'].unique())
+        raise DataError(f"unknown id {i!r}: not a row of the benchmarks evaluated ({known})", path, line, 'id')
+    row = ex.loc[index[i]]
+    for f in ('benchmark', 'subset'):
+        if f in rec and not (isinstance(rec[f], str) and rec[f].strip()):
+            raise DataError(f"expected a non-empty {f} name, got {rec[f]!r}", path, line, f)
+        if f in rec and rec[f] != row[f]:
+            raise DataError(f"id {i!r} is a row of {f} {row[f]!r}, but the file says {rec[f]!r}: the file's ids do "
+                            "not match the benchmark's rows", path, line, f)
+    if 'sha256' in rec and rec['sha256'] != row['sha256']:
+        raise DataError(f"the texts of row {i!r} hash to {row['sha256']}, the file says {rec['sha256']!r}: it was "
+                        "scored on other texts (another version of the benchmark, or ids shifted against the rows)",
+                        path, line, 'sha256')
+    return index[i]
+
+# %% ../nbs/07_evaluation.ipynb #6a5f42e0
 def _check_complete(ms:ModelScores, suite:Suite, path, sample:bool):
     "DataError when the file scores some but not all rows of a subset that takes part (unless it declares a sample)."
     take = pd.concat([suite.rows(r) for r in ('bench', 'fit', 'rated')])
-    if not ms.scored[take.index].any(): raise DataError("no scores for any row that takes part in the evaluation (every row in it is left out)", path)
+    if not ms.scored[take.index].any(): raise DataError("no scores for any row that takes part in the evaluation", path)
     if sample: return
     for s, g in take.groupby('subset', sort=False):
         have = ms.scored[g.index]
         if have.any() and not have.all():
-            raise DataError(f"subset {s!r}: {int((~have).sum())} of its {len(g)} rows have no scores (first missing: {g['id'][~have].iloc[0]!r}); "
-                            "a score file covers every row of each subset it scores (or declares \"sample\": true in its header)", path, field='id')
+            raise DataError(f"subset {s!r}: {int((~have).sum())} of its {len(g)} rows have no scores (first missing: "
+                            f"{g['id'][~have].iloc[0]!r}); a score file covers every row of each subset it scores "
+                            "(or declares \"sample\": true in its header)", path, field='id')
 
+# %% ../nbs/07_evaluation.ipynb #e3e62c80
 def read_scores(path,              # a JSONL score file (`write_scores`, or any file of id + scores lines)
                 suite:Suite,       # the examples the scores are for
                 name:str|None=None,# row label (default: the header's model, else the file name)
@@ -565,31 +627,34 @@ def read_scores(path,              # a JSONL score file (`write_scores`, or any 
     path = Path(path)
     if not path.is_file(): raise DataError("score file not found", path)
     head, recs = _score_records(path)
-    if not recs: raise DataError("no scores: expected one JSON line per example (id, scores_chosen, scores_rejected)", path)
+    if not recs: raise DataError("no scores: expected one JSON line per example (id, scores_chosen, ...)", path)
     ex, n, seen = suite.examples, len(suite.examples), {}
     index, chosen, rejected = dict(zip(ex['id'], ex.index)), [np.empty(0)] * n, [np.empty(0)] * n
     for line, rec in recs:
         i = _row_of(rec, path, line, index, ex, seen); kind = ex.at[i, 'kind']
         chosen[i] = _score_values(rec, 'chosen', len(ex.at[i, 'chosen']), kind, path, line)
         rejected[i] = _score_values(rec, 'rejected', len(ex.at[i, 'rejected']), kind, path, line)
-    ms = ModelScores(name or (head or {}).get('model') or path.stem, chosen, rejected, dict(head or {}, source=str(path)))
-    _check_complete(ms, suite, path, bool((head or {}).get('sample')))
+    head = head or {}
+    ms = ModelScores(name or head.get('model') or path.stem, chosen, rejected, dict(head, source=str(path)))
+    _check_complete(ms, suite, path, bool(head.get('sample')))
     return ms
 
-# %% ../nbs/07_evaluation.ipynb #e2eac720
+# %% ../nbs/07_evaluation.ipynb #b600d8bb
 class Resampler:
-    "Seeded bootstrap stratified by subset: the same resamples of each subset's rows for every model (differences are paired)."
+    "Bootstrap stratified by subset, seeded: the same resamples of each subset's rows for every model (paired)."
     def __init__(self, subsets,        # subset of each row
                  n_boot:int=1000,      # resamples
                  seed:int=0):          # subset s is resampled with np.random.default_rng([seed, crc32(s)])
         lab = np.asarray(subsets, dtype=object)
-        self.n_boot, self.seed, self.rows, self._counts = int(n_boot), seed, {s: np.flatnonzero(lab == s) for s in dict.fromkeys(lab)}, {}
+        self.n_boot, self.seed, self._counts = int(n_boot), seed, {}
+        self.rows = {s: np.flatnonzero(lab == s) for s in dict.fromkeys(lab)}
         if self.n_boot < 1: raise ConfigError(f"n_boot {n_boot}: expected at least 1 resample")
 
     def counts(self, s:str)->np.ndarray:
         "(n_boot, rows) resample counts of subset `s`."
         if s not in self._counts:
-            self._counts[s] = next(boot_counts(len(self.rows[s]), self.n_boot, [self.seed, zlib.crc32(s.encode())])).astype(float)
+            draws = boot_counts(len(self.rows[s]), self.n_boot, [self.seed, zlib.crc32(s.encode())])
+            self._counts[s] = next(draws).astype(float)
         return self._counts[s]
 
     def means(self, V)->dict:
@@ -608,24 +673,25 @@ def interval(boot:np.ndarray, ci:float=0.95)->tuple:
         warnings.simplefilter('ignore', RuntimeWarning)
         return np.nanquantile(boot, a, axis=0), np.nanquantile(boot, 1 - a, axis=0)
 
-# %% ../nbs/07_evaluation.ipynb #784729ec
+# %% ../nbs/07_evaluation.ipynb #c7e1b36b
 def _nanavg(vals:list, weights)->np.ndarray:
     "Weighted mean over a list of equal-shape arrays, NaN entries ignored (NaN where all are)."
     X = np.stack([np.asarray(v, float) for v in vals])
     W = np.asarray(weights, float).reshape(-1, *([1] * (X.ndim - 1))) * ~np.isnan(X)
-    with np.errstate(invalid='ignore', divide='ignore'): return np.where(W.sum(0) > 0, (np.nan_to_num(X) * W).sum(0) / W.sum(0), np.nan)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return np.where(W.sum(0) > 0, (np.nan_to_num(X) * W).sum(0) / W.sum(0), np.nan)
 
 def aggregate(b:Benchmark,       # the benchmark (its groups)
               sub:dict,          # subset -> value (a number or an array: point or resampled means)
               n:dict,            # subset -> rows
              ):
-    "Score of benchmark `b` from its subsets' values: per-prompt weighted inside each group, then the mean of the groups."
+    "Score of benchmark `b` from its subsets' values: per-prompt weighted inside each group, then the groups' mean."
     groups = b.groups or {'all': list(sub)}
     vals = [_nanavg([sub[s] for s in g if s in sub], [RB_COUNTS[s] if s in RB_COUNTS else n[s] for s in g if s in sub])
             for g in groups.values() if any(s in sub for s in g)]
     return _nanavg(vals, np.ones(len(vals)))
 
-# %% ../nbs/07_evaluation.ipynb #7f229913
+# %% ../nbs/07_evaluation.ipynb #8e58d46e
 class Scoreboard:
     "Outcomes of every model on the benchmark rows, with stratified bootstrap resamples of every aggregate."
     def __init__(self, suite:Suite,     # the examples
@@ -633,7 +699,8 @@ class Scoreboard:
                  n_boot:int=1000, seed:int=0, ci:float=0.95):
         self.suite, self.names, self.ci, self.rows = suite, list(results), ci, suite.rows('bench')
         if not len(self.rows): raise DataError("no benchmark rows to score (every row was left out)")
-        self.V = {c: np.column_stack([results[m].loc[self.rows.index, c].to_numpy(float) for m in self.names]) for c in OUTCOMES}
+        self.V = {c: np.column_stack([results[m].loc[self.rows.index, c].to_numpy(float) for m in self.names])
+                  for c in OUTCOMES}
         self.rs = Resampler(self.rows['subset'], n_boot, seed)
         self.subsets = {b: list(dict.fromkeys(g)) for b, g in self.rows.groupby('benchmark', sort=False)['subset']}
         self.n = self.rows['subset'].value_counts().to_dict()
@@ -644,19 +711,22 @@ class Scoreboard:
 
     def _aggregate(self, b:str, sub:dict)->tuple:
         "(point, resamples) of benchmark `b` from (point, resamples) subset means."
-        return tuple(aggregate(self.suite.benchmarks[b], {s: sub[s][j] for s in self.subsets[b]}, self.n) for j in (0, 1))
+        b_ = self.suite.benchmarks[b]
+        return tuple(aggregate(b_, {s: sub[s][j] for s in self.subsets[b]}, self.n) for j in (0, 1))
 
-# %% ../nbs/07_evaluation.ipynb #9aac9f71
+# %% ../nbs/07_evaluation.ipynb #9a23b741
 @patch
 def long(self:Scoreboard)->pd.DataFrame:
     "model, benchmark, score, low, high, n (rows with an outcome) for every model and benchmark, and the mean."
-    rows = []
+    rows, V, none = [], self.V['correct'], [np.nan] * len(self.names)
     for b, (p, bt) in [*self.bench.items(), ('mean', self.mean)]:
         lo, hi = interval(bt, self.ci)
-        n = (~np.isnan(self.V['correct'][(self.rows['benchmark'] == b).to_numpy()])).sum(0) if b != 'mean' else [np.nan] * len(self.names)
-        rows += [dict(model=m, benchmark=b, score=p[j], low=lo[j], high=hi[j], n=n[j]) for j, m in enumerate(self.names)]
+        n = (~np.isnan(V[(self.rows['benchmark'] == b).to_numpy()])).sum(0) if b != 'mean' else none
+        rows += [dict(model=m, benchmark=b, score=p[j], low=lo[j], high=hi[j], n=n[j])
+                 for j, m in enumerate(self.names)]
     return pd.DataFrame(rows)
 
+# %% ../nbs/07_evaluation.ipynb #372e0df7
 def _cell(score, low, high)->str:
     "'62.4 [55.8, 69.0]' in percent, or '-' when undefined."
     if np.isnan(score): return '-'
@@ -667,9 +737,10 @@ def _cell(score, low, high)->str:
 def table(self:Scoreboard)->pd.DataFrame:
     "One row per model, one column per benchmark (score and 95% CI, in percent), the mean last."
     t = self.long().assign(cell=lambda d: [_cell(*r) for r in d[['score', 'low', 'high']].to_numpy()])
-    return t.pivot(index='model', columns='benchmark', values='cell').reindex(index=self.names, columns=[*self.bench, 'mean'])
+    t = t.pivot(index='model', columns='benchmark', values='cell')
+    return t.reindex(index=self.names, columns=[*self.bench, 'mean'])
 
-# %% ../nbs/07_evaluation.ipynb #792f03c0
+# %% ../nbs/07_evaluation.ipynb #aa20c0b0
 @patch
 def subset_long(self:Scoreboard)->pd.DataFrame:
     "model, benchmark, subset, n, score, low, high (+ hard / normal / easy on RM-Bench rows) per model and subset."
@@ -679,27 +750,34 @@ def subset_long(self:Scoreboard)->pd.DataFrame:
         for s in subs:
             (p, bt), lo_hi = self.sub[s], interval(self.sub[s][1], self.ci)
             for j, m in enumerate(self.names):
-                r = dict(model=m, benchmark=b, subset=s, n=int((~np.isnan(self.V['correct'][self.rs.rows[s], j])).sum()),
-                         score=p[j], low=lo_hi[0][j], high=lo_hi[1][j])
+                n = int((~np.isnan(self.V['correct'][self.rs.rows[s], j])).sum())
+                r = dict(model=m, benchmark=b, subset=s, n=n, score=p[j], low=lo_hi[0][j], high=lo_hi[1][j])
                 rows.append(r | {c: extra[c][s][0][j] for c in extra if self.suite.benchmarks[b].kind == 'rmbench'})
     return pd.DataFrame(rows)
 
+# %% ../nbs/07_evaluation.ipynb #5e4b34b6
 @patch
 def macro(self:Scoreboard, b:str)->tuple:
     "(point, resamples) of the unweighted mean of benchmark `b`'s subsets (JudgeBench's macro mean over categories)."
     return tuple(_nanavg([self.sub[s][j] for s in self.subsets[b]], np.ones(len(self.subsets[b]))) for j in (0, 1))
 
-# %% ../nbs/07_evaluation.ipynb #91304e14
+@patch
+def styled(self:Scoreboard, b:str, col:str)->tuple:
+    "(point, resamples) of benchmark `b` aggregated over outcome `col` ('hard', 'normal' or 'easy'), not the credit."
+    return self._aggregate(b, self.rs.means(self.V[col]))
+
+# %% ../nbs/07_evaluation.ipynb #eb2fdf28
 def paired_p(a:np.ndarray, b:np.ndarray)->float:
     "Two-sided exact p-value that models a and b do equally well: McNemar on 0/1 credits, the sign test otherwise."
     ok = ~(np.isnan(a) | np.isnan(b)); a, b = a[ok], b[ok]
     if np.isin(a, (0., 1.)).all() and np.isin(b, (0., 1.)).all():
-        t = [[np.sum((a == 1) & (b == 1)), np.sum((a == 1) & (b == 0))], [np.sum((a == 0) & (b == 1)), np.sum((a == 0) & (b == 0))]]
+        n = lambda x, y: int(np.sum((a == x) & (b == y)))
+        t = [[n(1, 1), n(1, 0)], [n(0, 1), n(0, 0)]]
         return float(mcnemar(t, exact=True).pvalue) if t[0][1] + t[1][0] else 1.0
     up, down = int((a > b).sum()), int((a < b).sum())
     return float(sps.binomtest(up, up + down, 0.5).pvalue) if up + down else 1.0
 
-# %% ../nbs/07_evaluation.ipynb #788c1372
+# %% ../nbs/07_evaluation.ipynb #fddb878e
 @patch
 def paired(self:Scoreboard, a:str, b:str)->dict:
     "benchmark (and 'mean') -> (point, resamples) of score(a) - score(b), both on the rows both were scored on."
@@ -711,50 +789,56 @@ def paired(self:Scoreboard, a:str, b:str)->dict:
     vals = list(out.values())
     return out | dict(mean=(np.mean([v[0] for v in vals]), np.mean(np.stack([v[1] for v in vals]), 0)))
 
-@patch
-def compare(self:Scoreboard, a:str, b:str, alpha:float=0.05)->pd.DataFrame:
-    "Rows per benchmark / mean (paired bootstrap) and per subset (McNemar or sign test, Holm-adjusted) of model a minus model b."
-    i, j, rows = self.names.index(a), self.names.index(b), []
-    for bn, (p, bt) in self.paired(a, b).items():
-        lo, hi = interval(bt, self.ci)
-        rows.append(dict(model=a, vs=b, level='benchmark' if bn != 'mean' else 'mean', benchmark=bn, subset='', diff=p, low=lo, high=hi,
-                         p=np.nan, p_holm=np.nan, inside_noise=bool(lo <= 0 <= hi) if not np.isnan(p) else None))
-    subs = [(bn, s) for bn, ss in self.subsets.items() for s in ss]
-    V, R = self.V['correct'], self.rs.rows
+def _subset_rows(sb:Scoreboard, a:str, b:str, alpha:float)->list:
+    "Per-subset rows of a comparison: mean difference, McNemar / sign-test p and Holm-adjusted p."
+    i, j, V, R = sb.names.index(a), sb.names.index(b), sb.V['correct'], sb.rs.rows
+    subs = [(bn, s) for bn, ss in sb.subsets.items() for s in ss]
     ps = [paired_p(V[R[s], i], V[R[s], j]) for _, s in subs]
-    adj = multipletests(ps, method='holm')[1] if ps else []
-    for (bn, s), p_, q in zip(subs, ps, adj):
+    rows = []
+    for (bn, s), p, q in zip(subs, ps, multipletests(ps, method='holm')[1] if ps else []):
         ok = ~np.isnan(V[R[s], i]) & ~np.isnan(V[R[s], j])
         d = float(np.mean(V[R[s], i][ok] - V[R[s], j][ok])) if ok.any() else np.nan
-        rows.append(dict(model=a, vs=b, level='subset', benchmark=bn, subset=s, diff=d, low=np.nan, high=np.nan, p=p_, p_holm=q,
-                         inside_noise=bool(q >= alpha) if ok.any() else None))
-    return pd.DataFrame(rows)
+        rows.append(dict(model=a, vs=b, level='subset', benchmark=bn, subset=s, diff=d, low=np.nan, high=np.nan, p=p,
+                         p_holm=q, inside_noise=bool(q >= alpha) if ok.any() else None))
+    return rows
 
-# %% ../nbs/07_evaluation.ipynb #0d3af59d
+# %% ../nbs/07_evaluation.ipynb #26037bc5
+@patch
+def compare(self:Scoreboard, a:str, b:str, alpha:float=0.05)->pd.DataFrame:
+    "Model a minus model b: per benchmark and mean (paired bootstrap), per subset (McNemar / sign test, Holm-adjusted)."
+    rows = []
+    for bn, (p, bt) in self.paired(a, b).items():
+        lo, hi = interval(bt, self.ci)
+        noise = bool(lo <= 0 <= hi) if not np.isnan(p) else None
+        rows.append(dict(model=a, vs=b, level='benchmark' if bn != 'mean' else 'mean', benchmark=bn, subset='', diff=p,
+                         low=lo, high=hi, p=np.nan, p_holm=np.nan, inside_noise=noise))
+    return pd.DataFrame(rows + _subset_rows(self, a, b, alpha))
+
+# %% ../nbs/07_evaluation.ipynb #1d2f3443
 @patch
 def ranks(self:Scoreboard)->pd.DataFrame:
-    "Rank by the mean over benchmarks (1 = best) of every model that has one, with the 95% interval of its bootstrap rank."
+    "Rank by the mean over benchmarks (1 = best) of each model that has a mean, with the 95% interval of its rank."
     p, bt = self.mean; ok = ~np.isnan(p)
     if not ok.any(): return pd.DataFrame(columns=['model', 'mean', 'rank', 'rank_low', 'rank_high'])
     r = sps.rankdata(-bt[:, ok], axis=1, method='min'); lo, hi = interval(r, self.ci)
-    names = [m for m, k in zip(self.names, ok) if k]
-    return pd.DataFrame(dict(model=names, mean=p[ok], rank=sps.rankdata(-p[ok], method='min').astype(int), rank_low=lo, rank_high=hi)).sort_values('rank', ignore_index=True)
+    names, rank = [m for m, k in zip(self.names, ok) if k], sps.rankdata(-p[ok], method='min').astype(int)
+    t = pd.DataFrame(dict(model=names, mean=p[ok], rank=rank, rank_low=lo, rank_high=hi))
+    return t.sort_values('rank', ignore_index=True)
 
-# %% ../nbs/07_evaluation.ipynb #8a294ec1
+# %% ../nbs/07_evaluation.ipynb #92063ef6
 @patch
 def length_verdict(self:Scoreboard, model:str)->pd.DataFrame:
-    "Per benchmark: the model's score, the better length rule's, their paired difference and whether length beats the model."
-    rows = []
+    "Per benchmark: the model's score, the better length rule's, their paired difference and whether length wins."
+    rows, j = [], self.names.index(model)
     for bn, (p, _) in self.bench.items():
         k = {m: p[self.names.index(m)] for m in ('longer', 'shorter') if m in self.names}
-        if not k or np.isnan(p[self.names.index(model)]): continue
+        if not k or np.isnan(p[j]): continue
         best = max(k, key=k.get); d, bt = self.paired(best, model)[bn]; lo, hi = interval(bt, self.ci)
-        verdict = 'no' if d <= 0 else 'yes' if lo > 0 else 'within noise'
-        rows.append(dict(model=model, benchmark=bn, score=p[self.names.index(model)], length_rule=best, length_score=k[best],
-                         diff=d, low=lo, high=hi, solved_by_length=verdict))
+        rows.append(dict(model=model, benchmark=bn, score=p[j], length_rule=best, length_score=k[best], diff=d, low=lo,
+                         high=hi, solved_by_length='no' if d <= 0 else 'yes' if lo > 0 else 'within noise'))
     return pd.DataFrame(rows)
 
-# %% ../nbs/07_evaluation.ipynb #b5017d4b
+# %% ../nbs/07_evaluation.ipynb #6eb03d95
 def fit_rows_temperature(suite:Suite, ms:ModelScores, seed:int=0)->tuple:
     "(T, how it was obtained) from the model's scores of the suite's fitting rows (T = 1 when it has none)."
     fit = suite.rows('fit')
@@ -763,6 +847,7 @@ def fit_rows_temperature(suite:Suite, ms:ModelScores, seed:int=0)->tuple:
     m, y = flip_pairs(margins(fit, ms), seed)
     return fit_temperature(m, y), f"fitted on {len(fit)} validation pairs of the reward model's training set"
 
+# %% ../nbs/07_evaluation.ipynb #463ebb6c
 def benchmark_calibration(suite:Suite, ms:ModelScores, temperature:float=1.0, n_bins:int=15, seed:int=0)->tuple:
     "(metrics per benchmark and method, reliability bins per benchmark with temperature) of P(chosen > rejected)."
     rows, bins = [], []
@@ -771,13 +856,14 @@ def benchmark_calibration(suite:Suite, ms:ModelScores, temperature:float=1.0, n_
         if not len(m): continue
         sm, y = flip_pairs(m, seed)
         for meth, t in (('uncalibrated', 1.0), ('temperature', temperature)):
-            rows.append(dict(model=ms.name, benchmark=bn, method=meth, temperature=t, comparisons=len(m), **calibration_metrics(pref_prob(sm, t), y, n_bins)))
+            rows.append(dict(model=ms.name, benchmark=bn, method=meth, temperature=t, comparisons=len(m),
+                             **calibration_metrics(pref_prob(sm, t), y, n_bins)))
         bins.append(reliability_bins(pref_prob(sm, temperature), y, n_bins).assign(method=bn))
     return pd.DataFrame(rows), pd.concat(bins, ignore_index=True) if bins else pd.DataFrame()
 
-# %% ../nbs/07_evaluation.ipynb #c4b23c1a
+# %% ../nbs/07_evaluation.ipynb #cf745fc7
 def length_correlation(suite:Suite, ms:ModelScores, n_boot:int=1000, seed:int=0)->pd.DataFrame:
-    "Per benchmark: Spearman's rho of reward against length in characters over its distinct responses, with a bootstrap CI."
+    "Per benchmark: Spearman's rho of reward against length in characters over its distinct responses, with a CI."
     rows = []
     for bn, g in suite.rows('bench').groupby('benchmark', sort=False):
         g = g[ms.scored[g.index]]
@@ -789,57 +875,71 @@ def length_correlation(suite:Suite, ms:ModelScores, n_boot:int=1000, seed:int=0)
         rows.append(dict(model=ms.name, benchmark=bn, responses=len(u), spearman=c.estimate, low=c.low, high=c.high))
     return pd.DataFrame(rows)
 
-# %% ../nbs/07_evaluation.ipynb #5d7b9562
+# %% ../nbs/07_evaluation.ipynb #0464328f
 def margin_histogram(suite:Suite, ms:ModelScores)->go.Figure:
     "Histogram of the chosen-minus-rejected margins of one model, one trace per benchmark."
-    fig = go.Figure([go.Histogram(x=margins(g, ms), name=bn, opacity=0.6, nbinsx=40) for bn, g in suite.rows('bench').groupby('benchmark', sort=False)])
+    groups = suite.rows('bench').groupby('benchmark', sort=False)
+    fig = go.Figure([go.Histogram(x=margins(g, ms), name=bn, opacity=0.6, nbinsx=40) for bn, g in groups])
     fig.add_vline(x=0, line_dash='dash', line_color='grey')
-    return fig.update_layout(barmode='overlay', title=f'Margins r(chosen) - r(rejected): {ms.name}', xaxis_title='margin', yaxis_title='comparisons',
-                             template='plotly_white', width=720, height=380)
+    return fig.update_layout(barmode='overlay', title=f'Margins r(chosen) - r(rejected): {ms.name}',
+                             xaxis_title='margin', yaxis_title='comparisons', template='plotly_white', width=720,
+                             height=380)
 
-# %% ../nbs/07_evaluation.ipynb #d18ecc52
+# %% ../nbs/07_evaluation.ipynb #6b5c19fa
 def _item_rewards(g:pd.DataFrame, ms:ModelScores)->pd.DataFrame:
-    "prompt, response, reward, won (1 for a chosen side) of every candidate of scored rows `g`."
+    "prompt, response, reward, won (1 for a chosen side) of every candidate of the scored rows of `g`."
     g = g[ms.scored[g.index]]
     P, R, _ = candidate_inputs(g)
     s = [np.r_[ms.chosen[i], ms.rejected[i]] for i in g.index]
     won = [np.r_[np.ones(len(ms.chosen[i])), np.zeros(len(ms.rejected[i]))] for i in g.index]
-    return pd.DataFrame(dict(prompt=P, response=R, reward=np.concatenate(s) if s else [], won=np.concatenate(won) if won else []))
+    cat = lambda parts: np.concatenate(parts) if parts else np.empty(0)
+    return pd.DataFrame(dict(prompt=P, response=R, reward=cat(s), won=cat(won)))
 
 def _campaign_items(g:pd.DataFrame, ms:ModelScores, final:pd.Series)->pd.DataFrame:
-    "reward and final score of every campaign item in the scored rows `g`."
+    "reward and final score of every campaign item in the scored rows of `g`."
     g = g[ms.scored[g.index]]
     a, b = zip(*[i.split('/')[1:] for i in g['id']]) if len(g) else ((), ())
     r = pd.Series(np.r_[[ms.chosen[i][0] for i in g.index], [ms.rejected[i][0] for i in g.index]], index=[*a, *b])
     r = r[~r.index.duplicated()]
     return pd.DataFrame(dict(reward=r, human=final.reindex(r.index).to_numpy(float))).dropna()
 
-# %% ../nbs/07_evaluation.ipynb #879632f3
+# %% ../nbs/07_evaluation.ipynb #7a65e9a6
+def human_sets(suite:Suite, ms:ModelScores, final_scores:pd.Series|None=None)->dict:
+    "source -> table of reward and human judgement (MT-Bench win share, SQuALITY rating, campaign final score)."
+    ex, sets = suite.examples, {}
+    mt = ex[(ex.benchmark == 'mt-bench-human') & (ex.role == 'bench')]
+    if len(mt):
+        by = _item_rewards(mt, ms).groupby(['prompt', 'response'])
+        sets['MT-Bench human: win share per response'] = by.agg(reward=('reward', 'first'), human=('won', 'mean'))
+    sq = suite.rows('rated')
+    if len(sq):
+        rw = [ms.chosen[i][0] if len(ms.chosen[i]) else np.nan for i in sq.index]
+        sets['SQuALITY: mean overall rating'] = pd.DataFrame(dict(reward=rw, human=sq.human.to_numpy())).dropna()
+    cp = ex[(ex.benchmark == 'campaign-holdout') & (ex.role == 'bench')]
+    if len(cp) and final_scores is not None:
+        sets['campaign: final score, held-out domains'] = _campaign_items(cp, ms, final_scores)
+    return sets
+
+# %% ../nbs/07_evaluation.ipynb #8a6c36d2
 def human_correlations(suite:Suite, ms:ModelScores,
                        final_scores:pd.Series|None=None, # the campaign's final score by item id (04_scoring), if known
                        n_boot:int=1000, seed:int=0)->pd.DataFrame:
     "Spearman and Kendall (with bootstrap CIs) between the reward and human judgements, per source."
-    ex, sets = suite.examples, {}
-    mt = ex[(ex.benchmark == 'mt-bench-human') & (ex.role == 'bench')]
-    if len(mt): sets['MT-Bench human: win share per response'] = _item_rewards(mt, ms).groupby(['prompt', 'response']).agg(reward=('reward', 'first'), human=('won', 'mean'))
-    sq = suite.rows('rated')
-    if len(sq): sets['SQuALITY: mean overall rating'] = pd.DataFrame(dict(reward=[ms.chosen[i][0] if len(ms.chosen[i]) else np.nan for i in sq.index], human=sq.human.to_numpy())).dropna()
-    cp = ex[(ex.benchmark == 'campaign-holdout') & (ex.role == 'bench')]
-    if len(cp) and final_scores is not None: sets['campaign: final score, held-out domains'] = _campaign_items(cp, ms, final_scores)
     rows = []
-    for src, d in sets.items():
+    for src, d in human_sets(suite, ms, final_scores).items():
         if len(d) < 3 or d.reward.nunique() < 2 or d.human.nunique() < 2: continue
         c = {x.method: x for x in corr_cis(d.reward.to_numpy(float), d.human.to_numpy(float), n_boot=n_boot, seed=seed)}
-        rows.append(dict(model=ms.name, source=src, n=len(d), spearman=c['spearman'].estimate, spearman_low=c['spearman'].low, spearman_high=c['spearman'].high,
-                         kendall=c['kendall'].estimate, kendall_low=c['kendall'].low, kendall_high=c['kendall'].high))
+        cols = {f'{m}{k}': getattr(c[m], a) for m in ('spearman', 'kendall')
+                for k, a in (('', 'estimate'), ('_low', 'low'), ('_high', 'high'))}
+        rows.append(dict(model=ms.name, source=src, n=len(d), **cols))
     return pd.DataFrame(rows)
 
-# %% ../nbs/07_evaluation.ipynb #d8a1967c
+# %% ../nbs/07_evaluation.ipynb #b994b861
 def leaked_prompts(train_prompts,          # the reward model's training prompts
                    prompts,                # prompts to check
                    threshold:float=0.8,    # Jaccard at or above which two prompts are near duplicates
                   )->set:                  # the prompts that equal or nearly equal a training prompt
-    "Prompts that are exact or near duplicates of a training prompt (curation's MinHash LSH, verified by exact Jaccard)."
+    "Prompts that are exact or near duplicates of a training prompt (curation's MinHash LSH, verified exactly)."
     from rewardbench_nb.curation import _near_clusters, normalise_text
     train, test = list(dict.fromkeys(train_prompts)), list(dict.fromkeys(prompts))
     if not train or not test: return set()
@@ -855,15 +955,15 @@ def leakage_flags(examples:pd.DataFrame, train_prompts, threshold:float=0.8)->np
     bad = leaked_prompts(train_prompts, [*examples['prompt'], *pr], threshold)
     return (examples['prompt'].isin(bad) | examples['prompt_rejected'].isin(bad)).to_numpy()
 
-# %% ../nbs/07_evaluation.ipynb #dc6d677d
+# %% ../nbs/07_evaluation.ipynb #3cfdcdbe
 @functools.lru_cache(maxsize=2)
 def _encoder(path:str):
     "The sentence encoder (AutoModel) and tokenizer in `path`, loaded once."
     import torch
     from transformers import AutoModel, AutoTokenizer
     from rewardbench_nb.reward_model import _quiet_transformers
-    with _quiet_transformers(): model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32).eval()
-    return model, AutoTokenizer.from_pretrained(path, local_files_only=True)
+    with _quiet_transformers(): model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+    return model.eval(), AutoTokenizer.from_pretrained(path, local_files_only=True)
 
 _EMBEDDINGS = {}  # (encoder folder, max_length, text) -> embedding, so a repeated evaluation embeds nothing again
 
@@ -878,25 +978,27 @@ def _embed(texts:list, path:str, max_length:int, batch_size:int)->np.ndarray:
         L = max(len(ids[i]) for i in idx); x = np.full((len(idx), L), tok.pad_token_id, np.int64); m = np.zeros_like(x)
         for j, i in enumerate(idx): x[j, :len(ids[i])], m[j, :len(ids[i])] = ids[i], 1
         with torch.inference_mode():
-            h, mt = model(input_ids=torch.from_numpy(x), attention_mask=torch.from_numpy(m)).last_hidden_state, torch.from_numpy(m)[..., None].float()
+            h = model(input_ids=torch.from_numpy(x), attention_mask=torch.from_numpy(m)).last_hidden_state
+            mt = torch.from_numpy(m)[..., None].float()
             out[idx] = torch.nn.functional.normalize((h * mt).sum(1) / mt.sum(1), dim=1).numpy()
-    map_batches(run, length_batches([len(i) for i in ids], batch_size, CPU_MAX_TOKENS), next(model.parameters()).device.type == 'cpu')
+    cpu = next(model.parameters()).device.type == 'cpu'
+    map_batches(run, length_batches([len(i) for i in ids], batch_size, CPU_MAX_TOKENS), cpu)
     return out
 
-# %% ../nbs/07_evaluation.ipynb #87c26de2
+# %% ../nbs/07_evaluation.ipynb #176f05bd
 def embed_texts(texts,                # texts to embed
                 max_length:int=128,   # tokens kept from the start of each text
                 batch_size:int=64,    # most texts per forward pass
                 model_path=None,      # a sentence-transformers style encoder folder; None = the shipped MiniLM
                )->np.ndarray:         # (n, hidden) float32, unit length
-    "Mean-pooled, L2-normalised sentence embeddings (the all-MiniLM-L6-v2 recipe), each distinct text computed once per process."
+    "Mean-pooled, L2-normalised sentence embeddings (the all-MiniLM-L6-v2 recipe); each distinct text embedded once."
     from rewardbench_nb.reward_model import _texts, default_model_path
     texts, key = _texts(texts, 'text'), (str(model_path or default_model_path()), max_length)
     todo = [t for t in dict.fromkeys(texts) if (key, t) not in _EMBEDDINGS]
     if todo: _EMBEDDINGS.update({(key, t): e for t, e in zip(todo, _embed(todo, key[0], max_length, batch_size))})
     return np.stack([_EMBEDDINGS[(key, t)] for t in texts]) if texts else np.zeros((0, 384), np.float32)
 
-# %% ../nbs/07_evaluation.ipynb #dbe2bb39
+# %% ../nbs/07_evaluation.ipynb #7e0a5478
 @dataclass
 class ShiftScore:
     "A classifier two-sample test: out-of-fold AUC of telling the target sample from the reference sample, with a CI."
@@ -909,10 +1011,11 @@ class ShiftScore:
     n_boot:int = 1000   # resamples of the interval
 
     def _repr_markdown_(self):
-        return (f"**Shift score** (classifier two-sample test) AUC = {self.auc:.3f}, 95% CI [{self.low:.3f}, {self.high:.3f}] "
+        return (f"**Shift score** (classifier two-sample test) AUC = {self.auc:.3f}, "
+                f"95% CI [{self.low:.3f}, {self.high:.3f}] "
                 f"({self.n_target} target vs {self.n_reference} reference rows, {self.folds}-fold logistic regression)")
 
-# %% ../nbs/07_evaluation.ipynb #95049ea3
+# %% ../nbs/07_evaluation.ipynb #7d04a6b3
 def _auc_weighted(p0:np.ndarray, p1:np.ndarray, W0:np.ndarray, W1:np.ndarray)->np.ndarray:
     "Mann-Whitney AUC of scores p1 (positives) over p0 (negatives) for each row of draw counts W0, W1."
     L = (p0[:, None] < p1[None, :]) + 0.5 * (p0[:, None] == p1[None, :])
@@ -924,6 +1027,7 @@ def _auc_boot(p:np.ndarray, y:np.ndarray, n_boot:int, seed:int)->np.ndarray:
     W0, W1 = (next(boot_counts(len(q), n_boot, [seed, k])).astype(float) for k, q in ((0, p0), (1, p1)))
     return _auc_weighted(p0, p1, W0, W1)
 
+# %% ../nbs/07_evaluation.ipynb #fa990b0a
 def shift_score(reference,          # (n, d) embeddings of the reference sample (e.g. training prompts)
                 target,             # (m, d) embeddings of the sample to place against it
                 seed:int=0,         # folds, subsamples and resamples
@@ -936,15 +1040,19 @@ def shift_score(reference,          # (n, d) embeddings of the reference sample 
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     X0, X1 = (np.asarray(a, float) for a in (reference, target))
-    if X0.ndim != 2 or X1.ndim != 2 or X0.shape[1] != X1.shape[1]: raise DataError(f"expected two (n, d) arrays with the same d, got shapes {X0.shape} and {X1.shape}")
-    if min(len(X0), len(X1)) < folds: raise DataError(f"{len(X0)} reference and {len(X1)} target rows: expected at least {folds} of each ({folds}-fold cross-validation)")
+    if X0.ndim != 2 or X1.ndim != 2 or X0.shape[1] != X1.shape[1]:
+        raise DataError(f"expected two (n, d) arrays with the same d, got shapes {X0.shape} and {X1.shape}")
+    if min(len(X0), len(X1)) < folds:
+        raise DataError(f"{len(X0)} reference and {len(X1)} target rows: expected at least {folds} of each "
+                        f"({folds}-fold cross-validation)")
     X0, X1 = (x[np.sort(np.random.default_rng([seed, k]).permutation(len(x))[:max_n])] for k, x in ((0, X0), (1, X1)))
     X, y = np.vstack([X0, X1]), np.r_[np.zeros(len(X0)), np.ones(len(X1))]
-    p = cross_val_predict(LogisticRegression(max_iter=2000), X, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed), method='predict_proba')[:, 1]
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    p = cross_val_predict(LogisticRegression(max_iter=2000), X, y, cv=cv, method='predict_proba')[:, 1]
     lo, hi = interval(_auc_boot(p, y, n_boot, seed), ci)
     return ShiftScore(float(roc_auc_score(y, p)), float(lo), float(hi), len(X0), len(X1), folds, n_boot)
 
-# %% ../nbs/07_evaluation.ipynb #238cb0de
+# %% ../nbs/07_evaluation.ipynb #8c888f6f
 def _sample(values, n:int, seed:int)->list:
     "At most `n` distinct values, a seeded sample in first-seen order."
     u = list(dict.fromkeys(values))
@@ -955,52 +1063,66 @@ def benchmark_shift(suite:Suite, train_prompts, seed:int=0,
                     n_train:int=600,        # training prompts
                     n_boot:int=1000, embed=embed_texts)->pd.DataFrame:
     "Shift score of every benchmark's prompts against the reward model's training prompts, on sentence embeddings."
-    samples = {bn: _sample(g['prompt'], per_benchmark, seed) for bn, g in suite.rows('bench').groupby('benchmark', sort=False)}
+    groups = suite.rows('bench').groupby('benchmark', sort=False)
+    samples = {bn: _sample(g['prompt'], per_benchmark, seed) for bn, g in groups}
     train = _sample(train_prompts, n_train, seed)
     texts = list(dict.fromkeys([*train, *(t for s in samples.values() for t in s)]))
     E = dict(zip(texts, embed(texts)))
     rows = []
     for bn, s in samples.items():
         if min(len(s), len(train)) < 5:
-            rows.append(dict(benchmark=bn, shift_auc=np.nan, low=np.nan, high=np.nan, prompts=len(s), train_prompts=len(train),
-                             note='not measured: fewer than 5 prompts')); continue
-        r = shift_score(np.stack([E[t] for t in train]), np.stack([E[t] for t in s]), seed, n_boot=n_boot, max_n=max(per_benchmark, n_train))
-        rows.append(dict(benchmark=bn, shift_auc=r.auc, low=r.low, high=r.high, prompts=r.n_target, train_prompts=r.n_reference, note=''))
+            rows.append(dict(benchmark=bn, shift_auc=np.nan, low=np.nan, high=np.nan, prompts=len(s),
+                             train_prompts=len(train), note='not measured: fewer than 5 prompts')); continue
+        r = shift_score(np.stack([E[t] for t in train]), np.stack([E[t] for t in s]), seed, n_boot=n_boot,
+                        max_n=max(per_benchmark, n_train))
+        rows.append(dict(benchmark=bn, shift_auc=r.auc, low=r.low, high=r.high, prompts=r.n_target,
+                         train_prompts=r.n_reference, note=''))
     return pd.DataFrame(rows)
 
-# %% ../nbs/07_evaluation.ipynb #e3b871aa
+# %% ../nbs/07_evaluation.ipynb #85f22c82
 @patch
 def gap(self:Scoreboard, model:str)->dict:
     "Mean of the in-distribution benchmarks minus the mean of the shifted ones, with its paired bootstrap CI."
     j, B = self.names.index(model), self.suite.benchmarks
     inn, out = [b for b in self.bench if not B[b].shifted], [b for b in self.bench if B[b].shifted]
     if not inn or not out: return dict(model=model, gap=np.nan, low=np.nan, high=np.nan, in_domain=inn, shifted=out)
-    f = lambda k: np.mean([self.bench[b][k][..., j] for b in inn], 0) - np.mean([self.bench[b][k][..., j] for b in out], 0)
+    mean = lambda bs, k: np.mean([self.bench[b][k][..., j] for b in bs], 0)
+    f = lambda k: mean(inn, k) - mean(out, k)
     lo, hi = interval(f(1), self.ci)
     return dict(model=model, gap=float(f(0)), low=float(lo), high=float(hi), in_domain=inn, shifted=out)
 
+# %% ../nbs/07_evaluation.ipynb #9657613e
+@patch
+def domain_accuracy(self:Scoreboard, model:str)->dict:
+    "domain -> (rows, point, resamples) of the model's row-weighted accuracy over the subsets of that domain."
+    j, dom = self.names.index(model), self.rows.groupby('subset')['domain'].agg(lambda d: d.mode().iloc[0])
+    subs = [s for s in self.sub if not np.isnan(self.sub[s][0][j])]
+    by = {d: [s for s in subs if dom[s] == d] for d in dict.fromkeys(dom[subs])}
+    avg = lambda ss, k: _nanavg([self.sub[s][k][..., j] for s in ss], [self.n[s] for s in ss])
+    return {d: (sum(self.n[s] for s in ss), avg(ss, 0), avg(ss, 1)) for d, ss in by.items()}
+
 @patch
 def reweighted(self:Scoreboard, model:str, target:dict)->tuple:
-    "(summary, per-domain table) of the accuracy reweighted to `target` domain shares (importance weights target / source share)."
-    j, dom = self.names.index(model), self.rows.groupby('subset')['domain'].agg(lambda d: d.mode().iloc[0])
-    ok = {s: ~np.isnan(self.sub[s][0][j]) for s in self.sub}
-    by = {d: [s for s in self.sub if dom[s] == d and ok[s]] for d in dict.fromkeys(dom[[s for s in self.sub if ok[s]]])}
-    acc = {d: [_nanavg([self.sub[s][k][..., j] for s in ss], [self.n[s] for s in ss]) for k in (0, 1)] for d, ss in by.items()}
-    rows = pd.DataFrame(dict(domain=list(by), rows=[sum(self.n[s] for s in ss) for ss in by.values()], accuracy=[a[0] for a in acc.values()]))
+    "(summary, per-domain table) of the accuracy reweighted to `target` domain shares (weights target / source share)."
+    acc = self.domain_accuracy(model)
+    rows = pd.DataFrame(dict(domain=list(acc), rows=[a[0] for a in acc.values()],
+                             accuracy=[a[1] for a in acc.values()]))
     rows['source_share'] = rows['rows'] / rows['rows'].sum()
     rows['target_share'] = rows.domain.map(lambda d: float(target.get(d, 0.)))
-    cov = rows.target_share.sum(); t = rows.target_share / cov if cov else rows.target_share
+    cov = rows.target_share.sum(); t = (rows.target_share / cov if cov else rows.target_share).to_numpy()
     rows['weight'] = t / rows.source_share
-    est = [sum(t.iloc[i] * acc[d][k] for i, d in enumerate(by)) for k in (0, 1)] if cov else [np.nan, np.full(self.rs.n_boot, np.nan)]
+    none = [np.nan, np.full(self.rs.n_boot, np.nan)]
+    est = [sum(w * acc[d][k] for w, d in zip(t, acc)) for k in (1, 2)] if cov else none
     lo, hi = interval(est[1], self.ci)
+    pooled = float(sum(w * acc[d][1] for w, d in zip(rows.source_share, acc)))
     return dict(model=model, reweighted=float(est[0]), low=float(lo), high=float(hi), coverage=float(cov),
-                pooled=float(sum(rows.source_share.iloc[i] * acc[d][0] for i, d in enumerate(by)))), rows
+                pooled=pooled), rows
 
 # %% ../nbs/07_evaluation.ipynb #b658339c
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_effectsize, test_proportions_2indep
 
-# %% ../nbs/07_evaluation.ipynb #5404c587
+# %% ../nbs/07_evaluation.ipynb #ba11479f
 @dataclass
 class ABPlan:
     "A pre-registered A/B test: primary metric, guardrail, and the numbers the sample size follows from."
@@ -1014,17 +1136,19 @@ class ABPlan:
     def n_per_arm(self)->int:
         "Units per arm from the power analysis (one-sided two-proportion z-test, Cohen's h)."
         h = proportion_effectsize(min(self.baseline_rate + self.min_effect, 1.), self.baseline_rate)
-        return math.ceil(NormalIndPower().solve_power(h, alpha=self.alpha, power=self.power, ratio=1., alternative='larger'))
+        n = NormalIndPower().solve_power(h, alpha=self.alpha, power=self.power, ratio=1., alternative='larger')
+        return math.ceil(n)
 
-# %% ../nbs/07_evaluation.ipynb #7efabecd
+# %% ../nbs/07_evaluation.ipynb #a1e391e7
 def best_of_candidates(suite:Suite, ms:ModelScores)->pd.DataFrame:
-    "Per RM-Bench (or best-of-n) prompt: success = share of chosen responses among the top-scored candidates; violation on safety rows."
+    "Per RM-Bench / best-of-n prompt: success (share of chosen among the top-scored), violation on safety rows."
     ex = suite.rows('bench'); ex = ex[ex['kind'].isin(['rmbench', 'best-of-n']).to_numpy() & ms.scored[ex.index]]
     rows = []
     for i, r in ex.iterrows():
         s = np.r_[ms.chosen[i], ms.rejected[i]]; top = s == s.max()
         succ = float(top[:len(ms.chosen[i])].sum() / top.sum())
-        rows.append(dict(id=r['id'], subset=r['subset'], success=succ, violation=1 - succ if r['domain'] == 'harmlessness' else np.nan))
+        viol = 1 - succ if r['domain'] == 'harmlessness' else np.nan
+        rows.append(dict(id=r['id'], subset=r['subset'], success=succ, violation=viol))
     return pd.DataFrame(rows)
 
 # %% ../nbs/07_evaluation.ipynb #50da8521
@@ -1040,24 +1164,29 @@ def _diff_ci(xb:np.ndarray, xa:np.ndarray, alpha:float)->tuple:
     p = test_proportions_2indep(cb, nb, ca, na, compare='diff', alternative='larger').pvalue
     return float(cb / nb - ca / na), float(lo), float(hi), float(p)
 
-# %% ../nbs/07_evaluation.ipynb #6168a5f9
+# %% ../nbs/07_evaluation.ipynb #e46e398a
 @dataclass
 class ABResult:
     "An A/B test's outcome: rates per arm, differences with CIs, and the decision the plan dictates."
-    plan:ABPlan; arm_a:str; arm_b:str; n_a:int; n_b:int
+    plan:ABPlan         # the pre-registration
+    arm_a:str           # control
+    arm_b:str           # treatment
+    n_a:int             # units served by A
+    n_b:int             # units served by B
     success:dict        # rate_a, rate_b, diff, low, high, p
     violation:dict      # rate_a, rate_b, diff, low, high (safety units only)
-    decision:str
+    decision:str        # what the plan says to do
 
     def _repr_markdown_(self):
         s, v, ci = self.success, self.violation, f'{1 - 2 * self.plan.alpha:.0%}'
-        return (f"**A/B test** A = {self.arm_a}, B = {self.arm_b}: {self.n_a} / {self.n_b} units (power analysis: {self.plan.n_per_arm} per arm).\n\n"
-                f"| metric | A | B | B - A | {ci} CI |\n|---|---|---|---|---|\n"
-                f"| success rate | {s['rate_a']:.3f} | {s['rate_b']:.3f} | {s['diff']:+.3f} | [{s['low']:+.3f}, {s['high']:+.3f}] (p = {s['p']:.3g}) |\n"
-                f"| safety-violation rate | {v['rate_a']:.3f} | {v['rate_b']:.3f} | {v['diff']:+.3f} | [{v['low']:+.3f}, {v['high']:+.3f}] |\n\n"
-                f"Decision: **{self.decision}**")
+        row = lambda name, d: (f"| {name} | {d['rate_a']:.3f} | {d['rate_b']:.3f} | {d['diff']:+.3f} | "
+                               f"[{d['low']:+.3f}, {d['high']:+.3f}] |")
+        return (f"**A/B test** A = {self.arm_a}, B = {self.arm_b}: {self.n_a} / {self.n_b} units (power analysis: "
+                f"{self.plan.n_per_arm} per arm).\n\n| metric | A | B | B - A | {ci} CI |\n|---|---|---|---|---|\n"
+                f"{row('success rate', s)}\n{row('safety-violation rate', v)}\n\n"
+                f"One-sided p (success, B > A) = {s['p']:.3g}. Decision: **{self.decision}**")
 
-# %% ../nbs/07_evaluation.ipynb #0a4cbf01
+# %% ../nbs/07_evaluation.ipynb #d86615f7
 def _decide(plan:ABPlan, n:int, s:dict, v:dict)->str:
     "The pre-registered decision rule."
     if n < plan.n_per_arm: return f'inconclusive: underpowered ({n} units per arm, the plan needs {plan.n_per_arm})'
@@ -1069,21 +1198,23 @@ def ab_test(a:pd.DataFrame, b:pd.DataFrame, # `best_of_candidates` of the two ar
             plan:ABPlan|None=None, seed:int=0, names=('A', 'B'))->ABResult:
     "Randomise units to the arms, measure success and violation rates, and decide as the plan says."
     plan = plan or ABPlan()
-    if list(a['id']) != list(b['id']): raise DataError("the two arms' tables must hold the same units in the same order", field='id')
+    if list(a['id']) != list(b['id']):
+        raise DataError("the two arms' tables must hold the same units in the same order", field='id')
     arm = assign_arms(len(a), seed); A, B = a[arm == 'A'], b[arm == 'B']
     d, lo, hi, p = _diff_ci(B.success.to_numpy(), A.success.to_numpy(), plan.alpha)
     s = dict(rate_a=float(A.success.mean()), rate_b=float(B.success.mean()), diff=d, low=lo, high=hi, p=p)
     va, vb = A.violation.dropna().to_numpy(), B.violation.dropna().to_numpy()
     vd = _diff_ci(vb, va, plan.alpha) if len(va) and len(vb) else (np.nan,) * 4
-    v = dict(rate_a=float(va.mean()) if len(va) else np.nan, rate_b=float(vb.mean()) if len(vb) else np.nan, diff=vd[0], low=vd[1], high=vd[2])
+    rate = lambda x: float(x.mean()) if len(x) else np.nan
+    v = dict(rate_a=rate(va), rate_b=rate(vb), diff=vd[0], low=vd[1], high=vd[2])
     return ABResult(plan, names[0], names[1], len(A), len(B), s, v, _decide(plan, min(len(A), len(B)), s, v))
 
-# %% ../nbs/07_evaluation.ipynb #5fe57ad7
+# %% ../nbs/07_evaluation.ipynb #4bf7258b
 @dataclass
 class EvalConfig:
     "Settings of the evaluation stage (configs/evaluation.toml)."
     benchmarks:list = field(default_factory=lambda: list(BENCHMARKS))  # registry benchmarks, in table order
-    local:list = field(default_factory=list)  # local benchmarks: [{name = "...", file = "pairs.jsonl", kind = "best-of-n"}]
+    local:list = field(default_factory=list)  # own benchmarks: [{name = "x", file = "pairs.jsonl", kind = "best-of-n"}]
     batch_size:int = 32             # inputs per forward pass
     dtype:str = ''                  # precision of a model loaded with --model ('' = RewardModel.load's default)
     n_boot:int = 1000               # bootstrap resamples of every interval
@@ -1093,18 +1224,18 @@ class EvalConfig:
     exclude_leaked:bool = True      # leave rows whose prompt (nearly) equals a training prompt out of the scores
     leakage_threshold:float = 0.8   # character 5-gram Jaccard of a near duplicate
     train_set:str = 'hh-rlhf-harmless'  # the RM's training pairs when no training log says otherwise
-    train_split:str = 'train'       # their split the RM trained on
+    train_split:str = 'train'       # the split of them it trained on
     fit_split:str = 'validation'    # split a temperature is fitted on when the calibration stage has not run
     untrained_baseline:bool = True  # score the untrained MiniLM head as a baseline
     untrained_rows:int = 48         # rows per benchmark it scores, a seeded sample (0 = all)
     shift_prompts:int = 200         # prompts per benchmark in the shift score
     shift_train_prompts:int = 600   # training prompts in the shift score
-    campaign_prompts:int = 15000    # size of the simulated campaign when the data stage did not run (1500 under --quick)
+    campaign_prompts:int = 15000    # simulated campaign size when the data stage did not run (1500 under --quick)
     campaign_items:int = 400        # held-out campaign items paired into the benchmark
     squality:bool = True            # correlate with SQuALITY's ratings (300 more inputs to score)
     quick_rows:int = 8              # rows per subset under --quick
     ab_baseline_rate:float = 0.5    # A/B plan: expected success rate of arm A
-    ab_min_effect:float = 0.1       # A/B plan: smallest gain worth detecting
+    ab_min_effect:float = 0.1       # A/B plan: smallest gain of arm B worth detecting
     ab_power:float = 0.8            # A/B plan: power
     ab_max_violation_increase:float = 0.05  # A/B plan: guardrail on the safety-violation rate
 
@@ -1115,9 +1246,12 @@ class EvalConfig:
         if bad: raise ConfigError(f"evaluation.benchmarks: unknown {bad} (expected some of: {', '.join(BENCHMARKS)})")
 
     @property
-    def ab_plan(self)->ABPlan: return ABPlan(self.ab_baseline_rate, self.ab_min_effect, self.alpha, self.ab_power, self.ab_max_violation_increase)
+    def ab_plan(self)->ABPlan:
+        "The A/B test's pre-registration from these settings."
+        return ABPlan(self.ab_baseline_rate, self.ab_min_effect, self.alpha, self.ab_power,
+                      self.ab_max_violation_increase)
 
-# %% ../nbs/07_evaluation.ipynb #d18a5033
+# %% ../nbs/07_evaluation.ipynb #74d54679
 @dataclass
 class EvalReport:
     "Everything the evaluation found; writes RewardBench result files, per-example scores, tables and an HTML page."
@@ -1125,86 +1259,108 @@ class EvalReport:
     scoreboard:Scoreboard        # outcomes and resamples of every model and baseline
     models:list                  # names of the reward models evaluated (the other rows are baselines)
     scores:dict                  # name -> ModelScores of the models and the untrained baseline
-    tables:dict                  # name -> DataFrame: calibration, significance, length_verdict, human, leakage, shift, ...
+    tables:dict                  # name -> DataFrame: table, significance, calibration, human, leakage, shift, ...
     ab:ABResult|None             # the A/B test, when it could be run
     protocol:dict                # how the inputs were built and scored
     timings:dict = field(default_factory=dict)  # seconds per step
     figures:dict = field(default_factory=dict)  # name -> plotly figure
 
-# %% ../nbs/07_evaluation.ipynb #113dbf7a
+# %% ../nbs/07_evaluation.ipynb #8b2e01a3
 def _leakage_table(suite:Suite)->pd.DataFrame:
     "Per benchmark: rows, rows whose prompt near-duplicates a training prompt, and whether they were left out."
     ex = suite.examples[suite.examples['role'] == 'bench']
-    flag = ex['near_train'] if 'near_train' in ex else pd.Series(False, index=ex.index)
-    left = ex['leaked'] if 'leaked' in ex else pd.Series(False, index=ex.index)
-    g = pd.DataFrame(dict(benchmark=ex['benchmark'], flag=flag, left=left, id=ex['id']))
+    no = pd.Series(False, index=ex.index)
+    g = pd.DataFrame(dict(benchmark=ex['benchmark'], flag=ex.get('near_train', no), left=ex.get('leaked', no),
+                          id=ex['id']))
+    first3 = lambda s: ', '.join(s[g.loc[s.index, 'flag'].to_numpy(bool)].head(3))
     return g.groupby('benchmark', sort=False).agg(rows=('id', 'size'), leaked=('flag', 'sum'), left_out=('left', 'sum'),
-                                                   example=('id', lambda s: ', '.join(s[g.loc[s.index, 'flag']].head(3)))).reset_index()
+                                                   example=('id', first3)).reset_index()
 
 def _comparisons(sb:Scoreboard, models:list, alpha:float)->pd.DataFrame:
-    "Each reward model against every baseline with outcomes everywhere it has them, and against the other models."
-    rivals = lambda m: [n for n in sb.names if n != m and n != 'random' and (n not in models or models.index(n) > models.index(m))]
+    "Each reward model against every baseline (random aside) and against the models after it."
+    later = lambda n, m: n not in models or models.index(n) > models.index(m)
+    rivals = lambda m: [n for n in sb.names if n not in (m, 'random') and later(n, m)]
     parts = [sb.compare(m, n, alpha) for m in models for n in rivals(m)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
-# %% ../nbs/07_evaluation.ipynb #415aa269
+# %% ../nbs/07_evaluation.ipynb #b6b23c09
+def _measure_rows(sb:Scoreboard, bn:str, measure:str, pb:tuple)->list:
+    "One row per model of an aggregate (point, resamples) with its interval."
+    lo, hi = interval(pb[1], sb.ci)
+    return [dict(model=m, benchmark=bn, measure=measure, score=pb[0][j], low=lo[j], high=hi[j])
+            for j, m in enumerate(sb.names)]
+
+def _details(sb:Scoreboard)->pd.DataFrame:
+    "JudgeBench-style macro means (prefixed benchmarks) and RM-Bench hard / normal / easy, per model, with CIs."
+    rows = []
+    for bn in sb.bench:
+        b = sb.suite.benchmarks[bn]
+        if b.prefix: rows += _measure_rows(sb, bn, 'macro mean', sb.macro(bn))
+        if b.kind == 'rmbench':
+            rows += [r for c in ('hard', 'normal', 'easy') for r in _measure_rows(sb, bn, c, sb.styled(bn, c))]
+    return pd.DataFrame(rows, columns=['model', 'benchmark', 'measure', 'score', 'low', 'high'])
+
+# %% ../nbs/07_evaluation.ipynb #49298ec7
 def _model_tables(suite:Suite, sb:Scoreboard, ms:ModelScores, cfg:EvalConfig, seed:int, T:float, final)->dict:
     "Per-model tables: calibration (+ bins), length correlation, human correlations, length verdicts, gap, reweighting."
     cal, bins = benchmark_calibration(suite, ms, T, cfg.n_bins, seed)
     target = suite.campaign.get('domain_shares') or {}
     rw, dom = sb.reweighted(ms.name, target) if target else (dict(model=ms.name), pd.DataFrame())
-    return dict(calibration=cal, bins=bins.assign(model=ms.name), length_correlation=length_correlation(suite, ms, cfg.n_boot, seed),
+    return dict(calibration=cal, bins=bins.assign(model=ms.name),
+                length_correlation=length_correlation(suite, ms, cfg.n_boot, seed),
                 human=human_correlations(suite, ms, final, cfg.n_boot, seed), length_verdict=sb.length_verdict(ms.name),
                 gap=pd.DataFrame([sb.gap(ms.name)]), reweighting=pd.DataFrame([rw]), domains=dom.assign(model=ms.name))
 
 def _ab(suite:Suite, models:list, cfg:EvalConfig, seed:int)->ABResult|None:
-    "A/B test of the first two models (or the length rule 'longer' against the only model) on RM-Bench's six candidates."
+    "A/B test of the first two models (or of the length rule 'longer' against the only model) on RM-Bench's candidates."
     arms = models[:2] if len(models) > 1 else [length_scores(suite), *models[:1]]
     if len(arms) < 2: return None
     a, b = (best_of_candidates(suite, m) for m in arms)
-    common = sorted(set(a['id']) & set(b['id']))
+    common = sorted(set(a['id']) & set(b['id'])) if len(a) and len(b) else []
     if len(common) < 2: return None
     pick = lambda t: t.set_index('id').loc[common].reset_index()
     return ab_test(pick(a), pick(b), cfg.ab_plan, seed, (arms[0].name, arms[1].name))
 
-# %% ../nbs/07_evaluation.ipynb #fbd3c71c
+# %% ../nbs/07_evaluation.ipynb #b24b7158
 BASELINES = ('untrained MiniLM', 'longer', 'shorter', 'position', 'random')
 
 def check_names(names:list)->list:
     "`names` if they are distinct and none is a baseline's; ConfigError otherwise."
     if len(set(names)) < len(names) or set(BASELINES) & set(names):
-        raise ConfigError(f"model names {names}: expected distinct names, none of them a baseline's ({', '.join(BASELINES)}); "
-                          "rename one in its score file's header (\"model\": ...)")
+        raise ConfigError(f"model names {names}: expected distinct names, none of them a baseline's "
+                          f"({', '.join(BASELINES)}); rename one in its score file's header (\"model\": ...)")
     return list(names)
 
-# %% ../nbs/07_evaluation.ipynb #4422ae1b
+# %% ../nbs/07_evaluation.ipynb #7fabbb1b
 def evaluate(suite:Suite,                 # the examples (leaked rows flagged)
              models:list,                 # `ModelScores` of the reward models to evaluate
              cfg:EvalConfig|None=None,    # settings
              seed:int=0,                  # resamples, presentation order, A/B assignment
-             temperatures:dict|None=None, # model name -> (T, how it was obtained); default: fitted on the suite's fit rows
+             temperatures:dict|None=None, # model name -> (T, how it was obtained); default: fitted on the fit rows
              untrained:ModelScores|None=None, # the untrained MiniLM's scores (a baseline)
              shift:pd.DataFrame|None=None,    # `benchmark_shift` table
              final_scores:pd.Series|None=None, # the campaign's final scores by item id (04_scoring)
              protocol:dict|None=None,     # how the scores were made, recorded in every output
             )->EvalReport:
     "Every statistic of the evaluation for the models and the baselines, from their scores."
-    cfg, t0, ex = cfg or EvalConfig(), time.perf_counter(), suite.examples
-    names = check_names([m.name for m in models])
+    cfg, t0, ex, names = cfg or EvalConfig(), time.perf_counter(), suite.examples, check_names([m.name for m in models])
     base = [untrained] if untrained is not None else []
-    res = {m.name: outcomes(ex, m) for m in [*models, *base, length_scores(suite), length_scores(suite, -1), position_scores(suite)]}
+    text = [length_scores(suite), length_scores(suite, -1), position_scores(suite)]
+    res = {m.name: outcomes(ex, m) for m in [*models, *base, *text]}
     sb = Scoreboard(suite, res | {'random': random_outcomes(ex)}, cfg.n_boot, seed, cfg.ci)
     temps = {m.name: (temperatures or {}).get(m.name) or fit_rows_temperature(suite, m, seed) for m in models}
     per = [_model_tables(suite, sb, m, cfg, seed, temps[m.name][0], final_scores) for m in models]
-    tables = {k: pd.concat([p[k] for p in per], ignore_index=True) if per else pd.DataFrame() for k in (per[0] if per else {})}
-    tables |= dict(table=sb.table(), scores=sb.long(), subsets=sb.subset_long(), ranks=sb.ranks(), leakage=_leakage_table(suite),
-                   significance=_comparisons(sb, names, cfg.alpha), shift=shift if shift is not None else pd.DataFrame(),
+    tables = {k: pd.concat([p[k] for p in per], ignore_index=True) for k in (per[0] if per else {})}
+    tables |= dict(table=sb.table(), scores=sb.long(), subsets=sb.subset_long(), ranks=sb.ranks(),
+                   leakage=_leakage_table(suite), significance=_comparisons(sb, names, cfg.alpha), details=_details(sb),
+                   shift=shift if shift is not None else pd.DataFrame(),
                    temperatures=pd.DataFrame([dict(model=k, temperature=v[0], how=v[1]) for k, v in temps.items()]))
-    rep = EvalReport(suite, sb, names, {m.name: m for m in [*models, *base]}, tables, _ab(suite, models, cfg, seed), protocol or {})
+    scored = {m.name: m for m in [*models, *base]}
+    rep = EvalReport(suite, sb, names, scored, tables, _ab(suite, models, cfg, seed), protocol or {})
     rep.timings['statistics'] = round(time.perf_counter() - t0, 3)
     return rep
 
-# %% ../nbs/07_evaluation.ipynb #965825ec
+# %% ../nbs/07_evaluation.ipynb #44cf253b
 JOIN_RULE = 'none: (prompt, response) as a tokenizer text pair'
 
 @patch
@@ -1212,35 +1368,42 @@ def result_file(self:EvalReport, name:str)->dict:
     "One model's (or baseline's) results in RewardBench's result-file format, the protocol under 'protocol'."
     sl = self.tables['subsets']; sl = sl[(sl.model == name) & sl.score.notna()]
     mt = self.scores[name].meta.get('model_type', 'Seq. Classifier') if name in self.scores else 'baseline'
-    return dict(model=name, model_type=mt, chat_template=JOIN_RULE, **dict(zip(sl.subset, sl.score.astype(float))), protocol=self.protocol)
+    return dict(model=name, model_type=mt, chat_template=JOIN_RULE, **dict(zip(sl.subset, sl.score.astype(float))),
+                protocol=self.protocol)
 
 @patch
 def rewardbench(self:EvalReport)->pd.DataFrame:
     "RewardBench v1 section scores (of the RewardBench subsets present) of every model and baseline."
-    return pd.DataFrame({n: section_scores(self.result_file(n)) for n in self.scoreboard.names}).T.rename_axis('model').reset_index()
+    secs = {n: section_scores(self.result_file(n)) for n in self.scoreboard.names}
+    return pd.DataFrame(secs).T.rename_axis('model').reset_index()
 
-# %% ../nbs/07_evaluation.ipynb #34dbc0ef
+# %% ../nbs/07_evaluation.ipynb #9dc8661d
+def _errors(d:pd.DataFrame, mid:str, lo:str, hi:str, scale:float=1.)->dict:
+    "Asymmetric plotly error bars from interval columns."
+    return dict(type='data', symmetric=False, array=scale * (d[hi] - d[mid]), arrayminus=scale * (d[mid] - d[lo]))
+
 def scoreboard_figure(long:pd.DataFrame)->go.Figure:
     "Benchmark scores (and the mean) of every model and baseline as grouped bars with 95% intervals."
-    fig = go.Figure()
-    for m, g in long.groupby('model', sort=False):
-        fig.add_bar(x=g.benchmark, y=100 * g.score, name=m, error_y=dict(type='data', symmetric=False, array=100 * (g.high - g.score),
-                                                                         arrayminus=100 * (g.score - g.low)))
-    return fig.update_layout(barmode='group', yaxis_title='score (%)', template='plotly_white', width=900, height=420, title='Scores with 95% CIs')
+    fig = go.Figure([go.Bar(x=g.benchmark, y=100 * g.score, name=m, error_y=_errors(g, 'score', 'low', 'high', 100))
+                     for m, g in long.groupby('model', sort=False)])
+    return fig.update_layout(barmode='group', yaxis_title='score (%)', template='plotly_white', width=900, height=420,
+                             title='Scores with 95% CIs')
 
+# %% ../nbs/07_evaluation.ipynb #ab9897d4
 def shift_figure(shift:pd.DataFrame, long:pd.DataFrame, models:list)->go.Figure:
     "Accuracy of each model against the shift score of each benchmark, with both intervals."
     fig = go.Figure()
     for m in models:
         d = shift.merge(long[long.model == m], on='benchmark', suffixes=('_s', ''))
-        fig.add_scatter(x=d.shift_auc, y=100 * d.score, mode='markers+text', text=d.benchmark, textposition='top center', name=m,
-                        error_x=dict(type='data', symmetric=False, array=d.high_s - d.shift_auc, arrayminus=d.shift_auc - d.low_s),
-                        error_y=dict(type='data', symmetric=False, array=100 * (d.high - d.score), arrayminus=100 * (d.score - d.low)))
+        fig.add_scatter(x=d.shift_auc, y=100 * d.score, mode='markers+text', text=d.benchmark,
+                        textposition='top center', name=m, error_x=_errors(d, 'shift_auc', 'low_s', 'high_s'),
+                        error_y=_errors(d, 'score', 'low', 'high', 100))
     fig.add_hline(y=50, line_dash='dot', line_color='grey')
-    return fig.update_layout(xaxis_title='shift score: AUC of telling benchmark prompts from training prompts', yaxis_title='score (%)',
-                             template='plotly_white', width=760, height=460, title='Accuracy against measured domain shift')
+    return fig.update_layout(xaxis_title='shift score: AUC of telling benchmark prompts from training prompts',
+                             yaxis_title='score (%)', template='plotly_white', width=760, height=460,
+                             title='Accuracy against measured domain shift')
 
-# %% ../nbs/07_evaluation.ipynb #9321f816
+# %% ../nbs/07_evaluation.ipynb #512ac242
 @patch
 def make_figures(self:EvalReport)->dict:
     "Plotly figures of the report (built once, kept in `figures`)."
@@ -1249,12 +1412,12 @@ def make_figures(self:EvalReport)->dict:
     if len(self.tables['shift']): f['shift'] = shift_figure(self.tables['shift'], self.tables['scores'], self.models)
     for m in self.models:
         b = self.tables['bins']; b = b[b.model == m]
-        if len(b): f[f'reliability: {m}'] = reliability_diagram(b, f'Reliability per benchmark (temperature scaled): {m}')
+        if len(b): f[f'reliability: {m}'] = reliability_diagram(b, f'Reliability per benchmark (temperature): {m}')
         f[f'margins: {m}'] = margin_histogram(self.suite, self.scores[m])
     self.figures = f
     return f
 
-# %% ../nbs/07_evaluation.ipynb #3851eff1
+# %% ../nbs/07_evaluation.ipynb #8432dd66
 def _slug(name:str)->str:
     "A file-name-safe version of a model name."
     return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in name).strip('_') or 'model'
@@ -1263,93 +1426,115 @@ def _slug(name:str)->str:
 def to_dict(self:EvalReport)->dict:
     "The report as JSON-able data (tables as records)."
     rec = lambda d: d.reset_index().to_dict('records') if d.index.name else d.to_dict('records')
-    return dict(models=self.models, protocol=self.protocol, timings=self.timings, notes=self.suite.notes, campaign=self.suite.campaign,
-                benchmarks={n: dict(kind=b.kind, sets=list(b.sets), shifted=b.shifted, note=b.note) for n, b in self.suite.benchmarks.items()},
-                tables={k: rec(v) for k, v in self.tables.items() if k != 'bins'}, rewardbench=rec(self.rewardbench()),
-                ab=dataclasses.asdict(self.ab) if self.ab else None)
+    bench = {n: dict(kind=b.kind, sets=list(b.sets), shifted=b.shifted, note=b.note)
+             for n, b in self.suite.benchmarks.items()}
+    scoring = {n: {k: m.meta.get(k) for k in ('inputs', 'distinct_inputs', 'source')} for n, m in self.scores.items()}
+    return dict(models=self.models, protocol=self.protocol, timings=self.timings, notes=self.suite.notes,
+                campaign=self.suite.campaign, benchmarks=bench, scoring=scoring,
+                tables={k: rec(v) for k, v in self.tables.items() if k != 'bins'},
+                rewardbench=rec(self.rewardbench()), ab=dataclasses.asdict(self.ab) if self.ab else None)
 
-# %% ../nbs/07_evaluation.ipynb #5a35019b
+# %% ../nbs/07_evaluation.ipynb #4a24f89e
 @patch
 def write(self:EvalReport, folder)->dict:
     "Write result files, score files, tables, report.json and report.html under `folder`; return {name: path}."
     folder, out = Path(folder), {}
-    for n in self.scoreboard.names: out[f'results/{n}'] = write_json(folder/'results'/f'{_slug(n)}.json', self.result_file(n))
+    for n in self.scoreboard.names:
+        out[f'results/{n}'] = write_json(folder/'results'/f'{_slug(n)}.json', self.result_file(n))
     for n, ms in self.scores.items():
-        head = dict(protocol=self.protocol, sample=n not in self.models) | {k: v for k, v in ms.meta.items() if k in ('temperature', 'model_type')}
+        keep = {k: v for k, v in ms.meta.items() if k in ('temperature', 'model_type')}
+        head = dict(protocol=self.protocol, sample=n not in self.models) | keep
         out[f'scores/{n}'] = write_scores(folder/'scores'/f'{_slug(n)}.jsonl', self.suite, ms, head)
     for k, t in self.tables.items(): out[k] = write_text(folder/f'{k}.csv', t.to_csv(index=t.index.name is not None))
     out['report.json'] = write_json(folder/'report.json', self.to_dict())
     out['report.html'] = write_text(folder/'report.html', self.html())
     return out
 
-# %% ../nbs/07_evaluation.ipynb #b392ffab
+# %% ../nbs/07_evaluation.ipynb #dc1f3cdb
 def _html_table(df:pd.DataFrame, digits:int=3)->str:
-    return df.to_html(index=df.index.name is not None, float_format=lambda v: f'{v:.{digits}f}', border=0, na_rep='-', classes='t')
+    return df.to_html(index=df.index.name is not None, float_format=lambda v: f'{v:.{digits}f}', border=0, na_rep='-',
+                      classes='t')
 
-_CSS = ('body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px} table.t{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}'
-        'table.t td,table.t th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:right} h2{margin-top:1.6em} .note{color:#555}')
+_CSS = ('body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px} '
+        'table.t{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em} '
+        'table.t td,table.t th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:right} '
+        'h2{margin-top:1.6em} .note{color:#555}')
+_SECTIONS = [  # (title, explanation, table key)
+    ('Scores', 'Rows: reward models and baselines. Columns: benchmarks, the mean last. Percent, 95% CI.', 'table'),
+    ('RewardBench sections', 'RewardBench v1 sections of the RewardBench subsets present (per-prompt weighted).',
+     'rewardbench'),
+    ('Differences and noise', 'Model minus rival: paired bootstrap per benchmark and for the mean.', 'significance'),
+    ('Differences per subset', "McNemar's exact test (sign test for fractional credits), Holm-adjusted per model pair.",
+     'significance_subsets'),
+    ('Details', "JudgeBench's macro means over categories; RM-Bench's hard / normal / easy over domains.", 'details'),
+    ('Per subset', 'Every subset of every benchmark (RM-Bench: with hard / normal / easy).', 'subsets'),
+    ('Ranks', 'Rank by the mean over benchmarks, with the 95% interval of the bootstrap rank.', 'ranks'),
+    ('Solved by length?', 'The better length rule against each model, per benchmark.', 'length_verdict'),
+    ('Calibration', 'P(chosen > rejected) = sigmoid(margin / T), T fitted on the validation split.', 'calibration'),
+    ('Reward and length', "Spearman's rho of reward against response length.", 'length_correlation'),
+    ('Agreement with people', 'Spearman and Kendall between the reward and human judgements, 95% CIs.', 'human'),
+    ('Leakage', 'Benchmark rows whose prompt equals or nearly equals a training prompt.', 'leakage'),
+    ('Domain shift', 'Classifier two-sample test of benchmark against training prompts (AUC; 0.5 = none).', 'shift'),
+    ('In-domain gap', 'Mean of the in-distribution benchmarks minus the mean of the shifted ones.', 'gap'),
+    ('Reweighted accuracy', 'Accuracy reweighted to the campaign domain mix; coverage: its share covered.',
+     'reweighting'),
+    ('Temperatures', 'Where each temperature came from.', 'temperatures')]
 
+# %% ../nbs/07_evaluation.ipynb #01e4c173
 @patch
 def sections(self:EvalReport)->list:
-    "(title, explanation, table) of every section of the page."
-    T, ab = self.tables, self.ab
-    return [('Scores', 'Rows: reward models and baselines. Columns: benchmarks, the mean last. Percent, 95% bootstrap CI.', T['table']),
-            ('RewardBench sections', 'RewardBench v1 section scores of the RewardBench subsets present (per-prompt weighted).', self.rewardbench()),
-            ('Differences and noise', 'Model minus rival: paired bootstrap per benchmark; McNemar / sign test per subset, Holm-adjusted.',
-             T['significance'][T['significance'].level != 'subset'] if len(T['significance']) else T['significance']),
-            ('Ranks', 'Rank by the mean over benchmarks, with the 95% interval of the bootstrap rank.', T['ranks']),
-            ('Solved by length?', 'The better length rule against each model, per benchmark.', T.get('length_verdict', pd.DataFrame())),
-            ('Calibration', 'P(chosen > rejected) = sigmoid(margin / T), T fitted on the validation split.', T.get('calibration', pd.DataFrame())),
-            ('Reward and length', "Spearman's rho of reward against response length.", T.get('length_correlation', pd.DataFrame())),
-            ('Agreement with people', 'Spearman and Kendall between the reward and human judgements, 95% CIs.', T.get('human', pd.DataFrame())),
-            ('Leakage', 'Benchmark rows whose prompt equals or nearly equals a training prompt.', T['leakage']),
-            ('Domain shift', 'Classifier two-sample test of benchmark prompts against training prompts (AUC, 0.5 = none).', T['shift']),
-            ('In-domain gap', 'Mean of in-distribution benchmarks minus mean of shifted ones.', T.get('gap', pd.DataFrame())),
-            ('Reweighted accuracy', 'Accuracy reweighted to the campaign domain mix; coverage = target share of the covered domains.',
-             T.get('reweighting', pd.DataFrame())),
-            ('A/B test', ab._repr_markdown_().replace('\n', ' ') if ab else 'not run', pd.DataFrame()),
-            ('Temperatures', 'Where each temperature came from.', T['temperatures'])]
+    "(title, explanation, table) of every section of the page, the A/B test last."
+    T, sig = self.tables | dict(rewardbench=self.rewardbench()), self.tables.get('significance', pd.DataFrame())
+    if len(sig): T |= dict(significance=sig[sig.level != 'subset'], significance_subsets=sig[sig.level == 'subset'])
+    ab = self.ab._repr_markdown_().replace('\n', ' ') if self.ab else 'not run: no RM-Bench rows were scored'
+    return [(t, n, T.get(k, pd.DataFrame())) for t, n, k in _SECTIONS] + [('A/B test', ab, pd.DataFrame())]
 
-# %% ../nbs/07_evaluation.ipynb #584da294
 @patch
 def html(self:EvalReport)->str:
     "A self-contained HTML page of the report (plotly.js inlined once)."
     from plotly.offline import get_plotlyjs
-    parts = [f'<h2>{html.escape(t)}</h2><p class="note">{html.escape(n)}</p>' + (_html_table(d) if len(d) else '') for t, n, d in self.sections()]
+    parts = [f'<h2>{html.escape(t)}</h2><p class="note">{html.escape(n)}</p>' + (_html_table(d) if len(d) else '')
+             for t, n, d in self.sections()]
     figs = [f.to_html(full_html=False, include_plotlyjs=False) for f in self.make_figures().values()]
     proto = html.escape(json.dumps(self.protocol, indent=1, default=str))
-    return (f'<!doctype html><html><head><meta charset="utf-8"><title>Reward-model evaluation</title><style>{_CSS}</style>'
-            f'<script>{get_plotlyjs()}</script></head><body><h1>Reward-model evaluation</h1>'
-            f'<p class="note">{html.escape("; ".join(self.suite.notes))}</p>{"".join(parts)}<h2>Plots</h2>{"".join(figs)}'
-            f'<h2>Protocol</h2><pre>{proto}</pre></body></html>')
+    notes = html.escape('; '.join(self.suite.notes))
+    return (f'<!doctype html><html><head><meta charset="utf-8"><title>Reward-model evaluation</title>'
+            f'<style>{_CSS}</style>'
+            f'<script>{get_plotlyjs()}</script></head><body><h1>Reward-model evaluation</h1><p class="note">{notes}</p>'
+            f'{"".join(parts)}<h2>Plots</h2>{"".join(figs)}<h2>Protocol</h2><pre>{proto}</pre></body></html>')
 
+# %% ../nbs/07_evaluation.ipynb #4a166718
 @patch
 def _repr_html_(self:EvalReport)->str:
-    T = self.tables
-    lv = T.get('length_verdict', pd.DataFrame())
+    T, lv = self.tables, self.tables.get('length_verdict', pd.DataFrame())
     solved = ', '.join(lv[lv.solved_by_length == 'yes'].benchmark) if len(lv) else ''
     return (f'<h4>Evaluation of {", ".join(self.models)}</h4>{_html_table(T["table"])}'
-            f'<p>Solved by length better than by the model: {solved or "none"}. Leaked rows left out: {int(T["leakage"].left_out.sum())}.</p>')
+            f'<p>Solved by length better than by the model: {solved or "none"}. '
+            f'Leaked rows left out: {int(T["leakage"].left_out.sum())}.</p>')
 
-# %% ../nbs/07_evaluation.ipynb #4f5c687c
+# %% ../nbs/07_evaluation.ipynb #d925cd1a
 def add_args(parser):
     "The options of `rbnb eval`."
-    parser.add_argument('--model', dest='eval_model', metavar='DIR', help='eval: a saved reward-model folder to evaluate (instead of, or next to, the one train-rm trained)')
+    parser.add_argument('--model', dest='eval_model', metavar='DIR',
+                        help='eval: a saved reward-model folder to evaluate (instead of, or next to, the trained one)')
     parser.add_argument('--scores', dest='eval_scores', metavar='FILE', action='append', default=None,
-                        help="eval: a JSONL score file of a model (id, scores_chosen, scores_rejected per line); repeat it to compare several")
+                        help='eval: a JSONL score file of a model (id, scores_chosen, scores_rejected per line); '
+                             'repeat it to compare several')
 
-# %% ../nbs/07_evaluation.ipynb #bb9af428
+# %% ../nbs/07_evaluation.ipynb #246964cd
 def _display_name(path)->str:
-    "Row label of a model folder: its path as given (the parent's name too when the folder is just 'model')."
+    "Row label of a model folder: its name (with the parent's when the folder is just 'model')."
     p = Path(path)
     return f'{p.parent.name}/{p.name}' if p.name == 'model' and p.parent.name else p.name
 
+# %% ../nbs/07_evaluation.ipynb #b8ee8375
 def _stage_model(cfg:EvalConfig, ctx:dict)->tuple:
     "(reward model or None, its folder or None, name, from the pipeline?) from --model DIR or ctx['reward_model']."
     f = getattr(ctx.get('args'), 'eval_model', None)
     if f:
         from rewardbench_nb.reward_model import RewardModel
-        return RewardModel.load(f, **({'dtype': cfg.dtype} if cfg.dtype else {}), seed=ctx.get('seed', 0)), Path(f), _display_name(f), False
+        rm = RewardModel.load(f, seed=ctx.get('seed', 0), **({'dtype': cfg.dtype} if cfg.dtype else {}))
+        return rm, Path(f), _display_name(f), False
     rm = ctx.get('reward_model')
     return (rm, None, 'reward model (train-rm)', True) if rm is not None else (None, None, None, False)
 
@@ -1359,101 +1544,129 @@ def _training_log(ctx:dict, model_dir, from_pipeline:bool)->dict|None:
     p = Path(model_dir).parent/'training_log.json' if model_dir else None
     return json.loads(p.read_text(encoding='utf-8')) if p is not None and p.is_file() else None
 
-# %% ../nbs/07_evaluation.ipynb #4f2b6286
+# %% ../nbs/07_evaluation.ipynb #3b67c30f
 def _train_prompts(cfg:EvalConfig, ctx:dict, log:dict|None)->tuple:
     "(training prompts of the reward model, where they came from) for the leakage check and the shift score."
     c = (log or {}).get('config', {})
     if c.get('objective') == 'regression' and ctx.get('prompts') is not None and ctx.get('splits') is not None:
-        train_ids = set(ctx['splits'].loc[ctx['splits'].split == c.get('train_split', 'train'), 'id'])
-        return ctx['prompts'].loc[ctx['prompts'].id.isin(train_ids), 'text'].tolist(), 'campaign items of the train split (regression)'
+        ids = set(ctx['splits'].loc[ctx['splits'].split == c.get('train_split', 'train'), 'id'])
+        return ctx['prompts'].loc[ctx['prompts'].id.isin(ids), 'text'].tolist(), 'campaign items of the train split'
     f = (log or {}).get('provenance', {}).get('file')
     name, split = c.get('dataset', cfg.train_set), c.get('train_split', cfg.train_split)
     own = f and Path(f).is_file() and Path(f).resolve() != pair_file(name).resolve()
     df = read_table(f, 'pairs') if own else pair_set(name, ctx)
-    return df['prompt'][row_splits(df) == split].tolist(), f"{f if own else name}, split {split!r}" + ('' if log else ' (evaluation.train_set)')
+    src = f"{f if own else name}, split {split!r}" + ('' if log else ' (evaluation.train_set)')
+    return df['prompt'][row_splits(df) == split].tolist(), src
 
 def _protocol(rm, cfg:EvalConfig, seed:int, extra:dict)->dict:
     "How inputs were built and scored, recorded in every output."
-    base = dict(join=JOIN_RULE, batch_size=cfg.batch_size, seed=seed, n_boot=cfg.n_boot, versions=package_versions()) | extra
-    if rm is None: return base
-    return base | dict(max_length=rm.max_length, dtype=rm.dtype, device=str(rm.device), model_class=type(rm.model).__name__,
-                       truncation='left: the start of the prompt is dropped first, at word boundaries; the response keeps at least 3/4 of the room')
+    base = dict(join=JOIN_RULE, batch_size=cfg.batch_size, seed=seed, n_boot=cfg.n_boot, versions=package_versions())
+    if rm is None: return base | extra
+    cut = 'left: the start of the prompt goes first, at word boundaries; the response keeps at least 3/4 of the room'
+    return base | extra | dict(max_length=rm.max_length, dtype=rm.dtype, device=str(rm.device),
+                               model_class=type(rm.model).__name__, truncation=cut)
 
-# %% ../nbs/07_evaluation.ipynb #2b57a9cd
+# %% ../nbs/07_evaluation.ipynb #c19be0df
+def _stage_suite(cfg:EvalConfig, ctx:dict, seed:int, quick:bool, train:list)->Suite:
+    "The stage's suite (quick sizes under --quick), rows near a training prompt flagged and, by default, left out."
+    n_prompts = 1500 if quick and ctx.get('campaign') is None else cfg.campaign_prompts
+    suite = build_suite(cfg.benchmarks, ctx, cfg.local, seed, n_prompts, cfg.campaign_items,
+                        (cfg.train_set, cfg.fit_split), cfg.squality, cfg.quick_rows if quick else 0)
+    suite.examples['near_train'] = leakage_flags(suite.examples, train, cfg.leakage_threshold)
+    suite.examples['leaked'] = suite.examples['near_train'] & cfg.exclude_leaked
+    return suite
+
 def _per_benchmark(suite:Suite, n:int, seed:int)->np.ndarray:
     "Row positions of a seeded sample of at most `n` benchmark rows per benchmark (n = 0: all)."
     b = suite.rows('bench')
     if not n: return b.index.to_numpy()
-    return np.sort(np.concatenate([g.sample(min(n, len(g)), random_state=seed).index for _, g in b.groupby('benchmark', sort=False)]))
+    pick = [g.sample(min(n, len(g)), random_state=seed).index for _, g in b.groupby('benchmark', sort=False)]
+    return np.sort(np.concatenate(pick))
 
+# %% ../nbs/07_evaluation.ipynb #aefc110f
 def _untrained(suite:Suite, cfg:EvalConfig, rm, seed:int, quick:bool)->ModelScores:
     "The untrained MiniLM head's scores of a seeded sample per benchmark, at the evaluated model's max_length."
     from rewardbench_nb.reward_model import RewardModel
-    base = RewardModel.load(max_length=rm.max_length if rm is not None else None, seed=seed, **({'dtype': cfg.dtype} if cfg.dtype else {}))
-    ms = score_suite(base, suite, 'untrained MiniLM', _per_benchmark(suite, 0 if quick else cfg.untrained_rows, seed), cfg.batch_size)
-    ms.meta.update(model_type='baseline', rule=f'the shipped MiniLM with its seeded untrained head, {int(ms.scored.sum())} rows')
+    kw = dict(max_length=rm.max_length if rm is not None else None, seed=seed)
+    if cfg.dtype: kw['dtype'] = cfg.dtype
+    rows = _per_benchmark(suite, 0 if quick else cfg.untrained_rows, seed)
+    ms = score_suite(RewardModel.load(**kw), suite, 'untrained MiniLM', rows, cfg.batch_size)
+    ms.meta.update(model_type='baseline', rule=f'shipped MiniLM, seeded untrained head, {int(ms.scored.sum())} rows')
     return ms
 
-# %% ../nbs/07_evaluation.ipynb #7e728fc7
 def _file_temperature(ms:ModelScores, suite:Suite, seed:int)->tuple:
-    "(T, how) of a model read from a score file: its header's temperature, else fitted on the validation rows it scored."
+    "(T, how) of a model read from a score file: its header's temperature, else one fitted on its validation rows."
     t = ms.meta.get('temperature')
-    if isinstance(t, dict) and isinstance(t.get('value'), (int, float)): return float(t['value']), str(t.get('fitted_on', 'from the score file'))
+    if isinstance(t, dict) and isinstance(t.get('value'), (int, float)):
+        return float(t['value']), str(t.get('fitted_on', 'score file'))
     return fit_rows_temperature(suite, ms, seed)
 
+# %% ../nbs/07_evaluation.ipynb #75a696dd
 def _score_model(rm, suite:Suite, name:str, cfg:EvalConfig, ctx:dict, from_pipeline:bool, seed:int)->tuple:
-    "(ModelScores, (T, how)) of the reward model: calibration stage's temperature, else one fitted on the validation rows."
+    "(ModelScores, (T, how)) of the reward model: the calibration stage's temperature, else one fitted on the fit rows."
     cal = ctx.get('calibration') if from_pipeline else None
-    rows = [r for r in (suite.rows('bench'), suite.rows('rated'), suite.rows('fit') if cal is None else None) if r is not None]
-    ms = score_suite(rm, suite, name, np.sort(np.concatenate([r.index for r in rows])), cfg.batch_size, progress=True)
-    T = (cal.temperature, f'calibration stage: fitted on {cal.n_fit} validation pairs') if cal is not None else fit_rows_temperature(suite, ms, seed)
+    parts = [suite.rows('bench'), suite.rows('rated')] + ([suite.rows('fit')] if cal is None else [])
+    ms = score_suite(rm, suite, name, np.sort(np.concatenate([r.index for r in parts])), cfg.batch_size, progress=True)
+    if cal is not None: T = (cal.temperature, f'calibration stage: fitted on {cal.n_fit} validation pairs')
+    else: T = fit_rows_temperature(suite, ms, seed)
     ms.meta['temperature'] = dict(value=T[0], fitted_on=T[1])
     return ms, T
 
-# %% ../nbs/07_evaluation.ipynb #c333293c
-def run_eval(run:Run, cfg:EvalConfig, ctx:dict):
-    "Stage `eval`: score every benchmark with the reward model(s) and score files, compute every statistic, write eval/."
-    seed, quick, args, tm = ctx.get('seed', 0), ctx.get('quick', False), ctx.get('args'), {}
-    rm, model_dir, name, from_pipeline = _stage_model(cfg, ctx)
-    files = list(getattr(args, 'eval_scores', None) or [])
-    if rm is None and not files: raise RBError("eval: nothing to evaluate: pass --model DIR or --scores FILE, or run the pipeline (rbnb run)")
-    t = time.perf_counter(); log = _training_log(ctx, model_dir, from_pipeline)
-    suite = build_suite(cfg.benchmarks, ctx, cfg.local, seed, 1500 if quick and ctx.get('campaign') is None else cfg.campaign_prompts,
-                        cfg.campaign_items, (cfg.train_set, cfg.fit_split), cfg.squality, cfg.quick_rows if quick else 0)
-    train, train_src = _train_prompts(cfg, ctx, log)
-    suite.examples['near_train'] = leakage_flags(suite.examples, train, cfg.leakage_threshold)
-    suite.examples['leaked'] = suite.examples['near_train'] & cfg.exclude_leaked
-    tm['suite'] = round(time.perf_counter() - t, 3)
+# %% ../nbs/07_evaluation.ipynb #659aae60
+def _timed(tm:dict, key:str, fn, *args):
+    "fn(*args), its seconds recorded in tm[key]."
+    t = time.perf_counter(); out = fn(*args); tm[key] = round(time.perf_counter() - t, 3)
+    return out
+
+def _models(rm, name:str, files:list, suite:Suite, cfg:EvalConfig, ctx:dict, pipe:bool, seed:int, tm:dict)->tuple:
+    "([ModelScores], {name: (T, how)}, untrained baseline from a file or None): files read first, then the scoring."
     read = [read_scores(f, suite) for f in files]
+    base = next((m for m in read if m.name == BASELINES[0] and m.meta.get('model_type') == 'baseline'), None)
+    read = [m for m in read if m is not base]
     check_names([*([name] if rm is not None else []), *(m.name for m in read)])
     temps = {m.name: _file_temperature(m, suite, seed) for m in read}
-    for f in files: run.add_input(f)
     if rm is not None:
-        t = time.perf_counter(); ms, temps[name] = _score_model(rm, suite, name, cfg, ctx, from_pipeline, seed); read.insert(0, ms)
-        tm['scoring'] = round(time.perf_counter() - t, 3)
-        if model_dir: run.add_input(model_dir)
-    t = time.perf_counter(); base = _untrained(suite, cfg, rm, seed, quick) if cfg.untrained_baseline else None; tm['untrained'] = round(time.perf_counter() - t, 3)
-    t = time.perf_counter()
-    shift = benchmark_shift(suite, train, seed, 32 if quick else cfg.shift_prompts, 64 if quick else cfg.shift_train_prompts, cfg.n_boot)
-    tm['shift'] = round(time.perf_counter() - t, 3)
+        ms, temps[name] = _timed(tm, 'scoring', _score_model, rm, suite, name, cfg, ctx, pipe, seed)
+        read.insert(0, ms)
+    return read, temps, base
+
+# %% ../nbs/07_evaluation.ipynb #1aa0533e
+def run_eval(run:Run, cfg:EvalConfig, ctx:dict):
+    "Stage `eval`: score every benchmark with the reward model, read score files, compute everything, write eval/."
+    seed, quick, tm = ctx.get('seed', 0), ctx.get('quick', False), {}
+    rm, model_dir, name, from_pipeline = _stage_model(cfg, ctx)
+    files = list(getattr(ctx.get('args'), 'eval_scores', None) or [])
+    if rm is None and not files:
+        raise RBError("eval: nothing to evaluate: pass --model DIR or --scores FILE, or run the pipeline")
+    train, train_src = _train_prompts(cfg, ctx, _training_log(ctx, model_dir, from_pipeline))
+    suite = _timed(tm, 'suite', _stage_suite, cfg, ctx, seed, quick, train)
+    models, temps, base = _models(rm, name, files, suite, cfg, ctx, from_pipeline, seed, tm)
+    for f in files + ([model_dir] if model_dir else []): run.add_input(f)
+    if base is None and cfg.untrained_baseline: base = _timed(tm, 'untrained', _untrained, suite, cfg, rm, seed, quick)
+    sizes = (32, 64) if quick else (cfg.shift_prompts, cfg.shift_train_prompts)
+    shift = _timed(tm, 'shift', benchmark_shift, suite, train, seed, *sizes, cfg.n_boot)
     final = ctx['scores']['final'] if ctx.get('scores') is not None and 'final' in ctx['scores'] else None
-    proto = _protocol(rm, cfg, seed, dict(training_prompts=train_src, leakage_threshold=cfg.leakage_threshold, quick=quick))
-    rep = evaluate(suite, read, cfg, seed, temps, base, shift, final, proto)
+    extra = dict(training_prompts=train_src, leakage_threshold=cfg.leakage_threshold, quick=quick)
+    proto = _protocol(rm, cfg, seed, extra)
+    rep = evaluate(suite, models, cfg, seed, temps, base, shift, final, proto)
     rep.timings = tm | rep.timings
     rep.write(run.path('eval'))
     ctx['evaluation'] = rep
 
-STAGE = Stage('eval', 'Evaluate reward models on every shipped benchmark: RewardBench-compatible scores with CIs, significance, '
-              'baselines, calibration, leakage, domain shift, A/B test.', 'evaluation', EvalConfig, run_eval, add_args=add_args)
+STAGE = Stage('eval', 'Evaluate reward models on every shipped benchmark: RewardBench-compatible scores with CIs, '
+              'significance, baselines, calibration, leakage, domain shift, A/B test.', 'evaluation', EvalConfig,
+              run_eval, add_args=add_args)
 
-# %% ../nbs/07_evaluation.ipynb #3da8b97e
+# %% ../nbs/07_evaluation.ipynb #8449e5fd
 def _script_parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m rewardbench_nb.evaluation',
-                                description='Score the evaluation suite with a reward model (one process, or sharded under torchrun / accelerate launch).')
+                                description='Score the evaluation suite with a reward model (one process, or sharded '
+                                            'under torchrun / accelerate launch).')
     p.add_argument('--model', required=True, metavar='DIR', help='reward-model folder (save_pretrained layout)')
     p.add_argument('--out', required=True, metavar='FILE', help='score file to write (JSONL)')
     p.add_argument('--config', default=None, help='an evaluation.toml (default: built-in defaults)')
-    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE', help='override one setting, e.g. --set batch_size=16')
+    p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
+                   help='override one setting, e.g. --set batch_size=16')
     p.add_argument('--seed', type=int, default=0, help='seed (campaign, samples)')
     p.add_argument('--quick', action='store_true', help='quick_rows rows per subset')
     return p
@@ -1462,29 +1675,32 @@ def _init_distributed()->str:
     "Join the torchrun / accelerate process group when launched under one; the device of this process."
     import torch, torch.distributed as dist
     cuda = torch.cuda.is_available()
-    if int(os.environ.get('WORLD_SIZE', '1')) > 1 and not dist.is_initialized(): dist.init_process_group('nccl' if cuda else 'gloo')
+    if int(os.environ.get('WORLD_SIZE', '1')) > 1 and not dist.is_initialized():
+        dist.init_process_group('nccl' if cuda else 'gloo')
     return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if cuda else 'cpu'
 
-# %% ../nbs/07_evaluation.ipynb #ac88acc0
+# %% ../nbs/07_evaluation.ipynb #b92078c0
+def _script_scores(a)->tuple:
+    "(suite, model, ModelScores, config) of a command-line scoring run."
+    raw = read_toml(a.config) if a.config else {}
+    raw.update({k: v for k, v in (parse_override(f'evaluation.{o}')[1:] for o in a.overrides)})
+    cfg = build_config(EvalConfig, raw, a.config or '--set')
+    from rewardbench_nb.reward_model import RewardModel
+    kw = {'dtype': cfg.dtype} if cfg.dtype else {}
+    rm = RewardModel.load(a.model, seed=a.seed, device=_init_distributed(), **kw)
+    train, _ = _train_prompts(cfg, {}, _training_log({}, a.model, False))
+    suite = _stage_suite(cfg, {}, a.seed, a.quick, train)
+    return suite, rm, _score_model(rm, suite, _display_name(a.model), cfg, {}, False, a.seed)[0], cfg
+
 def main(argv=None)->int:
     "Command-line scoring of the suite; the first process writes the score file."
     a = _script_parser().parse_args(argv)
-    try:
-        raw = read_toml(a.config) if a.config else {}
-        raw.update({k: v for k, v in (parse_override(f'evaluation.{o}')[1:] for o in a.overrides)})
-        cfg = build_config(EvalConfig, raw, a.config or '--set')
-        from rewardbench_nb.reward_model import RewardModel
-        device = _init_distributed()
-        rm = RewardModel.load(a.model, seed=a.seed, device=device, **({'dtype': cfg.dtype} if cfg.dtype else {}))
-        suite = build_suite(cfg.benchmarks, {}, cfg.local, a.seed, 1500 if a.quick else cfg.campaign_prompts, cfg.campaign_items,
-                            (cfg.train_set, cfg.fit_split), cfg.squality, cfg.quick_rows if a.quick else 0)
-        train, _ = _train_prompts(cfg, {}, _training_log({}, a.model, False))
-        suite.examples['leaked'] = leakage_flags(suite.examples, train, cfg.leakage_threshold) & cfg.exclude_leaked
-        ms, (T, how) = _score_model(rm, suite, _display_name(a.model), cfg, {}, False, a.seed)
+    try: suite, rm, ms, cfg = _script_scores(a)
     except RBError as e:
         print(f'evaluation: error: {e}', file=sys.stderr); return 2
     if _dist()[0] == 0:
-        write_scores(a.out, suite, ms, dict(protocol=_protocol(rm, cfg, a.seed, dict(world_size=_dist()[1], quick=a.quick)), temperature=ms.meta['temperature']))
+        proto = _protocol(rm, cfg, a.seed, dict(world_size=_dist()[1], quick=a.quick))
+        write_scores(a.out, suite, ms, dict(protocol=proto, temperature=ms.meta['temperature']))
     return 0
 
 # %% ../nbs/07_evaluation.ipynb #7769cdec
