@@ -231,3 +231,21 @@ def test_two_processes_score_like_one(tmp_path):
     assert [r['id'] for r in a[1:]] == [r['id'] for r in b[1:]] and len(a) > 30
     flat = lambda rows, k: np.concatenate([np.atleast_1d(r[k]) for r in rows[1:]]).astype(float)
     for k in ('scores_chosen', 'scores_rejected'): np.testing.assert_allclose(flat(a, k), flat(b, k), atol=1e-5)
+
+def test_untrained_baseline_is_read_back_from_its_score_file(suite, score_file, tmp_path):
+    "A stored evaluation re-runs from files: the untrained baseline's file (a declared sample) becomes that baseline's row."
+    import argparse
+    from rewardbench_nb.core import Run
+    from rewardbench_nb.evaluation import STAGE, _per_benchmark
+    base = length_scores(suite, -1); keep = set(_per_benchmark(suite, 3, 0))
+    base.chosen = [c if i in keep else np.empty(0) for i, c in enumerate(base.chosen)]
+    base.rejected = [r if i in keep else np.empty(0) for i, r in enumerate(base.rejected)]
+    base.name = 'untrained MiniLM'
+    f = write_scores(tmp_path/'untrained.jsonl', suite, base, dict(sample=True, model_type='baseline'))
+    ctx = dict(seed=0, quick=True, args=argparse.Namespace(eval_model=None, eval_scores=[str(score_file), str(f)]))
+    STAGE(Run(tmp_path/'runs', {}, seed=0), {'evaluation': dict(n_boot=50)}, ctx)
+    rep = ctx['evaluation']
+    assert rep.models == ['length model'] and 'untrained' not in rep.timings
+    long = rep.tables['scores'].set_index(['model', 'benchmark'])
+    assert (long.loc['untrained MiniLM', 'n'].drop('mean') <= 3).all()
+    assert long.loc[('untrained MiniLM', 'llmbar'), 'n'] == 3
