@@ -26,14 +26,15 @@ from .curation import holdout_domains, md_table, near_duplicates
 __all__ = ['RB_COUNTS', 'PRIOR_SETS', 'RESULT_META', 'KINDS', 'BENCHMARKS', 'EXAMPLE_COLUMNS', 'SQUALITY_PROMPT', 'OUTCOMES',
            'SCORE_FIELDS', 'BASELINES', 'JOIN_RULE', 'STAGE', 'accuracy_from_scores', 'section_scores',
            'best_of_n_credit', 'best_of_n_accuracy', 'rmbench_matrix', 'rmbench_accuracy', 'Benchmark',
-           'examples_frame', 'set_examples', 'campaign_examples', 'squality_examples', 'infer_kind', 'local_benchmark',
-           'Suite', 'sample_rows', 'build_suite', 'ModelScores', 'outcomes', 'margins', 'length_scores',
-           'position_scores', 'random_outcomes', 'candidate_inputs', 'score_texts', 'score_suite', 'score_records',
-           'write_scores', 'read_scores', 'Resampler', 'interval', 'aggregate', 'Scoreboard', 'paired_p', 'holm',
-           'fit_rows_temperature', 'benchmark_calibration', 'length_correlation', 'margin_histogram', 'human_sets',
-           'human_correlations', 'leaked_prompts', 'leakage_flags', 'embed_texts', 'ShiftScore', 'shift_score',
-           'benchmark_shift', 'ABPlan', 'best_of_candidates', 'assign_arms', 'ABResult', 'ab_test', 'EvalConfig',
-           'EvalReport', 'check_names', 'evaluate', 'scoreboard_figure', 'shift_figure', 'add_args', 'run_eval', 'main']
+           'examples_frame', 'quiet_pair_set', 'set_examples', 'campaign_examples', 'squality_examples', 'infer_kind',
+           'local_benchmark', 'Suite', 'sample_rows', 'build_suite', 'ModelScores', 'outcomes', 'margins',
+           'length_scores', 'position_scores', 'random_outcomes', 'candidate_inputs', 'score_texts', 'score_suite',
+           'score_records', 'write_scores', 'read_scores', 'Resampler', 'interval', 'aggregate', 'Scoreboard',
+           'paired_p', 'holm', 'fit_rows_temperature', 'benchmark_calibration', 'length_correlation',
+           'margin_histogram', 'human_sets', 'human_correlations', 'leaked_prompts', 'leakage_flags', 'embed_texts',
+           'ShiftScore', 'shift_score', 'benchmark_shift', 'ABPlan', 'best_of_candidates', 'assign_arms', 'ABResult',
+           'ab_test', 'EvalConfig', 'EvalReport', 'check_names', 'evaluate', 'scoreboard_figure', 'shift_figure',
+           'add_args', 'run_eval', 'main']
 
 # %% ../nbs/07_evaluation.ipynb #25247f97
 _PAIR_COLS = ('subset', 'score_chosen', 'score_rejected')
@@ -224,7 +225,7 @@ def _labels_first(name:str, df:pd.DataFrame)->list:
     labels = [str(r['label']) for r in json.loads(pair_file(name).read_text(encoding='utf-8'))]
     return ['chosen' if labels[int(i.rsplit('/', 1)[1]) - 1] == '1' else 'rejected' for i in df['id']]
 
-# %% ../nbs/07_evaluation.ipynb #96521415
+# %% ../nbs/07_evaluation.ipynb #e30425fb
 def examples_frame(df:pd.DataFrame,     # Pairs-like rows: id, prompt, chosen, rejected, subset, domain
                    benchmark:str,       # benchmark name
                    role:str='bench',    # 'bench' (scored), 'fit' (temperature fitting) or 'rated' (human scores)
@@ -241,11 +242,16 @@ def examples_frame(df:pd.DataFrame,     # Pairs-like rows: id, prompt, chosen, r
     out['sha256'] = [_sha(p, a, b, q) for p, a, b, q in zip(out.prompt, c, r, pr)]
     return out
 
+# %% ../nbs/07_evaluation.ipynb #804a8841
+def quiet_pair_set(name:str, ctx:dict|None=None)->pd.DataFrame:
+    "Shipped pair set `name` (from ctx when the data stage loaded it), without the warning about rows set aside."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', DataWarning)  # the data stage reports them, with their lines and reasons
+        return pair_set(name, ctx)
+
 def set_examples(b:Benchmark, name:str, ctx:dict|None=None)->pd.DataFrame:
     "The rows of one shipped pair set of benchmark `b` as examples."
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', DataWarning)  # rows a loader set aside are reported by the data stage
-        df = pair_set(name, ctx)
+    df = quiet_pair_set(name, ctx)
     if b.split is not None: df = df[row_splits(df) == b.split].reset_index(drop=True)
     if b.prefix: df = df.assign(subset=[f'{name}-{s}' for s in df['subset']])
     return examples_frame(df, b.name, first=_labels_first(name, df))
@@ -1550,7 +1556,7 @@ def _training_log(ctx:dict, model_dir, from_pipeline:bool)->dict|None:
     p = Path(model_dir).parent/'training_log.json' if model_dir else None
     return json.loads(p.read_text(encoding='utf-8')) if p is not None and p.is_file() else None
 
-# %% ../nbs/07_evaluation.ipynb #3b67c30f
+# %% ../nbs/07_evaluation.ipynb #310038f8
 def _train_prompts(cfg:EvalConfig, ctx:dict, log:dict|None)->tuple:
     "(training prompts of the reward model, where they came from) for the leakage check and the shift score."
     c = (log or {}).get('config', {})
@@ -1560,7 +1566,7 @@ def _train_prompts(cfg:EvalConfig, ctx:dict, log:dict|None)->tuple:
     f = (log or {}).get('provenance', {}).get('file')
     name, split = c.get('dataset', cfg.train_set), c.get('train_split', cfg.train_split)
     own = f and Path(f).is_file() and Path(f).resolve() != pair_file(name).resolve()
-    df = read_table(f, 'pairs') if own else pair_set(name, ctx)
+    df = read_table(f, 'pairs') if own else quiet_pair_set(name, ctx)
     src = f"{f if own else name}, split {split!r}" + ('' if log else ' (evaluation.train_set)')
     return df['prompt'][row_splits(df) == split].tolist(), src
 
@@ -1589,13 +1595,13 @@ def _per_benchmark(suite:Suite, n:int, seed:int)->np.ndarray:
     pick = [g.sample(min(n, len(g)), random_state=seed).index for _, g in b.groupby('benchmark', sort=False)]
     return np.sort(np.concatenate(pick))
 
-# %% ../nbs/07_evaluation.ipynb #aefc110f
+# %% ../nbs/07_evaluation.ipynb #98df1a67
 def _untrained(suite:Suite, cfg:EvalConfig, rm, seed:int, quick:bool)->ModelScores:
     "The untrained MiniLM head's scores of a seeded sample per benchmark, at the evaluated model's max_length."
     from rewardbench_nb.reward_model import RewardModel
     kw = dict(max_length=rm.max_length if rm is not None else None, seed=seed)
     if cfg.dtype: kw['dtype'] = cfg.dtype
-    rows = _per_benchmark(suite, 0 if quick else cfg.untrained_rows, seed)
+    rows = _per_benchmark(suite, cfg.quick_rows if quick else cfg.untrained_rows, seed)
     ms = score_suite(RewardModel.load(**kw), suite, 'untrained MiniLM', rows, cfg.batch_size)
     ms.meta.update(model_type='baseline', rule=f'shipped MiniLM, seeded untrained head, {int(ms.scored.sum())} rows')
     return ms
