@@ -1,27 +1,27 @@
-"""Evaluation benchmark: the time of `rbnb eval` with the trained reward model, and of every statistic from a stored score file.
+"""Evaluation benchmark: `rbnb eval` with the trained reward model, and every statistic from a stored score file.
 
 1. `rbnb eval --model DIR` end to end (a subprocess, as a user runs it), at the default settings of
-   configs/evaluation.toml: float32 (what a CPU without native bf16 runs) and, where the CPU has native
-   bf16, bfloat16 too. Per run: wall seconds, the stage's own split (suite + leakage, scoring, the untrained
-   baseline, sentence embeddings for the shift score, statistics and writing), the distinct inputs scored
+   configs/evaluation.toml: float32 (what a CPU without native bf16 runs) and, where the CPU has native bf16,
+   bfloat16 too. Per run: wall seconds, the stage's own split (suite + leakage, scoring, the untrained
+   baseline, sentence embeddings for the shift score, statistics and writing), the distinct inputs scored,
    and the scores (the float32 table is the one recorded).
 2. From the float32 run's stored score files (the model's and the untrained baseline's sample): build the
-   suite, check leakage, read and check the files, and compute every statistic and write every file, in
-   one process, with the shift score's sentence embeddings already computed (the forward passes
-   excluded). Target: at most 10 s on 2 cores. The embedding pass is timed on its own, and
-   `rbnb eval --scores ...` (a fresh process: imports, embeddings and all) is timed too.
+   suite, check leakage, read and check the files, compute every statistic and write every file, in one
+   process, with the shift score's sentence embeddings already computed (forward passes excluded).
+   Target: at most 10 s on 2 cores. The embedding pass is timed on its own, and `rbnb eval --scores ...`
+   (a fresh process: imports, embeddings and all) is timed too.
 
 Every result records the CPU, its flags, torch's CPU capability and the machine's load.
 
     python benchmarks/bench_evaluation.py --model runs/<id>/reward_model/model   # writes results/evaluation.{json,md}
-    python benchmarks/bench_evaluation.py --model DIR --quick                   # smoke test (--quick sizes), temporary folder
+    python benchmarks/bench_evaluation.py --model DIR --quick                   # smoke test, temporary folder
 """
 import argparse, json, os, subprocess, sys, tempfile, threading, time, warnings
 from pathlib import Path
 
 os.environ.setdefault('HF_HUB_OFFLINE', '1'); os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 warnings.filterwarnings('ignore')
-import torch
+import pandas as pd, torch
 from rewardbench_nb.core import load_config, package_versions, section, write_json, write_text
 from rewardbench_nb.curation import md_table
 from rewardbench_nb import evaluation as ev
@@ -30,6 +30,7 @@ from _common import busy_note, cpu_info, loadavg
 ROOT = Path(__file__).resolve().parents[1]
 RBNB = str(Path(sys.executable).parent/'rbnb')
 TARGET_FROM_FILE_S = 10.0
+SPLIT = ('suite', 'scoring', 'untrained', 'shift', 'statistics')
 
 class LoadWatch:
     "Highest 1-minute load average seen while the block runs (sampled every 2 s)."
@@ -41,67 +42,79 @@ class LoadWatch:
     def __exit__(self, *a): self._stop.set(); self._t.join()
 
 def machine()->dict:
+    "The CPU, its bf16 support and torch's view of it."
     name, flags = cpu_info()
-    return dict(cpu=name, cpus=os.cpu_count(), torch_threads=torch.get_num_threads(), cpu_capability=torch.backends.cpu.get_cpu_capability(),
-                native_bf16=bool({'avx512_bf16', 'amx_bf16'} & set(flags)), avx512_bf16='avx512_bf16' in flags, amx_bf16='amx_bf16' in flags)
+    return dict(cpu=name, cpus=os.cpu_count(), torch_threads=torch.get_num_threads(),
+                cpu_capability=torch.backends.cpu.get_cpu_capability(),
+                native_bf16=bool({'avx512_bf16', 'amx_bf16'} & set(flags)), avx512_bf16='avx512_bf16' in flags,
+                amx_bf16='amx_bf16' in flags)
 
 def run_eval(args:list, runs:Path, run_id:str)->dict:
-    "Time one `rbnb eval` subprocess; its stage timings and outputs."
+    "Time one `rbnb eval` subprocess; its stage timings, protocol and score table."
     t0 = time.perf_counter()
-    r = subprocess.run([RBNB, 'eval', *args, '--runs-dir', str(runs), '--run-id', run_id], cwd=ROOT, capture_output=True, text=True)
+    cmd = [RBNB, 'eval', *args, '--runs-dir', str(runs), '--run-id', run_id]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     if r.returncode: raise SystemExit(f'rbnb eval failed:\n{r.stderr[-4000:]}')
-    rep = json.loads((runs/run_id/'eval'/'report.json').read_text())
-    return dict(wall_seconds=round(wall, 2), stage_seconds=json.loads((runs/run_id/'manifest.json').read_text())['timings']['eval'],
-                split=rep['timings'], protocol={k: rep['protocol'].get(k) for k in ('max_length', 'dtype', 'batch_size', 'device')},
-                table=pd_table(runs/run_id/'eval'/'table.csv'), dir=str(runs/run_id/'eval'))
+    out = runs/run_id/'eval'; rep = json.loads((out/'report.json').read_text())
+    stage = json.loads((runs/run_id/'manifest.json').read_text())['timings']['eval']
+    proto = {k: rep['protocol'].get(k) for k in ('max_length', 'dtype', 'batch_size', 'device')}
+    return dict(wall_seconds=round(wall, 2), stage_seconds=stage, split=rep['timings'], protocol=proto,
+                scoring=next(iter(rep['scoring'].values())), table=pd.read_csv(out/'table.csv').to_dict('records'),
+                dir=str(out))
 
-def pd_table(p)->list:
-    import pandas as pd
-    return pd.read_csv(p).to_dict('records')
+def _suite(cfg:ev.EvalConfig, quick:bool)->tuple:
+    "(suite with leakage flags, training prompts) as `rbnb eval` builds them on its own."
+    train, _ = ev._train_prompts(cfg, {}, None)
+    return ev._stage_suite(cfg, {}, 0, quick, train), train
 
 def from_files(eval_dir:Path, cfg:ev.EvalConfig, quick:bool)->dict:
-    "Seconds of every step of an evaluation from stored score files (embeddings warmed first, then timed alone)."
-    files = sorted((eval_dir/'scores').glob('*.jsonl'))
-    t = {}; t0 = time.perf_counter()
-    suite = ev.build_suite(cfg.benchmarks, {}, cfg.local, 0, 1500 if quick else cfg.campaign_prompts, cfg.campaign_items,
-                           (cfg.train_set, cfg.fit_split), cfg.squality, cfg.quick_rows if quick else 0)
-    train, _ = ev._train_prompts(cfg, {}, None)
-    suite.examples['near_train'] = ev.leakage_flags(suite.examples, train, cfg.leakage_threshold)
-    suite.examples['leaked'] = suite.examples['near_train'] & cfg.exclude_leaked
-    t['suite_and_leakage'] = time.perf_counter() - t0; t0 = time.perf_counter()
-    ms = [ev.read_scores(f, suite) for f in files]
+    "Seconds of each step of an evaluation from stored score files (embeddings computed once first, then timed alone)."
+    files, t = sorted((eval_dir/'scores').glob('*.jsonl')), {}
+    t0 = time.perf_counter(); suite, train = _suite(cfg, quick)
+    t['suite_and_leakage'] = time.perf_counter() - t0
+    t0 = time.perf_counter(); ms = [ev.read_scores(f, suite) for f in files]
     t['read_and_check_files'] = time.perf_counter() - t0
     sizes = (32, 64) if quick else (cfg.shift_prompts, cfg.shift_train_prompts)
-    t0 = time.perf_counter(); ev.benchmark_shift(suite, train, 0, *sizes, cfg.n_boot); t['embeddings_first_pass'] = time.perf_counter() - t0
-    t0 = time.perf_counter(); shift = ev.benchmark_shift(suite, train, 0, *sizes, cfg.n_boot); t['shift_scores_cached'] = time.perf_counter() - t0
-    models = [m for m in ms if m.meta.get('sample') is not True]; base = next((m for m in ms if m.meta.get('sample') is True), None)
+    t0 = time.perf_counter(); ev.benchmark_shift(suite, train, 0, *sizes, cfg.n_boot)
+    t['embeddings_first_pass'] = time.perf_counter() - t0
+    t0 = time.perf_counter(); shift = ev.benchmark_shift(suite, train, 0, *sizes, cfg.n_boot)
+    t['shift_scores_cached'] = time.perf_counter() - t0
+    models = [m for m in ms if m.meta.get('sample') is not True]
+    base = next((m for m in ms if m.meta.get('sample') is True), None)
     temps = {m.name: ev._file_temperature(m, suite, 0) for m in models}
-    t0 = time.perf_counter(); rep = ev.evaluate(suite, models, cfg, 0, temps, base, shift); t['statistics'] = time.perf_counter() - t0
+    t0 = time.perf_counter(); rep = ev.evaluate(suite, models, cfg, 0, temps, base, shift)
+    t['statistics'] = time.perf_counter() - t0
     t0 = time.perf_counter(); rep.write(Path(tempfile.mkdtemp())/'eval'); t['write'] = time.perf_counter() - t0
     total = sum(v for k, v in t.items() if k != 'embeddings_first_pass')
-    return dict(seconds={k: round(v, 3) for k, v in t.items()}, total_without_forward_passes=round(total, 3), files=[f.name for f in files],
-                benchmark_rows=int(len(suite.rows('bench'))), target_seconds=TARGET_FROM_FILE_S, target_met=total <= TARGET_FROM_FILE_S)
+    return dict(seconds={k: round(v, 3) for k, v in t.items()}, total_without_forward_passes=round(total, 3),
+                files=[f.name for f in files], benchmark_rows=int(len(suite.rows('bench'))),
+                target_seconds=TARGET_FROM_FILE_S, target_met=total <= TARGET_FROM_FILE_S)
+
+def _run_row(k:str, v:dict)->str:
+    split = ' | '.join(str(v['split'].get(s, '-')) for s in SPLIT)
+    p = v['protocol']
+    return f"| {k} | {v['wall_seconds']} | {v['stage_seconds']} | {split} | {p['dtype']} | {p['max_length']} |"
 
 def markdown(r:dict)->str:
     m, f = r['machine'], r['from_score_file']
-    runs = '\n'.join(f"| {k} | {v['wall_seconds']} | {v['stage_seconds']} | " + ' | '.join(str(v['split'].get(s, '-')) for s in
-                     ('suite', 'scoring', 'untrained', 'shift', 'statistics')) + f" | {v['protocol']['dtype']} | {v['protocol']['max_length']} |"
-                     for k, v in r['end_to_end'].items())
+    runs = '\n'.join(_run_row(k, v) for k, v in r['end_to_end'].items())
     steps = '\n'.join(f'| {k} | {v} |' for k, v in f['seconds'].items())
-    import pandas as pd
+    sc = r['end_to_end']['float32']['scoring']
     return f"""# Evaluation benchmark
 
-Model: `{r['model']}`. Machine: {m['cpu']}, {m['cpus']} CPUs, torch threads {m['torch_threads']}, torch CPU capability **{m['cpu_capability']}**,
-native bf16: {m['native_bf16']} (AVX-512 BF16 {m['avx512_bf16']}, AMX {m['amx_bf16']}). {r['load_note']}. Started {r['started']}; {'QUICK sizes (smoke test)' if r['quick'] else 'default settings'}.
+Model: `{r['model']}`. Machine: {m['cpu']}, {m['cpus']} CPUs, torch threads {m['torch_threads']}, torch CPU capability
+**{m['cpu_capability']}**, native bf16: {m['native_bf16']} (AVX-512 BF16 {m['avx512_bf16']}, AMX {m['amx_bf16']}).
+{r['load_note']}. Started {r['started']}; {'QUICK sizes (smoke test)' if r['quick'] else 'default settings'}.
 
 ## `rbnb eval --model DIR`, end to end
 
-| run | wall s | stage s | suite + leakage | scoring | untrained baseline | shift (embeddings) | statistics + write | dtype | max_length |
+| run | wall s | stage s | suite | scoring | untrained | shift | statistics + write | dtype | max_length |
 |---|---|---|---|---|---|---|---|---|---|
 {runs}
 
-Distinct (prompt, response) inputs scored by the model: {r['distinct_inputs']} (of {r['inputs']} candidates in the rows).
+Inputs the model scored: {sc['distinct_inputs']} distinct (prompt, response) of {sc['inputs']} candidates in the rows.
+(suite: build + leakage check; shift: sentence embeddings + classifier two-sample tests.)
 
 ## From the stored score files (forward passes excluded)
 
@@ -111,8 +124,9 @@ Files: {', '.join(f['files'])}; {f['benchmark_rows']} benchmark rows.
 |---|---|
 {steps}
 
-Total without forward passes: **{f['total_without_forward_passes']} s** (target <= {f['target_seconds']} s: {'met' if f['target_met'] else 'NOT met'}).
-`rbnb eval --scores ...` in a fresh process (imports and the embedding pass included): {r['cli_from_files_seconds']} s.
+Total without forward passes: **{f['total_without_forward_passes']} s** (target <= {f['target_seconds']} s:
+{'met' if f['target_met'] else 'NOT met'}). `rbnb eval --scores ...` in a fresh process (imports and the embedding pass
+included): {r['cli_from_files_seconds']} s.
 
 ## Scores of the float32 run
 
@@ -123,26 +137,26 @@ def main(argv=None):
     a = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     a.add_argument('--model', required=True, help='the trained reward model folder (runs/<id>/reward_model/model)')
     a.add_argument('--quick', action='store_true', help='--quick sizes; results go to a temporary folder')
-    a.add_argument('--out', default=None, help='where to write the results (default: benchmarks/results, or a temporary folder with --quick)')
+    a.add_argument('--out', default=None, help='results folder (default: benchmarks/results; temporary with --quick)')
     args = a.parse_args(argv)
     out = Path(args.out) if args.out else (Path(tempfile.mkdtemp()) if args.quick else ROOT/'benchmarks'/'results')
     runs, started, mach = Path(tempfile.mkdtemp()), time.strftime('%Y-%m-%d %H:%M:%S'), machine()
-    q = ['--quick'] if args.quick else []
+    q = ['--quick'] * args.quick
     with LoadWatch() as w:
         e2e = {'float32': run_eval(['--model', args.model, '--set', 'evaluation.dtype="float32"', *q], runs, 'fp32')}
-        if mach['native_bf16']: e2e['bfloat16'] = run_eval(['--model', args.model, '--set', 'evaluation.dtype="bfloat16"', *q], runs, 'bf16')
+        if mach['native_bf16']:
+            bf16 = ['--model', args.model, '--set', 'evaluation.dtype="bfloat16"', *q]
+            e2e['bfloat16'] = run_eval(bf16, runs, 'bf16')
         eval_dir = Path(e2e['float32']['dir'])
-        cfg = section(load_config(ROOT/'configs'), 'evaluation', ev.EvalConfig)
-        ff = from_files(eval_dir, cfg, args.quick)
-        files = sorted((eval_dir/'scores').glob('*.jsonl'))
-        t0 = time.perf_counter(); run_eval([a_ for f in files for a_ in ('--scores', str(f))] + ['--set', 'evaluation.untrained_baseline=false', *q], runs, 'files')
+        ff = from_files(eval_dir, section(load_config(ROOT/'configs'), 'evaluation', ev.EvalConfig), args.quick)
+        files = [x for f in sorted((eval_dir/'scores').glob('*.jsonl')) for x in ('--scores', str(f))]
+        t0 = time.perf_counter(); run_eval([*files, *q], runs, 'files')
         cli_files = round(time.perf_counter() - t0, 2)
-    rep = json.loads((eval_dir/'report.json').read_text())
-    scoring = next(iter(rep['scoring'].values()))
-    r = dict(started=started, model=args.model, quick=args.quick, machine=mach, load_top=w.top, load_note=busy_note(w.top, mach['torch_threads']),
-             versions=package_versions(), end_to_end={k: {kk: vv for kk, vv in v.items() if kk != 'dir'} for k, v in e2e.items()},
-             from_score_file=ff, cli_from_files_seconds=cli_files, protocol=rep['protocol'],
-             inputs=scoring['inputs'], distinct_inputs=scoring['distinct_inputs'])
+    r = dict(started=started, model=args.model, quick=args.quick, machine=mach, load_top=w.top,
+             load_note=busy_note(w.top, mach['torch_threads']), versions=package_versions(),
+             end_to_end={k: {kk: vv for kk, vv in v.items() if kk != 'dir'} for k, v in e2e.items()},
+             from_score_file=ff, cli_from_files_seconds=cli_files,
+             protocol=json.loads((eval_dir/'report.json').read_text())['protocol'])
     write_json(out/'evaluation.json', r); write_text(out/'evaluation.md', markdown(r))
     print(markdown(r)); print(f'\nwritten: {out}/evaluation.json, evaluation.md')
     return r

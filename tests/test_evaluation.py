@@ -3,9 +3,9 @@ import json, os, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from rewardbench_nb.core import DataError
-from rewardbench_nb.evaluation import (BENCHMARKS, EvalConfig, Resampler, Scoreboard, accuracy_from_scores, aggregate,
-                                       best_of_n_accuracy, build_suite, interval, length_scores, outcomes, random_outcomes,
-                                       read_scores, rmbench_accuracy, section_scores, write_scores)
+from rewardbench_nb.evaluation import (BENCHMARKS, EvalConfig, Resampler, Scoreboard, accuracy_from_scores,
+                                       aggregate, best_of_n_accuracy, build_suite, interval, length_scores, outcomes,
+                                       random_outcomes, read_scores, rmbench_accuracy, section_scores, write_scores)
 
 ROOT = Path(__file__).resolve().parents[1]
 RBNB = [str(Path(sys.executable).parent/'rbnb')]
@@ -15,7 +15,8 @@ QUICK = EvalConfig()
 def quick_suite():
     "The suite `rbnb eval --quick` builds when no earlier stage ran (seed 0)."
     c = QUICK
-    return build_suite(c.benchmarks, {}, c.local, 0, 1500, c.campaign_items, (c.train_set, c.fit_split), c.squality, c.quick_rows)
+    return build_suite(c.benchmarks, {}, c.local, 0, 1500, c.campaign_items, (c.train_set, c.fit_split), c.squality,
+                       c.quick_rows)
 
 @pytest.fixture(scope='module')
 def suite(): return quick_suite()
@@ -33,8 +34,10 @@ def test_public_api_semantics():
     assert accuracy_from_scores(df) == {'a': 1/3, 'b': 1.0}                      # the tie (2 vs 2) is wrong
     s = section_scores({'llmbar-natural': 0.9, 'llmbar-adver-neighbor': 0.5, 'alpacaeval-easy': 1.0})
     assert set(s) == {'Chat', 'Chat Hard', 'Safety', 'Reasoning', 'overall'}
-    assert abs(s['Chat Hard'] - (0.9 * 100 + 0.5 * 134) / 234) < 1e-12 and abs(s['overall'] - (1.0 + s['Chat Hard']) / 2) < 1e-12
-    assert best_of_n_accuracy([1., 1., 0.], [[0., 0., 0.], [1., 1., 0.], [1., 0., 0.]]) == pytest.approx((1 + 1/3 + 0) / 3)
+    assert abs(s['Chat Hard'] - (0.9 * 100 + 0.5 * 134) / 234) < 1e-12
+    assert abs(s['overall'] - (1.0 + s['Chat Hard']) / 2) < 1e-12
+    bon = best_of_n_accuracy([1., 1., 0.], [[0., 0., 0.], [1., 1., 0.], [1., 0., 0.]])
+    assert bon == pytest.approx((1 + 1/3 + 0) / 3)
     r = rmbench_accuracy(np.ones((4, 3)), np.zeros((4, 3)))
     assert r == dict(hard=1., normal=1., easy=1., avg=1.)
 
@@ -56,9 +59,12 @@ def test_benchmark_interval_equals_a_brute_force_stratified_bootstrap(suite):
     ex = suite.rows('bench'); oc = outcomes(suite.examples, length_scores(suite))
     sb = Scoreboard(suite, {'longer': oc, 'random': random_outcomes(suite.examples)}, n_boot=50, seed=3)
     b = BENCHMARKS['rm-bench']; rows = ex[ex.benchmark == 'rm-bench']
-    subs = list(dict.fromkeys(rows.subset)); vals = {s: oc.loc[rows.index[rows.subset == s], 'correct'].to_numpy() for s in subs}
-    draws = {s: np.random.default_rng([3, zlib.crc32(s.encode())]).integers(0, len(v), (50, len(v))) for s, v in vals.items()}
-    loop = [aggregate(b, {s: vals[s][draws[s][k]].mean() for s in subs}, {s: len(vals[s]) for s in subs}) for k in range(50)]
+    subs = list(dict.fromkeys(rows.subset))
+    vals = {s: oc.loc[rows.index[rows.subset == s], 'correct'].to_numpy() for s in subs}
+    rng = lambda s: np.random.default_rng([3, zlib.crc32(s.encode())])
+    draws = {s: rng(s).integers(0, len(v), (50, len(v))) for s, v in vals.items()}
+    n = {s: len(vals[s]) for s in subs}
+    loop = [aggregate(b, {s: vals[s][draws[s][k]].mean() for s in subs}, n) for k in range(50)]
     np.testing.assert_allclose(sb.bench['rm-bench'][1][:, 0], loop, atol=1e-12)
 
 def test_resampler_handles_missing_outcomes():
@@ -110,29 +116,35 @@ def test_duplicate_id(suite, score_file, tmp_path):
 
 def test_unknown_id(suite, score_file, tmp_path):
     L = lines_of(score_file); i, r = first_row(L)
-    expect(rewrite(tmp_path, L, i, r | dict(id='llmbar-natural/99999')), suite, f'bad.jsonl:{i + 1}:', "field 'id'", "unknown id 'llmbar-natural/99999'")
+    expect(rewrite(tmp_path, L, i, r | dict(id='llmbar-natural/99999')), suite, f'bad.jsonl:{i + 1}:', "field 'id'",
+           "unknown id 'llmbar-natural/99999'")
 
 def test_ids_not_matching_the_rows(suite, score_file, tmp_path):
     "An id that exists but whose subset, benchmark or texts differ from what the file says: misaligned ids."
     L = lines_of(score_file); i, r = first_row(L)
-    expect(rewrite(tmp_path, L, i, r | dict(subset='llmbar-adver-manual' if r['subset'] != 'llmbar-adver-manual' else 'llmbar-natural')),
-           suite, f'bad.jsonl:{i + 1}:', "field 'subset'", 'do not match the benchmark')
-    expect(rewrite(tmp_path, L, i, r | dict(benchmark='rm-bench' if r['benchmark'] != 'rm-bench' else 'llmbar')), suite, "field 'benchmark'")
-    expect(rewrite(tmp_path, L, i, r | dict(sha256='0' * 16)), suite, f'bad.jsonl:{i + 1}:', "field 'sha256'", 'scored on other texts')
+    other = 'llmbar-adver-manual' if r['subset'] != 'llmbar-adver-manual' else 'llmbar-natural'
+    expect(rewrite(tmp_path, L, i, r | dict(subset=other)), suite, f'bad.jsonl:{i + 1}:', "field 'subset'",
+           'do not match the benchmark')
+    bench = 'rm-bench' if r['benchmark'] != 'rm-bench' else 'llmbar'
+    expect(rewrite(tmp_path, L, i, r | dict(benchmark=bench)), suite, "field 'benchmark'")
+    expect(rewrite(tmp_path, L, i, r | dict(sha256='0' * 16)), suite, f'bad.jsonl:{i + 1}:', "field 'sha256'",
+           'scored on other texts')
 
 def test_shifted_ids_are_caught_by_the_text_hash(suite, score_file, tmp_path):
     "The #273 failure: every id moved one row down. Subsets stay the same, the hashes do not."
     L = lines_of(score_file); recs = [json.loads(l) for l in L[1:]]
     same = [r for r in recs if r['subset'] == recs[0]['subset']]
     shifted = [json.dumps(a | dict(id=b['id'])) for a, b in zip(same, same[1:] + same[:1])]
-    expect(rewrite(tmp_path, [L[0], *shifted, *[json.dumps(r) for r in recs if r['subset'] != recs[0]['subset']]]), suite, "field 'sha256'")
+    rest = [json.dumps(r) for r in recs if r['subset'] != recs[0]['subset']]
+    expect(rewrite(tmp_path, [L[0], *shifted, *rest]), suite, "field 'sha256'")
 
-@pytest.mark.parametrize('value,msg', [(float('nan'), 'got nan'), ('0.5', "got '0.5'"), (None, 'got None'), (True, 'got True'),
-                                       (float('inf'), 'got inf')])
+@pytest.mark.parametrize('value,msg', [(float('nan'), 'got nan'), ('0.5', "got '0.5'"), (None, 'got None'),
+                                       (True, 'got True'), (float('inf'), 'got inf')])
 def test_bad_score_values(suite, score_file, tmp_path, value, msg):
     L = lines_of(score_file); i, r = first_row(L, 'pairs', suite)
     txt = json.dumps(r | dict(scores_chosen=value))
-    expect(rewrite(tmp_path, L, i, txt), suite, f'bad.jsonl:{i + 1}:', "field 'scores_chosen'", 'expected finite numbers', msg)
+    expect(rewrite(tmp_path, L, i, txt), suite, f'bad.jsonl:{i + 1}:', "field 'scores_chosen'",
+           'expected finite numbers', msg)
 
 def test_missing_scores_field(suite, score_file, tmp_path):
     L = lines_of(score_file); i, r = first_row(L, 'pairs', suite); r.pop('scores_rejected')
@@ -140,18 +152,22 @@ def test_missing_scores_field(suite, score_file, tmp_path):
 
 def test_wrong_number_of_candidates(suite, score_file, tmp_path):
     L = lines_of(score_file); i, r = first_row(L, 'rmbench', suite)
-    expect(rewrite(tmp_path, L, i, r | dict(scores_chosen=r['scores_chosen'][:2])), suite, f'bad.jsonl:{i + 1}:', "field 'scores_chosen'",
-           'expected 3 score(s) (one per style: concise, detailed plain, detailed markdown), got 2')
+    expect(rewrite(tmp_path, L, i, r | dict(scores_chosen=r['scores_chosen'][:2])), suite, f'bad.jsonl:{i + 1}:',
+           "field 'scores_chosen'", 'expected 3 score(s) (one per style: concise, detailed plain, detailed markdown)',
+           'got 2')
     j, q = first_row(L, 'pairs', suite)
-    expect(rewrite(tmp_path, L, j, q | dict(scores_rejected=[1.0, 2.0])), suite, f'bad.jsonl:{j + 1}:', 'expected 1 score(s)')
+    expect(rewrite(tmp_path, L, j, q | dict(scores_rejected=[1.0, 2.0])), suite, f'bad.jsonl:{j + 1}:',
+           'expected 1 score(s)')
 
 def test_empty_subset_name(suite, score_file, tmp_path):
     L = lines_of(score_file); i, r = first_row(L)
-    expect(rewrite(tmp_path, L, i, r | dict(subset='')), suite, f'bad.jsonl:{i + 1}:', "field 'subset'", 'expected a non-empty subset name')
+    expect(rewrite(tmp_path, L, i, r | dict(subset='')), suite, f'bad.jsonl:{i + 1}:', "field 'subset'",
+           'expected a non-empty subset name')
 
 def test_missing_rows_of_a_subset(suite, score_file, tmp_path):
     L = lines_of(score_file); i, r = first_row(L)
-    msg = expect(rewrite(tmp_path, L, i, drop=True), suite, 'bad.jsonl', f"subset {r['subset']!r}", 'have no scores', r['id'])
+    msg = expect(rewrite(tmp_path, L, i, drop=True), suite, 'bad.jsonl', f"subset {r['subset']!r}", 'have no scores',
+                 r['id'])
     assert 'sample' in msg
 
 def test_a_declared_sample_may_leave_rows_out(suite, score_file, tmp_path):
@@ -171,7 +187,8 @@ def test_scores_of_left_out_rows_only(suite, score_file, tmp_path):
     L = lines_of(score_file)
     other = suite.examples.copy(); other['leaked'] = True
     from rewardbench_nb.evaluation import Suite
-    with pytest.raises(DataError, match='no scores for any row that takes part'): read_scores(score_file, Suite(other, suite.benchmarks))
+    with pytest.raises(DataError, match='no scores for any row that takes part'):
+        read_scores(score_file, Suite(other, suite.benchmarks))
 
 # --- the stage from the command line ---------------------------------------------------------------
 
@@ -179,22 +196,23 @@ def rbnb(*args, cwd=ROOT, timeout=900):
     return subprocess.run([*RBNB, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=ENV)
 
 def test_cli_eval_from_a_score_file(score_file, tmp_path):
-    r = rbnb('eval', '--scores', score_file, '--quick', '--runs-dir', tmp_path, '--run-id', 'a', '--set', 'evaluation.untrained_baseline=false',
-             '--set', 'evaluation.n_boot=200')
+    opts = ['--quick', '--set', 'evaluation.untrained_baseline=false', '--set', 'evaluation.n_boot=200']
+    r = rbnb('eval', '--scores', score_file, *opts, '--runs-dir', tmp_path, '--run-id', 'a')
     assert r.returncode == 0, r.stderr[-3000:]
     out = tmp_path/'a'/'eval'
     table = pd.read_csv(out/'table.csv', index_col=0)
-    assert list(table.index) == ['length model', 'longer', 'shorter', 'position', 'random']
+    assert list(table.index) == ['length model', 'longer', 'shorter', 'position', 'random',
+                                 'solved by length? (length model)']
     assert list(table.columns) == [*BENCHMARKS, 'mean']
-    assert table.loc['length model'].tolist() == table.loc['longer'].tolist()       # the file holds the 'longer' rule's scores
+    assert table.loc['length model'].tolist() == table.loc['longer'].tolist()   # the file holds the 'longer' scores
     rb = json.loads((out/'results'/'length_model.json').read_text())
     assert rb['model'] == 'length model' and 0 <= rb['llmbar-natural'] <= 1 and 'protocol' in rb
-    assert (out/'report.html').stat().st_size > 1e6 and json.loads((out/'report.json').read_text())['models'] == ['length model']
+    assert (out/'report.html').stat().st_size > 1e6
+    assert json.loads((out/'report.json').read_text())['models'] == ['length model']
     m = json.loads((tmp_path/'a'/'manifest.json').read_text())
     assert m['status'] == 'complete' and str(score_file) in m['inputs']
     # same seed, same file -> the same tables
-    r2 = rbnb('eval', '--scores', score_file, '--quick', '--runs-dir', tmp_path, '--run-id', 'b', '--set', 'evaluation.untrained_baseline=false',
-              '--set', 'evaluation.n_boot=200')
+    r2 = rbnb('eval', '--scores', score_file, *opts, '--runs-dir', tmp_path, '--run-id', 'b')
     assert r2.returncode == 0, r2.stderr[-3000:]
     for f in sorted(out.glob('*.csv')): assert f.read_bytes() == (tmp_path/'b'/'eval'/f.name).read_bytes(), f.name
 
@@ -220,11 +238,14 @@ def test_two_processes_score_like_one(tmp_path):
     "torchrun with 2 CPU (gloo) processes writes the same scores as one process."
     from rewardbench_nb.reward_model import RewardModel
     RewardModel.load(max_length=48).save(tmp_path/'rm')
-    common = ['-m', 'rewardbench_nb.evaluation', '--model', str(tmp_path/'rm'), '--quick', '--set', 'quick_rows=2', '--set', 'squality=false']
-    one = subprocess.run([sys.executable, *common, '--out', str(tmp_path/'one.jsonl')], env=ENV, capture_output=True, text=True, timeout=600)
+    common = ['-m', 'rewardbench_nb.evaluation', '--model', str(tmp_path/'rm'), '--quick', '--set', 'quick_rows=2',
+              '--set', 'squality=false']
+    one = subprocess.run([sys.executable, *common, '--out', str(tmp_path/'one.jsonl')], env=ENV, capture_output=True,
+                         text=True, timeout=600)
     assert one.returncode == 0, one.stderr[-3000:]
-    two = subprocess.run([sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', *common,
-                          '--out', str(tmp_path/'two.jsonl')], env=ENV, capture_output=True, text=True, timeout=600)
+    torchrun = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2']
+    two = subprocess.run([*torchrun, *common, '--out', str(tmp_path/'two.jsonl')], env=ENV, capture_output=True,
+                         text=True, timeout=600)
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = ([json.loads(l) for l in (tmp_path/f).read_text().splitlines()] for f in ('one.jsonl', 'two.jsonl'))
     assert b[0]['protocol']['world_size'] == 2 and a[0]['protocol']['world_size'] == 1
@@ -233,7 +254,7 @@ def test_two_processes_score_like_one(tmp_path):
     for k in ('scores_chosen', 'scores_rejected'): np.testing.assert_allclose(flat(a, k), flat(b, k), atol=1e-5)
 
 def test_untrained_baseline_is_read_back_from_its_score_file(suite, score_file, tmp_path):
-    "A stored evaluation re-runs from files: the untrained baseline's file (a declared sample) becomes that baseline's row."
+    "A stored evaluation re-runs from files: the untrained baseline's file (a declared sample) becomes its row."
     import argparse
     from rewardbench_nb.core import Run
     from rewardbench_nb.evaluation import STAGE, _per_benchmark
