@@ -75,7 +75,7 @@ def from_files(eval_dir:Path, cfg:ev.EvalConfig, quick:bool)->dict:
     t['suite_and_leakage'] = time.perf_counter() - t0
     t0 = time.perf_counter(); ms = [ev.read_scores(f, suite) for f in files]
     t['read_and_check_files'] = time.perf_counter() - t0
-    sizes = (32, 64) if quick else (cfg.shift_prompts, cfg.shift_train_prompts)
+    sizes = (16, 48) if quick else (cfg.shift_prompts, cfg.shift_train_prompts)
     t0 = time.perf_counter(); ev.benchmark_shift(suite, train, 0, *sizes, cfg.n_boot)
     t['embeddings_first_pass'] = time.perf_counter() - t0
     t0 = time.perf_counter(); shift = ev.benchmark_shift(suite, train, 0, *sizes, cfg.n_boot)

@@ -1652,7 +1652,7 @@ def _models(rm, name:str, files:list, suite:Suite, cfg:EvalConfig, ctx:dict, pip
         read.insert(0, ms)
     return read, temps, base
 
-# %% ../nbs/07_evaluation.ipynb #1aa0533e
+# %% ../nbs/07_evaluation.ipynb #d1b3af69
 def run_eval(run:Run, cfg:EvalConfig, ctx:dict):
     "Stage `eval`: score every benchmark with the reward model, read score files, compute everything, write eval/."
     seed, quick, tm = ctx.get('seed', 0), ctx.get('quick', False), {}
@@ -1665,7 +1665,7 @@ def run_eval(run:Run, cfg:EvalConfig, ctx:dict):
     models, temps, base = _models(rm, name, files, suite, cfg, ctx, from_pipeline, seed, tm)
     for f in files + ([model_dir] if model_dir else []): run.add_input(f)
     if base is None and cfg.untrained_baseline: base = _timed(tm, 'untrained', _untrained, suite, cfg, rm, seed, quick)
-    sizes = (32, 64) if quick else (cfg.shift_prompts, cfg.shift_train_prompts)
+    sizes = (16, 48) if quick else (cfg.shift_prompts, cfg.shift_train_prompts)
     shift = _timed(tm, 'shift', benchmark_shift, suite, train, seed, *sizes, cfg.n_boot)
     final = ctx['scores']['final'] if ctx.get('scores') is not None and 'final' in ctx['scores'] else None
     extra = dict(training_prompts=train_src, leakage_threshold=cfg.leakage_threshold, quick=quick)
