@@ -96,6 +96,13 @@ def _run_row(k:str, v:dict)->str:
     p = v['protocol']
     return f"| {k} | {v['wall_seconds']} | {v['stage_seconds']} | {split} | {p['dtype']} | {p['max_length']} |"
 
+def _model_facts(d:Path)->dict:
+    "Name, weights hash and held-out accuracy (from its training log, when next to it) of the evaluated model."
+    from rewardbench_nb.core import sha256_file
+    log = d.parent/'training_log.json'
+    m = json.loads(log.read_text())['metrics'] if log.is_file() else {}
+    return dict(folder=d.name, weights_sha256=sha256_file(d/'model.safetensors'), held_out=m)
+
 def markdown(r:dict)->str:
     m, f = r['machine'], r['from_score_file']
     runs = '\n'.join(_run_row(k, v) for k, v in r['end_to_end'].items())
@@ -103,8 +110,11 @@ def markdown(r:dict)->str:
     sc = r['end_to_end']['float32']['scoring']
     return f"""# Evaluation benchmark
 
-Model: `{r['model']}`. Machine: {m['cpu']}, {m['cpus']} CPUs, torch threads {m['torch_threads']}, torch CPU capability
-**{m['cpu_capability']}**, native bf16: {m['native_bf16']} (AVX-512 BF16 {m['avx512_bf16']}, AMX {m['amx_bf16']}).
+Model: the reward model in `{r['model']['folder']}` (weights sha256 {r['model']['weights_sha256'][:12]}; held-out
+accuracy in its training log {r['model']['held_out'].get('accuracy', float('nan')):.3f}).
+Machine: {m['cpu']}, {m['cpus']} CPUs, torch threads {m['torch_threads']},
+torch CPU capability **{m['cpu_capability']}**, native bf16: {m['native_bf16']}
+(AVX-512 BF16 {m['avx512_bf16']}, AMX {m['amx_bf16']}).
 {r['load_note']}. Started {r['started']}; {'QUICK sizes (smoke test)' if r['quick'] else 'default settings'}.
 
 ## `rbnb eval --model DIR`, end to end
@@ -152,7 +162,7 @@ def main(argv=None):
         files = [x for f in sorted((eval_dir/'scores').glob('*.jsonl')) for x in ('--scores', str(f))]
         t0 = time.perf_counter(); run_eval([*files, *q], runs, 'files')
         cli_files = round(time.perf_counter() - t0, 2)
-    r = dict(started=started, model=args.model, quick=args.quick, machine=mach, load_top=w.top,
+    r = dict(started=started, model=_model_facts(Path(args.model)), quick=args.quick, machine=mach, load_top=w.top,
              load_note=busy_note(w.top, mach['torch_threads']), versions=package_versions(),
              end_to_end={k: {kk: vv for kk, vv in v.items() if kk != 'dir'} for k, v in e2e.items()},
              from_score_file=ff, cli_from_files_seconds=cli_files,

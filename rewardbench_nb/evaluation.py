@@ -1335,13 +1335,14 @@ def _ab(suite:Suite, models:list, cfg:EvalConfig, seed:int, longer:ModelScores)-
     pick = lambda t: t.set_index('id').loc[common].reset_index()
     return ab_test(pick(a), pick(b), cfg.ab_plan, seed, (arms[0].name, arms[1].name))
 
-# %% ../nbs/07_evaluation.ipynb #3ce1d14c
+# %% ../nbs/07_evaluation.ipynb #be595579
 def _with_verdicts(table:pd.DataFrame, verdicts:pd.DataFrame|None)->pd.DataFrame:
     "The score table with a row per model saying, per benchmark, whether a length rule solves it better than the model."
     if verdicts is None or not len(verdicts): return table
     by = verdicts.groupby('model', sort=False)
     rows = {f'solved by length? ({m})': v.set_index('benchmark').solved_by_length for m, v in by}
-    return pd.concat([table, pd.DataFrame(rows).T.reindex(columns=table.columns).fillna('')]).rename_axis('model')
+    verdicts = pd.DataFrame(rows).T.reindex(columns=table.columns).astype(object).fillna('')
+    return pd.concat([table, verdicts]).rename_axis('model')
 
 BASELINES = ('untrained MiniLM', 'longer', 'shorter', 'position', 'random')
 
