@@ -19,7 +19,7 @@ __all__ = ['STAGE_MODULES', 'load_stages', 'all_stages', 'stage_plan', 'Interrup
 
 # %% ../nbs/90_cli.ipynb #f4a652df
 STAGE_MODULES = {'data':'data', 'curate':'curation', 'agree':'agreement', 'score':'scoring',
-                 'train-rm':'rm_training', 'calibrate':'calibration'}
+                 'train-rm':'rm_training', 'calibrate':'calibration', 'eval':'evaluation'}
 
 def load_stages(names=None)->dict:
     "Name -> `Stage` for `names` (default: all) and every stage they need, in pipeline order."
