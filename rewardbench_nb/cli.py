@@ -21,6 +21,7 @@ __all__ = ['STAGE_MODULES', 'load_stages', 'all_stages', 'stage_plan', 'Interrup
 STAGE_MODULES = {'data':'data', 'curate':'curation', 'agree':'agreement', 'score':'scoring',
                  'train-rm':'rm_training', 'calibrate':'calibration', 'eval':'evaluation'}
 
+# %% ../nbs/90_cli.ipynb #c256416e
 def load_stages(names=None)->dict:
     "Name -> `Stage` for `names` (default: all) and every stage they need, in pipeline order."
     found, todo = {}, list(STAGE_MODULES if names is None else names)
@@ -33,6 +34,7 @@ def load_stages(names=None)->dict:
         todo += found[name].needs
     return {n: found[n] for n in STAGE_MODULES if n in found}
 
+# %% ../nbs/90_cli.ipynb #2707d254
 def all_stages()->dict:
     "Name -> `Stage` of every pipeline stage, in pipeline order."
     return load_stages()
