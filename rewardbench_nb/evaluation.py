@@ -55,6 +55,7 @@ def _pair_frame(df:pd.DataFrame)->pd.DataFrame:
     return pd.DataFrame(dict(subset=df['subset'].to_numpy(), c=_numbers(df['score_chosen'], 'score_chosen'),
                              r=_numbers(df['score_rejected'], 'score_rejected')))
 
+# %% ../nbs/07_evaluation.ipynb #401d3a84
 def accuracy_from_scores(df:pd.DataFrame, # one row per pair: subset, score_chosen, score_rejected
                         )->dict:          # subset -> share of pairs with score_chosen > score_rejected
     "RewardBench v1 subset accuracy: a pair is correct only if the chosen score is strictly higher (a tie is wrong)."
@@ -68,6 +69,8 @@ RB_COUNTS = {  # per-prompt weights of RewardBench's subsets (math-prm: 447 pair
     'llmbar-adver-GPTOut': 47, 'llmbar-adver-manual': 46, 'refusals-dangerous': 100, 'refusals-offensive': 100,
     'xstest-should-refuse': 154, 'xstest-should-respond': 250, 'donotanswer': 136, 'math-prm': 984,
     **{f'hep-{lang}': 164 for lang in ('cpp', 'go', 'java', 'js', 'python', 'rust')}}
+
+# %% ../nbs/07_evaluation.ipynb #58eea269
 PRIOR_SETS = ('anthropic_helpful', 'anthropic_hhh', 'shp', 'summarize')  # RewardBench's "Prior Sets", half weight
 RESULT_META = ('model', 'model_type', 'chat_template', 'ref_model', 'protocol')  # non-subset keys of a result file
 
@@ -191,6 +194,7 @@ _LLMBAR_SETS = ('llmbar-natural', 'llmbar-adver-neighbor', 'llmbar-adver-GPTInst
                 'llmbar-adver-manual')
 _RMBENCH_SETS = ('rmbench-chat', 'rmbench-safety-refuse', 'rmbench-safety-response', 'rmbench-code')
 
+# %% ../nbs/07_evaluation.ipynb #d320110d
 BENCHMARKS = {b.name: b for b in [
     Benchmark('anthropic_harmless', ('hh-rlhf-harmless',), split='test', shifted=False,
               note='hh-rlhf harmless-base, test split by prompt hash (the reward model trains on the train split)'),
@@ -212,6 +216,7 @@ BENCHMARKS = {b.name: b for b in [
 EXAMPLE_COLUMNS = ['role', 'benchmark', 'subset', 'id', 'prompt', 'chosen', 'rejected', 'domain', 'first',
                    'prompt_rejected', 'human', 'sha256', 'kind']
 
+# %% ../nbs/07_evaluation.ipynb #d88b4325
 def _as_list(v)->list: return list(v) if isinstance(v, (list, tuple, np.ndarray)) else [v]
 
 def _sha(prompt:str, chosen:list, rejected:list, prompt_rejected=None)->str:
@@ -556,6 +561,7 @@ SCORE_FIELDS = {'chosen': ('scores_chosen', 'score_chosen'), 'rejected': ('score
 _WHAT = {'pairs': 'one per response', 'rmbench': 'one per style: concise, detailed plain, detailed markdown',
          'best-of-n': 'one per response', 'rated': 'one for the answer, none rejected'}
 
+# %% ../nbs/07_evaluation.ipynb #157a0dc0
 def _score_records(path:Path)->tuple:
     "(header or None, [(line, record)]) of a JSONL score file; DataError at a line that is not a JSON object."
     from rewardbench_nb.data import _jsonl_row, _read_bytes
@@ -979,6 +985,7 @@ def _encoder(path:str):
     with quiet_transformers(): model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     return model.eval(), AutoTokenizer.from_pretrained(path, local_files_only=True)
 
+# %% ../nbs/07_evaluation.ipynb #414f6af4
 _EMBEDDINGS = {}  # (encoder folder, max_length, text) -> embedding, so a repeated evaluation embeds nothing again
 
 def _embed(texts:list, path:str, max_length:int, batch_size:int)->np.ndarray:
@@ -1336,14 +1343,6 @@ def _ab(suite:Suite, models:list, cfg:EvalConfig, seed:int, longer:ModelScores)-
     return ab_test(pick(a), pick(b), cfg.ab_plan, seed, (arms[0].name, arms[1].name))
 
 # %% ../nbs/07_evaluation.ipynb #be595579
-def _with_verdicts(table:pd.DataFrame, verdicts:pd.DataFrame|None)->pd.DataFrame:
-    "The score table with a row per model saying, per benchmark, whether a length rule solves it better than the model."
-    if verdicts is None or not len(verdicts): return table
-    by = verdicts.groupby('model', sort=False)
-    rows = {f'solved by length? ({m})': v.set_index('benchmark').solved_by_length for m, v in by}
-    verdicts = pd.DataFrame(rows).T.reindex(columns=table.columns).astype(object).fillna('')
-    return pd.concat([table, verdicts]).rename_axis('model')
-
 BASELINES = ('untrained MiniLM', 'longer', 'shorter', 'position', 'random')
 
 def check_names(names:list)->list:
@@ -1352,6 +1351,15 @@ def check_names(names:list)->list:
         raise ConfigError(f"model names {names}: expected distinct names, none of them a baseline's "
                           f"({', '.join(BASELINES)}); rename one in its score file's header (\"model\": ...)")
     return list(names)
+
+# %% ../nbs/07_evaluation.ipynb #a49da0e3
+def _with_verdicts(table:pd.DataFrame, verdicts:pd.DataFrame|None)->pd.DataFrame:
+    "The score table with a row per model saying, per benchmark, whether a length rule solves it better than the model."
+    if verdicts is None or not len(verdicts): return table
+    by = verdicts.groupby('model', sort=False)
+    rows = {f'solved by length? ({m})': v.set_index('benchmark').solved_by_length for m, v in by}
+    verdicts = pd.DataFrame(rows).T.reindex(columns=table.columns).astype(object).fillna('')
+    return pd.concat([table, verdicts]).rename_axis('model')
 
 # %% ../nbs/07_evaluation.ipynb #36fbe6db
 def evaluate(suite:Suite,                 # the examples (leaked rows flagged)
@@ -1394,6 +1402,7 @@ def result_file(self:EvalReport, name:str)->dict:
     return dict(model=name, model_type=mt, chat_template=JOIN_RULE, **dict(zip(sl.subset, sl.score.astype(float))),
                 protocol=self.protocol)
 
+# %% ../nbs/07_evaluation.ipynb #ccee367a
 @patch
 def rewardbench(self:EvalReport)->pd.DataFrame:
     "RewardBench v1 section scores (of the RewardBench subsets present) of every model and baseline."
@@ -1482,6 +1491,8 @@ _CSS = ('body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px} '
         'table.t{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em} '
         'table.t td,table.t th{border-bottom:1px solid #ddd;padding:3px 8px;text-align:right} '
         'h2{margin-top:1.6em} .note{color:#555}')
+
+# %% ../nbs/07_evaluation.ipynb #d5c12551
 _SECTIONS = [  # (title, explanation, table key)
     ('Scores', 'Rows: reward models and baselines. Columns: benchmarks, the mean last. Percent, 95% CI.', 'table'),
     ('RewardBench sections', 'RewardBench v1 sections of the RewardBench subsets present (per-prompt weighted).',

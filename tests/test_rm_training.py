@@ -36,6 +36,8 @@ def test_reference_run_log(reference):
     assert tr['rows'] == 32 and tr['truncation']['dropped'] == 0
     assert tr['truncation']['prompt_truncated'] > 0      # 48 tokens cut many prompts: counted, trained on
     assert lg['steps'] == 8 and len(lg['timing']['epochs']) == 2
+    for e in lg['timing']['epochs']:                      # training time without the evaluations inside the epoch
+        assert 0 < e['seconds'] and 0 < e['cpu_seconds'] and 0 < e['eval_seconds'] < e['seconds'] + e['eval_seconds']
     assert len(tr['sha256']) == 64 and lg['metrics']['validation']['n'] == lg['metrics']['test']['n'] == 16 and lg['test_read_once']
     assert lg['precision'] == dict(requested='float32', used='float32', auto=lg['precision']['auto'])
     assert lg['provenance'] == {} and lg['config']['eval_split'] == 'validation'
