@@ -16,12 +16,14 @@ from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar
 from threadpoolctl import threadpool_limits
 from .core import *
-from .data import (RB_SECTIONS, DataWarning, load_ratings, pair_file, pair_set, read_table,
-                                 row_splits, simulate_campaign)
+from .data import (RATING_FILES, RB_SECTIONS, DataWarning, _jsonl_row, _read_bytes, data_dir,
+                                 load_ratings, pair_file, pair_set, read_table, row_splits, simulate_campaign)
 from .stats import boot_counts, corr_cis
 from .calibration import (_numbers, calibration_metrics, fit_temperature, flip_pairs, pref_prob,
                                         reliability_bins, reliability_diagram)
-from .curation import holdout_domains, md_table, near_duplicates
+from .curation import _near_clusters, holdout_domains, md_table, near_duplicates, normalise_text
+from .reward_model import (CPU_MAX_TOKENS, RewardModel, _texts, default_model_path, length_batches,
+                                         map_batches, quiet_transformers)
 
 # %% auto #0
 __all__ = ['RB_COUNTS', 'PRIOR_SETS', 'RESULT_META', 'KINDS', 'BENCHMARKS', 'EXAMPLE_COLUMNS', 'SQUALITY_PROMPT', 'OUTCOMES',
@@ -292,7 +294,6 @@ SQUALITY_PROMPT = 'Answer the question about the story.'  # the shipped file hol
 
 def squality_examples()->pd.DataFrame:
     "SQuALITY's rated answers as examples of role 'rated': one candidate each, human = mean overall rating (0-100)."
-    from rewardbench_nb.data import RATING_FILES, data_dir
     rated = load_ratings('squality').query("criterion == 'overall'").groupby('item')['value'].mean()
     rows = [dict(id=f"squality/{r['passage-id']}/{q}/{s}", chosen=v['response']) for line in
             (data_dir()/RATING_FILES['squality']).read_text(encoding='utf-8').splitlines() if line.strip()
@@ -564,7 +565,6 @@ _WHAT = {'pairs': 'one per response', 'rmbench': 'one per style: concise, detail
 # %% ../nbs/07_evaluation.ipynb #157a0dc0
 def _score_records(path:Path)->tuple:
     "(header or None, [(line, record)]) of a JSONL score file; DataError at a line that is not a JSON object."
-    from rewardbench_nb.data import _jsonl_row, _read_bytes
     recs, offset = [], 0
     for i, raw in enumerate(_read_bytes(path).split(b'\n'), 1):
         if raw.strip(): recs.append((i, _jsonl_row(raw.rstrip(b'\r'), path, i, offset)))
@@ -960,7 +960,6 @@ def leaked_prompts(train_prompts,          # the reward model's training prompts
                    threshold:float=0.8,    # Jaccard at or above which two prompts are near duplicates
                   )->set:                  # the prompts that equal or nearly equal a training prompt
     "Prompts that are exact or near duplicates of a training prompt (curation's MinHash LSH, verified exactly)."
-    from rewardbench_nb.curation import _near_clusters, normalise_text
     train, test = list(dict.fromkeys(train_prompts)), list(dict.fromkeys(prompts))
     if not train or not test: return set()
     nc = _near_clusters([normalise_text(t) for t in train + test], threshold)
@@ -981,7 +980,6 @@ def _encoder(path:str):
     "The sentence encoder (AutoModel) and tokenizer in `path`, loaded once."
     import torch
     from transformers import AutoModel, AutoTokenizer
-    from rewardbench_nb.reward_model import quiet_transformers
     with quiet_transformers(): model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
     return model.eval(), AutoTokenizer.from_pretrained(path, local_files_only=True)
 
@@ -991,7 +989,6 @@ _EMBEDDINGS = {}  # (encoder folder, max_length, text) -> embedding, so a repeat
 def _embed(texts:list, path:str, max_length:int, batch_size:int)->np.ndarray:
     "Embeddings of `texts` (mean-pooled last layer, L2-normalised) in length-sorted batches."
     import torch
-    from rewardbench_nb.reward_model import CPU_MAX_TOKENS, length_batches, map_batches
     model, tok = _encoder(path)
     ids = tok(texts, truncation=True, max_length=max_length)['input_ids']
     out = np.zeros((len(ids), model.config.hidden_size), np.float32)
@@ -1013,7 +1010,6 @@ def embed_texts(texts,                # texts to embed
                 model_path=None,      # a sentence-transformers style encoder folder; None = the shipped MiniLM
                )->np.ndarray:         # (n, hidden) float32, unit length
     "Mean-pooled, L2-normalised sentence embeddings (the all-MiniLM-L6-v2 recipe); each distinct text embedded once."
-    from rewardbench_nb.reward_model import _texts, default_model_path
     texts, key = _texts(texts, 'text'), (str(model_path or default_model_path()), max_length)
     todo = [t for t in dict.fromkeys(texts) if (key, t) not in _EMBEDDINGS]
     if todo: _EMBEDDINGS.update({(key, t): e for t, e in zip(todo, _embed(todo, key[0], max_length, batch_size))})
@@ -1566,7 +1562,6 @@ def _stage_model(cfg:EvalConfig, ctx:dict)->tuple:
     "(reward model or None, its folder or None, name, from the pipeline?) from --model DIR or ctx['reward_model']."
     f = getattr(ctx.get('args'), 'eval_model', None)
     if f:
-        from rewardbench_nb.reward_model import RewardModel
         rm = RewardModel.load(f, seed=ctx.get('seed', 0), dtype=cfg.dtype)
         return rm, Path(f), _display_name(f), False
     rm = ctx.get('reward_model')
@@ -1620,7 +1615,6 @@ def _per_benchmark(suite:Suite, n:int, seed:int)->np.ndarray:
 # %% ../nbs/07_evaluation.ipynb #98df1a67
 def _untrained(suite:Suite, cfg:EvalConfig, rm, seed:int, quick:bool)->ModelScores:
     "The untrained MiniLM head's scores of a seeded sample per benchmark, at the evaluated model's max_length."
-    from rewardbench_nb.reward_model import RewardModel
     kw = dict(max_length=rm.max_length if rm is not None else None, seed=seed, dtype=cfg.dtype)
     rows = _per_benchmark(suite, cfg.quick_rows if quick else cfg.untrained_rows, seed)
     ms = score_suite(RewardModel.load(**kw), suite, 'untrained MiniLM', rows, cfg.batch_size)
@@ -1720,7 +1714,6 @@ def _script_scores(a)->tuple:
     raw = read_toml(a.config) if a.config else {}
     raw.update({k: v for k, v in (parse_override(f'evaluation.{o}')[1:] for o in a.overrides)})
     cfg = build_config(EvalConfig, raw, a.config or '--set')
-    from rewardbench_nb.reward_model import RewardModel
     rm = RewardModel.load(a.model, seed=a.seed, device=_init_distributed(), dtype=cfg.dtype)
     train, _ = _train_prompts(cfg, {}, _training_log({}, a.model, False))
     suite = _stage_suite(cfg, {}, a.seed, a.quick, train)
