@@ -22,7 +22,7 @@ from pathlib import Path
 os.environ.setdefault('HF_HUB_OFFLINE', '1'); os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 warnings.filterwarnings('ignore')
 import pandas as pd, torch
-from rewardbench_nb.core import load_config, package_versions, section, write_json, write_text
+from rewardbench_nb.core import load_config, package_versions, section, sha256_file, write_json, write_text
 from rewardbench_nb.curation import md_table
 from rewardbench_nb import evaluation as ev
 from _common import busy_note, cpu_info, loadavg
@@ -98,7 +98,6 @@ def _run_row(k:str, v:dict)->str:
 
 def _model_facts(d:Path)->dict:
     "Name, weights hash and held-out accuracy (from its training log, when next to it) of the evaluated model."
-    from rewardbench_nb.core import sha256_file
     log = d.parent/'training_log.json'
     m = json.loads(log.read_text())['metrics'] if log.is_file() else {}
     return dict(folder=d.name, weights_sha256=sha256_file(d/'model.safetensors'), held_out=m)
