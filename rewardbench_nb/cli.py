@@ -19,9 +19,10 @@ __all__ = ['STAGE_MODULES', 'load_stages', 'all_stages', 'stage_plan', 'Interrup
 
 # %% ../nbs/90_cli.ipynb #f4a652df
 STAGE_MODULES = {'data':'data', 'curate':'curation', 'agree':'agreement', 'score':'scoring',
-                 'train-rm':'rm_training', 'calibrate':'calibration', 'policy':'policy', 'ppo':'rlhf',
-                 'gamma':'overoptimization'}
+                 'train-rm':'rm_training', 'calibrate':'calibration', 'eval':'evaluation',
+                 'policy':'policy', 'ppo':'rlhf', 'gamma':'overoptimization'}
 
+# %% ../nbs/90_cli.ipynb #c256416e
 def load_stages(names=None)->dict:
     "Name -> `Stage` for `names` (default: all) and every stage they need, in pipeline order."
     found, todo = {}, list(STAGE_MODULES if names is None else names)
@@ -34,6 +35,7 @@ def load_stages(names=None)->dict:
         todo += found[name].needs
     return {n: found[n] for n in STAGE_MODULES if n in found}
 
+# %% ../nbs/90_cli.ipynb #2707d254
 def all_stages()->dict:
     "Name -> `Stage` of every pipeline stage, in pipeline order."
     return load_stages()

@@ -230,14 +230,13 @@ def _known_problems(clean:dict, ok, cols, known_items)->list:
 def _n_texts(v)->int: return len(v) if isinstance(v, list) else 0
 
 def _variant_problems(clean:dict, ok, unit:str, lines)->list:
-    "Problems of Pairs rows whose chosen or rejected side differs in form from the first good row's."
+    "Problems of Pairs rows whose chosen or rejected side differs in form from the same side of the first good row."
     pos = np.flatnonzero(ok)
     if not len(pos): return []
-    k = _n_texts(clean['chosen'][pos[0]])
+    k = {col: _n_texts(clean[col][pos[0]]) for col in ('chosen', 'rejected')}
     form = lambda n: 'one text' if n == 0 else f'a list of {n} texts'
-    return [(i, col, f"expected {form(k)} (one per style, like {unit} {lines[pos[0]]}), got "
-             f"{form(_n_texts(clean[col][i]))}")
-            for col in ('chosen', 'rejected') for i in pos if _n_texts(clean[col][i]) != k]
+    return [(i, col, f"expected {form(k[col])} (like {unit} {lines[pos[0]]}), got {form(_n_texts(clean[col][i]))}")
+            for col in k for i in pos if _n_texts(clean[col][i]) != k[col]]
 
 # %% ../nbs/01_data.ipynb #191ac4d6
 def _kind(kind:str)->dict:

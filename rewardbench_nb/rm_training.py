@@ -371,16 +371,20 @@ def plot_curves(history:pd.DataFrame, title:str='Reward model training')->go.Fig
 
 # %% ../nbs/05a_rm_training.ipynb #7315506b
 class EpochTimer(TrainerCallback):
-    "Wall-clock seconds of each epoch, without the held-out evaluations inside it."
-    def __init__(self): self.epochs, self._t, self._eval = [], None, 0.
-    def on_epoch_begin(self, args, state, control, **kw): self._t, self._eval = time.perf_counter(), 0.
-    def on_log(self, args, state, control, logs=None, **kw):
-        if logs and 'eval_runtime' in logs: self._eval += logs['eval_runtime']
+    "Wall-clock and process CPU seconds of each epoch, without the held-out evaluations inside it."
+    def __init__(self): self.epochs, self._t = [], None
+    def _now(self)->tuple: return time.perf_counter(), time.process_time()
+    def on_epoch_begin(self, args, state, control, **kw): self._t, self._mark, self._eval = self._now(), None, (0., 0.)
+    def on_step_end(self, args, state, control, **kw): self._mark = self._now()
+    def on_evaluate(self, args, state, control, **kw):
+        if self._mark is None: return
+        now = self._now()
+        self._eval, self._mark = tuple(e + n - m for e, n, m in zip(self._eval, now, self._mark)), now
     def on_epoch_end(self, args, state, control, **kw):
         if self._t is None: return
-        wall = time.perf_counter() - self._t
-        self.epochs.append(dict(epoch=round(state.epoch, 3), seconds=round(wall - self._eval, 2),
-                                eval_seconds=round(self._eval, 2)))
+        (wall, cpu), (ew, ec) = (n - t for n, t in zip(self._now(), self._t)), self._eval
+        self.epochs.append(dict(epoch=round(state.epoch, 3), seconds=round(wall - ew, 2),
+                                cpu_seconds=round(cpu - ec, 2), eval_seconds=round(ew, 2)))
 
 # %% ../nbs/05a_rm_training.ipynb #f2dec9d3
 class StepProgress(TrainerCallback):

@@ -242,13 +242,13 @@ def test_pairs_file_mixing_style_variants(tmp_path):
     recs = [dict(id=f'x{i}', prompt='q', chosen=ch, rejected=['r1', 'r2', 'r3'], subset='s', domain='coding', source='team')
             for i, ch in enumerate([['a', 'b', 'c'], ['a', 'b']])]
     expect(write(tmp_path/'pairs.jsonl', ''.join(json.dumps(r) + '\n' for r in recs)), 'pairs',
-           r"pairs.jsonl:2: field 'chosen': expected a list of 3 texts \(one per style, like line 1\), got a list of 2")
+           r"pairs.jsonl:2: field 'chosen': expected a list of 3 texts \(like line 1\), got a list of 2")
 
 def test_pairs_file_mixing_a_text_and_variants(tmp_path):
     recs = [dict(id='x1', prompt='q', chosen='a', rejected='b', subset='s', domain='coding', source='team'),
             dict(id='x2', prompt='q', chosen='a', rejected=['b', 'c'], subset='s', domain='coding', source='team')]
     expect(write(tmp_path/'pairs.jsonl', ''.join(json.dumps(r) + '\n' for r in recs)), 'pairs',
-           r"pairs.jsonl:2: field 'rejected': expected one text \(one per style, like line 1\), got a list of 2 texts")
+           r"pairs.jsonl:2: field 'rejected': expected one text \(like line 1\), got a list of 2 texts")
 
 def test_scored_items_file_with_a_bad_score(tmp_path):
     p = write(tmp_path/'scored.csv', 'prompt,response,final\nq1,a1,0.5\nq2,a2,high\n')

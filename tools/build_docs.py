@@ -482,11 +482,14 @@ def main(argv=None):
     ap.add_argument('--timeout', type=float, default=float(os.environ.get(TIMEOUT_ENV, 300)), help='seconds per notebook')
     ap.add_argument('--rerun', action='store_true', help='execute every notebook even when its inputs did not change')
     ap.add_argument('--check-readme', action='store_true', help='only check README.md against nbs/index.ipynb')
+    ap.add_argument('--readme', action='store_true', help='only write README.md from nbs/index.ipynb (no site build)')
     ap.add_argument('--exec-one', nargs=2, metavar=('NB', 'OUT'), help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     os.chdir(ROOT)
     if a.exec_one: return exec_one(Path(a.exec_one[0]), Path(a.exec_one[1]))
     try:
+        if a.readme:
+            (ROOT/'README.md').write_text(readme_from_source(), encoding='utf-8'); print('README.md written'); return
         if a.check_readme:
             want = readme_from_source()
             if (ROOT/'README.md').read_text(encoding='utf-8') != want:
