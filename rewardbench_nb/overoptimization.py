@@ -16,7 +16,8 @@ from scipy.optimize import minimize
 from scipy.special import gammaln
 from .core import *
 from .data import load_pairs
-from .reward_model import CPU_MAX_TOKENS, RewardModel, _collate, length_batches, map_batches
+from .reward_model import CPU_MAX_TOKENS, RewardModel, collate_batch, length_batches, map_batches
+from .evaluation import embed_texts, shift_score
 from .policy import load_policy
 from .rlhf import PPOConfig, as_dialogue, length_reward, rm_reward, sample_pool, score_texts, train_ppo
 
@@ -24,7 +25,7 @@ from .rlhf import PPOConfig, as_dialogue, length_reward, rm_reward, sample_pool,
 __all__ = ['QUICK', 'COLORS', 'STAGE', 'kl_best_of_n', 'd_best_of_n', 'bon_weights', 'check_pool_scores', 'bon_curves',
            'bon_estimate', 'check_curve', 'fit_bon', 'fit_rl', 'peak_bon', 'peak_rl', 'normalise', 'gamma',
            'bootstrap_bon', 'embed', 'Pool', 'scored_pool', 'Proxy', 'gold_pairs', 'train_proxy', 'bon_analysis',
-           'TrackedReward', 'pool_baseline', 'rl_curve', 'bootstrap_rl', 'mean_embedding_shift', 'GammaConfig',
+           'TrackedReward', 'pool_baseline', 'rl_curve', 'bootstrap_rl', 'pool_shift', 'GammaConfig',
            'check_gamma_config', 'Overoptimization', 'overoptimize', 'plot_curves', 'plot_shift', 'plot_sweep',
            'add_args', 'run_gamma']
 
@@ -242,7 +243,7 @@ def embed(encoder:RewardModel, # a RewardModel whose body embeds (its head is un
     out, bf16 = np.empty((len(enc.ids), body.config.hidden_size), np.float32), encoder.dtype == 'bfloat16'
     def run(idx):  # inference mode and autocast are per thread
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            b = {k: v.to(dev) for k, v in _collate(enc, idx, pad, types).items()}
+            b = {k: v.to(dev) for k, v in collate_batch(enc, idx, pad, types).items()}
             h, m = body(**b).last_hidden_state.float(), b['attention_mask'].unsqueeze(-1).float()
             out[idx] = F.normalize((h * m).sum(1) / m.sum(1), dim=-1).cpu().numpy()
     cpu = dev.type == 'cpu'
@@ -258,6 +259,8 @@ class Pool:
     feats:np.ndarray       # (prompts * N, width) embeddings, rows in `samples` order
     @property
     def shape(self)->tuple: return self.gold.shape
+    @property
+    def prompts(self)->list: return self.samples.prompt.iloc[::self.shape[1]].tolist()  # one per row of `gold`
 
 # %% ../nbs/10_overoptimization.ipynb #3467b90a
 def scored_pool(policy, prompts, # (model, tokenizer) and prompt texts
@@ -281,7 +284,7 @@ class Proxy:
     noise:float             # share of labels flipped
     domain:str              # where the training pairs' prompts came from
     train_accuracy:float    # agreement with the (possibly flipped) training labels
-    train_feats:np.ndarray  # embeddings it was trained on (for the shift measure)
+    train_prompts:list      # prompts of its training pairs (for the shift measure)
     def score(self, feats:np.ndarray)->np.ndarray: return np.asarray(feats, np.float64) @ self.weights
     def __repr__(self): return f"Proxy({self.name!r}, {self.pairs} pairs, noise {self.noise}, {self.domain})"
 
@@ -297,7 +300,7 @@ def gold_pairs(pool:Pool,         # a pool with 2 samples per prompt
     g, f = pool.gold[:pairs], pool.feats.reshape(len(pool.gold), 2, -1)[:pairs]
     keep = g[:, 0] != g[:, 1]; y = (g[keep, 0] > g[keep, 1]).astype(float)
     flip = np.random.default_rng([seed, 13]).random(len(y)) < noise
-    return f[keep, 0] - f[keep, 1], np.where(flip, 1 - y, y), f[:len(g)].reshape(-1, f.shape[-1])
+    return f[keep, 0] - f[keep, 1], np.where(flip, 1 - y, y)
 
 # %% ../nbs/10_overoptimization.ipynb #43714688
 def _bt_loss(w, X, y, l2):
@@ -313,11 +316,11 @@ def train_proxy(pool:Pool, name:str, # pairs pool (2 samples per prompt) and the
                 l2:float=1e-3,       # L2 penalty on the head's weights
                 seed:int=0)->Proxy:
     "Fit a proxy head on gold-labelled pairs from `pool`."
-    X, y, train_feats = gold_pairs(pool, pairs, noise, seed)
+    X, y = gold_pairs(pool, pairs, noise, seed)
     if len(y) < 2 or len(set(y)) < 2: raise DataError(f"proxy {name!r}: {len(y)} usable pairs, expected both labels")
     X = X.astype(np.float64); res = minimize(_bt_loss, np.zeros(X.shape[1]), (X, y, l2), jac=True, method='L-BFGS-B')
     acc = float(((X @ res.x > 0) == (y > 0.5)).mean())
-    return Proxy(name, res.x, len(y), noise, domain, acc, train_feats)
+    return Proxy(name, res.x, len(y), noise, domain, acc, pool.prompts[:pairs])
 
 # %% ../nbs/10_overoptimization.ipynb #35d6ec77
 def bon_analysis(pool:Pool, proxy:Proxy, n_boot:int=1000, seed:int=0)->tuple:
@@ -379,15 +382,11 @@ def bootstrap_rl(d, gold, proxy, # d per iteration; (iterations, rollouts) norma
     return pd.DataFrame([dict(quantity=k, **_interval(est[k], boot[k], level)) for k in est]).set_index('quantity')
 
 # %% ../nbs/10_overoptimization.ipynb #d3761bfd
-def mean_embedding_shift(a:np.ndarray, # (rows, width) embeddings of one sample
-                         b:np.ndarray, # (rows, width) embeddings of the other
-                        )->float:
-    "Unbiased estimate of |E a - E b|^2, the linear-kernel MMD^2 between the distributions of two sets of embeddings."
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or len(a) < 2 or len(b) < 2:
-        raise DataError(f"embeddings {a.shape} and {b.shape}: expected two (rows, width) arrays of 2+ rows")
-    within = lambda x: (x.sum(0) @ x.sum(0) - np.sum(x * x)) / (len(x) * (len(x) - 1))
-    return float(within(a) + within(b) - 2 * a.mean(0) @ b.mean(0))
+def pool_shift(proxy:Proxy, pool:Pool, seed:int=0, n_boot:int=1000):
+    "Shift score (evaluation's classifier two-sample test) of `pool`'s prompts against `proxy`'s training prompts."
+    ref, target = proxy.train_prompts, pool.prompts
+    if min(len(ref), len(target)) < 5: return None  # too few prompts for 5-fold cross-validation: not measured
+    return shift_score(embed_texts(ref), embed_texts(target), seed, n_boot=n_boot)
 
 # %% ../nbs/10_overoptimization.ipynb #e66e8100
 @dataclass
@@ -418,7 +417,7 @@ class GammaConfig:
 
 # %% ../nbs/10_overoptimization.ipynb #a8d67aa3
 QUICK = dict(train_pairs=32, small_pairs=12, other_domain=['llmbar-natural'], sweep=[12, 32], pool_prompts=6,
-             pool_size=4, shift_sets=['rmbench-chat'], shift_prompts=4, ppo_proxies=['small'], ppo_iterations=2,
+             pool_size=4, shift_sets=['rmbench-chat'], shift_prompts=6, ppo_proxies=['small'], ppo_iterations=2,
              ppo_batch_size=4, max_new_tokens=12, n_boot=200)
 
 def check_gamma_config(cfg:GammaConfig)->GammaConfig:
@@ -444,7 +443,7 @@ class Overoptimization:
     rl:pd.DataFrame       # name, iteration, kl, d, gold, proxy: PPO curves
     fits:pd.DataFrame     # name, set, form, quantity, estimate, low, high
     sweep:pd.DataFrame    # pairs, quantity, estimate, low, high
-    shift:pd.DataFrame    # name, set, shift, gamma, low, high
+    shift:pd.DataFrame    # name, set, shift (AUC), shift_low, shift_high, gamma, low, high
     proxies:dict          # name -> Proxy
     info:dict             # settings, timings, gold reward
     def _repr_markdown_(self):
@@ -503,8 +502,9 @@ def _bon_all(pools:dict, proxies:dict, cfg:GammaConfig, seed:int)->tuple:
             curve, f = bon_analysis(pool, px, cfg.n_boot, seed); keys = dict(name=name, set=set_name)
             curves.append(curve.assign(**keys)[[*keys, *curve]]); fits.append(_long(f, **keys, form='bon'))
             g = f.loc['gamma']
-            shift.append(dict(**keys, shift=mean_embedding_shift(px.train_feats, pool.feats), gamma=g.estimate,
-                              low=g.low, high=g.high))
+            s = pool_shift(px, pool, seed, cfg.n_boot); nan = float('nan')
+            shift.append(dict(**keys, shift=s.auc if s else nan, shift_low=s.low if s else nan,
+                              shift_high=s.high if s else nan, gamma=g.estimate, low=g.low, high=g.high))
     return pd.concat(curves, ignore_index=True), pd.concat(fits, ignore_index=True), pd.DataFrame(shift)
 
 # %% ../nbs/10_overoptimization.ipynb #9dca9fe1
@@ -591,14 +591,15 @@ def plot_curves(oo:Overoptimization, title:str='Gold and proxy reward against d 
 
 # %% ../nbs/10_overoptimization.ipynb #7e1a5adc
 def plot_shift(oo:Overoptimization)->go.Figure:
-    "gamma against the mean-embedding shift from each proxy's training data, one colour per proxy, CIs as bars."
+    "gamma against the shift score of each prompt set from a proxy's training prompts; a colour per proxy, CIs as bars."
     fig = go.Figure()
     for name, t in oo.shift.groupby('name', sort=False):
+        bars = lambda v, lo, hi: dict(type='data', symmetric=False, array=hi - v, arrayminus=v - lo)
         fig.add_scatter(x=t['shift'], y=t.gamma, mode='markers', name=name, text=t.set, marker=dict(size=9),
-                        error_y=dict(type='data', symmetric=False, array=t.high - t.gamma, arrayminus=t.gamma - t.low),
+                        error_x=bars(t['shift'], t.shift_low, t.shift_high), error_y=bars(t.gamma, t.low, t.high),
                         hovertemplate='%{text}<br>shift %{x:.3f}<br>gamma %{y:.3f}')
-    return fig.update_layout(title='gamma under distribution shift', xaxis_title='mean-embedding shift (MMD², linear)',
-                             yaxis_title='gamma (best-of-n), log scale', yaxis_type='log', height=420, width=640,
+    return fig.update_layout(title='gamma under distribution shift',
+                             xaxis_title="shift score (AUC of telling the prompts from the proxy's)", yaxis_title='gamma (best-of-n), log scale', yaxis_type='log', height=420, width=640,
                              template='plotly_white')
 
 # %% ../nbs/10_overoptimization.ipynb #bb5d1d29
