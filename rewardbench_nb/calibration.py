@@ -22,12 +22,13 @@ from .reward_model import RewardModel
 from .data import load_pairs, pair_file, pair_set, read_table, row_splits
 
 # %% auto #0
-__all__ = ['METHODS', 'STAGE', 'check_margins', 'check_labels', 'check_probs', 'flip_pairs', 'pref_prob', 'fit_temperature',
-           'fit_isotonic', 'reliability_bins', 'ece', 'mce', 'brier', 'nll', 'calibration_metrics', 'CalibrationReport',
-           'domain_table', 'calibrate', 'reliability_diagram', 'CalibrationConfig', 'add_args', 'run_calibration']
+__all__ = ['METHODS', 'STAGE', 'number_array', 'check_margins', 'check_labels', 'check_probs', 'flip_pairs', 'pref_prob',
+           'fit_temperature', 'fit_isotonic', 'reliability_bins', 'ece', 'mce', 'brier', 'nll', 'calibration_metrics',
+           'CalibrationReport', 'domain_table', 'calibrate', 'reliability_diagram', 'CalibrationConfig', 'add_args',
+           'run_calibration']
 
 # %% ../nbs/06_calibration.ipynb #935430dc
-def _numbers(values, field:str)->np.ndarray:
+def number_array(values, field:str)->np.ndarray:
     "`values` as a 1-d float array; DataError naming the first value that is not a finite number."
     if isinstance(values, (str, bytes)):
         raise DataError("expected a sequence of numbers, got a single string", field=field)
@@ -45,12 +46,12 @@ def _numbers(values, field:str)->np.ndarray:
 # %% ../nbs/06_calibration.ipynb #d7d52d43
 def check_margins(margins)->np.ndarray:
     "Margins as a 1-d float array of finite numbers; DataError otherwise."
-    return _numbers(margins, 'margins')
+    return number_array(margins, 'margins')
 
 # %% ../nbs/06_calibration.ipynb #129e8ee3
 def check_labels(labels, n:int)->np.ndarray:
     "Labels as a 0/1 int array of length `n`; DataError otherwise."
-    y = _numbers(labels, 'labels')
+    y = number_array(labels, 'labels')
     if len(y) != n: raise DataError(f"{len(y)} labels for {n} pairs: expected one label per pair", field='labels')
     bad = np.flatnonzero((y != 0) & (y != 1))
     if len(bad): raise DataError(f"expected 0 or 1, got {y[bad[0]]:g}", line=int(bad[0]) + 1, field='labels')
@@ -59,7 +60,7 @@ def check_labels(labels, n:int)->np.ndarray:
 # %% ../nbs/06_calibration.ipynb #c2202715
 def check_probs(probs)->np.ndarray:
     "Probabilities as a 1-d float array in [0, 1]; DataError otherwise."
-    p = _numbers(probs, 'probs')
+    p = number_array(probs, 'probs')
     bad = np.flatnonzero((p < 0) | (p > 1))
     if len(bad):
         raise DataError(f"expected a probability in [0, 1], got {p[bad[0]]:g}", line=int(bad[0]) + 1, field='probs')

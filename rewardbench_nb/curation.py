@@ -24,9 +24,9 @@ from .data import read_table, validate
 
 # %% auto #0
 __all__ = ['PROMPT_COLUMNS', 'SPLIT_ORDER', 'STAGE', 'exact_duplicates', 'shingle_hash', 'minhash_signatures', 'lsh_params',
-           'near_duplicates', 'pair_scores', 'true_clusters', 'check_prompts', 'Dedup', 'dedup', 'md_table',
-           'stratified_split', 'holdout_domains', 'make_splits', 'write_splits', 'population_p', 'Audit', 'audit',
-           'provenance', 'dataset_card', 'CurationConfig', 'Curation', 'curate', 'run_curation']
+           'near_clusters', 'near_duplicates', 'pair_scores', 'true_clusters', 'check_prompts', 'Dedup', 'dedup',
+           'md_table', 'stratified_split', 'holdout_domains', 'make_splits', 'write_splits', 'population_p', 'Audit',
+           'audit', 'provenance', 'dataset_card', 'CurationConfig', 'Curation', 'curate', 'run_curation']
 
 # %% ../nbs/02_curation.ipynb #73d9a169
 def _check_texts(texts)->list:
@@ -227,7 +227,7 @@ def _gc_paused():
     finally:
         if was: gc.enable()
 
-def _near_clusters(norms:list[str], threshold=0.8, num_perm=128, shingle=5, seed=1, engine='numpy')->dict:
+def near_clusters(norms:list[str], threshold=0.8, num_perm=128, shingle=5, seed=1, engine='numpy')->dict:
     "Cluster label per text plus exact labels, verified pairs and timings."
     with _gc_paused(): return _near_clusters_(norms, threshold, num_perm, shingle, seed, engine)
 
@@ -260,7 +260,7 @@ def near_duplicates(texts,              # sequence of strings
     "Cluster exact and near duplicates with MinHash LSH, verified by exact Jaccard."
     _check_params(threshold, num_perm, shingle, engine)
     norms = [normalise_text(t) for t in _check_texts(texts)]
-    return _near_clusters(norms, threshold, num_perm, shingle, seed, engine)['labels'].tolist()
+    return near_clusters(norms, threshold, num_perm, shingle, seed, engine)['labels'].tolist()
 
 # %% ../nbs/02_curation.ipynb #9d4613f0
 def _pairs_in(counts)->int: return int(sum(int(c) * (int(c) - 1) // 2 for c in counts))
@@ -349,7 +349,7 @@ def dedup(prompts:pd.DataFrame, # Prompts table: id, text, domain, source (+ res
     _check_params(threshold, num_perm, shingle, engine)
     check_prompts(prompts, required=('id', 'text'))
     t0 = time.perf_counter(); norms = [normalise_text(t) for t in prompts['text']]; t_norm = time.perf_counter() - t0
-    nc = _near_clusters(norms, threshold, num_perm, shingle, seed, engine)
+    nc = near_clusters(norms, threshold, num_perm, shingle, seed, engine)
     t0 = time.perf_counter()
     rep = _representatives(nc['labels'], prompts, keep); exact = nc['exact']
     kind = np.where(rep == np.arange(len(rep)), 'kept', np.where(exact == exact[rep], 'exact', 'near'))

@@ -16,13 +16,13 @@ from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar
 from threadpoolctl import threadpool_limits
 from .core import *
-from .data import (RATING_FILES, RB_SECTIONS, DataWarning, _jsonl_row, _read_bytes, data_dir,
+from .data import (RATING_FILES, RB_SECTIONS, DataWarning, parse_jsonl_line, read_file_bytes, data_dir,
                                  load_ratings, pair_file, pair_set, read_table, row_splits, simulate_campaign)
 from .stats import boot_counts, corr_cis
-from .calibration import (_numbers, calibration_metrics, fit_temperature, flip_pairs, pref_prob,
+from .calibration import (number_array, calibration_metrics, fit_temperature, flip_pairs, pref_prob,
                                         reliability_bins, reliability_diagram)
-from .curation import _near_clusters, holdout_domains, md_table, near_duplicates, normalise_text
-from .reward_model import (CPU_MAX_TOKENS, RewardModel, _texts, default_model_path, length_batches,
+from .curation import near_clusters, holdout_domains, md_table, near_duplicates, normalise_text
+from .reward_model import (CPU_MAX_TOKENS, RewardModel, text_list, default_model_path, length_batches,
                                          map_batches, quiet_transformers)
 
 # %% auto #0
@@ -54,8 +54,8 @@ def _pair_frame(df:pd.DataFrame)->pd.DataFrame:
     if bad is not None:
         raise DataError(f"expected a non-empty subset name, got {df['subset'].iloc[bad]!r}", line=bad + 1,
                         field='subset')
-    return pd.DataFrame(dict(subset=df['subset'].to_numpy(), c=_numbers(df['score_chosen'], 'score_chosen'),
-                             r=_numbers(df['score_rejected'], 'score_rejected')))
+    return pd.DataFrame(dict(subset=df['subset'].to_numpy(), c=number_array(df['score_chosen'], 'score_chosen'),
+                             r=number_array(df['score_rejected'], 'score_rejected')))
 
 # %% ../nbs/07_evaluation.ipynb #401d3a84
 def accuracy_from_scores(df:pd.DataFrame, # one row per pair: subset, score_chosen, score_rejected
@@ -128,7 +128,7 @@ def best_of_n_credit(scores_chosen,   # one score per prompt: its chosen respons
                      scores_rejected, # per prompt, the scores of its rejected responses (lists, or an n x k array)
                     )->np.ndarray:    # per prompt: 1/k when the chosen response ties k-way for the top, else 0
     "RewardBench 2 best-of-n credit of each prompt."
-    c = _numbers(scores_chosen, 'scores_chosen'); rej = _ragged(scores_rejected, 'scores_rejected', len(c))
+    c = number_array(scores_chosen, 'scores_chosen'); rej = _ragged(scores_rejected, 'scores_rejected', len(c))
     out = np.zeros(len(c))
     for k in sorted({len(r) for r in rej}):
         rows = np.flatnonzero([len(r) == k for r in rej]); R = np.stack([rej[i] for i in rows])
@@ -566,8 +566,8 @@ _WHAT = {'pairs': 'one per response', 'rmbench': 'one per style: concise, detail
 def _score_records(path:Path)->tuple:
     "(header or None, [(line, record)]) of a JSONL score file; DataError at a line that is not a JSON object."
     recs, offset = [], 0
-    for i, raw in enumerate(_read_bytes(path).split(b'\n'), 1):
-        if raw.strip(): recs.append((i, _jsonl_row(raw.rstrip(b'\r'), path, i, offset)))
+    for i, raw in enumerate(read_file_bytes(path).split(b'\n'), 1):
+        if raw.strip(): recs.append((i, parse_jsonl_line(raw.rstrip(b'\r'), path, i, offset)))
         offset += len(raw) + 1
     head = recs.pop(0)[1] if recs and 'id' not in recs[0][1] and 'model' in recs[0][1] else None
     return head, recs
@@ -962,7 +962,7 @@ def leaked_prompts(train_prompts,          # the reward model's training prompts
     "Prompts that are exact or near duplicates of a training prompt (curation's MinHash LSH, verified exactly)."
     train, test = list(dict.fromkeys(train_prompts)), list(dict.fromkeys(prompts))
     if not train or not test: return set()
-    nc = _near_clusters([normalise_text(t) for t in train + test], threshold)
+    nc = near_clusters([normalise_text(t) for t in train + test], threshold)
     ex, k = nc['exact'], len(train)
     groups = set(ex[:k].tolist())
     near = {int(b) for a, b in nc['pairs'] if a in groups} | {int(a) for a, b in nc['pairs'] if b in groups}
@@ -1010,7 +1010,7 @@ def embed_texts(texts,                # texts to embed
                 model_path=None,      # a sentence-transformers style encoder folder; None = the shipped MiniLM
                )->np.ndarray:         # (n, hidden) float32, unit length
     "Mean-pooled, L2-normalised sentence embeddings (the all-MiniLM-L6-v2 recipe); each distinct text embedded once."
-    texts, key = _texts(texts, 'text'), (str(model_path or default_model_path()), max_length)
+    texts, key = text_list(texts, 'text'), (str(model_path or default_model_path()), max_length)
     todo = [t for t in dict.fromkeys(texts) if (key, t) not in _EMBEDDINGS]
     if todo: _EMBEDDINGS.update({(key, t): e for t, e in zip(todo, _embed(todo, key[0], max_length, batch_size))})
     return np.stack([_EMBEDDINGS[(key, t)] for t in texts]) if texts else np.zeros((0, 384), np.float32)

@@ -22,8 +22,8 @@ from .data import validate
 from .precision import *
 
 # %% auto #0
-__all__ = ['CPU_MAX_TOKENS', 'default_model_path', 'check_model_dir', 'quiet_transformers', 'RewardModel', 'Encoded',
-           'check_texts', 'length_batches', 'map_batches', 'pair_accuracy', 'rmbench_accuracy']
+__all__ = ['CPU_MAX_TOKENS', 'default_model_path', 'check_model_dir', 'quiet_transformers', 'RewardModel', 'Encoded', 'text_list',
+           'check_texts', 'length_batches', 'collate_batch', 'map_batches', 'pair_accuracy', 'rmbench_accuracy']
 
 # %% ../nbs/05_reward_model.ipynb #9e1abe09
 def default_model_path()->Path:
@@ -202,7 +202,7 @@ class Encoded:
     def lengths(self)->np.ndarray: return np.array([len(x) for x in self.ids])
 
 # %% ../nbs/05_reward_model.ipynb #ba377a54
-def _texts(values, field:str)->list:
+def text_list(values, field:str)->list:
     "`values` as a list of str; DataError naming the first row that is not text."
     if isinstance(values, str): raise DataError("expected a list of texts, got a single string", field=field)
     vals = list(values)
@@ -213,7 +213,7 @@ def _texts(values, field:str)->list:
 # %% ../nbs/05_reward_model.ipynb #0c10628d
 def check_texts(prompts, responses)->tuple:
     "Prompts and responses as lists of text, one response per prompt; DataError otherwise."
-    P, R = _texts(prompts, 'prompt'), _texts(responses, 'response')
+    P, R = text_list(prompts, 'prompt'), text_list(responses, 'response')
     if len(P) != len(R): raise DataError(f"{len(P)} prompts but {len(R)} responses: expected one response per prompt")
     if not P: raise DataError("no inputs: expected at least one (prompt, response)")
     return P, R
@@ -281,7 +281,7 @@ def length_batches(lengths,               # token count of each input
     return out
 
 # %% ../nbs/05_reward_model.ipynb #5fd1784b
-def _collate(enc:Encoded, idx, pad_id:int, types:bool)->dict:
+def collate_batch(enc:Encoded, idx, pad_id:int, types:bool)->dict:
     "Tensors of the inputs `idx`, right-padded to the longest of them."
     n = max(len(enc.ids[i]) for i in idx)
     x = np.full((len(idx), n), pad_id, np.int64); t, m = np.zeros_like(x), np.zeros_like(x)
@@ -318,7 +318,7 @@ def score_encoded(self:RewardModel, enc:Encoded, batch_size:int=32, progress:boo
     pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
     def run(idx):  # inference_mode and autocast are per thread
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-            b = {k: v.to(dev) for k, v in _collate(enc, idx, pad, self._types).items()}
+            b = {k: v.to(dev) for k, v in collate_batch(enc, idx, pad, self._types).items()}
             out[idx] = self._scorer(**b).logits[:, 0].float().cpu().numpy()
     batches = length_batches(enc.lengths, batch_size, max_tokens or (CPU_MAX_TOKENS if dev.type == 'cpu' else None))
     with _bf16_linears(self.model) if bf16 else contextlib.nullcontext():

@@ -52,3 +52,20 @@ def test_the_check_sees_a_forward_and_a_hidden_import():
     tree = ast.parse("from .core import Run\ndef f():\n    from rewardbench_nb.curation import dedup\n")
     found = {(other, id(node) in set(map(id, tree.body))) for node, other in package_imports(tree)}
     assert found == {('core', True), ('curation', False)} and ORDER['curation'] > ORDER['data'] > ORDER['core']
+
+def private_imports(tree)->list:
+    "(line, module, name) of every private name (leading underscore) imported from another module of the package."
+    nodes = {id(node): (node, other) for node, other in package_imports(tree) if isinstance(node, ast.ImportFrom)}
+    return [(node.lineno, other, a.name) for node, other in nodes.values()
+            for a in node.names if a.name.startswith('_') and not a.name.startswith('__')]
+
+@pytest.mark.parametrize('module', sorted(ORDER))
+def test_no_private_names_cross_modules(module):
+    "What one module shares with another is public: a private name stays in the module that defines it."
+    tree = ast.parse((ROOT/PKG/f'{module}.py').read_text(encoding='utf-8'))
+    found = private_imports(tree)
+    assert not found, [f"{module}.py:{ln} imports {name} from {other}" for ln, other, name in found]
+
+def test_the_check_sees_a_private_import():
+    tree = ast.parse("from .core import Run, _helper\nfrom .data import load_pairs\n")
+    assert private_imports(tree) == [(1, 'core', '_helper')]
