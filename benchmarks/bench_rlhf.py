@@ -87,17 +87,21 @@ def children_cpu()->float:
 STAGE_RUNS = {'policy': ('policy', []), 'ppo': ('ppo', ['--ppo-reward-model', '{rm}']),
               'gamma': ('gamma', ['--gamma-reward-model', '{rm}']), 'gamma --quick': ('gamma', ['--gamma-reward-model', '{rm}', '--quick'])}
 
-def bench_stages(tmp:Path, names, before:dict|None=None)->dict:
+def bench_stages(tmp:Path, names, before:dict|None=None, rm:Path|None=None)->dict:
     "Wall seconds of each stage run in `names` (keys of STAGE_RUNS) as a subprocess; entries of `before` not rerun are kept."
-    out = dict(before or {})
+    out, rm = dict(before or {}), rm or tmp/'minilm'
     for key in names:
         name, args = STAGE_RUNS[key]; rid = key.replace(' --', '-'); t = time.perf_counter(); cpu = children_cpu()
         r = subprocess.run([str(Path(sys.executable).parent/'rbnb'), name, '--quiet', '--runs-dir', str(tmp/'runs'), '--run-id', rid,
-                            *[x.format(rm=tmp/'minilm') for x in args]], cwd=ROOT, capture_output=True, text=True)
+                            *[x.format(rm=rm) for x in args]], cwd=ROOT, capture_output=True, text=True)
         if r.returncode: raise RuntimeError(r.stderr[-3000:])
-        m = json.loads((tmp/'runs'/rid/'manifest.json').read_text())
-        out[key] = dict(command=f"rbnb {key}{'' if 'quick' in key else ' (defaults)'}", wall_seconds=round(time.perf_counter() - t, 1),
-                        cpu_seconds=round(children_cpu() - cpu, 1), stage_seconds=m['timings'], load=loadavg())
+        m = json.loads((tmp/'runs'/rid/'manifest.json').read_text()); found = tmp/'runs'/rid
+        outcome = (json.loads((found/'gamma'/'summary.json').read_text())['in_domain'] if name == 'gamma' else
+                   dict(comparison=pd.read_csv(found/'ppo'/'comparison.csv').to_dict('records'),
+                        ab=pd.read_csv(found/'ppo'/'ab.csv').to_dict('records')) if name == 'ppo' else None)
+        out[key] = dict(command=f"rbnb {key}{'' if 'quick' in key else ' (defaults)'}", reward_model=rm.name if rm.name == 'minilm' else 'trained', wall_seconds=round(time.perf_counter() - t, 1),
+                        cpu_seconds=round(children_cpu() - cpu, 1), stage_seconds=m['timings'], load=loadavg(),
+                        outcome=outcome)
     return out
 
 def final_eval(policy, ref, tok, P, seed=0):
@@ -180,6 +184,14 @@ def report(r:dict)->str:
                   'Wall seconds of the command (it runs the stages it needs first: `policy` before `ppo` and `gamma`), seconds of the stage '
                   'itself from the manifest, CPU seconds of the command (all its threads; on an idle machine the wall time is this over '
                   'the cores it keeps busy), and the 1-minute load average when it finished.', '', md_table(pd.DataFrame(rows)), '']
+        for k, v in r['stages'].items():
+            out = v.get('outcome'); who = f"reward model: {v.get('reward_model', 'minilm')}"
+            if k == 'ppo' and out:
+                cols = ['control', 'treatment', 'n_a', 'n_b', 'success_rate_a', 'success_rate_b', 'success_low', 'success_high',
+                        'violation_rate_a', 'violation_rate_b', 'decision']
+                lines += [f'### `rbnb ppo`: A/B tests of the policies ({who})', '', md_table(pd.DataFrame(out['ab'])[cols].round(3)), '']
+            if k == 'gamma' and out:
+                lines += [f'### `rbnb gamma`: in-domain gamma and gold peak per proxy ({who})', '', md_table(pd.DataFrame(out).round(3)), '']
     if 'proof' in r:
         p = r['proof']; lines += [f"## Does PPO optimise? ({p['task']}, {p['iterations']} iterations; {p['budget']})", '',
                                   md_table(pd.DataFrame(p['summary']).round(3)), '']
@@ -189,6 +201,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--parts', default=','.join(PARTS), help=f'comma-separated, from {", ".join(PARTS)}')
     ap.add_argument('--proof-iterations', type=int, default=25)
+    ap.add_argument('--reward-model', type=Path, default=None,
+                    help='with part stages: a saved reward model (e.g. runs/<id>/reward_model/model); default: the untrained MiniLM')
     ap.add_argument('--stages', default=','.join(STAGE_RUNS), help=f'with part stages: comma-separated, from {", ".join(STAGE_RUNS)}')
     a = ap.parse_args(); parts = a.parts.split(',')
     kind = cpu_kind(); path = OUT/f'rlhf-{kind_slug(kind)}.json'
@@ -200,7 +214,7 @@ def main():
         for part in parts:
             print(f'== {part}', flush=True)
             r[part] = dict(build=bench_build, iteration=bench_iteration, bon=bench_bon)[part]() if part in ('build', 'iteration', 'bon') else \
-                      bench_stages(tmp, a.stages.split(','), r.get('stages')) if part == 'stages' else bench_proof(tmp, a.proof_iterations)
+                      bench_stages(tmp, a.stages.split(','), r.get('stages'), a.reward_model) if part == 'stages' else bench_proof(tmp, a.proof_iterations)
             print(json.dumps(r[part])[:600], flush=True)
             r['load'] = dict(start=start, end=loadavg(), top=watch.top, note=busy_note(watch.top, torch.get_num_threads()))
             write_json(path, r); write_text(path.with_suffix('.md'), report(r))  # after each part: a crash keeps the rest

@@ -14,8 +14,8 @@ from .core import *
 import rewardbench_nb
 
 # %% auto #0
-__all__ = ['STAGE_MODULES', 'load_stages', 'all_stages', 'stage_plan', 'Interrupted', 'stop_on_signals', 'default_config_dir',
-           'run_pipeline', 'make_parser', 'main']
+__all__ = ['STAGE_MODULES', 'RUN_UNTIL', 'load_stages', 'all_stages', 'stage_plan', 'Interrupted', 'stop_on_signals',
+           'default_config_dir', 'run_pipeline', 'run_targets', 'make_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #f4a652df
 STAGE_MODULES = {'data':'data', 'curate':'curation', 'agree':'agreement', 'score':'scoring',
@@ -111,6 +111,14 @@ def run_pipeline(targets,            # stage names; their needs run first
     _run_plan(run, plan, stages, cfg, ctx, progress)
     return run, ctx
 
+# %% ../nbs/90_cli.ipynb #e2c96592
+RUN_UNTIL = 'eval'  # the last stage of a plain `rbnb run`
+
+def run_targets(stages:dict, until:str|None=None)->list:
+    "Stages `rbnb run --until until` runs: every stage up to and including it, in order (default `RUN_UNTIL`)."
+    names = list(stages); until = until or (RUN_UNTIL if RUN_UNTIL in names else names[-1])
+    return names[:names.index(until) + 1]
+
 # %% ../nbs/90_cli.ipynb #a85e4690
 def _common(p):
     g = p.add_argument_group('run options')
@@ -132,10 +140,11 @@ def make_parser(stages:dict)->argparse.ArgumentParser:
                                 description='rewardbench_nb: from human ratings to a validated reward model.')
     p.add_argument('--version', action='version', version=f'rewardbench_nb {rewardbench_nb.__version__}')
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
-    r = sub.add_parser('run', help='run the whole pipeline on the shipped data', conflict_handler='resolve',
-                       description='Run every stage, in order. '
+    r = sub.add_parser('run', help=f'run the pipeline on the shipped data (data to {RUN_UNTIL})',
+                       conflict_handler='resolve',
+                       description=f'Run every stage up to {RUN_UNTIL} (or --until), in order. '
                                    'Stage options below replace that stage\'s default inputs.')
-    r.add_argument('--until', choices=list(stages), help='stop after this stage')
+    r.add_argument('--until', choices=list(stages), help=f'stop after this stage (default: {RUN_UNTIL})')
     _common(r)
     for s in stages.values():
         if s.add_args: s.add_args(r.add_argument_group(f'{s.name} options'))
@@ -164,7 +173,7 @@ def main(argv=None)->int:
         argv = sys.argv[1:] if argv is None else list(argv)
         stages = load_stages(_command_stages(argv))
         args = make_parser(stages).parse_args(argv)
-        targets = ([args.until] if args.until else list(stages)) if args.command == 'run' else [args.command]
+        targets = run_targets(stages, args.until) if args.command == 'run' else [args.command]
         run, ctx = run_pipeline(targets, args.config_dir or default_config_dir(), args.overrides, args.seed,
                                 args.quick, args.runs_dir, args.run_id, args, stages, progress=not args.quiet)
     except RBError as e:

@@ -599,7 +599,8 @@ def plot_shift(oo:Overoptimization)->go.Figure:
                         error_x=bars(t['shift'], t.shift_low, t.shift_high), error_y=bars(t.gamma, t.low, t.high),
                         hovertemplate='%{text}<br>shift %{x:.3f}<br>gamma %{y:.3f}')
     return fig.update_layout(title='gamma under distribution shift',
-                             xaxis_title="shift score (AUC of telling the prompts from the proxy's)", yaxis_title='gamma (best-of-n), log scale', yaxis_type='log', height=420, width=640,
+                             xaxis_title="shift score (AUC of telling the prompts from the proxy's)",
+                             yaxis_title='gamma (best-of-n), log scale', yaxis_type='log', height=420, width=640,
                              template='plotly_white')
 
 # %% ../nbs/10_overoptimization.ipynb #bb5d1d29

@@ -33,10 +33,15 @@ __all__ = ['EOS', 'PAD', 'HUMAN', 'ASSISTANT', 'PLAIN_QUOTES', 'QUICK', 'STAGE',
 
 # %% ../nbs/08_policy.ipynb #ee9afca6
 EOS, PAD = '<|endoftext|>', '<|pad|>'      # end of an Assistant turn; padding (never the same token)
+
+# %% ../nbs/08_policy.ipynb #6f375cce
 HUMAN, ASSISTANT = '\n\nHuman:', '\n\nAssistant:'
+
+# %% ../nbs/08_policy.ipynb #53ae382b
 _TURN = re.compile(r'(\n\nHuman:|\n\nAssistant:)')
 PLAIN_QUOTES = str.maketrans({'\u2019': "'", '\u2018': "'", '\u201c': '"', '\u201d': '"'})
 
+# %% ../nbs/08_policy.ipynb #48dd0375
 def dialogue_text(prompt:str,               # hh-rlhf dialogue up to and including the last "\n\nAssistant:"
                   response:str|None=None,   # the final Assistant turn; None for a prompt
                  )->str:
@@ -277,6 +282,7 @@ def check_policy(model,      # a transformers causal LM
 _STAGE_ONLY = ('build', 'eval_dialogues', 'samples')  # stage settings that do not change the model
 _POLICY_FILES = ('config.json', 'model.safetensors', 'tokenizer.json', 'build_log.json')
 
+# %% ../nbs/08_policy.ipynb #5c7831d8
 def build_spec(cfg:PolicyConfig, texts)->dict:
     "What determines the built policy: the build settings and the sha256 of the training text."
     conf = {k: v for k, v in asdict(cfg).items() if k not in _STAGE_ONLY}
