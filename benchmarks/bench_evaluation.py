@@ -97,10 +97,10 @@ def _run_row(k:str, v:dict)->str:
     return f"| {k} | {v['wall_seconds']} | {v['stage_seconds']} | {split} | {p['dtype']} | {p['max_length']} |"
 
 def _model_facts(d:Path)->dict:
-    "Name, weights hash and held-out accuracy (from its training log, when next to it) of the evaluated model."
+    "Name, weights hash and test accuracy (from its training log, when next to it) of the evaluated model."
     log = d.parent/'training_log.json'
     m = json.loads(log.read_text())['metrics'] if log.is_file() else {}
-    return dict(folder=d.name, weights_sha256=sha256_file(d/'model.safetensors'), held_out=m)
+    return dict(folder=d.name, weights_sha256=sha256_file(d/'model.safetensors'), held_out=m.get('test', m))
 
 def markdown(r:dict)->str:
     m, f = r['machine'], r['from_score_file']
