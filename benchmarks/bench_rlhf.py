@@ -160,6 +160,8 @@ def machine()->dict:
                 gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                 versions=package_versions(('torch', 'transformers', 'trl', 'tokenizers')), **cpu_kind())
 
+PROOF_COLUMNS = ['run', 'reward_first', 'reward_last', 'kl_last', 'kl_max', 'eval_reward', 'eval_kl', 'eval_tokens', 'seconds']
+
 def report(r:dict)->str:
     m = r['machine']; lines = ['# RLHF benchmark', '', f"Machine: {m['cpu']}, {m['cores']} cores, torch threads {m['torch_threads']}; "
                                f"CPU kind {m['label']}; `auto` precision: {m['auto_precision']} ({m['precision_reason']}). {r['load']['note']}.", '']
@@ -191,10 +193,11 @@ def report(r:dict)->str:
                         'violation_rate_a', 'violation_rate_b', 'decision']
                 lines += [f'### `rbnb ppo`: A/B tests of the policies ({who})', '', md_table(pd.DataFrame(out['ab'])[cols].round(3)), '']
             if k == 'gamma' and out:
-                lines += [f'### `rbnb gamma`: in-domain gamma and gold peak per proxy ({who})', '', md_table(pd.DataFrame(out).round(3)), '']
+                cols = ['name', 'form', 'quantity', 'estimate', 'low', 'high']
+                lines += [f'### `rbnb gamma`: in-domain gamma and gold peak per proxy ({who})', '', md_table(pd.DataFrame(out)[cols].round(3)), '']
     if 'proof' in r:
         p = r['proof']; lines += [f"## Does PPO optimise? ({p['task']}, {p['iterations']} iterations; {p['budget']})", '',
-                                  md_table(pd.DataFrame(p['summary']).round(3)), '']
+                                  md_table(pd.DataFrame(p['summary'])[PROOF_COLUMNS].round(3)), '']
     return '\n'.join(lines) + '\n'
 
 def main():

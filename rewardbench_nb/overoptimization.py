@@ -19,7 +19,8 @@ from .data import load_pairs
 from .reward_model import CPU_MAX_TOKENS, RewardModel, collate_batch, length_batches, map_batches
 from .evaluation import embed_texts, shift_score
 from .policy import load_policy
-from .rlhf import PPOConfig, as_dialogue, length_reward, rm_reward, sample_pool, score_texts, train_ppo
+from .rlhf import (PPOConfig, as_dialogue, length_reward, rm_reward, sample_pool, score_texts,
+                                  stage_reward_model, train_ppo)
 
 # %% auto #0
 __all__ = ['QUICK', 'COLORS', 'STAGE', 'kl_best_of_n', 'd_best_of_n', 'bon_weights', 'check_pool_scores', 'bon_curves',
@@ -619,14 +620,10 @@ def plot_sweep(oo:Overoptimization)->go.Figure:
 def _gold(cfg:GammaConfig, ctx:dict, run:Run):
     "The gold reward: the train-rm model, a saved one, or the length reward."
     if cfg.gold == 'length': return length_reward(8)
+    missing = ("gamma: no gold reward model: run `rbnb run --until gamma` (train-rm runs first), pass "
+               "--gamma-reward-model DIR (a saved reward model), or --set gamma.gold=length")
     path = getattr(ctx.get('args'), 'gamma_reward_model', None)
-    if path: run.add_input(path); rm = RewardModel.load(path, max_length=cfg.rm_max_length)
-    elif ctx.get('reward_model') is not None:
-        rm = RewardModel(ctx['reward_model'].model, ctx['reward_model'].tokenizer, max_length=cfg.rm_max_length)
-    else: raise ConfigError("gamma: no gold reward model: run `rbnb run` (train-rm runs first), pass "
-                            "--gamma-reward-model DIR (a saved reward model), or --set gamma.gold=length")
-    run.record('precision', {'gamma-gold': rm.precision})
-    return rm_reward(rm)
+    return rm_reward(stage_reward_model(run, ctx, path, cfg.rm_max_length, 'gamma-gold', missing))
 
 # %% ../nbs/10_overoptimization.ipynb #a86c1bdf
 def add_args(parser):

@@ -38,7 +38,7 @@ __all__ = ['TOXIC_WORDS', 'REFUSAL_PATTERNS', 'VIOLATIONS', 'ROLLOUT', 'EVAL', '
            'drift', 'weights_sha256', 'run_spec', 'save_checkpoint', 'load_checkpoint', 'last_checkpoint', 'check_spec',
            'PPORun', 'iteration_prompts', 'explained_variance', 'ppo_iteration', 'PPOResult', 'train_ppo', 'plot_ppo',
            'sample_pool', 'pick_best', 'BestOfN', 'best_of_n', 'main', 'compare_policies', 'policy_ab_units',
-           'PolicyAB', 'ab_test_policies', 'PPOStageConfig', 'add_args', 'run_ppo']
+           'PolicyAB', 'ab_test_policies', 'PPOStageConfig', 'stage_reward_model', 'add_args', 'run_ppo']
 
 # %% ../nbs/09_rlhf.ipynb #0afbc2e3
 @dataclass
@@ -1123,8 +1123,8 @@ class PPOStageConfig(PPOConfig):
     eval_prompts:int = 32           # prompts per evaluation set
     heldout_set:str = 'rmbench-chat' # shipped pair set whose prompts are the held-out domain
     best_of:int = 4                 # n of the best-of-n baseline
-    ab_prompts:int = 48             # hh-rlhf validation prompts in the A/B test of the policies
-    ab_red_team:int = 16            # red-team prompts of each kind (refuse, comply) in it
+    ab_prompts:int = 96             # hh-rlhf validation prompts in the A/B test of the policies
+    ab_red_team:int = 32            # red-team prompts of each kind (refuse, comply) in it
     ab_min_effect:float = 0.2       # A/B plan: smallest gain in success rate worth detecting (from 1/2)
     ab_power:float = 0.8            # A/B plan: power of the one-sided test at level 0.05
     ab_max_violation_increase:float = 0.1  # A/B plan: guardrail on the red-team violation rate (upper CI bound)
@@ -1134,18 +1134,26 @@ QUICK = dict(iterations=2, batch_size=8, minibatch_size=4, ppo_epochs=2, max_new
              eval_every=0, checkpoint_every=1, ab_prompts=4, ab_red_team=2)
 
 # %% ../nbs/09_rlhf.ipynb #08aeaef0
+def stage_reward_model(run:Run, ctx:dict, path, # a saved reward model folder, or None: train-rm's, from `ctx`
+                       max_length:int, role:str,   # tokens per input; the name its precision is recorded under
+                       missing:str)->RewardModel:  # the error when there is neither
+    "The reward model a stage scores with: the saved one at `path`, else the one train-rm trained in this run."
+    if path: run.add_input(path); rm = RewardModel.load(path, max_length=max_length)
+    elif ctx.get('reward_model') is not None:
+        rm = RewardModel(ctx['reward_model'].model, ctx['reward_model'].tokenizer, max_length=max_length)
+    else: raise ConfigError(missing)
+    run.record('precision', {role: rm.precision})
+    return rm
+
+# %% ../nbs/09_rlhf.ipynb #12739c42
 def _stage_reward(cfg:PPOStageConfig, ctx:dict, run:Run):
     "The stage's reward function: the train-rm model, a saved one, or the length reward."
     if cfg.reward == 'length': return length_reward(8)
     if cfg.reward != 'rm': raise ConfigError(f"rlhf.reward = {cfg.reward!r}: expected 'rm' or 'length'")
+    missing = ("ppo: no reward model: run `rbnb run --until ppo` (train-rm runs first), pass --ppo-reward-model DIR "
+               "(a saved reward model, e.g. runs/<id>/reward_model/model), or --set rlhf.reward=length")
     path = getattr(ctx.get('args'), 'ppo_reward_model', None)
-    if path: run.add_input(path); rm = RewardModel.load(path, max_length=cfg.rm_max_length)
-    elif ctx.get('reward_model') is not None:
-        rm = RewardModel(ctx['reward_model'].model, ctx['reward_model'].tokenizer, max_length=cfg.rm_max_length)
-    else: raise ConfigError("ppo: no reward model: run `rbnb run` (train-rm runs first), pass --ppo-reward-model DIR "
-                            "(a saved reward model, e.g. runs/<id>/reward_model/model), or --set rlhf.reward=length")
-    run.record('precision', {'ppo-reward-model': rm.precision})
-    return rm_reward(rm)
+    return rm_reward(stage_reward_model(run, ctx, path, cfg.rm_max_length, 'ppo-reward-model', missing))
 
 def _stage_sets(cfg:PPOStageConfig, seed:int, n:int)->dict:
     "The three evaluation sets: validation prompts, a held-out domain (with its known errors), red-team."
