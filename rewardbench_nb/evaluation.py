@@ -1178,7 +1178,9 @@ def _diff_ci(xb:np.ndarray, xa:np.ndarray, alpha:float)->tuple:
     "(rate B - rate A, low, high, one-sided p that B > A) with the two-sided 1 - 2 alpha Newcombe interval."
     cb, nb, ca, na = xb.sum(), len(xb), xa.sum(), len(xa)
     lo, hi = confint_proportions_2indep(cb, nb, ca, na, method='newcomb', compare='diff', alpha=2 * alpha)
-    p = test_proportions_2indep(cb, nb, ca, na, compare='diff', alternative='larger').pvalue
+    with warnings.catch_warnings():  # its odds ratio divides by zero at a rate of 0 or 1; p is unaffected
+        warnings.simplefilter('ignore', RuntimeWarning)
+        p = test_proportions_2indep(cb, nb, ca, na, compare='diff', alternative='larger').pvalue
     return float(cb / nb - ca / na), float(lo), float(hi), float(p)
 
 # %% ../nbs/07_evaluation.ipynb #e46e398a
