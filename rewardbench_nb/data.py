@@ -21,10 +21,9 @@ __all__ = ['SCHEMAS', 'UNIQUE', 'RATING_SCALES', 'PARSERS', 'QCOLS', 'READERS', 
            'JUDGEBENCH_DOMAINS', 'SPLITS', 'SQUALITY_CRITERIA', 'RATING_FILES', 'RELIABILITY_FILES', 'RB_SECTIONS',
            'RB_RESULTS', 'STAGE', 'data_dir', 'check_scale', 'parser', 'check_column', 'table_checks', 'find_problems',
            'DataWarning', 'quarantined', 'validate', 'validate_prompts', 'validate_ratings', 'validate_preferences',
-           'validate_pairs', 'read_file_bytes', 'parse_jsonl_line', 'read_table', 'list_pairs', 'pair_file',
-           'split_dialogue', 'split_of', 'row_splits', 'load_pairs', 'pair_set', 'pairs_summary', 'load_ratings',
-           'load_reliability', 'load_rewardbench_results', 'simulate_campaign', 'DataConfig', 'add_data_args',
-           'run_data']
+           'validate_pairs', 'jsonl_records', 'read_table', 'list_pairs', 'pair_file', 'split_dialogue', 'split_of',
+           'row_splits', 'load_pairs', 'pair_set', 'pairs_summary', 'load_ratings', 'load_reliability',
+           'load_rewardbench_results', 'simulate_campaign', 'DataConfig', 'add_data_args', 'run_data']
 
 # %% ../nbs/01_data.ipynb #786773e9
 def data_dir()->Path:
@@ -411,7 +410,7 @@ def validate_pairs(df:pd.DataFrame, file=None, quarantine=None)->pd.DataFrame:
     return validate(df, 'pairs', file=file, quarantine=quarantine)
 
 # %% ../nbs/01_data.ipynb #ae436419
-def read_file_bytes(path:Path)->bytes:
+def _read_bytes(path:Path)->bytes:
     "Bytes of `path`, gunzipped when it ends in .gz."
     data = path.read_bytes()
     if path.suffix != '.gz': return data
@@ -431,7 +430,7 @@ def _bad_line(strict:bool, path, line:int, reason:str, raw:str, field:str|None=N
     if strict: raise DataError(reason, path, line, field)
     return (line, field, reason, raw)
 
-def parse_jsonl_line(raw:bytes, path, line:int, offset:int):
+def _jsonl_row(raw:bytes, path, line:int, offset:int):
     "One parsed JSONL line, or raise `DataError`."
     text = _decode(raw, path, offset, line)
     try: rec = json.loads(text)
@@ -442,15 +441,20 @@ def parse_jsonl_line(raw:bytes, path, line:int, offset:int):
     return rec
 
 # %% ../nbs/01_data.ipynb #4121ea91
-def _read_jsonl(path:Path, strict:bool=True):
-    "(rows DataFrame, line of each row, unreadable lines) of a JSONL file."
-    recs, lines, bad, offset = [], [], [], 0
-    for i, raw in enumerate(read_file_bytes(path).split(b'\n'), 1):
+def jsonl_records(path:Path, strict:bool=True)->tuple:
+    "([(line, record)] of the readable lines, unreadable lines) of a JSONL file; strict: raise at the first bad one."
+    recs, bad, offset = [], [], 0
+    for i, raw in enumerate(_read_bytes(path).split(b'\n'), 1):
         if raw.strip():
-            try: recs.append(parse_jsonl_line(raw.rstrip(b'\r'), path, i, offset)); lines.append(i)
+            try: recs.append((i, _jsonl_row(raw.rstrip(b'\r'), path, i, offset)))
             except DataError as e: bad.append(_bad_line(strict, path, i, e.msg, raw.decode('utf-8', 'replace')))
         offset += len(raw) + 1
-    return pd.DataFrame.from_records(recs), np.array(lines, int), bad
+    return recs, bad
+
+def _read_jsonl(path:Path, strict:bool=True):
+    "(rows DataFrame, line of each row, unreadable lines) of a JSONL file."
+    recs, bad = jsonl_records(path, strict)
+    return pd.DataFrame.from_records([r for _, r in recs]), np.array([i for i, _ in recs], int), bad
 
 # %% ../nbs/01_data.ipynb #534aa88f
 _NONBLANK = re.compile(r'\S')
@@ -477,7 +481,7 @@ def _json_records(text:str, path):
 # %% ../nbs/01_data.ipynb #74d99ca2
 def _read_json(path:Path, strict:bool=True):
     "(rows DataFrame, line of each row, unreadable rows) of a JSON array file."
-    recs, starts = _json_records(_decode(read_file_bytes(path), path), path)
+    recs, starts = _json_records(_decode(_read_bytes(path), path), path)
     bad = [_bad_line(strict, path, ln, f"expected a JSON object, got {type(r).__name__}", json.dumps(r))
            for r, ln in zip(recs, starts) if not isinstance(r, dict)]
     ok = [(r, ln) for r, ln in zip(recs, starts) if isinstance(r, dict)]
@@ -487,7 +491,7 @@ def _read_json(path:Path, strict:bool=True):
 def _read_csv(path:Path, strict:bool=True):
     "(rows DataFrame, line of each row, unreadable lines) of a CSV file with a header row."
     csv.field_size_limit(1 << 30)
-    reader = csv.reader(io.StringIO(_decode(read_file_bytes(path), path), newline=''))
+    reader = csv.reader(io.StringIO(_decode(_read_bytes(path), path), newline=''))
     try:
         header = next(reader, None)
         if not header: raise DataError("empty file: expected a header row of column names", path, 1)

@@ -16,7 +16,7 @@ from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar
 from threadpoolctl import threadpool_limits
 from .core import *
-from .data import (RATING_FILES, RB_SECTIONS, DataWarning, parse_jsonl_line, read_file_bytes, data_dir,
+from .data import (RATING_FILES, RB_SECTIONS, DataWarning, jsonl_records, data_dir,
                                  load_ratings, pair_file, pair_set, read_table, row_splits, simulate_campaign)
 from .stats import boot_counts, corr_cis
 from .calibration import (number_array, calibration_metrics, fit_temperature, flip_pairs, pref_prob,
@@ -565,10 +565,7 @@ _WHAT = {'pairs': 'one per response', 'rmbench': 'one per style: concise, detail
 # %% ../nbs/07_evaluation.ipynb #157a0dc0
 def _score_records(path:Path)->tuple:
     "(header or None, [(line, record)]) of a JSONL score file; DataError at a line that is not a JSON object."
-    recs, offset = [], 0
-    for i, raw in enumerate(read_file_bytes(path).split(b'\n'), 1):
-        if raw.strip(): recs.append((i, parse_jsonl_line(raw.rstrip(b'\r'), path, i, offset)))
-        offset += len(raw) + 1
+    recs, _ = jsonl_records(path)
     head = recs.pop(0)[1] if recs and 'id' not in recs[0][1] and 'model' in recs[0][1] else None
     return head, recs
 
