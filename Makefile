@@ -1,5 +1,5 @@
 # The two set-up commands of the README: `make run` (main job) and `make test` (whole suite).
-# Each creates .venv with the pinned stack first if needed.
+# Each creates .venv with the pinned stack first if needed (`make run` the runtime part only).
 .PHONY: run quick test slow docs env
 env:
 	bash tools/env.sh
@@ -11,5 +11,6 @@ test:
 	bash tools/test.sh
 slow:
 	bash tools/test.sh --slow
-docs: env
+docs:
+	bash tools/env.sh --dev
 	.venv/bin/python tools/build_docs.py

@@ -9,7 +9,11 @@ within the noise (one standard error, about 3.3 points at n = 228) of the best o
 20-minute budget on a 2-core CPU without native bf16.
 
     python benchmarks/bench_rm_defaults.py                  # the whole sweep (hours on 2 cores); writes results/rm_defaults.{json,md}
-    python benchmarks/bench_rm_defaults.py --only 3:2:1e-4  # one setting (freeze_layers:epochs:learning_rate)
+    python benchmarks/bench_rm_defaults.py --only 3:2:1e-4  # one setting (freeze_layers:epochs:learning_rate), printed
+    python benchmarks/bench_rm_defaults.py --add 3:1:2e-4 --chosen '...'  # settings added to results/ (same one replaced)
+
+Run it with ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 OMP_WAIT_POLICY=PASSIVE so the
+step costs are those of the CPU kind the budget is for, comparable with the recorded rows.
 """
 import argparse, json, os, tempfile, time, warnings
 from pathlib import Path
@@ -62,16 +66,28 @@ def markdown(res:dict)->str:
 
 def main(argv=None):
     a = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    a.add_argument('--only', default=None, help='one setting, freeze_layers:epochs:learning_rate')
+    a.add_argument('--only', default=None, help='one setting, freeze_layers:epochs:learning_rate (printed, not saved)')
+    a.add_argument('--add', default=None, help='comma-separated settings to run and add to the recorded results')
+    a.add_argument('--chosen', default=None, help='with --add: the new sentence on the chosen setting')
     args = a.parse_args(argv)
-    sweep = [tuple(t(x) for t, x in zip((int, float, float), args.only.split(':')))] if args.only else SWEEP
+    parse = lambda v: tuple(t(x) for t, x in zip((int, float, float), v.split(':')))
+    sweep = [parse(args.only)] if args.only else [parse(v) for v in args.add.split(',')] if args.add else SWEEP
     train, val = (load_pairs('hh-rlhf-harmless', split=s) for s in ('train', 'validation'))
     l0, kind = loadavg(), cpu_kind()
     settings = [run_setting(train, val, *s) for s in sweep]
     kind['load_note'] = busy_note(max(l0[0], loadavg()[0]), torch.get_num_threads())
     res = dict(machine=kind, settings=settings, chosen='see configs/reward_model.toml')
+    if args.add: res = merged(json.loads((OUT/'rm_defaults.json').read_text()), settings, kind, args.chosen)
     if not args.only:
         write_json(OUT/'rm_defaults.json', res); write_text(OUT/'rm_defaults.md', markdown(res))
     print(markdown(res))
+
+def merged(old:dict, settings:list, kind:dict, chosen:str|None)->dict:
+    "The recorded results with `settings` added (a recorded row of the same setting replaced), each new row saying when and how."
+    key = lambda s: (s['freeze_layers'], s['epochs'], s['learning_rate'])
+    when = time.strftime('%Y-%m-%d')
+    for s in settings: s['source'] = f"this script, {when}: {kind['label']}, {kind['torch_capability']} capability; {kind['load_note']}"
+    new = {key(s) for s in settings}
+    return dict(old, settings=[s for s in old['settings'] if key(s) not in new] + settings, chosen=chosen or old['chosen'])
 
 if __name__ == '__main__': main()

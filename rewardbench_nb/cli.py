@@ -112,7 +112,7 @@ def run_pipeline(targets,            # stage names; their needs run first
     return run, ctx
 
 # %% ../nbs/90_cli.ipynb #e2c96592
-RUN_UNTIL = 'eval'  # the last stage of a plain `rbnb run`
+RUN_UNTIL = 'gamma'  # the last stage of a plain `rbnb run`: the whole pipeline
 
 def run_targets(stages:dict, until:str|None=None)->list:
     "Stages `rbnb run --until until` runs: every stage up to and including it, in order (default `RUN_UNTIL`)."

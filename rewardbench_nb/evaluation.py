@@ -526,12 +526,14 @@ def score_suite(rm,                  # a `RewardModel`
     ex = suite.examples if rows is None else suite.examples.loc[rows]
     P, R, k = candidate_inputs(ex)
     key = {}; idx = np.array([key.setdefault(pr, len(key)) for pr in zip(P, R)], int)
+    before = rm.reused  # scores the model's memo gives back (see `RewardModel.remember`)
     s = score_texts(rm, [p for p, _ in key], [r for _, r in key], batch_size, progress) if key else np.empty(0)
     s, n, ends = s.astype(float)[idx] if key else s, len(suite.examples), np.cumsum([0] + [a + b for a, b in k])
     chosen, rejected = [np.empty(0)] * n, [np.empty(0)] * n
     for j, (i, (a, b)) in enumerate(zip(ex.index, k)):
         chosen[i], rejected[i] = s[ends[j]:ends[j] + a], s[ends[j] + a:ends[j + 1]]
-    meta = dict(model_type='Seq. Classifier', inputs=len(P), distinct_inputs=len(key))
+    meta = dict(model_type='Seq. Classifier', inputs=len(P), distinct_inputs=len(key),
+                reused_scores=rm.reused - before)
     return ModelScores(name, chosen, rejected, meta)
 
 # %% ../nbs/07_evaluation.ipynb #30cb15a9
@@ -1455,7 +1457,8 @@ def to_dict(self:EvalReport)->dict:
     rec = lambda d: d.reset_index().to_dict('records') if d.index.name else d.to_dict('records')
     bench = {n: dict(kind=b.kind, sets=list(b.sets), shifted=b.shifted, note=b.note)
              for n, b in self.suite.benchmarks.items()}
-    scoring = {n: {k: m.meta.get(k) for k in ('inputs', 'distinct_inputs', 'source')} for n, m in self.scores.items()}
+    scoring = {n: {k: m.meta.get(k) for k in ('inputs', 'distinct_inputs', 'reused_scores', 'source')}
+               for n, m in self.scores.items()}
     return dict(models=self.models, protocol=self.protocol, timings=self.timings, notes=self.suite.notes,
                 campaign=self.suite.campaign, benchmarks=bench, scoring=scoring,
                 tables={k: rec(v) for k, v in self.tables.items() if k != 'bins'},

@@ -160,6 +160,7 @@ class RewardModel:
         self._types = 'token_type_ids' in tokenizer.model_input_names
         if self.dtype == 'bfloat16': _fp32_head(model)
         self._scorer = _int8_copy(model) if self.dtype == 'int8' else model
+        self.memo, self.reused = None, 0  # see `remember`
 
     @classmethod
     def load(cls, path=None,            # model folder (save_pretrained layout); None = the shipped MiniLM
@@ -200,6 +201,12 @@ class Encoded:
 
     @property
     def lengths(self)->np.ndarray: return np.array([len(x) for x in self.ids])
+
+    def take(self, idx)->Encoded:
+        "The inputs at positions `idx`, in that order."
+        idx = np.asarray(idx, int)
+        return Encoded([self.ids[j] for j in idx], [self.type_ids[j] for j in idx], self.prompt_start[idx],
+                       self.response_end[idx], self.prompt_cut[idx], self.response_cut[idx])
 
 # %% ../nbs/05_reward_model.ipynb #ba377a54
 def text_list(values, field:str)->list:
@@ -311,9 +318,8 @@ def map_batches(fn,                # fn(batch of input indices): scores one batc
 
 # %% ../nbs/05_reward_model.ipynb #bf5f92f7
 @patch
-def score_encoded(self:RewardModel, enc:Encoded, batch_size:int=32, progress:bool=False,
-                  max_tokens:int|None=None)->np.ndarray:
-    "Reward of each encoded input (float32), in batches of similar length."
+def _forward(self:RewardModel, enc:Encoded, batch_size:int, progress:bool, max_tokens:int|None)->np.ndarray:
+    "Reward of each encoded input (float32): one forward pass per batch of similar length."
     out, dev, bf16 = np.empty(len(enc.ids), np.float32), self.device, self.dtype == 'bfloat16'
     pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
     def run(idx):  # inference_mode and autocast are per thread
@@ -324,6 +330,29 @@ def score_encoded(self:RewardModel, enc:Encoded, batch_size:int=32, progress:boo
     with _bf16_linears(self.model) if bf16 else contextlib.nullcontext():
         map_batches(run, batches, dev.type == 'cpu', progress)
     return out
+
+# %% ../nbs/05_reward_model.ipynb #7ba44a5d
+def _input_key(ids, type_ids)->bytes:
+    "What the model sees of one input, as bytes (token ids, then segment ids)."
+    return np.asarray(ids, np.int64).tobytes() + b'|' + np.asarray(type_ids, np.int8).tobytes()
+
+@patch
+def remember(self:RewardModel, on:bool=True)->RewardModel:
+    "Keep every score and give it back when the same input comes again (only for weights that no longer change)."
+    self.memo, self.reused = ({} if on else None), 0
+    return self
+
+# %% ../nbs/05_reward_model.ipynb #d8248650
+@patch
+def score_encoded(self:RewardModel, enc:Encoded, batch_size:int=32, progress:bool=False,
+                  max_tokens:int|None=None)->np.ndarray:
+    "Reward of each encoded input (float32), in batches of similar length; with `remember`, each new input once."
+    if self.memo is None: return self._forward(enc, batch_size, progress, max_tokens)
+    keys = [_input_key(i, t) for i, t in zip(enc.ids, enc.type_ids)]
+    new = {k: j for j, k in enumerate(keys) if k not in self.memo}
+    if new: self.memo.update(zip(new, self._forward(enc.take(list(new.values())), batch_size, progress, max_tokens)))
+    self.reused += len(keys) - len(new)
+    return np.array([self.memo[k] for k in keys], np.float32)
 
 # %% ../nbs/05_reward_model.ipynb #bafa7f84
 @patch

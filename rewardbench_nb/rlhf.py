@@ -147,7 +147,7 @@ def response_mask(resp:torch.Tensor, eos:int)->torch.Tensor:
 
 def _step(model, ids, mask, pos, cache):
     "Logits of the last position (float32) and the updated cache."
-    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
     return out.logits[:, -1].float(), out.cache
 
 # %% ../nbs/09_rlhf.ipynb #6a064799
@@ -178,8 +178,9 @@ def response_logits(model, query, qmask, resp, rmask)->torch.Tensor:
     "Logits that predict each response token, (rows, response length, vocab)."
     ids, m = torch.cat([query, resp], 1), torch.cat([qmask, rmask], 1)
     dev = model.device if hasattr(model, 'device') else next(model.parameters()).device
-    out = model(input_ids=ids.to(dev), attention_mask=m.to(dev), position_ids=position_ids(m).to(dev))
-    return out.logits[:, query.shape[1] - 1:-1]
+    out = model(input_ids=ids.to(dev), attention_mask=m.to(dev), position_ids=position_ids(m).to(dev),
+                logits_to_keep=resp.shape[1] + 1)
+    return out.logits[:, :-1]
 
 def token_logprobs(logits:torch.Tensor, resp:torch.Tensor, temperature:float)->torch.Tensor:
     "log pi(token) of each response token under softmax(logits / temperature), float32."
@@ -1118,7 +1119,7 @@ class PPOStageConfig(PPOConfig):
     checkpoint_every:int = 10       # a checkpoint every n iterations (what --ppo-resume continues from)
     eval_every:int = 10             # evaluate the three evaluation sets every n iterations
     keep_checkpoints:bool = False   # remove the checkpoints once the run is complete
-    iterations:int = 40             # PPO iterations
+    iterations:int = 30             # PPO iterations
     reward:str = 'rm'               # 'rm': train-rm's model (or --ppo-reward-model); 'length': the known-optimum reward
     eval_prompts:int = 32           # prompts per evaluation set
     heldout_set:str = 'rmbench-chat' # shipped pair set whose prompts are the held-out domain

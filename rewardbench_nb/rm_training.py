@@ -48,9 +48,9 @@ class RewardModelConfig:
     eval_split:str = 'validation'    # split of the curve and of every choice (epochs, settings)
     test_split:str = 'test'          # split read once, at the end, for the reported accuracy
     max_pairs:int = 0                # train on the first n rows only (0 = all)
-    learning_rate:float = 1e-4       # peak AdamW learning rate
+    learning_rate:float = 2e-4       # peak AdamW learning rate
     batch_size:int = 32              # rows per optimizer step over all processes (each process gets batch_size/world)
-    epochs:float = 2.0               # passes over the training rows
+    epochs:float = 1.0               # passes over the training rows
     max_length:int = 256             # tokens of one (prompt, response) input; the prompt is cut from the left
     warmup_ratio:float = 0.1         # share of the steps with linear warm-up
     lr_scheduler:str = 'linear'      # decay after warm-up (a transformers scheduler name)
@@ -706,7 +706,7 @@ def run_train_rm(run:Run, cfg:RewardModelConfig, ctx:dict):
                                                     test_split=cfg.test_split),
                              progress=not ctx.get('quiet', False))
     run.record('precision', {'train-rm': res.log['precision']})
-    ctx['rm_training'], ctx['reward_model'] = res, RewardModel.load(res.model_dir)
+    ctx['rm_training'], ctx['reward_model'] = res, RewardModel.load(res.model_dir).remember()
 
 # %% ../nbs/05a_rm_training.ipynb #5b62e520
 STAGE = Stage('train-rm',

@@ -63,7 +63,7 @@ def test_quick_run_is_complete_and_reproducible(tmp_path):
     assert ma['records']['precision']['train-rm']['used'] in ('float32', 'bfloat16')
     assert ma['code']['source'] in ('git', 'package') and ma['code']['version']
     from rewardbench_nb.cli import all_stages, run_targets
-    assert set(ma['timings']) == set(run_targets(all_stages()))                                # every stage up to eval
+    assert set(ma['timings']) == set(run_targets(all_stages())) == set(all_stages())          # every stage, RLHF too
     assert ma['inputs'] and all(len(h) == 64 for h in ma['inputs'].values())
     for f, h in ma['outputs'].items(): assert (tmp_path/'a'/f).exists(), f
     # same seed, same data -> same tables (the provenance log carries each run's timestamp)

@@ -24,4 +24,4 @@ echo "== docs site (every notebook executed: the notebooks' own tests)"
 $bin/python tools/build_docs.py --check-readme
 $bin/python tools/build_docs.py
 echo "== pytest"
-$bin/python -m pytest -q -m "$marks" tests
+$bin/python -m pytest -q --durations=12 -m "$marks" tests
