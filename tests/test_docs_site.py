@@ -183,7 +183,7 @@ def test_build_fails_naming_notebook_and_cell(tmp_path):
         ('code', 'y = 1'), ('code', 'y = undefined_name + 1'))
     _nb(tmp_path, 'stuck.ipynb', ('markdown', '# stuck'), ('code', 'import time; time.sleep(300)'))
     with pytest.raises(bd.DocsError) as e:
-        bd.execute([Path('broken.ipynb'), Path('stuck.ipynb')], jobs=2, timeout=15, nbs_dir=tmp_path, outdir=tmp_path/'exec')
+        bd.execute([Path('broken.ipynb'), Path('stuck.ipynb')], jobs=2, timeout=6, nbs_dir=tmp_path, outdir=tmp_path/'exec')
     msg = str(e.value)
     assert 'broken.ipynb: cell #4' in msg and 'undefined_name' in msg and 'NameError' in msg, msg
-    assert 'stuck.ipynb: timed out after 15s in cell #2' in msg, msg
+    assert 'stuck.ipynb: timed out after 6s in cell #2' in msg, msg

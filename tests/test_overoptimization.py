@@ -111,17 +111,13 @@ def rbnb(*args, timeout=600):
     return subprocess.run([*RBNB, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=ENV)
 
 def test_stage_quick_with_a_saved_gold_model(tmp_path):
-    "rbnb gamma --quick against a saved reward model (the untrained MiniLM here): every output, same seed same numbers."
+    "rbnb gamma --quick against a saved reward model (the untrained MiniLM here): every output, the gold recorded."
     from rewardbench_nb.reward_model import RewardModel
     RewardModel.load(seed=1).save(tmp_path/'gold')
-    runs = []
-    for rid in ('a', 'b'):
-        r = rbnb('gamma', '--quick', '--quiet', '--gamma-reward-model', tmp_path/'gold', '--runs-dir', tmp_path,
-                 '--run-id', rid)
-        assert r.returncode == 0, r.stderr[-3000:]
-        runs.append(tmp_path/rid/'gamma')
-    for name in ('bon.csv', 'fits.csv', 'sweep.csv', 'shift.csv', 'rl.csv'):
-        pd.testing.assert_frame_equal(pd.read_csv(runs[0]/name), pd.read_csv(runs[1]/name))
+    r = rbnb('gamma', '--quick', '--quiet', '--gamma-reward-model', tmp_path/'gold', '--runs-dir', tmp_path, '--run-id', 'a')
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = [tmp_path/'a'/'gamma']  # same seed, same numbers: test_cli's two whole quick runs compare gamma's tables too
+    for name in ('bon.csv', 'fits.csv', 'sweep.csv', 'shift.csv', 'rl.csv'): assert len(pd.read_csv(runs[0]/name)), name
     summary = json.loads((runs[0]/'summary.json').read_text())
     assert summary['gold'].startswith('rm_reward') and set(summary['proxies']) == {'full', 'small', 'noisy', 'other-domain'}
     manifest = json.loads((tmp_path/'a'/'manifest.json').read_text())
