@@ -194,7 +194,10 @@ def report(r:dict)->str:
                 lines += [f'### `rbnb ppo`: A/B tests of the policies ({who})', '', md_table(pd.DataFrame(out['ab'])[cols].round(3)), '']
             if k == 'gamma' and out:
                 cols = ['name', 'form', 'quantity', 'estimate', 'low', 'high']
-                lines += [f'### `rbnb gamma`: in-domain gamma and gold peak per proxy ({who})', '', md_table(pd.DataFrame(out)[cols].round(3)), '']
+                t = pd.DataFrame(out)[cols].astype({c: float for c in ('estimate', 'low', 'high')})
+                peak = t.quantity == 'gold_peak'; t.loc[peak, ['estimate', 'low', 'high']] = t.loc[peak, ['estimate', 'low', 'high']].fillna(np.inf)
+                lines += [f'### `rbnb gamma`: in-domain gamma and gold peak per proxy ({who}; a peak of inf: the fitted gold curve never turns down)',
+                          '', md_table(t.round(3)), '']
     if 'proof' in r:
         p = r['proof']; lines += [f"## Does PPO optimise? ({p['task']}, {p['iterations']} iterations; {p['budget']})", '',
                                   md_table(pd.DataFrame(p['summary'])[PROOF_COLUMNS].round(3)), '']
