@@ -16,8 +16,9 @@ from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['CRITERIA', 'DOMAINS', 'TRACKED_PACKAGES', 'RBError', 'ConfigError', 'DataError', 'seed_everything', 'RunConfig',
-           'build_config', 'read_toml', 'parse_override', 'load_config', 'section', 'atomic_path', 'write_text',
-           'write_json', 'code_version', 'sha256_file', 'package_versions', 'table_sha256', 'Run', 'manifest', 'Stage']
+           'build_config', 'read_toml', 'parse_override', 'load_config', 'section', 'atomic_path', 'json_ready',
+           'write_text', 'write_json', 'code_version', 'sha256_file', 'package_versions', 'table_sha256', 'Run',
+           'manifest', 'Stage']
 
 # %% ../nbs/00_core.ipynb #6d2fb040
 class RBError(Exception):
@@ -145,6 +146,14 @@ def atomic_path(path, # final destination of a file or folder
         if tmp.is_dir(): import shutil; shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists(): tmp.unlink()
 
+# %% ../nbs/00_core.ipynb #e113f971
+def json_ready(obj):
+    "`obj` with NaN and infinities as None (JSON has neither) and numpy or torch numbers and arrays as Python ones."
+    if isinstance(obj, dict): return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)): return [json_ready(v) for v in obj]
+    if hasattr(obj, 'tolist') and hasattr(obj, 'ndim'): return json_ready(obj.tolist())
+    return None if isinstance(obj, float) and not np.isfinite(obj) else obj
+
 # %% ../nbs/00_core.ipynb #c9740bd7
 def write_text(path, text:str)->Path:
     "Write `text` to `path` atomically."
@@ -152,8 +161,9 @@ def write_text(path, text:str)->Path:
     return Path(path)
 
 def write_json(path, obj)->Path:
-    "Write `obj` as indented JSON to `path` atomically."
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + '\n')
+    "Write `obj` as indented, standard JSON to `path` atomically."
+    text = json.dumps(json_ready(obj), indent=2, sort_keys=True, default=str, allow_nan=False)
+    return write_text(path, text + '\n')
 
 # %% ../nbs/00_core.ipynb #9dc1342e
 def _git(root:Path, *args)->str|None:

@@ -637,9 +637,7 @@ def _write(oo:Overoptimization, run:Run):
     for name in ('bon', 'rl', 'fits', 'sweep', 'shift'):
         write_text(run.path('gamma', f'{name}.csv'), getattr(oo, name).to_csv(index=False))
     f = oo.fits[(oo.fits.set == 'hh-rlhf-harmless') & (oo.fits.quantity.isin(['gamma', 'gold_peak']))]
-    finite = lambda v: None if isinstance(v, float) and not math.isfinite(v) else v  # no peak: null in JSON
-    rows = [{k: finite(v) for k, v in r.items()} for r in f.to_dict('records')]
-    write_json(run.path('gamma', 'summary.json'), dict(**oo.info, in_domain=rows))
+    write_json(run.path('gamma', 'summary.json'), dict(**oo.info, in_domain=f.to_dict('records')))  # no peak: null
     for name, fig in (('curves', plot_curves(oo)), ('shift', plot_shift(oo)), ('sweep', plot_sweep(oo))):
         with atomic_path(run.path('gamma', f'{name}.html')) as tmp: fig.write_html(tmp, include_plotlyjs=True)
 
