@@ -1046,7 +1046,7 @@ def main(argv=None)->int:
         res = train_ppo(model, tok, fn, P, a.iterations, a.seed, cfg, a.out, a.resume, progress=not a.quiet)
     except RBError as e:
         print(f'rlhf: error: {e}', file=sys.stderr); return 2
-    if _world()[0] == 0: print(json.dumps(res.log.iloc[-1].to_dict() if len(res.log) else {}))
+    if _world()[0] == 0: print(json.dumps(json_ready(res.log.iloc[-1].to_dict() if len(res.log) else {})))
     return 0
 
 # %% ../nbs/09_rlhf.ipynb #091dc5f4

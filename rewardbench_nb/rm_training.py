@@ -605,7 +605,7 @@ def main(argv=None)->int:
         res = train_reward_model(train, cfg, a.out, cut(val), resume=a.rm_resume or False, test_pairs=cut(test))
     except RBError as e:
         print(f'rm_training: error: {e}', file=sys.stderr); return 2
-    if int(os.environ.get('RANK', '0')) == 0: print(json.dumps(res.metrics))
+    if int(os.environ.get('RANK', '0')) == 0: print(json.dumps(json_ready(res.metrics)))
     return 0
 
 # %% ../nbs/05a_rm_training.ipynb #12c150fb
