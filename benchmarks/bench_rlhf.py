@@ -194,8 +194,9 @@ def report(r:dict)->str:
                 lines += [f'### `rbnb ppo`: A/B tests of the policies ({who})', '', md_table(pd.DataFrame(out['ab'])[cols].round(3)), '']
             if k == 'gamma' and out:
                 cols = ['name', 'form', 'quantity', 'estimate', 'low', 'high']
-                t = pd.DataFrame(out)[cols].astype({c: float for c in ('estimate', 'low', 'high')})
-                peak = t.quantity == 'gold_peak'; t.loc[peak, ['estimate', 'low', 'high']] = t.loc[peak, ['estimate', 'low', 'high']].fillna(np.inf)
+                t, nums = pd.DataFrame(out)[cols], ['estimate', 'low', 'high']
+                peak = t.quantity == 'gold_peak'  # summary.json writes a peak that is never reached (inf) as null
+                t[nums] = t[nums].astype(float); t.loc[peak, nums] = t.loc[peak, nums].fillna(np.inf)
                 lines += [f'### `rbnb gamma`: in-domain gamma and gold peak per proxy ({who}; a peak of inf: the fitted gold curve never turns down)',
                           '', md_table(t.round(3)), '']
     if 'proof' in r:

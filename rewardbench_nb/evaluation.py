@@ -556,7 +556,8 @@ def score_records(suite:Suite, ms:ModelScores)->list:
 def write_scores(path, suite:Suite, ms:ModelScores, header:dict|None=None)->Path:
     "Write a model's scores of `suite` as JSONL (a header line, then one line per scored example), atomically."
     head = dict(model=ms.name, model_type=ms.meta.get('model_type', 'Seq. Classifier')) | (header or {})
-    lines = [json.dumps(head, sort_keys=True, default=str)] + [json.dumps(r) for r in score_records(suite, ms)]
+    head = json.dumps(json_ready(head), sort_keys=True, default=str)
+    lines = [head] + [json.dumps(r) for r in score_records(suite, ms)]
     return write_text(path, '\n'.join(lines) + '\n')
 
 # %% ../nbs/07_evaluation.ipynb #cac8b902
