@@ -13,14 +13,20 @@ from tqdm.auto import tqdm
 from .core import *
 import rewardbench_nb
 
+
 # %% auto #0
-__all__ = ['STAGE_MODULES', 'RUN_UNTIL', 'load_stages', 'all_stages', 'stage_plan', 'Interrupted', 'stop_on_signals',
-           'default_config_dir', 'run_pipeline', 'run_targets', 'make_parser', 'main']
+__all__ = ['STAGE_MODULES', 'STAGE_SECTIONS', 'RUN_UNTIL', 'load_stages', 'all_stages', 'stage_plan', 'Interrupted',
+           'stop_on_signals', 'default_config_dir', 'known_sections', 'explicit_keys', 'dtype_overrides',
+           'UnusedSetting', 'run_settings', 'check_plan', 'run_pipeline', 'run_targets', 'make_parser', 'main']
 
 # %% ../nbs/90_cli.ipynb #f4a652df
 STAGE_MODULES = {'data':'data', 'curate':'curation', 'agree':'agreement', 'score':'scoring',
                  'train-rm':'rm_training', 'calibrate':'calibration', 'eval':'evaluation',
                  'policy':'policy', 'ppo':'rlhf', 'gamma':'overoptimization'}
+STAGE_SECTIONS = {'data':'data', 'curate':'curation', 'agree':'agreement', 'score':'scoring',
+                  'train-rm':'reward_model', 'calibrate':'calibration', 'eval':'evaluation',
+                  'policy':'policy', 'ppo':'rlhf', 'gamma':'gamma'}  # each stage's configs/<section>.toml
+
 
 # %% ../nbs/90_cli.ipynb #c256416e
 def load_stages(names=None)->dict:
@@ -85,6 +91,42 @@ def _run_plan(run:Run, plan:list, stages:dict, cfg:dict, ctx:dict, progress:bool
         run.finish('failed', f'{type(e).__name__}: {e}'); raise
     run.finish()
 
+# %% ../nbs/90_cli.ipynb #e8c0db89
+def known_sections(stages:dict)->set:
+    "Config sections a config folder or `--set` may name: `run` and every stage's."
+    return {'run', *STAGE_SECTIONS.values(), *(s.section for s in stages.values())}
+
+def explicit_keys(overrides)->dict:
+    "{section: keys} set on the command line: they win over the toy sizes of --quick."
+    out = {}
+    for o in overrides:
+        name, key, _ = parse_override(o); out.setdefault(name, set()).add(key)
+    return out
+
+def dtype_overrides(dtype:str|None, stages)->list:
+    "`section.dtype=...` for each of `stages` whose settings have a precision: what `--dtype` means."
+    has = lambda s: 'dtype' in {f.name for f in dataclasses.fields(s.config)}
+    return [] if dtype is None else [f'{s.section}.dtype="{dtype}"' for s in stages if has(s)]
+
+
+# %% ../nbs/90_cli.ipynb #80d182c7
+class UnusedSetting(UserWarning): "A `--set` names a section that no stage of the command reads."
+
+def run_settings(cfg:dict, seed:int|None=None, quick:bool|None=None, runs_dir=None)->RunConfig:
+    "The `run` section, with the seed, quick flag and runs folder of the command line where given; checked."
+    given = {k: v for k, v in dict(seed=seed, quick=quick, runs_dir=runs_dir).items() if v is not None}
+    return dataclasses.replace(section(cfg, 'run', RunConfig), **given)
+
+def check_plan(plan:list, stages:dict, cfg:dict, ctx:dict, overrides=()):
+    "Resolve every planned stage's settings (ConfigError at the first bad value); warn of `--set`s nothing reads."
+    for n in plan: stages[n].resolve(cfg, ctx)
+    read = {'run', *(stages[n].section for n in plan)}
+    for o in overrides:
+        if parse_override(o)[0] not in read:
+            warnings.warn(f"--set {o}: no stage of this command reads [{parse_override(o)[0]}]; the value is not used",
+                          UnusedSetting)
+
+
 # %% ../nbs/90_cli.ipynb #a3fe8bb3
 def run_pipeline(targets,            # stage names; their needs run first
                  config_dir=None,    # folder of <section>.toml; None = built-in defaults
@@ -96,20 +138,24 @@ def run_pipeline(targets,            # stage names; their needs run first
                  args=None,          # parsed CLI arguments, passed to stages as ctx['args']
                  stages:dict|None=None, # name -> Stage; default all_stages()
                  progress:bool=True, # show progress bars (over stages, and inside long stages)
+                 dtype:str|None=None,  # precision of every stage that has a dtype setting (None: their own)
                 )->tuple:
-    "Run `targets` (and what they need) into a new run folder; return (run, ctx)."
+    "Check every setting, then run `targets` (and what they need) into a new run folder; return (run, ctx)."
     stages = stages or all_stages()
     plan = stage_plan(stages, targets)
-    cfg = load_config(config_dir, overrides)
-    rc = section(cfg, 'run', RunConfig)
-    if seed is not None: rc.seed = seed
-    if quick is not None: rc.quick = quick
+    overrides = [*overrides, *dtype_overrides(dtype, [stages[n] for n in plan])]
+    cfg = load_config(config_dir, overrides, known_sections(stages))
+    rc = run_settings(cfg, seed, quick, runs_dir)
     cfg['run'] = dataclasses.asdict(rc)
-    run = Run(runs_dir or rc.runs_dir, cfg, seed=rc.seed, run_id=run_id)
-    ctx = dict(seed=rc.seed, quick=rc.quick, args=args or argparse.Namespace(), run_dir=run.dir, quiet=not progress)
+    ctx = dict(seed=rc.seed, quick=rc.quick, args=args or argparse.Namespace(), quiet=not progress,
+               explicit=explicit_keys(overrides))
+    check_plan(plan, stages, cfg, ctx, overrides)
+    run = Run(rc.runs_dir, cfg, seed=rc.seed, run_id=run_id)
+    ctx['run_dir'] = run.dir
     seed_everything(rc.seed)
     _run_plan(run, plan, stages, cfg, ctx, progress)
     return run, ctx
+
 
 # %% ../nbs/90_cli.ipynb #e2c96592
 RUN_UNTIL = 'gamma'  # the last stage of a plain `rbnb run`: the whole pipeline
@@ -126,12 +172,16 @@ def _common(p):
                    help='folder of <section>.toml config files (default: ./configs if present)')
     g.add_argument('--set', dest='overrides', action='append', default=[], metavar='SECTION.KEY=VALUE',
                    help='override one config value, e.g. --set curation.threshold=0.7 (repeatable)')
-    g.add_argument('--seed', type=int, default=None, help='seed for every stage (default: run.seed)')
+    g.add_argument('--seed', type=int, default=None, help='seed for every stage, 0 to 2**32 - 1 (default: run.seed)')
     g.add_argument('--quick', action='store_true', default=None,
-                   help='toy sizes: the whole pipeline in about two minutes')
+                   help='toy sizes: the whole pipeline in about two minutes (values given with --set are kept)')
+    g.add_argument('--dtype', choices=('auto', 'float32', 'bfloat16'), default=None,
+                   help="precision of every model the run trains, scores or samples (each stage's dtype); float32 "
+                        "gives scores that do not depend on the batch size (auto picks bf16 where it is native)")
     g.add_argument('--runs-dir', default=None, help='where run folders go (default: runs/)')
     g.add_argument('--run-id', default=None, help='name of the run folder (default: a timestamp)')
     g.add_argument('--quiet', action='store_true', help='no progress bars')
+
 
 # %% ../nbs/90_cli.ipynb #588d3fcf
 def make_parser(stages:dict)->argparse.ArgumentParser:
@@ -175,15 +225,18 @@ def main(argv=None)->int:
         args = make_parser(stages).parse_args(argv)
         targets = run_targets(stages, args.until) if args.command == 'run' else [args.command]
         run, ctx = run_pipeline(targets, args.config_dir or default_config_dir(), args.overrides, args.seed,
-                                args.quick, args.runs_dir, args.run_id, args, stages, progress=not args.quiet)
+                                args.quick, args.runs_dir, args.run_id, args, stages, not args.quiet, args.dtype)
     except RBError as e:
         print(f'rbnb: error: {e}', file=sys.stderr); return 2
+    except OSError as e:
+        print(f"rbnb: error: {f'{e.filename}: ' if e.filename else ''}{os_reason(e)}", file=sys.stderr); return 2
     except KeyboardInterrupt as e:
         print(f'rbnb: interrupted ({e or "SIGINT"}); the run folder keeps a manifest that says so', file=sys.stderr)
         return 128 + getattr(e, 'signum', signal.SIGINT)
     finally: warnings.showwarning = _PLAIN_WARNING
     print(f'rbnb: run {run.id} complete: {run.dir}/manifest.json')
     return 0
+
 
 # %% ../nbs/90_cli.ipynb #20a055b3
 def _command_stages(argv):

@@ -6,7 +6,8 @@ Docs: https://rewardbench-nb.github.io/rewardbench_nb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #5b6b670a
 from __future__ import annotations
-import dataclasses, datetime as dt, hashlib, importlib.util, json, os, platform, random, subprocess, sys, time, tomllib
+import dataclasses, datetime as dt, errno, hashlib, importlib.util, json, os, platform, random, re, shutil, subprocess
+import sys, time, tomllib
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, asdict
 from importlib import metadata
@@ -14,11 +15,13 @@ from pathlib import Path
 import numpy as np
 from fastcore.basics import patch
 
+
 # %% auto #0
-__all__ = ['CRITERIA', 'DOMAINS', 'TRACKED_PACKAGES', 'RBError', 'ConfigError', 'DataError', 'seed_everything', 'RunConfig',
-           'build_config', 'read_toml', 'parse_override', 'load_config', 'section', 'atomic_path', 'json_ready',
-           'write_text', 'write_json', 'code_version', 'sha256_file', 'package_versions', 'table_sha256', 'Run',
-           'manifest', 'Stage']
+__all__ = ['SEED_LIMIT', 'CRITERIA', 'DOMAINS', 'TRACKED_PACKAGES', 'RESERVE', 'RESERVE_BYTES', 'RBError', 'ConfigError',
+           'DataError', 'seed_everything', 'RunConfig', 'build_config', 'decode_utf8', 'read_toml', 'parse_override',
+           'load_config', 'section', 'os_reason', 'atomic_path', 'json_ready', 'write_text', 'write_json',
+           'code_version', 'sha256_file', 'package_versions', 'table_sha256', 'file_name', 'unique_file_names',
+           'check_run_id', 'Run', 'manifest', 'Stage', 'quick_sizes', 'figure_html', 'write_figure']
 
 # %% ../nbs/00_core.ipynb #6d2fb040
 class RBError(Exception):
@@ -53,12 +56,20 @@ def seed_everything(seed:int=0, # the run's seed
     return np.random.default_rng(seed)
 
 # %% ../nbs/00_core.ipynb #d426090b
+SEED_LIMIT = 2**32  # seeds are 0 .. 2**32 - 1, what numpy, torch and Python all take
+
 @dataclass
 class RunConfig:
     "Settings of a whole run."
-    seed:int = 0              # one seed for every stage
+    seed:int = 0              # one seed for every stage, 0 to 2**32 - 1
     quick:bool = False        # toy sizes, for a smoke run in about two minutes
     runs_dir:str = 'runs'     # where run folders are created
+
+    def __post_init__(self):
+        if isinstance(self.seed, int) and not 0 <= self.seed < SEED_LIMIT:
+            raise ConfigError(f"run.seed = {self.seed}: expected an integer from 0 to {SEED_LIMIT - 1} "
+                              "(--seed or configs/run.toml)")
+
 
 # %% ../nbs/00_core.ipynb #7bb37ac6
 def _check_type(value, typ, where):
@@ -82,12 +93,27 @@ def build_config(cls,              # a config dataclass, e.g. `RunConfig`
     return cls(**{k: _check_type(v, known[k].type, f"{source}: key '{k}'") for k,v in values.items()})
 
 # %% ../nbs/00_core.ipynb #d8d4d784
+def decode_utf8(data:bytes,            # the bytes of a file (or of a part of one)
+                path,                  # the file, for the error
+                offset:int=0,          # byte offset of `data` in the file
+                line:int|None=None,    # line of the bad byte when known (default: counted in `data`)
+               )->str:
+    "UTF-8 text of `data` (a BOM dropped), or `DataError` at the line and byte offset of the first bad byte."
+    try: return data.decode('utf-8').removeprefix('\ufeff')
+    except UnicodeDecodeError as e:
+        ln = line if line is not None else data.count(b'\n', 0, e.start) + 1
+        raise DataError(f"not UTF-8: byte 0x{data[e.start]:02x} at byte offset {offset + e.start}; "
+                        "save the file as UTF-8", path, ln) from None
+
 def read_toml(path)->dict:
-    "The contents of one TOML file; ConfigError when it is missing or not valid TOML."
+    "The contents of one TOML file; ConfigError when it is missing, not UTF-8 or not valid TOML."
     path = Path(path)
     if not path.is_file(): raise ConfigError(f"{path}: config file not found")
-    try: return tomllib.loads(path.read_text(encoding='utf-8'))
+    try: text = decode_utf8(path.read_bytes(), path)
+    except DataError as e: raise ConfigError(str(e)) from None
+    try: return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e: raise ConfigError(f"{path}: not valid TOML ({e})") from None
+
 
 # %% ../nbs/00_core.ipynb #1d3e1bf1
 def parse_override(text:str)->tuple[str,str,object]:
@@ -101,22 +127,29 @@ def parse_override(text:str)->tuple[str,str,object]:
     return section, key, value
 
 # %% ../nbs/00_core.ipynb #f5a82976
+def _known_section(name:str, sections, where:str)->str:
+    "`name` when it is one of `sections` (or any section is allowed); ConfigError naming where it came from otherwise."
+    if sections is None or name in sections: return name
+    raise ConfigError(f"{where}: unknown config section '{name}' (expected one of: {', '.join(sorted(sections))})")
+
 def load_config(config_dir=None,      # folder of `<section>.toml` files; None = built-in defaults only
                 overrides=(),         # `section.key=value` strings, applied last
+                sections=None,        # the known section names; None = any (no check)
                )->dict:
-    "Read `config_dir/*.toml` into {section: {key: value}} and apply `overrides`."
+    "Read `config_dir/*.toml` into {section: {key: value}} and apply `overrides`; refuse sections not in `sections`."
     cfg, cdir = {}, Path(config_dir) if config_dir else None
     if cdir is not None:
         if not cdir.is_dir(): raise ConfigError(f"{cdir}: config folder not found")
-        for p in sorted(cdir.glob('*.toml')): cfg[p.stem] = read_toml(p)
+        for p in sorted(cdir.glob('*.toml')): cfg[_known_section(p.stem, sections, str(p))] = read_toml(p)
     for o in overrides:
-        section, key, value = parse_override(o)
-        cfg.setdefault(section, {})[key] = value
+        name, key, value = parse_override(o)
+        cfg.setdefault(_known_section(name, sections, f"override '{o}'"), {})[key] = value
     return cfg
 
 def section(cfg:dict, name:str, cls):
     "Build the dataclass `cls` from section `name` of a loaded config."
     return build_config(cls, cfg.get(name, {}), f"config section [{name}] (configs/{name}.toml)")
+
 
 # %% ../nbs/00_core.ipynb #e987cd07
 CRITERIA = ('usefulness', 'factuality', 'safety', 'alignment')
@@ -133,18 +166,25 @@ DOMAINS = {  # domain -> the criterion it stresses most
     'cybersecurity':'safety', 'privacy':'safety'}
 
 # %% ../nbs/00_core.ipynb #0f237a95
+def os_reason(e:OSError)->str:
+    "What went wrong in an OSError, in words (e.g. 'No space left on device')."
+    return e.strerror or str(e) or type(e).__name__
+
 @contextmanager
 def atomic_path(path, # final destination of a file or folder
                ):
-    "Yield a temporary path next to `path`; move it into place only on success."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    "Yield a temporary path next to `path`; move it into place only on success (RBError naming `path` if it cannot be)."
+    path = Path(path)
     tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
+    except OSError as e: raise RBError(f"{path}: cannot write: {os_reason(e)}") from e
     finally:
-        if tmp.is_dir(): import shutil; shutil.rmtree(tmp, ignore_errors=True)
+        if tmp.is_dir(): shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists(): tmp.unlink()
+
 
 # %% ../nbs/00_core.ipynb #e113f971
 def json_ready(obj):
@@ -208,20 +248,49 @@ def table_sha256(df,          # a pandas DataFrame
     cols = sorted(df.columns) if cols is None else list(cols)
     return hashlib.sha256(df[cols].to_csv(index=False).encode('utf-8')).hexdigest()
 
+# %% ../nbs/00_core.ipynb #316d116e
+def file_name(name)->str:
+    "A safe file name for `name`: letters, digits, '-', '_' and '.' kept, runs of anything else one '_'; never hidden."
+    return re.sub(r'[^A-Za-z0-9._-]+', '_', str(name)).lstrip('.')[:120] or '_'
+
+def unique_file_names(names,            # the names that each get a file
+                      what:str='names', # what they are, for the error
+                     )->dict:           # name -> file name
+    "{name: file_name(name)}; RBError when two names share a file name."
+    out, seen = {}, {}
+    for n in names:
+        f = out[n] = file_name(n)
+        if seen.setdefault(f.lower(), n) != n:
+            raise RBError(f"{what} {seen[f.lower()]!r} and {n!r} would both be written as '{f}': rename one of them")
+    return out
+
+def check_run_id(run_id:str)->str:
+    "`run_id` when it is a plain folder name; ConfigError otherwise."
+    if not re.fullmatch(r'[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}', run_id):
+        raise ConfigError(f"--run-id {run_id!r}: expected a folder name of letters, digits, '.', '_' and '-', "
+                          "not starting with '.', at most 100 characters")
+    return run_id
+
+
 # %% ../nbs/00_core.ipynb #5370a2e8
+RESERVE, RESERVE_BYTES = '.manifest-reserve', 1 << 20  # space kept free for the last manifest
+
 class Run:
     "A run folder `runs/<id>/` and the manifest that makes it reproducible."
     def __init__(self, root, config:dict, seed:int=0, run_id:str|None=None):
-        self.id = run_id or dt.datetime.now().strftime('%Y%m%d-%H%M%S-') + f'{os.getpid()%10000:04d}'
+        self.id = check_run_id(run_id) if run_id is not None else (
+            dt.datetime.now().strftime('%Y%m%d-%H%M%S-') + f'{os.getpid()%10000:04d}')
         self.dir = Path(root)/self.id
         if self.dir.exists(): raise RBError(f"{self.dir}: run folder exists already; choose another run id")
-        self.dir.mkdir(parents=True)
-        self.config,self.seed,self.inputs,self.timings,self.records = config,seed,{},{},{}
+        self.config,self.seed,self.inputs,self.timings,self.records,self.settings = config,seed,{},{},{},{}
         self.started, self.current = time.time(), None
+        self._open()
 
     def path(self, *parts)->Path:
         "Path of an artifact inside the run folder (parent folders created)."
-        p = self.dir.joinpath(*parts); p.parent.mkdir(parents=True, exist_ok=True)
+        p = self.dir.joinpath(*parts)
+        try: p.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e: raise RBError(f"{p.parent}: cannot create the folder: {os_reason(e)}") from None
         return p
 
     def add_input(self, path):
@@ -229,6 +298,7 @@ class Run:
         path = Path(path)
         for f in sorted(path.rglob('*') if path.is_dir() else [path]):
             if f.is_file(): self.inputs[str(f)] = sha256_file(f)
+
 
 # %% ../nbs/00_core.ipynb #80ba3d11
 @patch
@@ -245,25 +315,54 @@ def record(self:Run, key:str, value:dict):
     "Note facts about how the run went under `key` of the manifest's records (dicts merge)."
     self.records[key] = {**self.records.get(key, {}), **value}
 
+# %% ../nbs/00_core.ipynb #65dfe4be
+@patch
+def _open(self:Run):
+    "Make the folder, set space aside for the last manifest and write the first; on failure leave nothing behind."
+    try: self.dir.mkdir(parents=True)
+    except OSError as e:
+        raise RBError(f"{self.dir.parent}: cannot create the run folder '{self.id}': {os_reason(e)}") from None
+    try:
+        with open(self.dir/RESERVE, 'wb') as f: f.write(bytes(RESERVE_BYTES))
+        self.finish('running')
+    except (OSError, RBError) as e:
+        shutil.rmtree(self.dir, ignore_errors=True)
+        why = os_reason(e) if isinstance(e, OSError) else str(e).split(': ')[-1]
+        raise RBError(f"{self.dir}: cannot start the run: {why}") from None
+
+@patch
+def timestamp(self:Run)->str:
+    "When the run started (ISO 8601, UTC), or `SOURCE_DATE_EPOCH` when set, for artifacts that must carry a date."
+    sde = os.environ.get('SOURCE_DATE_EPOCH')
+    if sde is not None and not sde.isdigit():
+        raise ConfigError(f"SOURCE_DATE_EPOCH = {sde!r}: expected whole seconds since 1970-01-01 UTC")
+    t = int(sde) if sde is not None else int(self.started)
+    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat(timespec='seconds')
+
+
 # %% ../nbs/00_core.ipynb #8ca9ff29
 def _outputs(run:Run)->dict:
+    "sha256 of every file in the run folder but the manifest and the space set aside for it."
     return {str(p.relative_to(run.dir)): sha256_file(p) for p in sorted(run.dir.rglob('*'))
-            if p.is_file() and p.name != 'manifest.json' and not p.name.startswith('.')}
+            if p.is_file() and p.name not in ('manifest.json', RESERVE)}
 
 def manifest(run:Run, status:str='complete', error:str|None=None)->dict:
     "The manifest of `run` as a dict."
     return dict(run_id=run.id, status=status, error=error, stage=run.current, seed=run.seed, config=run.config,
-                code=code_version(), versions=package_versions(), platform=platform.platform(), argv=sys.argv,
-                records=run.records,
+                settings=run.settings, code=code_version(), versions=package_versions(), platform=platform.platform(),
+                argv=sys.argv, records=run.records,
                 started=dt.datetime.fromtimestamp(run.started).isoformat(timespec='seconds'),
                 total_seconds=round(time.time() - run.started, 3), timings=run.timings,
                 inputs=run.inputs, outputs=_outputs(run))
 
+
 # %% ../nbs/00_core.ipynb #bd35618b
 @patch
 def finish(self:Run, status:str='complete', error:str|None=None)->Path:
-    "Write `manifest.json` (atomically) and return its path."
+    "Write `manifest.json` (atomically) and return its path; any status but 'running' frees the space set aside."
+    if status != 'running': (self.dir/RESERVE).unlink(missing_ok=True)
     return write_json(self.dir/'manifest.json', manifest(self, status, error))
+
 
 # %% ../nbs/00_core.ipynb #32624924
 @dataclass
@@ -276,7 +375,44 @@ class Stage:
     run:object               # run(run:Run, cfg, ctx:dict) -> None; reads and fills ctx
     needs:tuple = ()         # names of the stages whose outputs it reads
     add_args:object = None   # add_args(parser): extra CLI options, read from ctx['args']
+    settings:object = None   # settings(cfg, ctx) -> cfg: --quick sizes and CLI options applied, every value checked
+
+    def resolve(self, cfg:dict, ctx:dict):
+        "The settings this stage runs with: its section of `cfg`, then its `settings` function."
+        s = section(cfg, self.section, self.config)
+        return self.settings(s, ctx) if self.settings else s
 
     def __call__(self, run:Run, cfg:dict, ctx:dict):
-        "Run this stage with its section of `cfg`, timed into the manifest."
-        with run.stage(self.name): return self.run(run, section(cfg, self.section, self.config), ctx)
+        "Run this stage with its resolved settings, timed into the manifest, which records them."
+        with run.stage(self.name):
+            s = self.resolve(cfg, ctx)
+            run.settings[self.section] = asdict(s)
+            return self.run(run, s, ctx)
+
+
+# %% ../nbs/00_core.ipynb #2dfc6542
+def quick_sizes(cfg,          # a stage's settings (a dataclass)
+                sizes:dict,   # key -> toy value, or a function of the configured value (e.g. `lambda v: min(v, 128)`)
+                ctx:dict,     # the run's context: 'quick', and 'explicit' {section: keys set with --set}
+                section:str,  # the stage's config section
+               ):
+    "`cfg` at the toy `sizes` when the run is --quick, except the keys the user set on the command line."
+    if not ctx.get('quick'): return cfg
+    mine = ctx.get('explicit', {}).get(section, ())
+    return dataclasses.replace(cfg, **{k: v(getattr(cfg, k)) if callable(v) else v
+                                       for k, v in sizes.items() if k not in mine})
+
+
+# %% ../nbs/00_core.ipynb #2ccee381
+def figure_html(fig,                      # a plotly figure
+                name:str,                 # its name on the page: the div id is `file_name(name)`
+                full_html:bool=False,     # a whole page, or a div to put in one
+                include_plotlyjs=False,   # True: plotly.js inside; False: the page loads it once; a path: a script src
+               )->str:
+    "The figure as HTML with a fixed div id, so the same figure always gives the same bytes."
+    return fig.to_html(full_html=full_html, include_plotlyjs=include_plotlyjs, div_id=file_name(name))
+
+def write_figure(path, fig, include_plotlyjs=True)->Path:
+    "Write `fig` as a standalone HTML page at `path` (atomically), its div named after the file."
+    return write_text(path, figure_html(fig, Path(path).stem, True, include_plotlyjs))
+

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import rewardbench_nb
 from .core import (RBError, DataError, ConfigError, CRITERIA, DOMAINS, Stage, Run,
-                                 atomic_path)
+                                 atomic_path, decode_utf8)
 from .simulation import Campaign, simulate
 
 # %% auto #0
@@ -216,6 +216,19 @@ def _preference_problems(clean:dict, ok)->list:
             for i in np.flatnonzero(ok & ~same & ~wa & ~wb & ~tie)]
     return out
 
+def _repeated_preferences(clean:dict, ok, unit:str, lines)->list:
+    "Problems of preferences whose annotator compared the same two items (in either order) in an earlier row."
+    pos = np.flatnonzero(ok)
+    a, b = (np.asarray(clean[c], dtype=object)[pos].astype(str) for c in ('item_a', 'item_b'))
+    pair = {'annotator': np.asarray(clean['annotator'], dtype=object)[pos], 'lo': np.where(a <= b, a, b),
+            'hi': np.where(a <= b, b, a)}
+    key = _row_keys(pair, list(pair), np.arange(len(pos)))
+    dup = pd.Series(key).duplicated(keep='first').to_numpy()
+    first = pd.Series(pos).groupby(key, sort=False).transform('first').to_numpy()
+    return [(p, 'annotator', f"annotator {str(clean['annotator'][p])!r} compared {str(a[j])!r} and {str(b[j])!r} already at "
+                             f"{unit} {lines[f]}: a repeated preference would count twice")
+            for j, p, f in zip(np.flatnonzero(dup), pos[dup], first[dup])]
+
 def _known_problems(clean:dict, ok, cols, known_items)->list:
     "Problems of rows whose `cols` name an item that is not among `known_items`."
     known = pd.Index(pd.unique(np.asarray([str(x) for x in known_items], dtype=object)))
@@ -225,6 +238,7 @@ def _known_problems(clean:dict, ok, cols, known_items)->list:
         out += [(i, col, f"unknown item {v[i]!r} (not among the {len(known)} known items)")
                 for i in np.flatnonzero(ok & (known.get_indexer(v) < 0))]
     return out
+
 
 # %% ../nbs/01_data.ipynb #23873e89
 def _n_texts(v)->int: return len(v) if isinstance(v, list) else 0
@@ -275,12 +289,15 @@ def _row_problems(clean:dict, ok, kind:str, known_items, unit:str, lines)->list:
     has = lambda *cols: all(c in clean for c in cols)
     probs = _duplicates(clean, UNIQUE[kind], ok, unit, lines) if kind in UNIQUE and has(*UNIQUE.get(kind, ())) else []
     if kind == 'preferences' and has('item_a', 'item_b', 'winner'): probs += _preference_problems(clean, ok)
+    if kind == 'preferences' and has('item_a', 'item_b', 'annotator'):
+        probs += _repeated_preferences(clean, ok, unit, lines)
     if kind == 'pairs' and has('chosen', 'rejected'): probs += _variant_problems(clean, ok, unit, lines)
     if known_items is not None:
         cols = [c for c in {'preferences': ('item_a', 'item_b'), 'ratings': ('item',)}.get(kind, ()) if c in clean]
         if not cols: raise RBError("known_items applies to the item columns of preferences and ratings only")
         probs += _known_problems(clean, ok, cols, known_items)
     return probs
+
 
 # %% ../nbs/01_data.ipynb #13ab0f38
 def find_problems(df:pd.DataFrame,   # the table to check
@@ -417,14 +434,6 @@ def _read_bytes(path:Path)->bytes:
     try: return gzip.decompress(data)
     except (OSError, EOFError) as e: raise DataError(f"not a readable gzip file ({e})", path) from None
 
-def _decode(data:bytes, path, offset:int=0, line:int|None=None)->str:
-    "UTF-8 text of `data`, or `DataError` at the line and byte offset of the first bad byte."
-    try: return data.decode('utf-8').removeprefix('\ufeff')
-    except UnicodeDecodeError as e:
-        ln = line if line is not None else data.count(b'\n', 0, e.start) + 1
-        raise DataError(f"not UTF-8: byte 0x{data[e.start]:02x} at byte offset {offset + e.start}; "
-                        "save the file as UTF-8", path, ln) from None
-
 # %% ../nbs/01_data.ipynb #fb2e45cb
 def _bad_line(strict:bool, path, line:int, reason:str, raw:str, field:str|None=None):
     if strict: raise DataError(reason, path, line, field)
@@ -432,7 +441,7 @@ def _bad_line(strict:bool, path, line:int, reason:str, raw:str, field:str|None=N
 
 def _jsonl_row(raw:bytes, path, line:int, offset:int):
     "One parsed JSONL line, or raise `DataError`."
-    text = _decode(raw, path, offset, line)
+    text = decode_utf8(raw, path, offset, line)
     try: rec = json.loads(text)
     except json.JSONDecodeError as e:
         raise DataError(f"not valid JSON: {e.msg} at column {e.colno}", path, line) from None
@@ -481,7 +490,7 @@ def _json_records(text:str, path):
 # %% ../nbs/01_data.ipynb #74d99ca2
 def _read_json(path:Path, strict:bool=True):
     "(rows DataFrame, line of each row, unreadable rows) of a JSON array file."
-    recs, starts = _json_records(_decode(_read_bytes(path), path), path)
+    recs, starts = _json_records(decode_utf8(_read_bytes(path), path), path)
     bad = [_bad_line(strict, path, ln, f"expected a JSON object, got {type(r).__name__}", json.dumps(r))
            for r, ln in zip(recs, starts) if not isinstance(r, dict)]
     ok = [(r, ln) for r, ln in zip(recs, starts) if isinstance(r, dict)]
@@ -491,7 +500,7 @@ def _read_json(path:Path, strict:bool=True):
 def _read_csv(path:Path, strict:bool=True):
     "(rows DataFrame, line of each row, unreadable lines) of a CSV file with a header row."
     csv.field_size_limit(1 << 30)
-    reader = csv.reader(io.StringIO(_decode(_read_bytes(path), path), newline=''))
+    reader = csv.reader(io.StringIO(decode_utf8(_read_bytes(path), path), newline=''))
     try:
         header = next(reader, None)
         if not header: raise DataError("empty file: expected a header row of column names", path, 1)
