@@ -623,7 +623,7 @@ def _stage_ratings(run:Run, ctx:dict)->pd.DataFrame:
 
 def report_html(*reports:AgreementReport)->str:
     "A self-contained HTML page with each report's table (alpha, kappa, CIs, bands) and forest plot."
-    parts = [f"<h2>{r.title}</h2>{r._repr_html_()}" + r.figure().to_html(full_html=False, include_plotlyjs=i == 0)
+    parts = [f"<h2>{r.title}</h2>{r._repr_html_()}" + figure_html(r.figure(), f'agreement-{i}', include_plotlyjs=i == 0)
              for i, r in enumerate(reports)]
     head = "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Agreement</title></head><body>"
     return head + ''.join(parts) + "</body></html>"

@@ -6,7 +6,7 @@ Docs: https://rewardbench-nb.github.io/rewardbench_nb/calibration.html.md"""
 
 # %% ../nbs/06_calibration.ipynb #b1d5e525
 from __future__ import annotations
-import math
+import dataclasses, math
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -18,14 +18,15 @@ from scipy.special import expit, log_expit
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import brier_score_loss, log_loss
 from .core import *
+from .precision import PRECISIONS
 from .reward_model import RewardModel
 from .data import load_pairs, pair_file, pair_set, read_table, row_splits
 
 # %% auto #0
 __all__ = ['METHODS', 'STAGE', 'number_array', 'check_margins', 'check_labels', 'check_probs', 'flip_pairs', 'pref_prob',
            'fit_temperature', 'fit_isotonic', 'reliability_bins', 'ece', 'mce', 'brier', 'nll', 'calibration_metrics',
-           'CalibrationReport', 'domain_table', 'calibrate', 'reliability_diagram', 'CalibrationConfig', 'add_args',
-           'run_calibration']
+           'CalibrationReport', 'domain_table', 'calibrate', 'reliability_diagram', 'CalibrationConfig',
+           'calibration_settings', 'add_args', 'run_calibration']
 
 # %% ../nbs/06_calibration.ipynb #935430dc
 def number_array(values, field:str)->np.ndarray:
@@ -284,6 +285,20 @@ class CalibrationConfig:
     max_pairs:int = 0                 # at most this many pairs per split and set, seeded sample (0 = all)
     quick_pairs:int = 32              # pairs per split and set under --quick
     batch_size:int = 32               # inputs per forward pass when scoring
+    dtype:str = 'auto'                # precision of a --calib-model ('auto', 'float32', 'bfloat16', 'int8'); train-rm's
+                                      # model comes in the reward_model section's precision
+
+# %% ../nbs/06_calibration.ipynb #7e03af8e
+def calibration_settings(cfg:CalibrationConfig, ctx:dict)->CalibrationConfig:
+    "The settings the stage runs with: `quick_pairs` pairs per table under --quick (unless set), every value checked."
+    cfg = quick_sizes(cfg, dict(max_pairs=lambda v: cfg.quick_pairs), ctx, 'calibration')
+    bad = lambda k, want: ConfigError(f"calibration.{k} = {getattr(cfg, k)!r}: expected {want}")
+    for k in ('n_bins', 'quick_pairs', 'batch_size'):
+        if getattr(cfg, k) < 1: raise bad(k, 'a positive integer')
+    if cfg.max_pairs < 0: raise bad('max_pairs', 'an integer >= 0 (0 = all)')
+    if cfg.dtype not in PRECISIONS: raise bad('dtype', ' or '.join(map(repr, PRECISIONS)))
+    return cfg
+
 
 # %% ../nbs/06_calibration.ipynb #cc86771d
 def add_args(parser):
@@ -295,11 +310,11 @@ def add_args(parser):
                              'split by its `split` column or by prompt hash')
 
 # %% ../nbs/06_calibration.ipynb #7834795b
-def _stage_model(ctx:dict):
+def _stage_model(cfg:CalibrationConfig, ctx:dict):
     "(reward model, its folder or None) from --calib-model or ctx['reward_model']."
     f = getattr(ctx.get('args'), 'calib_model', None)
     if f:
-        return RewardModel.load(f), Path(f)
+        return RewardModel.load(f, dtype=cfg.dtype), Path(f)
     if ctx.get('reward_model') is None:
         raise RBError("calibrate: no reward model: run train-rm first (rbnb run), or pass --calib-model DIR")
     return ctx['reward_model'], None
@@ -316,8 +331,7 @@ def _sample(df:pd.DataFrame, n:int, seed:int)->pd.DataFrame:
 # %% ../nbs/06_calibration.ipynb #b715bf31
 def _stage_tables(cfg:CalibrationConfig, ctx:dict)->tuple:
     "(fit, test, {transfer set: table}, input files) for the stage."
-    f, n, seed = (getattr(ctx.get('args'), 'calib_pairs', None),
-                  cfg.quick_pairs if ctx.get('quick') else cfg.max_pairs, ctx.get('seed', 0))
+    f, n, seed = getattr(ctx.get('args'), 'calib_pairs', None), cfg.max_pairs, ctx.get('seed', 0)
     df, src = (read_table(f, 'pairs'), Path(f)) if f else _pair_set(cfg.dataset, ctx)
     split = row_splits(df)
     fit, test = (_sample(df[split == s], n, seed) for s in (cfg.fit_split, cfg.test_split))
@@ -345,7 +359,7 @@ def _write_artifacts(run:Run, rep:CalibrationReport, pairs:pd.DataFrame):
 # %% ../nbs/06_calibration.ipynb #a7ba8355
 def run_calibration(run:Run, cfg:CalibrationConfig, ctx:dict):
     "Stage `calibrate`: fit on validation margins, measure on test and transfer sets, write calibration/."
-    rm, model_dir = _stage_model(ctx)
+    rm, model_dir = _stage_model(cfg, ctx)
     fit, test, transfer, inputs = _stage_tables(cfg, ctx)
     for p in inputs + ([model_dir] if model_dir else []): run.add_input(p)
     parts = [fit.assign(set=cfg.dataset, role='fit'), test.assign(set=cfg.dataset, role='test'),
@@ -365,4 +379,5 @@ def run_calibration(run:Run, cfg:CalibrationConfig, ctx:dict):
 # %% ../nbs/06_calibration.ipynb #ab7c39aa
 STAGE = Stage('calibrate', 'Fit temperature / isotonic calibration on validation margins; '
                            'ECE, MCE, Brier, NLL, reliability diagram.',
-              'calibration', CalibrationConfig, run_calibration, needs=('train-rm',), add_args=add_args)
+              'calibration', CalibrationConfig, run_calibration, needs=('train-rm',), add_args=add_args,
+              settings=calibration_settings)

@@ -199,11 +199,13 @@ def make_parser(stages:dict)->argparse.ArgumentParser:
     for s in stages.values():
         if s.add_args: s.add_args(r.add_argument_group(f'{s.name} options'))
     for s in stages.values():
-        sp = sub.add_parser(s.name, help=s.help,
+        sp = sub.add_parser(s.name, help=s.help, conflict_handler='resolve',
                             description=s.help + (f" Runs first: {', '.join(s.needs)}." if s.needs else ''))
         _common(sp)
-        if s.add_args: s.add_args(sp)
+        for n in stage_plan(stages, [s.name]):  # the options of the stages it runs first too, e.g. --quarantine
+            if stages[n].add_args: stages[n].add_args(sp if n == s.name else sp.add_argument_group(f'{n} options'))
     return p
+
 
 # %% ../nbs/90_cli.ipynb #a0ece54b
 def _show_warning(message, category, filename, lineno, file=None, line=None):

@@ -167,8 +167,9 @@ DOMAINS = {  # domain -> the criterion it stresses most
 
 # %% ../nbs/00_core.ipynb #0f237a95
 def os_reason(e:OSError)->str:
-    "What went wrong in an OSError, in words (e.g. 'No space left on device')."
-    return e.strerror or str(e) or type(e).__name__
+    "What went wrong in an OSError, in words (e.g. 'No space left on device'), also when a library wrapped it."
+    code = e.errno or next(map(int, re.findall(r'\[errno (\d+)\]', str(e), re.I)), None)
+    return os.strerror(code) if code else e.strerror or str(e) or type(e).__name__
 
 @contextmanager
 def atomic_path(path, # final destination of a file or folder

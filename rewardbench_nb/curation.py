@@ -856,8 +856,7 @@ def _inputs(run:Run, ctx:dict)->tuple[pd.DataFrame, dict]:
 def run_curation(run:Run, cfg:CurationConfig, ctx:dict):
     "Stage function: curate the prompts, write artifacts under `curation/`, fill ctx."
     prompts, extra = _inputs(run, ctx)
-    stamp = dt.datetime.fromtimestamp(run.started, dt.timezone.utc).isoformat(timespec='seconds')
-    cur = curate(prompts, cfg, seed=ctx.get('seed', 0), timestamp=stamp, **extra)
+    cur = curate(prompts, cfg, seed=ctx.get('seed', 0), timestamp=run.timestamp(), **extra)
     cur.write(run.path('curation'))
     ctx.update(curated=cur.curated, splits=cur.splits, curation=cur, audit=cur.audit)
     return cur

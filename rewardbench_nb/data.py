@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 import rewardbench_nb
 from .core import (RBError, DataError, ConfigError, CRITERIA, DOMAINS, Stage, Run,
-                                 atomic_path, decode_utf8)
+                                 atomic_path, decode_utf8, quick_sizes)
 from .simulation import Campaign, simulate
 
 # %% auto #0
@@ -23,7 +23,7 @@ __all__ = ['SCHEMAS', 'UNIQUE', 'RATING_SCALES', 'PARSERS', 'QCOLS', 'READERS', 
            'DataWarning', 'quarantined', 'validate', 'validate_prompts', 'validate_ratings', 'validate_preferences',
            'validate_pairs', 'jsonl_records', 'read_table', 'list_pairs', 'pair_file', 'split_dialogue', 'split_of',
            'row_splits', 'load_pairs', 'pair_set', 'pairs_summary', 'load_ratings', 'load_reliability',
-           'load_rewardbench_results', 'simulate_campaign', 'DataConfig', 'add_data_args', 'run_data']
+           'load_rewardbench_results', 'simulate_campaign', 'DataConfig', 'add_data_args', 'data_settings', 'run_data']
 
 # %% ../nbs/01_data.ipynb #786773e9
 def data_dir()->Path:
@@ -842,6 +842,19 @@ def add_data_args(parser:argparse.ArgumentParser):
     parser.add_argument('--quarantine', action='store_true',
                         help='set bad rows of those files aside (in the run folder) instead of stopping')
 
+# %% ../nbs/01_data.ipynb #d073929e
+def data_settings(cfg:DataConfig, ctx:dict)->DataConfig:
+    "The settings the stage runs with: `quick_prompts` prompts under --quick (unless set), every value checked."
+    cfg = quick_sizes(cfg, dict(n_prompts=lambda v: cfg.quick_prompts), ctx, 'data')
+    bad = lambda k, want: ConfigError(f"data.{k} = {getattr(cfg, k)!r}: expected {want}")
+    for k in ('n_prompts', 'quick_prompts'):
+        if getattr(cfg, k) < 2: raise bad(k, 'an integer >= 2')
+    if not 0 <= cfg.agreement <= 1: raise bad('agreement', 'a number in [0, 1]')
+    unknown = [n for n in cfg.pair_sets if n not in PAIR_FILES]
+    if unknown: raise bad('pair_sets', f"known pair sets; '{unknown[0]}' is not one ({', '.join(PAIR_FILES)})")
+    return cfg
+
+
 # %% ../nbs/01_data.ipynb #aab6f580
 def _write_parquet(df:pd.DataFrame, path)->Path:
     "Write `df` to `path` as Parquet, atomically."
@@ -850,9 +863,6 @@ def _write_parquet(df:pd.DataFrame, path)->Path:
 
 def _load_pair_sets(run:Run, names:list)->dict:
     "Load `names`, record their files as inputs, write the summary and each set as Parquet."
-    for n in names:
-        if n not in PAIR_FILES: raise ConfigError(f"config section [data]: unknown pair set '{n}' in pair_sets "
-                                                  f"(expected some of: {', '.join(PAIR_FILES)})")
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', DataWarning)  # the summary and the quarantine files report them
         pairs = {n: load_pairs(n) for n in names}
@@ -880,8 +890,7 @@ def _simulated_campaign(cfg:DataConfig, ctx:dict):
     if cfg.rating_scale != '1-5':
         raise ConfigError(f"data.rating_scale = {cfg.rating_scale!r} describes a ratings file, but the simulated "
                           "campaign rates on 1-5: pass --ratings FILE, or leave data.rating_scale at 1-5")
-    n = cfg.quick_prompts if ctx.get('quick', False) else cfg.n_prompts
-    sim = simulate_campaign(n_prompts=n, seed=ctx.get('seed', 0), agreement=cfg.agreement)
+    sim = simulate_campaign(n_prompts=cfg.n_prompts, seed=ctx.get('seed', 0), agreement=cfg.agreement)
     return sim, {k: getattr(sim, k) for k in ('prompts', 'ratings', 'preferences')}
 
 # %% ../nbs/01_data.ipynb #a2a44f60
@@ -901,4 +910,4 @@ def run_data(run:Run, cfg:DataConfig, ctx:dict):
         if isinstance(df, pd.DataFrame): _write_parquet(df, run.path('data', 'campaign', f'{kind}.parquet'))
 
 STAGE = Stage('data', 'Load the shipped data sets and the annotation campaign (simulated unless files are given).',
-              'data', DataConfig, run_data, add_args=add_data_args)
+              'data', DataConfig, run_data, add_args=add_data_args, settings=data_settings)

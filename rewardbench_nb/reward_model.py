@@ -1,4 +1,4 @@
-"""A reward model scores a (prompt, response) pair with one number. Load and save one, encode pairs so the response survives truncation, and score fast, in the precision this machine runs best, with scores that do not depend on batch size or input order.
+"""A reward model scores a (prompt, response) pair with one number. Load and save one, encode pairs so the response survives truncation, and score fast, in the precision this machine runs best, with scores that do not depend on batch size or input order (to rounding in float32; bf16 moves them by about 1e-4).
 
 Docs: https://rewardbench-nb.github.io/rewardbench_nb/reward_model.html.md"""
 

@@ -12,15 +12,16 @@ from dataclasses import dataclass, field
 import numpy as np, pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
-from .core import CRITERIA, ConfigError, DataError, Run, Stage, atomic_path, write_json
+from .core import (CRITERIA, ConfigError, DataError, Run, Stage, atomic_path, write_json,
+                                 quick_sizes)
 from .data import RATING_SCALES, check_scale, find_problems, read_table, validate
 from .stats import corr_cis
 
 # %% auto #0
 __all__ = ['DEFAULT_WEIGHTS', 'RECOVERY_ALPHAS', 'STAGE', 'likert_to_unit', 'check_weights', 'normalise_weights',
            'criterion_scores', 'borda_table', 'borda_scores', 'check_alpha', 'final_score', 'rank_items', 'Scores',
-           'score_items', 'rescore', 'scoring_widget', 'recovery', 'plot_recovery', 'ScoringConfig', 'add_scoring_args',
-           'run_scoring']
+           'score_items', 'rescore', 'scoring_widget', 'recovery', 'plot_recovery', 'ScoringConfig', 'scoring_settings',
+           'add_scoring_args', 'run_scoring']
 
 # %% ../nbs/04_scoring.ipynb #764ce5d4
 def _to_unit(x, scale:str)->np.ndarray:
@@ -439,6 +440,17 @@ class ScoringConfig:
         "The four weights as a checked dict."
         return check_weights({c: getattr(self, f'w_{c}') for c in CRITERIA})
 
+# %% ../nbs/04_scoring.ipynb #42b18370
+def scoring_settings(cfg:ScoringConfig, ctx:dict)->ScoringConfig:
+    "The settings the stage runs with: 200 recovery resamples under --quick (unless set), every value checked."
+    cfg = quick_sizes(cfg, dict(n_boot=200), ctx, 'scoring')
+    cfg.weights, check_alpha(cfg.alpha)
+    if isinstance(cfg.n_boot, bool) or cfg.n_boot < 1:
+        raise ConfigError(f"scoring.n_boot = {cfg.n_boot!r}: expected a positive integer")
+    if not cfg.tie_tol >= 0: raise ConfigError(f"scoring.tie_tol = {cfg.tie_tol!r}: expected a number >= 0")
+    return cfg
+
+
 # %% ../nbs/04_scoring.ipynb #ea48ccb3
 def add_scoring_args(parser):
     "CLI options of the scoring stage: the user's ratings and preferences files."
@@ -483,8 +495,7 @@ def run_scoring(run:Run, cfg:ScoringConfig, ctx:dict):
                    tie_breaks=scores.table.tie_break.value_counts().to_dict())
     camp = ctx.get('campaign')
     if camp is not None and getattr(camp, 'truth', None) is not None:
-        n_boot = 200 if ctx.get('quick') else cfg.n_boot
-        rec = recovery(camp, alphas=sorted({*RECOVERY_ALPHAS, cfg.alpha}), n_boot=n_boot, seed=seed, scores=scores)
+        rec = recovery(camp, alphas=sorted({*RECOVERY_ALPHAS, cfg.alpha}), n_boot=cfg.n_boot, seed=seed, scores=scores)
         with atomic_path(run.path('scoring', 'recovery.csv')) as tmp: rec.to_csv(tmp, index=False)
         summary['recovery_at_alpha'] = rec[np.isclose(rec.alpha, cfg.alpha)].set_index('method').estimate.to_dict()
         sp = rec[rec.method == 'spearman'].set_index('alpha').estimate
@@ -493,4 +504,5 @@ def run_scoring(run:Run, cfg:ScoringConfig, ctx:dict):
     ctx['scores'] = scores.table
 
 STAGE = Stage('score', 'Weighted criterion score + normalised Borda from pairwise preferences, blended and ranked.',
-              'scoring', ScoringConfig, run_scoring, needs=('data',), add_args=add_scoring_args)
+              'scoring', ScoringConfig, run_scoring, needs=('data',), add_args=add_scoring_args,
+              settings=scoring_settings)

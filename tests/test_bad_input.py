@@ -275,3 +275,168 @@ def test_unknown_scale_and_empty_table():
         validate(pd.DataFrame(dict(item=['p'], annotator=['a'], criterion=['safety'], likert=[3])), 'ratings', scale='1-10')
     with pytest.raises(DataError, match=r"no rows: expected a ratings table \(item, annotator, criterion, likert\)"):
         validate(pd.DataFrame(columns=['item', 'annotator', 'criterion', 'likert']), 'ratings', empty_ok=False)
+
+def test_repeated_preference_row(tmp_path):
+    "The same annotator comparing the same two items twice (either order) would count twice in the Borda score."
+    write(tmp_path/'prefs.csv', 'item_a,item_b,annotator,winner\nr1,r2,a1,r2\nr1,r3,a1,r1\nr2,r1,a1,r2\n')
+    expect(tmp_path/'prefs.csv', 'preferences', r"prefs.csv:4: field 'annotator': annotator 'a1' compared 'r2' and "
+                                                  r"'r1' already at line 2: a repeated preference would count twice$")
+
+# ---- the command line: every mistake one line `rbnb: error: ...`, before any work where it can be, and never a
+# run folder without a manifest or a half-written artifact
+import contextlib, io, os, resource, shutil, signal, subprocess, sys
+from rewardbench_nb.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+def rbnb_in_process(*argv)->tuple:
+    "(exit code, stderr lines) of `rbnb argv` run in this process."
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), warnings.catch_warnings():
+        warnings.simplefilter('always')
+        code = main([str(a) for a in argv])
+    return code, err.getvalue().splitlines()
+
+def one_line(code:int, lines:list)->str:
+    "The error line of a failed command: exit 2, no traceback, exactly one `rbnb: error:` line."
+    assert code == 2 and not any('Traceback' in l for l in lines), lines
+    errors = [l for l in lines if l.startswith('rbnb: error: ')]
+    assert len(errors) == 1, lines
+    return errors[0].removeprefix('rbnb: error: ')
+
+def campaign_files(tmp_path, repeat:bool)->tuple:
+    "Ratings of three items by three annotators, and preferences among them (one row repeated when `repeat`)."
+    rows = [f'p{i},a{j},{c},{1 + (i + j) % 5}' for i in range(1, 4) for j in range(1, 4) for c in
+            ('usefulness', 'factuality', 'safety', 'alignment')]
+    prefs = ['p1,p2,a1,p1', 'p2,p3,a1,p2', 'p1,p3,a2,p3', 'p2,p3,a2,p3', 'p1,p2,a3,p2']
+    if repeat: prefs.insert(3, 'p3,p1,a2,p3')   # a2 compared p1 and p3 at line 4 already
+    r = write(tmp_path/'ratings.csv', RATINGS_HEAD + '\n'.join(rows) + '\n')
+    p = write(tmp_path/'prefs.csv', 'item_a,item_b,annotator,winner\n' + '\n'.join(prefs) + '\n')
+    return r, p
+
+def test_cli_repeated_preference_is_one_line_and_no_scores(tmp_path):
+    r, p = campaign_files(tmp_path, repeat=True)
+    msg = one_line(*rbnb_in_process('score', '--quick', '--quiet', '--ratings', r, '--preferences', p,
+                                    '--runs-dir', tmp_path/'runs', '--run-id', 'x'))
+    assert msg == (f"{p}:5: field 'annotator': annotator 'a2' compared 'p3' and 'p1' already at line 4: "
+                   "a repeated preference would count twice"), msg
+    m = json.loads((tmp_path/'runs'/'x'/'manifest.json').read_text())
+    assert (m['status'], m['stage']) == ('failed', 'data') and not (tmp_path/'runs'/'x'/'scoring').exists()
+
+def test_cli_quarantined_repeat_leaves_the_scores_of_the_clean_file(tmp_path):
+    "--quarantine sets the repeated row aside with its line; the scores are those of the file without it."
+    clean, dirty = tmp_path/'clean', tmp_path/'dirty'
+    for d, rep in ((clean, False), (dirty, True)): d.mkdir(); campaign_files(d, rep)
+    for d in (clean, dirty):
+        code, lines = rbnb_in_process('score', '--quick', '--quiet', '--quarantine', '--ratings', d/'ratings.csv',
+                                      '--preferences', d/'prefs.csv', '--runs-dir', d/'runs', '--run-id', 'x')
+        assert code == 0, lines
+    q = pd.read_csv(dirty/'runs'/'x'/'data'/'preferences.quarantine.csv')
+    assert q.line.tolist() == [5] and 'already at line 4' in q.reason[0]
+    scores = [pd.read_csv(d/'runs'/'x'/'scoring'/'scores.csv') for d in (clean, dirty)]
+    pd.testing.assert_frame_equal(*scores)
+
+def test_cli_unknown_config_section(tmp_path):
+    msg = one_line(*rbnb_in_process('curate', '--set', 'scorng.alpha=1.5', '--runs-dir', tmp_path))
+    assert msg == ("override 'scorng.alpha=1.5': unknown config section 'scorng' (expected one of: agreement, "
+                   "calibration, curation, data, evaluation, gamma, policy, reward_model, rlhf, run, scoring)"), msg
+    assert list(tmp_path.iterdir()) == []
+
+def test_cli_stray_config_file(tmp_path):
+    cfg = tmp_path/'configs'; shutil.copytree(ROOT/'configs', cfg); write(cfg/'scorng.toml', 'alpha = 1.5\n')
+    msg = one_line(*rbnb_in_process('curate', '--config-dir', cfg, '--runs-dir', tmp_path/'runs'))
+    assert msg.startswith(f"{cfg/'scorng.toml'}: unknown config section 'scorng' (expected one of: agreement,"), msg
+    assert not (tmp_path/'runs').exists()
+
+def test_cli_config_file_not_utf8(tmp_path):
+    cfg = tmp_path/'configs'; shutil.copytree(ROOT/'configs', cfg)
+    (cfg/'curation.toml').write_bytes(b'# r\xe9glages\nthreshold = 0.8\n')
+    msg = one_line(*rbnb_in_process('curate', '--config-dir', cfg, '--runs-dir', tmp_path/'runs'))
+    assert msg == f"{cfg/'curation.toml'}:1: not UTF-8: byte 0xe9 at byte offset 3; save the file as UTF-8", msg
+    assert not (tmp_path/'runs').exists()
+
+@pytest.mark.parametrize('seed', ['-5', '4294967296'])
+def test_cli_seed_out_of_range(tmp_path, seed):
+    msg = one_line(*rbnb_in_process('curate', '--seed', seed, '--runs-dir', tmp_path))
+    assert msg == f"run.seed = {seed}: expected an integer from 0 to 4294967295 (--seed or configs/run.toml)", msg
+    assert list(tmp_path.iterdir()) == []
+
+@pytest.mark.parametrize('run_id', ['../x', '.x', 'a/b'])
+def test_cli_run_id_stays_inside_the_runs_folder(tmp_path, run_id):
+    runs = tmp_path/'runs'; runs.mkdir()
+    msg = one_line(*rbnb_in_process('curate', '--run-id', run_id, '--runs-dir', runs))
+    assert msg == (f"--run-id {run_id!r}: expected a folder name of letters, digits, '.', '_' and '-', not starting "
+                   "with '.', at most 100 characters"), msg
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['runs'] and list(runs.iterdir()) == []
+
+def test_cli_set_of_a_section_no_stage_reads_is_reported(tmp_path):
+    code, lines = rbnb_in_process('agree', '--quick', '--quiet', '--set', 'rlhf.batch_size=8', '--runs-dir', tmp_path)
+    assert code == 0, lines
+    assert ('rbnb: warning: --set rlhf.batch_size=8: no stage of this command reads [rlhf]; the value is not used'
+            in lines), lines
+
+def test_cli_quick_keeps_values_given_with_set_and_records_what_ran(tmp_path):
+    for rid, extra in (('toy', ()), ('mine', ('--set', 'scoring.n_boot=50'))):
+        code, lines = rbnb_in_process('score', '--quick', '--quiet', *extra, '--runs-dir', tmp_path, '--run-id', rid)
+        assert code == 0, lines
+    toy, mine = (json.loads((tmp_path/r/'manifest.json').read_text()) for r in ('toy', 'mine'))
+    assert (toy['settings']['scoring']['n_boot'], toy['config']['scoring']['n_boot']) == (200, 1000)  # configs/: 1000
+    assert (mine['settings']['scoring']['n_boot'], mine['config']['scoring']['n_boot']) == (50, 50)
+    assert mine['settings']['data']['n_prompts'] == 1500
+
+def test_cli_dtype_sets_every_stage_that_has_one(tmp_path):
+    code, lines = rbnb_in_process('policy', '--quick', '--quiet', '--dtype', 'float32', '--runs-dir', tmp_path,
+                                  '--run-id', 'x')
+    assert code == 0, lines
+    m = json.loads((tmp_path/'x'/'manifest.json').read_text())
+    assert m['settings']['policy']['dtype'] == 'float32' and m['config']['policy']['dtype'] == 'float32'
+
+# ---- the file system says no: unwritable folders, a full disk, a file-size limit
+def mounted_tmpfs(path:Path, options:str):
+    "Mount a tmpfs at `path` (root with mount rights only); skip the test otherwise."
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs', str(path)], capture_output=True, text=True)
+    if r.returncode: pytest.skip(f'cannot mount a tmpfs here ({r.stderr.strip() or r.returncode})')
+    stack = contextlib.ExitStack(); stack.callback(subprocess.run, ['umount', '-l', str(path)])
+    return stack
+
+def test_cli_unwritable_runs_dir(tmp_path):
+    ro = tmp_path/'ro'
+    if os.geteuid() == 0: stack = mounted_tmpfs(ro, 'ro,size=1m')
+    else: ro.mkdir(); ro.chmod(0o555); stack = contextlib.ExitStack()
+    with stack:
+        msg = one_line(*rbnb_in_process('curate', '--runs-dir', ro/'runs', '--run-id', 'x'))
+        assert msg.startswith(f"{ro/'runs'}: cannot create the run folder 'x': ") and msg.endswith(
+            ('Read-only file system', 'Permission denied')), msg
+        assert not (ro/'runs').exists()
+
+def test_cli_disk_too_full_to_start(tmp_path):
+    with mounted_tmpfs(tmp_path/'full', 'size=4k'):
+        msg = one_line(*rbnb_in_process('curate', '--runs-dir', tmp_path/'full', '--run-id', 'x'))
+        assert msg == f"{tmp_path/'full'/'x'}: cannot start the run: No space left on device", msg
+        assert list((tmp_path/'full').iterdir()) == []
+
+def test_cli_disk_full_mid_run_keeps_a_failed_manifest(tmp_path):
+    "2 MB: the run starts (1 MB set aside for the last manifest), the first large table does not fit."
+    with mounted_tmpfs(tmp_path/'disk', 'size=2m'):
+        msg = one_line(*rbnb_in_process('curate', '--quick', '--quiet', '--runs-dir', tmp_path/'disk', '--run-id', 'x'))
+        assert msg.endswith(': cannot write: No space left on device') and '/data/pairs/' in msg, msg
+        run = tmp_path/'disk'/'x'
+        m = json.loads((run/'manifest.json').read_text())
+        assert (m['status'], m['stage']) == ('failed', 'data') and 'No space left on device' in m['error']
+        assert not [p for p in run.rglob('*') if p.name.endswith('.tmp')]      # no half-written file
+        assert all((run/f).is_file() for f in m['outputs'])
+
+def test_cli_file_size_limit_mid_run(tmp_path):
+    "The same without root: a 1.1 MB file-size limit (ulimit -f) stops the first large table, never the manifest."
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_100_000, 1_100_000))
+    r = subprocess.run([str(Path(sys.executable).parent/'rbnb'), 'curate', '--quick', '--quiet', '--runs-dir',
+                        str(tmp_path), '--run-id', 'x'], capture_output=True, text=True, preexec_fn=limit, cwd=ROOT,
+                       env={**os.environ, 'HF_HUB_OFFLINE': '1'}, timeout=600)
+    msg = one_line(r.returncode, r.stderr.splitlines())
+    assert msg == f"{tmp_path/'x'/'data'/'pairs'/'hh-rlhf-harmless.parquet'}: cannot write: File too large", msg
+    m = json.loads((tmp_path/'x'/'manifest.json').read_text())
+    assert (m['status'], m['stage']) == ('failed', 'data')
+    assert not (tmp_path/'x'/'data'/'pairs'/'hh-rlhf-harmless.parquet').exists()
