@@ -57,14 +57,15 @@ def run_eval(args:list, runs:Path, run_id:str)->dict:
     wall = time.perf_counter() - t0
     if r.returncode: raise SystemExit(f'rbnb eval failed:\n{r.stderr[-4000:]}')
     out = runs/run_id/'eval'; rep = json.loads((out/'report.json').read_text())
-    stage = json.loads((runs/run_id/'manifest.json').read_text())['timings']['eval']
+    man = json.loads((runs/run_id/'manifest.json').read_text())
     proto = {k: rep['protocol'].get(k) for k in ('max_length', 'dtype', 'batch_size', 'device')}
-    return dict(wall_seconds=round(wall, 2), stage_seconds=stage, split=rep['timings'], protocol=proto,
+    return dict(wall_seconds=round(wall, 2), stage_seconds=man['timings']['eval'],
+                split=man['records']['timings']['eval'], protocol=proto,
                 scoring=next(iter(rep['scoring'].values())), table=pd.read_csv(out/'table.csv').to_dict('records'),
                 dir=str(out))
 
 def _suite(cfg:ev.EvalConfig, quick:bool)->tuple:
-    "(suite with leakage flags, training prompts) as `rbnb eval` builds them on its own."
+    "(suite with leakage flags, training prompts) as `rbnb eval` builds them on its own (`cfg`: its resolved settings)."
     train, _ = ev._train_prompts(cfg, {}, None)
     return ev._stage_suite(cfg, {}, 0, quick, train), train
 
@@ -75,7 +76,7 @@ def from_files(eval_dir:Path, cfg:ev.EvalConfig, quick:bool)->dict:
     t['suite_and_leakage'] = time.perf_counter() - t0
     t0 = time.perf_counter(); ms = [ev.read_scores(f, suite) for f in files]
     t['read_and_check_files'] = time.perf_counter() - t0
-    sizes = (16, 48) if quick else (cfg.shift_prompts, cfg.shift_train_prompts)
+    sizes = (cfg.shift_prompts, cfg.shift_train_prompts)
     t0 = time.perf_counter(); ev.benchmark_shift(suite, train, 0, *sizes, cfg.n_boot)
     t['embeddings_first_pass'] = time.perf_counter() - t0
     t0 = time.perf_counter(); shift = ev.benchmark_shift(suite, train, 0, *sizes, cfg.n_boot)
@@ -157,7 +158,8 @@ def main(argv=None):
             bf16 = ['--model', args.model, '--set', 'evaluation.dtype="bfloat16"', *q]
             e2e['bfloat16'] = run_eval(bf16, runs, 'bf16')
         eval_dir = Path(e2e['float32']['dir'])
-        ff = from_files(eval_dir, section(load_config(ROOT/'configs'), 'evaluation', ev.EvalConfig), args.quick)
+        cfg = ev.eval_settings(section(load_config(ROOT/'configs'), 'evaluation', ev.EvalConfig), {'quick': args.quick})
+        ff = from_files(eval_dir, cfg, args.quick)
         files = [x for f in sorted((eval_dir/'scores').glob('*.jsonl')) for x in ('--scores', str(f))]
         t0 = time.perf_counter(); run_eval([*files, *q], runs, 'files')
         cli_files = round(time.perf_counter() - t0, 2)

@@ -22,22 +22,24 @@ from .stats import boot_counts, corr_cis
 from .calibration import (number_array, calibration_metrics, fit_temperature, flip_pairs, pref_prob,
                                         reliability_bins, reliability_diagram)
 from .curation import near_clusters, holdout_domains, md_table, near_duplicates, normalise_text
+from .precision import PRECISIONS
 from .reward_model import (CPU_MAX_TOKENS, RewardModel, text_list, default_model_path, length_batches,
                                          map_batches, quiet_transformers)
 
 # %% auto #0
 __all__ = ['RB_COUNTS', 'PRIOR_SETS', 'RESULT_META', 'KINDS', 'BENCHMARKS', 'EXAMPLE_COLUMNS', 'SQUALITY_PROMPT', 'OUTCOMES',
-           'SCORE_FIELDS', 'BASELINES', 'JOIN_RULE', 'STAGE', 'accuracy_from_scores', 'section_scores',
-           'best_of_n_credit', 'best_of_n_accuracy', 'rmbench_matrix', 'rmbench_accuracy', 'Benchmark',
-           'examples_frame', 'quiet_pair_set', 'set_examples', 'campaign_examples', 'squality_examples', 'infer_kind',
-           'local_benchmark', 'Suite', 'sample_rows', 'build_suite', 'ModelScores', 'outcomes', 'margins',
-           'length_scores', 'position_scores', 'random_outcomes', 'candidate_inputs', 'score_texts', 'score_suite',
-           'score_records', 'write_scores', 'read_scores', 'Resampler', 'interval', 'aggregate', 'Scoreboard',
-           'paired_p', 'holm', 'fit_rows_temperature', 'benchmark_calibration', 'length_correlation',
-           'margin_histogram', 'human_sets', 'human_correlations', 'leaked_prompts', 'leakage_flags', 'embed_texts',
-           'ShiftScore', 'shift_score', 'benchmark_shift', 'ABPlan', 'best_of_candidates', 'assign_arms', 'ABResult',
-           'ab_test', 'EvalConfig', 'EvalReport', 'check_names', 'evaluate', 'scoreboard_figure', 'shift_figure',
-           'add_args', 'run_eval', 'main']
+           'SCORE_FIELDS', 'HEADER_FIELDS', 'QUICK_SIZES', 'BASELINES', 'JOIN_RULE', 'CLAIMS', 'STAGE',
+           'accuracy_from_scores', 'section_scores', 'best_of_n_credit', 'best_of_n_accuracy', 'rmbench_matrix',
+           'rmbench_accuracy', 'Benchmark', 'examples_frame', 'quiet_pair_set', 'set_examples', 'campaign_examples',
+           'squality_examples', 'infer_kind', 'local_benchmark', 'Suite', 'sample_rows', 'build_suite', 'ModelScores',
+           'outcomes', 'margins', 'length_scores', 'position_scores', 'random_outcomes', 'candidate_inputs',
+           'score_texts', 'score_suite', 'score_records', 'write_scores', 'check_header', 'read_scores', 'Resampler',
+           'interval', 'aggregate', 'Scoreboard', 'paired_p', 'holm', 'fit_rows_temperature', 'benchmark_calibration',
+           'length_correlation', 'margin_histogram', 'human_sets', 'human_correlations', 'leaked_prompts',
+           'leakage_flags', 'embed_texts', 'ShiftScore', 'shift_score', 'benchmark_shift', 'ABPlan',
+           'best_of_candidates', 'assign_arms', 'ABResult', 'ab_test', 'EvalConfig', 'eval_settings', 'EvalReport',
+           'output_names', 'evaluate', 'scoreboard_figure', 'shift_figure', 'add_args', 'ClaimWarning', 'header_claims',
+           'run_eval', 'main']
 
 # %% ../nbs/07_evaluation.ipynb #25247f97
 _PAIR_COLS = ('subset', 'score_chosen', 'score_rejected')
@@ -313,18 +315,25 @@ def infer_kind(df:pd.DataFrame, file=None)->str:
     raise DataError(f"{c.iloc[i]} chosen and {r.iloc[i]} rejected responses: expected 1 and 1 (pairs), 1 and several "
                     "(best-of-n) or k and k style variants in every row (rmbench)", file, i + 1, 'chosen')
 
+# %% ../nbs/07_evaluation.ipynb #483e1c91
 _LOCAL_KEYS = {'name', 'file', 'kind', 'shifted', 'groups', 'note'}
+
+def _check_local(spec)->dict:
+    "`spec` when it is a table with a name and a file (strings) and only known keys; ConfigError otherwise."
+    ok = isinstance(spec, dict) and {'name', 'file'} <= set(spec) and not set(spec) - _LOCAL_KEYS
+    if not ok or not all(isinstance(spec[k], str) and spec[k].strip() for k in ('name', 'file')):
+        raise ConfigError(f"evaluation.local entry {spec!r}: expected a table with keys name and file, both strings "
+                          "(and optionally kind, shifted, groups, note)")
+    return spec
 
 # %% ../nbs/07_evaluation.ipynb #1ebf8af1
 def local_benchmark(spec:dict, # {name, file, and optionally kind, shifted, groups, note}
                    )->tuple:   # (Benchmark, its examples)
     "A benchmark from a local Pairs file (CSV, JSONL, JSON or Parquet) and a few lines of config."
-    if not isinstance(spec, dict) or not {'name', 'file'} <= set(spec) or set(spec) - _LOCAL_KEYS:
-        raise ConfigError(f"evaluation.local entry {spec!r}: expected a table with keys name and file "
-                          "(and optionally kind, shifted, groups, note)")
+    spec = _check_local(spec)
     df = read_table(spec['file'], 'pairs'); seen = infer_kind(df, spec['file'])
     note = spec.get('note', f"local file {Path(spec['file']).name}")
-    b = Benchmark(str(spec['name']), (str(spec['file']),), spec.get('kind') or seen, spec.get('groups'),
+    b = Benchmark(spec['name'], (spec['file'],), spec.get('kind') or seen, spec.get('groups'),
                   shifted=bool(spec.get('shifted', True)), note=note)
     if b.kind != seen and not (b.kind == 'best-of-n' and seen == 'pairs'):
         raise ConfigError(f"evaluation.local {b.name!r}: kind {b.kind!r} does not fit the rows of {spec['file']} "
@@ -566,11 +575,42 @@ _WHAT = {'pairs': 'one per response', 'rmbench': 'one per style: concise, detail
          'best-of-n': 'one per response', 'rated': 'one for the answer, none rejected'}
 
 # %% ../nbs/07_evaluation.ipynb #157a0dc0
+HEADER_FIELDS = ('model', 'model_type', 'sample', 'temperature', 'protocol')  # what a score file's header holds
+
 def _score_records(path:Path)->tuple:
-    "(header or None, [(line, record)]) of a JSONL score file; DataError at a line that is not a JSON object."
+    "((line, header) or None, [(line, record)]) of a JSONL score file; DataError at a line that is not a JSON object."
     recs, _ = jsonl_records(path)
-    head = recs.pop(0)[1] if recs and 'id' not in recs[0][1] and 'model' in recs[0][1] else None
-    return head, recs
+    is_head = bool(recs) and 'id' not in recs[0][1] and bool(set(recs[0][1]) & set(HEADER_FIELDS))
+    return (recs.pop(0) if is_head else None), recs
+
+# %% ../nbs/07_evaluation.ipynb #d5b61c47
+def _got(v)->str:
+    "A JSON value and its type, for an error message: `'false' (a string)`."
+    kind = ('a boolean' if isinstance(v, bool) else 'a number' if _is_num(v)
+            else {str: 'a string', list: 'a list', dict: 'an object'}.get(type(v), type(v).__name__))
+    return 'null' if v is None else f'{v!r:.60} ({kind})'
+
+_HEADER_TYPES = {  # header field -> (is the value right?, what it must be)
+    'model': (lambda v: isinstance(v, str) and bool(v.strip()), 'a non-empty string'),
+    'model_type': (lambda v: isinstance(v, str) and bool(v.strip()), 'a non-empty string'),
+    'sample': (lambda v: isinstance(v, bool), 'true or false'),
+    'temperature': (lambda v: isinstance(v, dict), 'an object {"value": T, "fitted_on": "..."}'),
+    'protocol': (lambda v: isinstance(v, dict), 'an object')}
+
+# %% ../nbs/07_evaluation.ipynb #b0c11bf7
+def check_header(head:dict,  # the first line of a score file (no id)
+                 path,       # the file, for the errors
+                 line:int=1, # the header's line
+                )->dict:
+    "`head` if each field has its type and the temperature is a finite number > 0; DataError naming the field if not."
+    for f, (ok, want) in _HEADER_TYPES.items():
+        if f in head and not ok(head[f]): raise DataError(f"expected {want}, got {_got(head[f])}", path, line, f)
+    t = head.get('temperature', dict(value=1.0))
+    if not (_is_num(t.get('value')) and math.isfinite(t['value']) and t['value'] > 0):
+        raise DataError(f"expected a finite number > 0, got {_got(t.get('value'))}", path, line, 'temperature.value')
+    if not isinstance(t.get('fitted_on', ''), str):
+        raise DataError(f"expected a string, got {_got(t['fitted_on'])}", path, line, 'temperature.fitted_on')
+    return head
 
 # %% ../nbs/07_evaluation.ipynb #42ccda54
 def _bad_number(v)->bool: return isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
@@ -639,6 +679,7 @@ def read_scores(path,              # a JSONL score file (`write_scores`, or any 
     path = Path(path)
     if not path.is_file(): raise DataError("score file not found", path)
     head, recs = _score_records(path)
+    head = check_header(head[1], path, head[0]) if head else {}
     if not recs: raise DataError("no scores: expected one JSON line per example (id, scores_chosen, ...)", path)
     ex, n, seen = suite.examples, len(suite.examples), {}
     index, chosen, rejected = dict(zip(ex['id'], ex.index)), [np.empty(0)] * n, [np.empty(0)] * n
@@ -646,9 +687,8 @@ def read_scores(path,              # a JSONL score file (`write_scores`, or any 
         i = _row_of(rec, path, line, index, ex, seen); kind = ex.at[i, 'kind']
         chosen[i] = _score_values(rec, 'chosen', len(ex.at[i, 'chosen']), kind, path, line)
         rejected[i] = _score_values(rec, 'rejected', len(ex.at[i, 'rejected']), kind, path, line)
-    head = head or {}
     ms = ModelScores(name or head.get('model') or path.stem, chosen, rejected, dict(head, source=str(path)))
-    _check_complete(ms, suite, path, bool(head.get('sample')))
+    _check_complete(ms, suite, path, head.get('sample', False))
     return ms
 
 # %% ../nbs/07_evaluation.ipynb #cefaab97
@@ -1246,29 +1286,57 @@ class EvalConfig:
     train_split:str = 'train'       # the split of them it trained on
     fit_split:str = 'validation'    # split a temperature is fitted on when the calibration stage has not run
     untrained_baseline:bool = True  # score the untrained MiniLM head as a baseline
-    untrained_rows:int = 48         # rows per benchmark it scores, a seeded sample (0 = all)
-    shift_prompts:int = 200         # prompts per benchmark in the shift score
-    shift_train_prompts:int = 600   # training prompts in the shift score
+    untrained_rows:int = 48         # rows per benchmark it scores, a seeded sample (0 = all; quick_rows under --quick)
+    shift_prompts:int = 200         # prompts per benchmark in the shift score (16 under --quick)
+    shift_train_prompts:int = 600   # training prompts in the shift score (48 under --quick)
     campaign_prompts:int = 15000    # simulated campaign size when the data stage did not run (1500 under --quick)
     campaign_items:int = 400        # held-out campaign items paired into the benchmark
     squality:bool = True            # correlate with SQuALITY's ratings (300 more inputs to score)
-    quick_rows:int = 8              # rows per subset under --quick
+    quick_rows:int = 8              # rows per subset (and of the untrained baseline per benchmark) under --quick
     ab_baseline_rate:float = 0.5    # A/B plan: expected success rate of arm A
     ab_min_effect:float = 0.1       # A/B plan: smallest gain of arm B worth detecting
     ab_power:float = 0.8            # A/B plan: power
     ab_max_violation_increase:float = 0.05  # A/B plan: guardrail on the safety-violation rate
 
     def __post_init__(self):
-        if not 0 < self.ci < 1: raise ConfigError(f"evaluation.ci: expected a level in (0, 1), got {self.ci}")
-        if self.n_boot < 1: raise ConfigError(f"evaluation.n_boot: expected at least 1, got {self.n_boot}")
+        for k, (ok, want) in _LIMITS.items():
+            if not ok(getattr(self, k)): raise ConfigError(f"evaluation.{k}: expected {want}, got {getattr(self, k)!r}")
         bad = [b for b in self.benchmarks if b not in BENCHMARKS]
         if bad: raise ConfigError(f"evaluation.benchmarks: unknown {bad} (expected some of: {', '.join(BENCHMARKS)})")
+        twice = sorted({b for b in self.benchmarks if self.benchmarks.count(b) > 1})
+        if twice: raise ConfigError(f"evaluation.benchmarks: {twice} listed more than once")
+        for spec in self.local: _check_local(spec)
 
     @property
     def ab_plan(self)->ABPlan:
         "The A/B test's pre-registration from these settings."
         return ABPlan(self.ab_baseline_rate, self.ab_min_effect, self.alpha, self.ab_power,
                       self.ab_max_violation_increase)
+
+# %% ../nbs/07_evaluation.ipynb #93468409
+_LIMITS = {  # setting -> (is the value allowed?, what is expected)
+    'batch_size': (lambda v: v >= 1, 'at least 1'), 'n_boot': (lambda v: v >= 1, 'at least 1'),
+    'ci': (lambda v: 0 < v < 1, 'a level in (0, 1)'), 'alpha': (lambda v: 0 < v < 0.5, 'a level in (0, 0.5)'),
+    'n_bins': (lambda v: v >= 1, 'at least 1'),
+    'dtype': (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+    'leakage_threshold': (lambda v: 0 < v <= 1, 'a Jaccard similarity in (0, 1]'),
+    'untrained_rows': (lambda v: v >= 0, 'at least 0 (0 = all)'), 'quick_rows': (lambda v: v >= 1, 'at least 1'),
+    'shift_prompts': (lambda v: v >= 5, 'at least 5 (5-fold cross-validation)'),
+    'shift_train_prompts': (lambda v: v >= 5, 'at least 5 (5-fold cross-validation)'),
+    'campaign_prompts': (lambda v: v >= 2, 'at least 2'), 'campaign_items': (lambda v: v >= 0, 'at least 0 (0 = all)'),
+    'ab_baseline_rate': (lambda v: 0 < v < 1, 'a rate in (0, 1)'),
+    'ab_min_effect': (lambda v: 0 < v < 1, 'a gain in (0, 1)'),
+    'ab_power': (lambda v: 0 < v < 1, 'a probability in (0, 1)'),
+    'ab_max_violation_increase': (lambda v: 0 <= v <= 1, 'a rate in [0, 1]')}
+
+# %% ../nbs/07_evaluation.ipynb #9d099d1d
+QUICK_SIZES = dict(shift_prompts=16, shift_train_prompts=48, campaign_prompts=1500)  # the stage's sizes under --quick
+
+def eval_settings(cfg:EvalConfig, # the [evaluation] section
+                  ctx:dict,       # the run's 'quick', and 'explicit': {section: keys given with --set}
+                 )->EvalConfig:
+    "The settings the stage runs with: toy sizes under --quick, except those given with --set; every value checked."
+    return quick_sizes(cfg, QUICK_SIZES | dict(untrained_rows=cfg.quick_rows), ctx, 'evaluation')
 
 # %% ../nbs/07_evaluation.ipynb #74d54679
 @dataclass
@@ -1281,8 +1349,9 @@ class EvalReport:
     tables:dict                  # name -> DataFrame: table, significance, calibration, human, leakage, shift, ...
     ab:ABResult|None             # the A/B test, when it could be run
     protocol:dict                # how the inputs were built and scored
-    timings:dict = field(default_factory=dict)  # seconds per step
+    timings:dict = field(default_factory=dict)  # seconds per step (the stage records them in the run's manifest)
     figures:dict = field(default_factory=dict)  # name -> plotly figure
+    notes:list = field(default_factory=list)    # what a reader must know, e.g. claims of score files not honoured
 
 # %% ../nbs/07_evaluation.ipynb #8b2e01a3
 def _leakage_table(suite:Suite)->pd.DataFrame:
@@ -1343,12 +1412,24 @@ def _ab(suite:Suite, models:list, cfg:EvalConfig, seed:int, longer:ModelScores)-
 # %% ../nbs/07_evaluation.ipynb #be595579
 BASELINES = ('untrained MiniLM', 'longer', 'shorter', 'position', 'random')
 
-def check_names(names:list)->list:
-    "`names` if they are distinct and none is a baseline's; ConfigError otherwise."
-    if len(set(names)) < len(names) or set(BASELINES) & set(names):
-        raise ConfigError(f"model names {names}: expected distinct names, none of them a baseline's "
-                          f"({', '.join(BASELINES)}); rename one in its score file's header (\"model\": ...)")
-    return list(names)
+def _clash(name:str, fname:str, other:str, where:dict|None)->str:
+    "The error for two rows written as one file; `where` is None when the other row is a baseline."
+    src = (where or {}).get('file')
+    who = f'the baseline {other!r}' if where is None else f'{other!r}' + (f' of {src}' if src else '')
+    return (f"model name {name!r} and {who} would both be written as '{fname}': "
+            f"rename {'the model' if where is None else 'one of them'}")
+
+# %% ../nbs/07_evaluation.ipynb #fe2af721
+def output_names(models:list, # (name, where it is set: {file, line, field} for the error) of each model, in order
+                )->dict:      # name -> file name, of every baseline and model
+    "A distinct file name for every baseline and model; DataError naming both rows (and their sources) on a clash."
+    out = {b: file_name(b) for b in BASELINES}
+    seen = {f.lower(): (b, None) for b, f in out.items()}
+    for n, where in models:
+        f = file_name(n); other = seen.get(f.lower())
+        if other: raise DataError(_clash(n, f, *other), **where)
+        seen[f.lower()], out[n] = (n, where), f
+    return out
 
 # %% ../nbs/07_evaluation.ipynb #a49da0e3
 def _with_verdicts(table:pd.DataFrame, verdicts:pd.DataFrame|None)->pd.DataFrame:
@@ -1371,8 +1452,10 @@ def evaluate(suite:Suite,                 # the examples (leaked rows flagged)
              protocol:dict|None=None,     # how the scores were made, recorded in every output
             )->EvalReport:
     "Every statistic of the evaluation for the models and the baselines, from their scores."
-    cfg, t0, ex, names = cfg or EvalConfig(), time.perf_counter(), suite.examples, check_names([m.name for m in models])
+    cfg, t0, ex, names = cfg or EvalConfig(), time.perf_counter(), suite.examples, [m.name for m in models]
     base = [untrained] if untrained is not None else []
+    rows = [*models, *(b for b in base if b.name != BASELINES[0])]  # rows that get a file of a name not a baseline's
+    output_names([(m.name, dict(file=m.meta.get('source'))) for m in rows])
     text = [length_scores(suite), length_scores(suite, -1), position_scores(suite)]
     res = {m.name: outcomes(ex, m) for m in [*models, *base, *text]}
     sb = Scoreboard(suite, res | {'random': random_outcomes(ex)}, cfg.n_boot, seed, cfg.ci)
@@ -1448,19 +1531,23 @@ def make_figures(self:EvalReport)->dict:
     return f
 
 # %% ../nbs/07_evaluation.ipynb #8432dd66
-def _slug(name:str)->str:
-    "A file-name-safe version of a model name."
-    return ''.join(c if c.isalnum() or c in '-_.' else '_' for c in name).strip('_') or 'model'
+@patch
+def _score_header(self:EvalReport, name:str, ms:ModelScores)->dict:
+    "Header of a row's score file: the protocol its scores were made under, its type and temperature, whether a sample."
+    proto = ms.meta.get('protocol') if 'source' in ms.meta else self.protocol
+    keep = {k: v for k, v in ms.meta.items() if k in ('temperature', 'model_type')}
+    sample = name not in self.models or ms.meta.get('sample', False)
+    return dict(sample=sample) | keep | ({} if proto is None else dict(protocol=proto))
 
 @patch
 def to_dict(self:EvalReport)->dict:
-    "The report as JSON-able data (tables as records)."
+    "The report as JSON-able data (tables as records), the same for two runs of the same inputs."
     rec = lambda d: d.reset_index().to_dict('records') if d.index.name else d.to_dict('records')
     bench = {n: dict(kind=b.kind, sets=list(b.sets), shifted=b.shifted, note=b.note)
              for n, b in self.suite.benchmarks.items()}
     scoring = {n: {k: m.meta.get(k) for k in ('inputs', 'distinct_inputs', 'reused_scores', 'source')}
                for n, m in self.scores.items()}
-    return dict(models=self.models, protocol=self.protocol, timings=self.timings, notes=self.suite.notes,
+    return dict(models=self.models, protocol=self.protocol, notes=[*self.suite.notes, *self.notes],
                 campaign=self.suite.campaign, benchmarks=bench, scoring=scoring,
                 tables={k: rec(v) for k, v in self.tables.items() if k != 'bins'},
                 rewardbench=rec(self.rewardbench()), ab=dataclasses.asdict(self.ab) if self.ab else None)
@@ -1470,12 +1557,11 @@ def to_dict(self:EvalReport)->dict:
 def write(self:EvalReport, folder)->dict:
     "Write result files, score files, tables, report.json and report.html under `folder`; return {name: path}."
     folder, out = Path(folder), {}
+    fn = output_names([(m, {}) for m in self.scoreboard.names if m not in BASELINES])
     for n in self.scoreboard.names:
-        out[f'results/{n}'] = write_json(folder/'results'/f'{_slug(n)}.json', self.result_file(n))
+        out[f'results/{n}'] = write_json(folder/'results'/f'{fn[n]}.json', self.result_file(n))
     for n, ms in self.scores.items():
-        keep = {k: v for k, v in ms.meta.items() if k in ('temperature', 'model_type')}
-        head = dict(protocol=self.protocol, sample=n not in self.models) | keep
-        out[f'scores/{n}'] = write_scores(folder/'scores'/f'{_slug(n)}.jsonl', self.suite, ms, head)
+        out[f'scores/{n}'] = write_scores(folder/'scores'/f'{fn[n]}.jsonl', self.suite, ms, self._score_header(n, ms))
     for k, t in self.tables.items(): out[k] = write_text(folder/f'{k}.csv', t.to_csv(index=t.index.name is not None))
     out['report.json'] = write_json(folder/'report.json', self.to_dict())
     out['report.html'] = write_text(folder/'report.html', self.html())
@@ -1524,16 +1610,17 @@ def sections(self:EvalReport)->list:
 
 @patch
 def html(self:EvalReport)->str:
-    "A self-contained HTML page of the report (plotly.js inlined once)."
+    "A self-contained HTML page of the report (plotly.js inlined once, each figure in a div of fixed id)."
     from plotly.offline import get_plotlyjs
     parts = [f'<h2>{html.escape(t)}</h2><p class="note">{html.escape(n)}</p>' + (_html_table(d) if len(d) else '')
              for t, n, d in self.sections()]
-    figs = [f.to_html(full_html=False, include_plotlyjs=False) for f in self.make_figures().values()]
+    figs = [figure_html(f, f'figure-{i}-{k}') for i, (k, f) in enumerate(self.make_figures().items())]
     proto = html.escape(json.dumps(self.protocol, indent=1, default=str))
-    notes = html.escape('; '.join(self.suite.notes))
+    notes = ''.join(f'<li>{html.escape(n)}</li>' for n in [*self.suite.notes, *self.notes])
     return (f'<!doctype html><html><head><meta charset="utf-8"><title>Reward-model evaluation</title>'
             f'<style>{_CSS}</style>'
-            f'<script>{get_plotlyjs()}</script></head><body><h1>Reward-model evaluation</h1><p class="note">{notes}</p>'
+            f'<script>{get_plotlyjs()}</script></head><body><h1>Reward-model evaluation</h1>'
+            f'<ul class="note">{notes}</ul>'
             f'{"".join(parts)}<h2>Plots</h2>{"".join(figs)}<h2>Protocol</h2><pre>{proto}</pre></body></html>')
 
 # %% ../nbs/07_evaluation.ipynb #4a166718
@@ -1560,21 +1647,49 @@ def _display_name(path)->str:
     p = Path(path)
     return f'{p.parent.name}/{p.name}' if p.name == 'model' and p.parent.name else p.name
 
+def _model_name(ctx:dict)->tuple:
+    "(row label, where it comes from) of the stage's reward model, or (None, None); nothing is loaded."
+    f = getattr(ctx.get('args'), 'eval_model', None)
+    if f: return _display_name(f), f'--model {f}'
+    return ('reward model (train-rm)', 'train-rm') if ctx.get('reward_model') is not None else (None, None)
+
 # %% ../nbs/07_evaluation.ipynb #b8ee8375
 def _stage_model(cfg:EvalConfig, ctx:dict)->tuple:
-    "(reward model or None, its folder or None, name, from the pipeline?) from --model DIR or ctx['reward_model']."
+    "(reward model or None, its folder or None, from the pipeline?) from --model DIR or ctx['reward_model']."
     f = getattr(ctx.get('args'), 'eval_model', None)
-    if f:
-        rm = RewardModel.load(f, seed=ctx.get('seed', 0), dtype=cfg.dtype)
-        return rm, Path(f), _display_name(f), False
-    rm = ctx.get('reward_model')
-    return (rm, None, 'reward model (train-rm)', True) if rm is not None else (None, None, None, False)
+    if f: return RewardModel.load(f, seed=ctx.get('seed', 0), dtype=cfg.dtype), Path(f), False
+    return ctx.get('reward_model'), None, ctx.get('reward_model') is not None
 
 def _training_log(ctx:dict, model_dir, from_pipeline:bool)->dict|None:
     "The training log of the model: train-rm's, or training_log.json next to a saved model's folder."
     if from_pipeline and ctx.get('rm_training') is not None: return ctx['rm_training'].log
     p = Path(model_dir).parent/'training_log.json' if model_dir else None
     return json.loads(p.read_text(encoding='utf-8')) if p is not None and p.is_file() else None
+
+# %% ../nbs/07_evaluation.ipynb #0b1a6b4d
+def _is_baseline_file(head:dict)->bool:
+    "Whether a score file's header says it holds the untrained baseline's scores."
+    return head.get('model') == BASELINES[0] and head.get('model_type') == 'baseline'
+
+def _file_header(path:Path)->tuple:
+    "(path, header line or None, checked header or {}) of a score file."
+    if not path.is_file(): raise DataError("score file not found", path)
+    head, _ = _score_records(path)
+    return (path, head[0], check_header(head[1], path, head[0])) if head else (path, None, {})
+
+# %% ../nbs/07_evaluation.ipynb #f332f121
+def _file_row(path:Path, line:int|None, head:dict)->tuple:
+    "(name, where it is set) of a score file's model: its header's `model`, else the file's name."
+    if 'model' in head: return head['model'], dict(file=path, line=line, field='model')
+    return path.stem, dict(file=path)
+
+def _stage_files(ctx:dict, model:tuple)->list:
+    "[(path, header line, header)] of --scores: every header checked, and no two rows written as one file."
+    files = [_file_header(Path(f)) for f in getattr(ctx.get('args'), 'eval_scores', None) or []]
+    base = next((f for f in files if _is_baseline_file(f[2])), None)
+    rows = [(model[0], dict(file=model[1]))] if model[0] is not None else []
+    output_names(rows + [_file_row(*f) for f in files if f is not base])
+    return files
 
 # %% ../nbs/07_evaluation.ipynb #310038f8
 def _train_prompts(cfg:EvalConfig, ctx:dict, log:dict|None)->tuple:
@@ -1598,11 +1713,34 @@ def _protocol(rm, cfg:EvalConfig, seed:int, extra:dict)->dict:
     return base | extra | dict(max_length=rm.max_length, dtype=rm.dtype, device=str(rm.device),
                                model_class=type(rm.model).__name__, truncation=cut)
 
+# %% ../nbs/07_evaluation.ipynb #4b1689b3
+CLAIMS = ('join', 'max_length', 'truncation', 'seed', 'n_boot', 'leakage_threshold', 'training_prompts')  # must match
+
+class ClaimWarning(UserWarning): "A score file's header claims something this run does not do."
+
+# %% ../nbs/07_evaluation.ipynb #b074c789
+def header_claims(head:dict,      # a checked score-file header
+                  protocol:dict,  # this run's protocol
+                  path, line:int=1, # where the header is, for the messages
+                 )->list:
+    "One line per claim of `head` this run does not honour: a protocol field it does otherwise, a field it ignores."
+    p, at = head.get('protocol', {}), f"{path}:{line}: field"
+    unread = [f"{at} '{k}': not read by this evaluation (a header holds {', '.join(HEADER_FIELDS)}); ignored"
+              for k in head if k not in HEADER_FIELDS]
+    return unread + [f"{at} 'protocol.{k}': the file claims {p[k]!r}, this run uses {protocol[k]!r}"
+                     for k in CLAIMS if k in p and k in protocol and p[k] != protocol[k]]
+
+# %% ../nbs/07_evaluation.ipynb #2a1f3bb7
+def _claims(files:list, protocol:dict)->list:
+    "The claims of the score files' headers that this run does not honour, each one warned of."
+    notes = [c for path, line, head in files for c in header_claims(head, protocol, path, line)]
+    for c in notes: warnings.warn(c, ClaimWarning, stacklevel=2)
+    return notes
+
 # %% ../nbs/07_evaluation.ipynb #c19be0df
 def _stage_suite(cfg:EvalConfig, ctx:dict, seed:int, quick:bool, train:list)->Suite:
-    "The stage's suite (quick sizes under --quick), rows near a training prompt flagged and, by default, left out."
-    n_prompts = 1500 if quick and ctx.get('campaign') is None else cfg.campaign_prompts
-    suite = build_suite(cfg.benchmarks, ctx, cfg.local, seed, n_prompts, cfg.campaign_items,
+    "The stage's suite (quick_rows per subset under --quick), rows near a training prompt flagged (and left out)."
+    suite = build_suite(cfg.benchmarks, ctx, cfg.local, seed, cfg.campaign_prompts, cfg.campaign_items,
                         (cfg.train_set, cfg.fit_split), cfg.squality, cfg.quick_rows if quick else 0)
     suite.examples['near_train'] = leakage_flags(suite.examples, train, cfg.leakage_threshold)
     suite.examples['leaked'] = suite.examples['near_train'] & cfg.exclude_leaked
@@ -1616,10 +1754,10 @@ def _per_benchmark(suite:Suite, n:int, seed:int)->np.ndarray:
     return np.sort(np.concatenate(pick))
 
 # %% ../nbs/07_evaluation.ipynb #98df1a67
-def _untrained(suite:Suite, cfg:EvalConfig, rm, seed:int, quick:bool)->ModelScores:
+def _untrained(suite:Suite, cfg:EvalConfig, rm, seed:int)->ModelScores:
     "The untrained MiniLM head's scores of a seeded sample per benchmark, at the evaluated model's max_length."
     kw = dict(max_length=rm.max_length if rm is not None else None, seed=seed, dtype=cfg.dtype)
-    rows = _per_benchmark(suite, cfg.quick_rows if quick else cfg.untrained_rows, seed)
+    rows = _per_benchmark(suite, cfg.untrained_rows, seed)
     ms = score_suite(RewardModel.load(**kw), suite, 'untrained MiniLM', rows, cfg.batch_size)
     ms.meta.update(model_type='baseline', rule=f'shipped MiniLM, seeded untrained head, {int(ms.scored.sum())} rows')
     return ms
@@ -1627,8 +1765,7 @@ def _untrained(suite:Suite, cfg:EvalConfig, rm, seed:int, quick:bool)->ModelScor
 def _file_temperature(ms:ModelScores, suite:Suite, seed:int)->tuple:
     "(T, how) of a model read from a score file: its header's temperature, else one fitted on its validation rows."
     t = ms.meta.get('temperature')
-    if isinstance(t, dict) and isinstance(t.get('value'), (int, float)):
-        return float(t['value']), str(t.get('fitted_on', 'score file'))
+    if t is not None: return float(t['value']), str(t.get('fitted_on', 'score file'))
     return fit_rows_temperature(suite, ms, seed)
 
 # %% ../nbs/07_evaluation.ipynb #75a696dd
@@ -1651,10 +1788,9 @@ def _timed(tm:dict, key:str, fn, *args):
 
 def _models(rm, name:str, files:list, suite:Suite, cfg:EvalConfig, ctx:dict, pipe:bool, seed:int, tm:dict)->tuple:
     "([ModelScores], {name: (T, how)}, untrained baseline from a file or None): files read first, then the scoring."
-    read = [read_scores(f, suite) for f in files]
-    base = next((m for m in read if m.name == BASELINES[0] and m.meta.get('model_type') == 'baseline'), None)
+    read = [read_scores(path, suite) for path, _, _ in files]
+    base = next((m for m, f in zip(read, files) if _is_baseline_file(f[2])), None)
     read = [m for m in read if m is not base]
-    check_names([*([name] if rm is not None else []), *(m.name for m in read)])
     temps = {m.name: _file_temperature(m, suite, seed) for m in read}
     if rm is not None:
         ms, temps[name] = _timed(tm, 'scoring', _score_model, rm, suite, name, cfg, ctx, pipe, seed)
@@ -1663,31 +1799,32 @@ def _models(rm, name:str, files:list, suite:Suite, cfg:EvalConfig, ctx:dict, pip
 
 # %% ../nbs/07_evaluation.ipynb #d1b3af69
 def run_eval(run:Run, cfg:EvalConfig, ctx:dict):
-    "Stage `eval`: score every benchmark with the reward model, read score files, compute everything, write eval/."
-    seed, quick, tm = ctx.get('seed', 0), ctx.get('quick', False), {}
-    rm, model_dir, name, from_pipeline = _stage_model(cfg, ctx)
-    files = list(getattr(ctx.get('args'), 'eval_scores', None) or [])
-    if rm is None and not files:
+    "Stage `eval`: check the score files, score every benchmark with the reward model, compute everything, write eval/."
+    seed, quick, tm, (name, where) = ctx.get('seed', 0), ctx.get('quick', False), {}, _model_name(ctx)
+    files = _stage_files(ctx, (name, where))
+    if name is None and not files:
         raise RBError("eval: nothing to evaluate: pass --model DIR or --scores FILE, or run the pipeline")
+    rm, model_dir, from_pipeline = _stage_model(cfg, ctx)
     train, train_src = _train_prompts(cfg, ctx, _training_log(ctx, model_dir, from_pipeline))
+    extra = dict(training_prompts=train_src, leakage_threshold=cfg.leakage_threshold, quick=quick)
+    proto = _protocol(rm, cfg, seed, extra); notes = _claims(files, proto)
     suite = _timed(tm, 'suite', _stage_suite, cfg, ctx, seed, quick, train)
     models, temps, base = _models(rm, name, files, suite, cfg, ctx, from_pipeline, seed, tm)
-    for f in files + ([model_dir] if model_dir else []): run.add_input(f)
+    for p in [path for path, _, _ in files] + ([model_dir] if model_dir else []): run.add_input(p)
     if rm is not None: run.record('precision', {'eval': rm.precision})
-    if base is None and cfg.untrained_baseline: base = _timed(tm, 'untrained', _untrained, suite, cfg, rm, seed, quick)
-    sizes = (16, 48) if quick else (cfg.shift_prompts, cfg.shift_train_prompts)
-    shift = _timed(tm, 'shift', benchmark_shift, suite, train, seed, *sizes, cfg.n_boot)
+    if base is None and cfg.untrained_baseline: base = _timed(tm, 'untrained', _untrained, suite, cfg, rm, seed)
+    sizes = (cfg.shift_prompts, cfg.shift_train_prompts, cfg.n_boot)
+    shift = _timed(tm, 'shift', benchmark_shift, suite, train, seed, *sizes)
     final = ctx['scores']['final'] if ctx.get('scores') is not None and 'final' in ctx['scores'] else None
-    extra = dict(training_prompts=train_src, leakage_threshold=cfg.leakage_threshold, quick=quick)
-    proto = _protocol(rm, cfg, seed, extra)
     rep = evaluate(suite, models, cfg, seed, temps, base, shift, final, proto)
-    rep.timings = tm | rep.timings
-    rep.write(run.path('eval'))
+    rep.timings, rep.notes = tm | rep.timings, notes
+    run.record('timings', {'eval': rep.timings})
+    with atomic_path(run.path('eval')) as tmp: rep.write(tmp)
     ctx['evaluation'] = rep
 
 STAGE = Stage('eval', 'Evaluate reward models on every shipped benchmark: RewardBench-compatible scores with CIs, '
               'significance, baselines, calibration, leakage, domain shift, A/B test.', 'evaluation', EvalConfig,
-              run_eval, add_args=add_args)
+              run_eval, add_args=add_args, settings=eval_settings)
 
 # %% ../nbs/07_evaluation.ipynb #8449e5fd
 def _script_parser()->argparse.ArgumentParser:
@@ -1715,21 +1852,23 @@ def _init_distributed()->str:
 def _script_scores(a)->tuple:
     "(suite, model, ModelScores, config) of a command-line scoring run."
     raw = read_toml(a.config) if a.config else {}
-    raw.update({k: v for k, v in (parse_override(f'evaluation.{o}')[1:] for o in a.overrides)})
-    cfg = build_config(EvalConfig, raw, a.config or '--set')
+    sets = [parse_override(f'evaluation.{o}')[1:] for o in a.overrides]
+    raw.update(dict(sets))
+    ctx = dict(quick=a.quick, explicit={'evaluation': {k for k, _ in sets}})
+    cfg = eval_settings(build_config(EvalConfig, raw, a.config or '--set'), ctx)
     rm = RewardModel.load(a.model, seed=a.seed, device=_init_distributed(), dtype=cfg.dtype)
     train, _ = _train_prompts(cfg, {}, _training_log({}, a.model, False))
     suite = _stage_suite(cfg, {}, a.seed, a.quick, train)
     return suite, rm, _score_model(rm, suite, _display_name(a.model), cfg, {}, False, a.seed)[0], cfg
 
 def main(argv=None)->int:
-    "Command-line scoring of the suite; the first process writes the score file."
+    "Command-line scoring of the suite; the first process writes the score file (its protocol: no statistics ran)."
     a = _script_parser().parse_args(argv)
     try: suite, rm, ms, cfg = _script_scores(a)
     except RBError as e:
         print(f'evaluation: error: {e}', file=sys.stderr); return 2
     if _dist()[0] == 0:
-        proto = _protocol(rm, cfg, a.seed, dict(world_size=_dist()[1], quick=a.quick))
+        proto = _protocol(rm, cfg, a.seed, dict(world_size=_dist()[1], quick=a.quick)); proto.pop('n_boot')
         write_scores(a.out, suite, ms, dict(protocol=proto, temperature=ms.meta['temperature']))
     return 0
 

@@ -1,11 +1,14 @@
 "Evaluation: the public scoring API, every score-file mistake, the stage from the command line, two processes = one."
-import json, os, subprocess, sys
+import contextlib, hashlib, html, io, json, os, subprocess, sys, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
-from rewardbench_nb.core import DataError
-from rewardbench_nb.evaluation import (BENCHMARKS, EvalConfig, Resampler, Scoreboard, accuracy_from_scores,
-                                       aggregate, best_of_n_accuracy, build_suite, interval, length_scores, outcomes,
-                                       random_outcomes, read_scores, rmbench_accuracy, section_scores, write_scores)
+from rewardbench_nb import cli
+from rewardbench_nb import evaluation as ev
+from rewardbench_nb.core import DataError, RBError, write_text
+from rewardbench_nb.evaluation import (BENCHMARKS, JOIN_RULE, STAGE, ClaimWarning, EvalConfig, Resampler, Scoreboard,
+                                       accuracy_from_scores, aggregate, best_of_n_accuracy, build_suite, header_claims,
+                                       interval, length_scores, outcomes, output_names, random_outcomes, read_scores,
+                                       rmbench_accuracy, section_scores, write_scores)
 
 ROOT = Path(__file__).resolve().parents[1]
 RBNB = [str(Path(sys.executable).parent/'rbnb')]
@@ -211,10 +214,17 @@ def test_cli_eval_from_a_score_file(score_file, tmp_path):
     assert json.loads((out/'report.json').read_text())['models'] == ['length model']
     m = json.loads((tmp_path/'a'/'manifest.json').read_text())
     assert m['status'] == 'complete' and str(score_file) in m['inputs']
-    # same seed, same file -> the same tables
+    assert set(m['records']['timings']['eval']) >= {'suite', 'shift', 'statistics'}
+    assert 'timings' not in json.loads((out/'report.json').read_text())
+    # same seed, same file -> the same bytes in every file under eval/
     r2 = rbnb('eval', '--scores', score_file, *opts, '--runs-dir', tmp_path, '--run-id', 'b')
     assert r2.returncode == 0, r2.stderr[-3000:]
-    for f in sorted(out.glob('*.csv')): assert f.read_bytes() == (tmp_path/'b'/'eval'/f.name).read_bytes(), f.name
+    assert sha256_tree(out) == sha256_tree(tmp_path/'b'/'eval') and len(sha256_tree(out)) > 20
+
+def sha256_tree(folder)->dict:
+    "Relative path -> sha256 of every file under `folder`."
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob('*')) if p.is_file()}
 
 def one_line_error(r):
     assert r.returncode == 2, (r.stdout[-2000:], r.stderr[-2000:])
@@ -270,3 +280,201 @@ def test_untrained_baseline_is_read_back_from_its_score_file(suite, score_file, 
     long = rep.tables['scores'].set_index(['model', 'benchmark'])
     assert (long.loc['untrained MiniLM', 'n'].drop('mean') <= 3).all()
     assert long.loc[('untrained MiniLM', 'llmbar'), 'n'] == 3
+
+# --- score-file headers: every field typed, checked before any work ------------------------------------
+
+def with_header(tmp_path, score_file, name='bad.jsonl', drop=(), **fields):
+    "A copy of the score file whose header has `fields` set (and the fields in `drop` removed)."
+    L = lines_of(score_file); head = {k: v for k, v in json.loads(L[0]).items() if k not in drop} | fields
+    p = tmp_path/name; p.write_text('\n'.join([json.dumps(head), *L[1:]]) + '\n')
+    return p
+
+@pytest.mark.parametrize('field,value,msg', [
+    ('model', 3, "field 'model': expected a non-empty string, got 3 (a number)"),
+    ('model', [1, 2], "field 'model': expected a non-empty string, got [1, 2] (a list)"),
+    ('model', {'name': 'x'}, "field 'model': expected a non-empty string, got {'name': 'x'} (an object)"),
+    ('model', ' ', "field 'model': expected a non-empty string, got ' ' (a string)"),
+    ('model_type', None, "field 'model_type': expected a non-empty string, got null"),
+    ('sample', 'false', "field 'sample': expected true or false, got 'false' (a string)"),
+    ('sample', 1, "field 'sample': expected true or false, got 1 (a number)"),
+    ('temperature', -1,
+     'field \'temperature\': expected an object {"value": T, "fitted_on": "..."}, got -1 (a number)'),
+    ('temperature', {'value': -1}, "field 'temperature.value': expected a finite number > 0, got -1 (a number)"),
+    ('temperature', {'value': 0}, "field 'temperature.value': expected a finite number > 0, got 0 (a number)"),
+    ('temperature', {'value': float('nan')},
+     "field 'temperature.value': expected a finite number > 0, got nan (a number)"),
+    ('temperature', {'value': '2'}, "field 'temperature.value': expected a finite number > 0, got '2' (a string)"),
+    ('temperature', {'value': True}, "field 'temperature.value': expected a finite number > 0, got True (a boolean)"),
+    ('temperature', {'fitted_on': 'x'}, "field 'temperature.value': expected a finite number > 0, got null"),
+    ('temperature', {'value': 2, 'fitted_on': 3}, "field 'temperature.fitted_on': expected a string, got 3 (a number)"),
+    ('protocol', 'v1', "field 'protocol': expected an object, got 'v1' (a string)")])
+def test_header_fields_are_typed(suite, score_file, tmp_path, field, value, msg):
+    p = with_header(tmp_path, score_file, **{field: value})
+    with pytest.raises(DataError) as e: read_scores(p, suite)
+    assert str(e.value) == f'{p}:1: {msg}'
+
+def test_a_header_temperature_is_used(suite, score_file, tmp_path):
+    ms = read_scores(with_header(tmp_path, score_file, temperature=dict(value=2.5, fitted_on='elsewhere')), suite)
+    assert ev._file_temperature(ms, suite, 0) == (2.5, 'elsewhere')
+
+def test_a_header_without_a_model_names_the_row_after_the_file(suite, score_file, tmp_path):
+    "A first line with header fields but no model is still the header; the row is named after the file."
+    assert read_scores(with_header(tmp_path, score_file, 'mine.jsonl', drop=['model']), suite).name == 'mine'
+
+def rbnb_here(*args)->tuple:
+    "(exit code, stderr lines) of `rbnb ARGS` run in this process."
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), warnings.catch_warnings():
+        warnings.simplefilter('always', ClaimWarning)
+        rc = cli.main([str(a) for a in args])
+    return rc, err.getvalue().splitlines()
+
+def error_of(rc:int, err:list)->str:
+    "The one `rbnb: error:` line of a failed run."
+    assert rc == 2, err[-20:]
+    lines = [l for l in err if l.startswith('rbnb: error:')]
+    assert len(lines) == 1 and not any('Traceback' in l for l in err), err[-20:]
+    return lines[0]
+
+def failed_without_outputs(run_dir:Path):
+    "The run folder holds a manifest that says failed, and nothing else."
+    assert [p.name for p in run_dir.iterdir()] == ['manifest.json']
+    assert json.loads((run_dir/'manifest.json').read_text())['status'] == 'failed'
+
+@pytest.fixture
+def no_work(monkeypatch):
+    "Make building the suite, loading a model or reading training prompts fail: the checks must come first."
+    def fail(*a, **k): raise AssertionError('work started before the score files were checked')
+    for f in ('_stage_suite', '_stage_model', '_train_prompts'): monkeypatch.setattr(ev, f, fail)
+
+def test_cli_bad_header_fails_before_any_work(score_file, tmp_path, no_work):
+    p = with_header(tmp_path, score_file, sample='false')
+    rc, err = rbnb_here('eval', '--scores', p, '--quick', '--quiet', '--runs-dir', tmp_path/'runs', '--run-id', 'h')
+    assert error_of(rc, err) == f"rbnb: error: {p}:1: field 'sample': expected true or false, got 'false' (a string)"
+    failed_without_outputs(tmp_path/'runs'/'h')
+
+# --- output names: unique by construction ------------------------------------------------------------
+
+@pytest.mark.parametrize('a,b,fname', [('a b', 'a/b', 'a_b'), ('Model', 'model', 'model'), ('x', 'x', 'x'),
+                                       ('.x', 'x', 'x')])
+def test_cli_two_models_written_as_one_file_are_refused(score_file, tmp_path, no_work, a, b, fname):
+    pa = with_header(tmp_path, score_file, 'one.jsonl', model=a)
+    pb = with_header(tmp_path, score_file, 'two.jsonl', model=b)
+    rc, err = rbnb_here('eval', '--scores', pa, '--scores', pb, '--quick', '--runs-dir', tmp_path/'runs',
+                        '--run-id', 'n')
+    assert error_of(rc, err) == (f"rbnb: error: {pb}:1: field 'model': model name {b!r} and {a!r} of {pa} would both "
+                                 f"be written as '{fname}': rename one of them")
+    failed_without_outputs(tmp_path/'runs'/'n')
+
+@pytest.mark.parametrize('name,base', [('untrained_MiniLM', 'untrained MiniLM'), ('random', 'random'),
+                                       ('.longer', 'longer')])
+def test_cli_a_model_written_as_a_baseline_is_refused(score_file, tmp_path, no_work, name, base):
+    p = with_header(tmp_path, score_file, model=name)
+    rc, err = rbnb_here('eval', '--scores', p, '--quick', '--runs-dir', tmp_path/'runs', '--run-id', 'b')
+    assert error_of(rc, err) == (f"rbnb: error: {p}:1: field 'model': model name {name!r} and the baseline {base!r} "
+                                 f"would both be written as '{output_names([])[base]}': rename the model")
+    failed_without_outputs(tmp_path/'runs'/'b')
+
+def test_cli_a_name_taken_from_the_file_name_is_checked_too(score_file, tmp_path, no_work):
+    p = with_header(tmp_path, score_file, 'shorter.jsonl', drop=['model'])
+    rc, err = rbnb_here('eval', '--scores', p, '--quick', '--runs-dir', tmp_path/'runs', '--run-id', 'f')
+    assert error_of(rc, err) == (f"rbnb: error: {p}: model name 'shorter' and the baseline 'shorter' would both be "
+                                 "written as 'shorter': rename the model")
+
+def test_output_names_are_never_hidden():
+    fn = output_names([('.hidden', {}), ('..a/b', {})])
+    assert (fn['.hidden'], fn['..a/b']) == ('hidden', 'a_b')
+
+# --- claims the run does not honour: warned, noted, kept ---------------------------------------------------
+
+CLAIMED = dict(join='chat template', seed=7, n_boot=1000, dtype='bfloat16', batch_size=8)
+
+@pytest.fixture(scope='module')
+def claimed_run(score_file, tmp_path_factory):
+    "`rbnb eval` (in this process) of a score file named '.claimed' whose header claims another protocol."
+    d = tmp_path_factory.mktemp('claims')
+    p = with_header(d, score_file, 'claimed.jsonl', model='.claimed', chat_template='llama-3', protocol=CLAIMED)
+    rc, err = rbnb_here('eval', '--scores', p, '--quick', '--quiet', '--set', 'evaluation.n_boot=50',
+                        '--set', 'evaluation.untrained_baseline=false', '--set', 'evaluation.shift_train_prompts=40',
+                        '--runs-dir', d/'runs', '--run-id', 'c')
+    assert rc == 0, err[-20:]
+    return p, err, d/'runs'/'c'
+
+def claims_of(p)->list:
+    return [f"{p}:1: field 'chat_template': not read by this evaluation (a header holds model, model_type, sample, "
+            "temperature, protocol); ignored",
+            f"{p}:1: field 'protocol.join': the file claims 'chat template', this run uses {JOIN_RULE!r}",
+            f"{p}:1: field 'protocol.seed': the file claims 7, this run uses 0",
+            f"{p}:1: field 'protocol.n_boot': the file claims 1000, this run uses 50"]
+
+def test_claims_are_warned_as_one_line_each(claimed_run):
+    p, err, _ = claimed_run
+    assert [l for l in err if l.startswith('rbnb: warning:')] == [f'rbnb: warning: {c}' for c in claims_of(p)]
+
+def test_claims_are_in_the_report_notes(claimed_run):
+    p, _, run = claimed_run
+    assert json.loads((run/'eval'/'report.json').read_text())['notes'] == claims_of(p)
+    page = (run/'eval'/'report.html').read_text()
+    assert all(f'<li>{html.escape(c)}</li>' in page for c in claims_of(p))
+
+def test_a_file_model_keeps_its_own_protocol_and_no_output_is_hidden(claimed_run):
+    _, _, run = claimed_run
+    head = json.loads((run/'eval'/'scores'/'claimed.jsonl').read_text().splitlines()[0])
+    assert head['protocol'] == CLAIMED and head['model'] == '.claimed'
+    assert (run/'eval'/'results'/'claimed.json').is_file()
+    assert not [p for p in run.rglob('*') if p.name.startswith('.')]
+
+def test_the_manifest_records_the_settings_used(claimed_run):
+    _, _, run = claimed_run
+    m = json.loads((run/'manifest.json').read_text())
+    s = m['settings']['evaluation']
+    assert (s['shift_prompts'], s['shift_train_prompts'], s['campaign_prompts'], s['untrained_rows'], s['n_boot']) == \
+           (16, 40, 1500, 8, 50)
+    assert m['status'] == 'complete' and 'statistics' in m['records']['timings']['eval']
+
+def test_header_claims_compare_only_what_this_run_does():
+    proto = dict(join=JOIN_RULE, seed=0, n_boot=200, max_length=128, dtype='float32', batch_size=32)
+    head = dict(model='m', protocol=dict(join=JOIN_RULE, seed=0, n_boot=200, max_length=512, dtype='bfloat16'))
+    assert header_claims(head, proto, 'f.jsonl') == ["f.jsonl:1: field 'protocol.max_length': the file claims 512, "
+                                                     "this run uses 128"]
+    assert header_claims(head, dict(seed=0), 'f.jsonl') == []   # no model scored here: no max_length to compare
+
+# --- settings: quick sizes, --set wins, every value checked before any stage runs -----------------------
+
+def test_quick_sizes_give_way_to_set_values():
+    c = STAGE.resolve({'evaluation': {'shift_prompts': 30, 'quick_rows': 3}},
+                      dict(quick=True, explicit={'evaluation': {'shift_prompts', 'quick_rows'}}))
+    assert (c.shift_prompts, c.shift_train_prompts, c.campaign_prompts, c.untrained_rows) == (30, 48, 1500, 3)
+    assert STAGE.resolve({}, dict(quick=False)) == EvalConfig()
+
+@pytest.mark.parametrize('setting,msg', [
+    ('n_boot=0', 'evaluation.n_boot: expected at least 1, got 0'),
+    ('ci=1.5', 'evaluation.ci: expected a level in (0, 1), got 1.5'),
+    ('alpha=0.5', 'evaluation.alpha: expected a level in (0, 0.5), got 0.5'),
+    ('n_bins=0', 'evaluation.n_bins: expected at least 1, got 0'),
+    ('batch_size=-1', 'evaluation.batch_size: expected at least 1, got -1'),
+    ('dtype="fp16"', "evaluation.dtype: expected one of auto, float32, bfloat16, int8, got 'fp16'"),
+    ('leakage_threshold=0', 'evaluation.leakage_threshold: expected a Jaccard similarity in (0, 1], got 0.0'),
+    ('untrained_rows=-1', 'evaluation.untrained_rows: expected at least 0 (0 = all), got -1'),
+    ('shift_prompts=3', 'evaluation.shift_prompts: expected at least 5 (5-fold cross-validation), got 3'),
+    ('ab_power=1', 'evaluation.ab_power: expected a probability in (0, 1), got 1.0'),
+    ('benchmarks=["llmbar", "llmbar"]', "evaluation.benchmarks: ['llmbar'] listed more than once"),
+    ('local=[{name = "x"}]', "evaluation.local entry {'name': 'x'}: expected a table with keys name and file, both "
+                             "strings (and optionally kind, shifted, groups, note)")])
+def test_bad_settings_stop_the_run_before_it_starts(tmp_path, setting, msg):
+    rc, err = rbnb_here('eval', '--scores', 'x.jsonl', '--quick', '--set', f'evaluation.{setting}',
+                        '--runs-dir', tmp_path)
+    assert error_of(rc, err) == f'rbnb: error: {msg}'
+    assert not any(tmp_path.iterdir())   # no run folder: nothing started
+
+# --- a stage that fails while writing leaves no eval/ ------------------------------------------------------
+
+def test_a_failed_write_leaves_no_eval_folder(score_file, tmp_path, monkeypatch):
+    def broken(self, folder):
+        write_text(Path(folder)/'table.csv', 'half a report'); raise RBError('disk full (simulated)')
+    monkeypatch.setattr(ev, 'benchmark_shift', lambda *a, **k: pd.DataFrame())
+    monkeypatch.setattr(ev.EvalReport, 'write', broken)
+    rc, err = rbnb_here('eval', '--scores', score_file, '--quick', '--quiet', '--set', 'evaluation.n_boot=20',
+                        '--set', 'evaluation.untrained_baseline=false', '--runs-dir', tmp_path, '--run-id', 'w')
+    assert error_of(rc, err) == 'rbnb: error: disk full (simulated)'
+    failed_without_outputs(tmp_path/'w')
