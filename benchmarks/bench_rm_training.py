@@ -202,10 +202,10 @@ def main(argv=None):
                                  provenance=dict(file=str(src.relative_to(ROOT)) if src.is_relative_to(ROOT) else src.name, file_sha256=sha256_file(src)))
         ours_m32 = RewardModel.load(res.model_dir, 'float32').score_pairs(test)
         precs = precisions_of(res.model_dir, test, native)
-    ep = res.log['timing']['epochs']
+    ep = res.timing['epochs']  # timings are on the result (training_log.json holds none: same seed, same bytes)
     ours = dict(test=res.metrics['test'], validation=res.metrics['validation'], epochs=len(ep), epoch_seconds=ep,
                 seconds_per_epoch=float(np.mean([e['seconds'] for e in ep])),
-                cpu_seconds_per_epoch=float(np.mean([e['cpu_seconds'] for e in ep])), train_seconds=res.log['timing']['train_seconds'])
+                cpu_seconds_per_epoch=float(np.mean([e['cpu_seconds'] for e in ep])), train_seconds=res.timing['train_seconds'])
     bm = base.pop('test_margins')
     baseline = dict(base, test=accuracy_ci(bm > 0), seconds_per_epoch=float(np.mean([e['seconds'] for e in base['epochs']])),
                     cpu_seconds_per_epoch=float(np.mean([e['cpu_seconds'] for e in base['epochs']])),

@@ -225,8 +225,9 @@ def _repeated_preferences(clean:dict, ok, unit:str, lines)->list:
     key = _row_keys(pair, list(pair), np.arange(len(pos)))
     dup = pd.Series(key).duplicated(keep='first').to_numpy()
     first = pd.Series(pos).groupby(key, sort=False).transform('first').to_numpy()
-    return [(p, 'annotator', f"annotator {str(clean['annotator'][p])!r} compared {str(a[j])!r} and {str(b[j])!r} already at "
-                             f"{unit} {lines[f]}: a repeated preference would count twice")
+    said = lambda j, p, f: (f"annotator {str(clean['annotator'][p])!r} compared {str(a[j])!r} and {str(b[j])!r} "
+                            f"already at {unit} {lines[f]}: a repeated preference would count twice")
+    return [(p, 'annotator', said(j, p, f))
             for j, p, f in zip(np.flatnonzero(dup), pos[dup], first[dup])]
 
 def _known_problems(clean:dict, ok, cols, known_items)->list:

@@ -28,7 +28,7 @@ __all__ = ['QUICK', 'COLORS', 'STAGE', 'kl_best_of_n', 'd_best_of_n', 'bon_weigh
            'bootstrap_bon', 'embed', 'Pool', 'scored_pool', 'Proxy', 'gold_pairs', 'train_proxy', 'bon_analysis',
            'TrackedReward', 'pool_baseline', 'rl_curve', 'bootstrap_rl', 'pool_shift', 'GammaConfig',
            'check_gamma_config', 'Overoptimization', 'overoptimize', 'plot_curves', 'plot_shift', 'plot_sweep',
-           'add_args', 'run_gamma']
+           'add_args', 'GammaStageConfig', 'gamma_settings', 'run_gamma']
 
 # %% ../nbs/10_overoptimization.ipynb #9077a5bd
 def _check_n(n, N:int|None=None)->int:
@@ -424,8 +424,8 @@ QUICK = dict(train_pairs=32, small_pairs=12, other_domain=['llmbar-natural'], sw
 def check_gamma_config(cfg:GammaConfig)->GammaConfig:
     "Raise ConfigError for settings no run could use; return `cfg`."
     bad = lambda k, want: ConfigError(f"gamma.{k} = {getattr(cfg, k)!r}: expected {want}")
-    for k in ('train_pairs', 'small_pairs', 'pool_prompts', 'shift_prompts', 'ppo_batch_size', 'max_new_tokens',
-              'n_boot', 'rm_max_length'):
+    for k in ('train_pairs', 'small_pairs', 'pool_prompts', 'shift_prompts', 'ppo_iterations', 'ppo_batch_size',
+              'max_new_tokens', 'n_boot', 'rm_max_length'):
         if getattr(cfg, k) < 1: raise bad(k, 'a positive integer')
     if cfg.pool_size < 3: raise bad('pool_size', 'at least 3 (a fit needs 2 points with n > 1)')
     if cfg.gold not in ('rm', 'length'): raise bad('gold', "'rm' or 'length'")
@@ -518,11 +518,12 @@ def _sweep(pools:dict, cfg:GammaConfig, seed:int)->pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 # %% ../nbs/10_overoptimization.ipynb #88f57799
-def _ppo_all(policy, pools:dict, proxies:dict, gold_fn, encoder, cfg:GammaConfig, seed:int, progress:bool)->tuple:
+def _ppo_all(policy, pools:dict, proxies:dict, gold_fn, encoder, cfg:GammaConfig, seed:int, progress:bool,
+             dtype:str='auto')->tuple:
     "(RL curves, RL fits) of a short PPO run against each proxy in `cfg.ppo_proxies`."
     pc = PPOConfig(batch_size=cfg.ppo_batch_size, minibatch_size=min(8, cfg.ppo_batch_size), ppo_epochs=4,
                    learning_rate=cfg.ppo_learning_rate, kl_coef=cfg.ppo_kl_coef, max_new_tokens=cfg.max_new_tokens,
-                   missing_eos='none')
+                   missing_eos='none', dtype=dtype)
     home, curves, fits = pools['hh-rlhf-harmless'], [], []
     train = home.samples.drop_duplicates('prompt_id').prompt.tolist()
     for name in cfg.ppo_proxies:
@@ -537,19 +538,21 @@ def _ppo_all(policy, pools:dict, proxies:dict, gold_fn, encoder, cfg:GammaConfig
 def overoptimize(policy,              # (model, tokenizer): the initial policy
                  gold_fn,             # the gold reward function (prompts, responses) -> scores
                  encoder:RewardModel, # the proxies' frozen encoder
-                 cfg:GammaConfig|None=None, seed:int=0, progress:bool=False)->Overoptimization:
+                 cfg:GammaConfig|None=None, seed:int=0, progress:bool=False,
+                 dtype:str='auto',    # precision of sampling and PPO: 'auto', 'float32' or 'bfloat16'
+                )->Overoptimization:
     "The toy Gao et al. setup: pools, proxies, best-of-n and PPO curves, fits with CIs, sweep, gamma against shift."
     cfg, t = check_gamma_config(cfg or GammaConfig()), {'start': time.perf_counter()}
-    kw = dict(max_new_tokens=cfg.max_new_tokens)
+    kw = dict(max_new_tokens=cfg.max_new_tokens, dtype=dtype)
     pools = _pools(policy, gold_fn, encoder, cfg, seed, kw); t['pools'] = time.perf_counter()
     proxies = _proxies(pools, cfg, seed)
     bon, fits, shift = _bon_all(pools, proxies, cfg, seed); sweep = _sweep(pools, cfg, seed)
     t['bon'] = time.perf_counter()
-    rl, rl_fits = _ppo_all(policy, pools, proxies, gold_fn, encoder, cfg, seed, progress)
+    rl, rl_fits = _ppo_all(policy, pools, proxies, gold_fn, encoder, cfg, seed, progress, dtype)
     t['ppo'] = time.perf_counter()
     fits = pd.concat([fits, rl_fits.assign(set='hh-rlhf-harmless')], ignore_index=True) if len(rl_fits) else fits
     secs = dict(pools=t['pools'] - t['start'], best_of_n=t['bon'] - t['pools'], ppo=t['ppo'] - t['bon'])
-    info = dict(config=asdict(cfg), seed=seed, gold=getattr(gold_fn, '__name__', type(gold_fn).__name__),
+    info = dict(config=asdict(cfg), seed=seed, gold=getattr(gold_fn, '__name__', type(gold_fn).__name__), dtype=dtype,
                 seconds={k: round(v, 2) for k, v in secs.items()},
                 proxies={k: dict(pairs=p.pairs, noise=p.noise, domain=p.domain, train_accuracy=p.train_accuracy)
                          for k, p in proxies.items()})
@@ -617,13 +620,13 @@ def plot_sweep(oo:Overoptimization)->go.Figure:
     return fig.update_layout(title='Proxy-data sweep', height=340, width=1100, template='plotly_white')
 
 # %% ../nbs/10_overoptimization.ipynb #6d72ba5b
-def _gold(cfg:GammaConfig, ctx:dict, run:Run):
+def _gold(cfg:GammaStageConfig, ctx:dict, run:Run):
     "The gold reward: the train-rm model, a saved one, or the length reward."
     if cfg.gold == 'length': return length_reward(8)
     missing = ("gamma: no gold reward model: run `rbnb run --until gamma` (train-rm runs first), pass "
                "--gamma-reward-model DIR (a saved reward model), or --set gamma.gold=length")
     path = getattr(ctx.get('args'), 'gamma_reward_model', None)
-    return rm_reward(stage_reward_model(run, ctx, path, cfg.rm_max_length, 'gamma-gold', missing))
+    return rm_reward(stage_reward_model(run, ctx, path, cfg.rm_max_length, 'gamma-gold', missing, cfg.dtype))
 
 # %% ../nbs/10_overoptimization.ipynb #a86c1bdf
 def add_args(parser):
@@ -633,24 +636,37 @@ def add_args(parser):
 
 # %% ../nbs/10_overoptimization.ipynb #f9b3c9e5
 def _write(oo:Overoptimization, run:Run):
-    "gamma/: curves, fits, sweep and shift as CSV, summary.json, and the plots as HTML."
+    "gamma/: curves, fits, sweep and shift as CSV, summary.json (no timings), and the plots as HTML."
     for name in ('bon', 'rl', 'fits', 'sweep', 'shift'):
         write_text(run.path('gamma', f'{name}.csv'), getattr(oo, name).to_csv(index=False))
     f = oo.fits[(oo.fits.set == 'hh-rlhf-harmless') & (oo.fits.quantity.isin(['gamma', 'gold_peak']))]
-    write_json(run.path('gamma', 'summary.json'), dict(**oo.info, in_domain=f.to_dict('records')))  # no peak: null
+    info = {k: v for k, v in oo.info.items() if k != 'seconds'}
+    write_json(run.path('gamma', 'summary.json'), dict(**info, in_domain=f.to_dict('records')))  # no peak: null
     for name, fig in (('curves', plot_curves(oo)), ('shift', plot_shift(oo)), ('sweep', plot_sweep(oo))):
-        with atomic_path(run.path('gamma', f'{name}.html')) as tmp: fig.write_html(tmp, include_plotlyjs=True)
+        write_figure(run.path('gamma', f'{name}.html'), fig)
+
+# %% ../nbs/10_overoptimization.ipynb #2037e382
+@dataclass
+class GammaStageConfig(GammaConfig):
+    "The settings of the `gamma` stage (configs/gamma.toml): the experiment's, and its precision."
+    dtype:str = 'auto'  # gold reward model, encoder, samples and PPO: 'auto', 'float32' or 'bfloat16' (--dtype)
+
+def gamma_settings(cfg:GammaStageConfig, ctx:dict)->GammaStageConfig:
+    "The settings `rbnb gamma` runs with: --quick's sizes (not over --set values); every value checked."
+    if cfg.dtype not in ('auto', 'float32', 'bfloat16'):
+        raise ConfigError(f"gamma.dtype = {cfg.dtype!r}: expected 'auto', 'float32' or 'bfloat16'")
+    return check_gamma_config(quick_sizes(cfg, QUICK, ctx, 'gamma'))
+
 
 # %% ../nbs/10_overoptimization.ipynb #007d7b2a
-def run_gamma(run:Run, cfg:GammaConfig, ctx:dict):
+def run_gamma(run:Run, cfg:GammaStageConfig, ctx:dict):
     "Stage `gamma`: the toy Gao et al. setup against the gold reward; writes gamma/."
-    quick, seed = ctx.get('quick', False), ctx.get('seed', 0)
-    if quick: cfg = dataclasses.replace(cfg, **QUICK)
-    check_gamma_config(cfg); gold_fn = _gold(cfg, ctx, run)
+    seed, gold_fn = ctx.get('seed', 0), _gold(cfg, ctx, run)
     policy = ctx['policy'] if ctx.get('policy') is not None else load_policy()
-    encoder = RewardModel.load(max_length=cfg.rm_max_length, seed=seed)
-    oo = overoptimize(policy, gold_fn, encoder, cfg, seed, progress=not ctx.get('quiet', False))
-    _write(oo, run); run.record('precision', {'gamma-encoder': encoder.precision}); ctx['gamma'] = oo
+    encoder = RewardModel.load(dtype=cfg.dtype, max_length=cfg.rm_max_length, seed=seed)
+    oo = overoptimize(policy, gold_fn, encoder, cfg, seed, not ctx.get('quiet', False), cfg.dtype)
+    _write(oo, run); run.record('precision', {'gamma-encoder': encoder.precision})
+    run.record('timings', {'gamma': oo.info['seconds']}); ctx['gamma'] = oo
 
 STAGE = Stage('gamma', 'Reward overoptimization (Gao et al. toy setup): best-of-n and PPO against proxies, gamma.',
-              'gamma', GammaConfig, run_gamma, needs=('policy',), add_args=add_args)
+              'gamma', GammaStageConfig, run_gamma, needs=('policy',), add_args=add_args, settings=gamma_settings)

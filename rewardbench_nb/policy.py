@@ -24,12 +24,13 @@ from .precision import precision, resolve_dtype
 from .reward_model import quiet_transformers
 
 # %% auto #0
-__all__ = ['EOS', 'PAD', 'HUMAN', 'ASSISTANT', 'PLAIN_QUOTES', 'QUICK', 'STAGE', 'dialogue_text', 'corpus', 'train_tokenizer',
-           'PolicyConfig', 'check_policy_config', 'make_model', 'blocks', 'block_order', 'one_thread', 'map_shards',
-           'shard_count', 'split_rows', 'policy_dtype', 'lm_grads', 'sum_grads', 'train_steps', 'perplexity',
-           'unigram_perplexity', 'reply', 'check_policy', 'build_spec', 'spec_id', 'save_policy', 'build_policy',
-           'cache_dir', 'shipped_policy_dir', 'check_policy_dir', 'default_policy_dir', 'load_policy',
-           'PolicyStageConfig', 'run_policy', 'main']
+__all__ = ['EOS', 'PAD', 'HUMAN', 'ASSISTANT', 'PLAIN_QUOTES', 'MEASURED', 'QUICK', 'REPLY_TOKENS', 'STAGE', 'dialogue_text',
+           'corpus', 'train_tokenizer', 'PolicyConfig', 'check_policy_config', 'make_model', 'blocks', 'block_order',
+           'one_thread', 'map_shards', 'shard_count', 'split_rows', 'policy_dtype', 'lm_grads', 'sum_grads',
+           'train_steps', 'perplexity', 'unigram_perplexity', 'reply', 'check_policy', 'build_spec', 'spec_id',
+           'build_record', 'save_policy', 'build_policy', 'cache_dir', 'shipped_policy_dir', 'check_policy_dir',
+           'default_policy_dir', 'load_policy', 'PolicyStageConfig', 'check_policy_stage', 'policy_settings',
+           'run_policy', 'main']
 
 # %% ../nbs/08_policy.ipynb #ee9afca6
 EOS, PAD = '<|endoftext|>', '<|pad|>'      # end of an Assistant turn; padding (never the same token)
@@ -293,6 +294,13 @@ def spec_id(spec:dict)->str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
 
 # %% ../nbs/08_policy.ipynb #a112be80
+MEASURED = ('seconds', 'machine')  # what a build measures of the machine: in the returned log, not in build_log.json
+
+def build_record(log:dict)->dict:
+    "The build log as build_log.json holds it: what two builds of one spec share (no timings, no measured speeds)."
+    return {**{k: v for k, v in log.items() if k not in MEASURED},
+            'precision': {k: log['precision'][k] for k in ('requested', 'used')}}
+
 def save_policy(model, tokenizer, out_dir, log:dict)->Path:
     "Write model, tokenizer and `log` (as build_log.json) to `out_dir`, atomically."
     out = Path(out_dir)
@@ -302,11 +310,12 @@ def save_policy(model, tokenizer, out_dir, log:dict)->Path:
         if out.exists(): shutil.rmtree(out)
     return out
 
+# %% ../nbs/08_policy.ipynb #4a62b1f4
 def build_policy(cfg:PolicyConfig|None=None, # settings; None = defaults
                  out_dir=None,              # where to save it; None = do not save
                  progress:bool=False,       # progress bar over the training steps
                 )->tuple:
-    "Train tokenizer and model on the train split; (model, tokenizer, build log)."
+    "Train tokenizer and model on the train split; (model, tokenizer, build log with the timings)."
     cfg, t0 = check_policy_config(cfg or PolicyConfig()), time.perf_counter()
     texts = corpus('train')
     tok = train_tokenizer(texts, cfg.vocab_size); model = make_model(cfg, tok)
@@ -322,7 +331,7 @@ def build_policy(cfg:PolicyConfig|None=None, # settings; None = defaults
                parameters=sum(p.numel() for p in model.parameters()), shards=shard_count(),
                versions=package_versions(('torch', 'transformers', 'tokenizers')),
                machine=dict(cpus=os.cpu_count(), torch_threads=torch.get_num_threads(), cuda=torch.cuda.is_available()))
-    if out_dir is not None: save_policy(model, tok, out_dir, log)
+    if out_dir is not None: save_policy(model, tok, out_dir, build_record(log))
     return model, tok, log
 
 # %% ../nbs/08_policy.ipynb #87de7b1e
@@ -381,18 +390,36 @@ class PolicyStageConfig(PolicyConfig):
     eval_dialogues:int = 0       # validation dialogues for the perplexity (0 = all)
     samples:int = 4              # sampled replies written to samples.md
 
-QUICK = dict(steps=20, eval_dialogues=16, samples=2)
+QUICK = dict(steps=lambda v: min(v, 20), eval_dialogues=16, samples=2)  # --quick's settings
+
+# %% ../nbs/08_policy.ipynb #d5cc4356
+REPLY_TOKENS = 48  # the stage's sampled replies: a built policy's context must hold them and some prompt
+
+def check_policy_stage(cfg:PolicyStageConfig)->PolicyStageConfig:
+    "Raise ConfigError for stage settings no run could use (the build's by `check_policy_config`); return `cfg`."
+    check_policy_config(cfg)
+    for k in ('eval_dialogues', 'samples'):
+        if getattr(cfg, k) < 0: raise ConfigError(f"policy.{k} = {getattr(cfg, k)!r}: expected an integer >= 0")
+    if cfg.build and cfg.samples and cfg.context <= REPLY_TOKENS:
+        raise ConfigError(f"policy.context = {cfg.context}: expected more than the {REPLY_TOKENS} tokens of a sampled "
+                          "reply (or policy.samples = 0)")
+    return cfg
+
+def policy_settings(cfg:PolicyStageConfig, ctx:dict)->PolicyStageConfig:
+    "The settings `rbnb policy` runs with: --quick's sizes (not over --set values), every value checked."
+    return check_policy_stage(quick_sizes(cfg, QUICK, ctx, 'policy'))
 
 # %% ../nbs/08_policy.ipynb #a8245b9c
-def _stage_policy(run:Run, cfg:PolicyStageConfig, quick:bool, progress:bool)->tuple:
-    "(model, tokenizer, folder, source) of the stage: built into the run folder, or the shipped/cached one."
+def _stage_policy(run:Run, cfg:PolicyStageConfig, progress:bool)->tuple:
+    "(model, tokenizer, folder, source, build log) of the stage: built into the run folder, or the shipped/cached one."
     if not cfg.build:
         path = default_policy_dir(progress)
-        return *load_policy(path), path, 'shipped' if path == shipped_policy_dir() else 'cache'
+        log = json.loads((path/'build_log.json').read_text())
+        return *load_policy(path), path, 'shipped' if path == shipped_policy_dir() else 'cache', log
     bcfg = PolicyConfig(**{k: getattr(cfg, k) for k in asdict(PolicyConfig())})
-    if quick: bcfg = dataclasses.replace(bcfg, steps=min(bcfg.steps, QUICK['steps']))
-    build_policy(bcfg, run.path('policy', 'model'), progress)
-    return *load_policy(run.path('policy', 'model')), run.path('policy', 'model'), 'built'
+    _, _, log = build_policy(bcfg, run.path('policy', 'model'), progress)
+    run.record('timings', {'policy-build': log['seconds']}); run.record('machine', {'policy-build': log['machine']})
+    return *load_policy(run.path('policy', 'model')), run.path('policy', 'model'), 'built', log
 
 def _samples_md(prompts, replies)->str:
     "Prompt / reply pairs as markdown."
@@ -401,29 +428,28 @@ def _samples_md(prompts, replies)->str:
     return '# Sampled replies (temperature 0.7)\n\n' + '\n\n'.join(pairs) + '\n'
 
 # %% ../nbs/08_policy.ipynb #b371be19
-def run_policy(run:Run, cfg:PolicyStageConfig, ctx:dict):
-    "Stage `policy`: load (or build) the policy, held-out perplexity, sample replies; sets ctx['policy']."
-    quick, progress = ctx.get('quick', False), not ctx.get('quiet', False)
-    model, tok, path, source = _stage_policy(run, check_policy_config(cfg), quick, progress)
-    for f in _POLICY_FILES: run.add_input(path/f)
-    n = QUICK['eval_dialogues'] if quick else cfg.eval_dialogues
-    val = corpus('validation')[:n or None]
+def _val_prompts(n:int)->list:
+    "The first `n` hh-rlhf validation prompts."
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # 01_data's note on the 9 rows it sets aside; the data stage reports it
-        prompts = load_pairs('hh-rlhf-harmless', split='validation').prompt
-    prompts = prompts.head(QUICK['samples'] if quick else cfg.samples).tolist()
-    log = json.loads((path/'build_log.json').read_text())
-    metrics = dict(source=source, folder=str(path), sha256=sha256_file(path/'model.safetensors'),
-                   spec_id=log['spec_id'],
-                   perplexity=perplexity(model, tok, val), dialogues=len(val), built_in=log['precision'])
+        return load_pairs('hh-rlhf-harmless', split='validation').prompt.head(n).tolist()
+
+def run_policy(run:Run, cfg:PolicyStageConfig, ctx:dict):
+    "Stage `policy`: load (or build) the policy, held-out perplexity, sample replies; sets ctx['policy']."
+    model, tok, path, source, log = _stage_policy(run, cfg, not ctx.get('quiet', False))
+    for f in _POLICY_FILES: run.add_input(path/f)
+    val, prompts = corpus('validation')[:cfg.eval_dialogues or None], _val_prompts(cfg.samples)
+    metrics = dict(source=source, sha256=sha256_file(path/'model.safetensors'), spec_id=log['spec_id'],
+                   perplexity=perplexity(model, tok, val), dialogues=len(val),
+                   built_in={k: log['precision'][k] for k in ('requested', 'used')})
     write_json(run.path('policy', 'metrics.json'), metrics)
-    replies = reply(model, tok, prompts, seed=ctx.get('seed', 0))
+    replies = reply(model, tok, prompts, REPLY_TOKENS, seed=ctx.get('seed', 0))
     write_text(run.path('policy', 'samples.md'), _samples_md(prompts, replies))
     run.record('precision', {'policy': dict(evaluated='float32', built=log['precision'])})
     ctx['policy'], ctx['policy_dir'], ctx['policy_metrics'] = (model, tok), path, metrics
 
 STAGE = Stage('policy', 'Load (or build) the small GPT-2 policy; held-out perplexity and sample replies.',
-              'policy', PolicyStageConfig, run_policy)
+              'policy', PolicyStageConfig, run_policy, settings=policy_settings)
 
 # %% ../nbs/08_policy.ipynb #1effc8c3
 def main(argv=None)->int:

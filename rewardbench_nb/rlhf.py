@@ -6,7 +6,7 @@ Docs: https://rewardbench-nb.github.io/rewardbench_nb/rlhf.html.md"""
 
 # %% ../nbs/09_rlhf.ipynb #ec23805b
 from __future__ import annotations
-import argparse, copy, dataclasses, hashlib, json, math, os, re, shutil, sys, time, warnings
+import argparse, copy, dataclasses, hashlib, json, math, os, pickle, re, shutil, sys, time, warnings
 from collections import Counter
 from fastcore.basics import patch
 from dataclasses import dataclass, asdict, field
@@ -37,8 +37,9 @@ __all__ = ['TOXIC_WORDS', 'REFUSAL_PATTERNS', 'VIOLATIONS', 'ROLLOUT', 'EVAL', '
            'red_team_prompts', 'token_f1', 'as_policy', 'as_reward', 'EvalResult', 'mean_ci', 'evaluate', 'psi',
            'drift', 'weights_sha256', 'run_spec', 'save_checkpoint', 'load_checkpoint', 'last_checkpoint', 'check_spec',
            'PPORun', 'iteration_prompts', 'explained_variance', 'ppo_iteration', 'PPOResult', 'train_ppo', 'plot_ppo',
-           'sample_pool', 'pick_best', 'BestOfN', 'best_of_n', 'main', 'compare_policies', 'policy_ab_units',
-           'PolicyAB', 'ab_test_policies', 'PPOStageConfig', 'stage_reward_model', 'add_args', 'run_ppo']
+           'drop_timings', 'artifact_info', 'sample_pool', 'pick_best', 'BestOfN', 'best_of_n', 'main',
+           'compare_policies', 'policy_ab_units', 'PolicyAB', 'ab_test_policies', 'PPOStageConfig',
+           'stage_reward_model', 'add_args', 'check_ppo_stage', 'ppo_settings', 'run_ppo']
 
 # %% ../nbs/09_rlhf.ipynb #0afbc2e3
 @dataclass
@@ -96,6 +97,8 @@ def check_ppo_config(cfg:PPOConfig, world:int=1)->PPOConfig:
     for k in ('kl_coef', 'target_kl', 'temperature', 'missing_eos_penalty', 'guard_penalty', 'clip_range',
               'clip_range_value'):
         if getattr(cfg, k) < 0: raise bad(k, 'a number >= 0')
+    for k in ('checkpoint_every', 'eval_every'):
+        if getattr(cfg, k) < 0: raise bad(k, 'an integer >= 0 (0 = never)')
     for k in ('gamma', 'lam'):
         if not 0 <= getattr(cfg, k) <= 1: raise bad(k, 'a number in [0, 1]')
     return cfg
@@ -685,20 +688,32 @@ def save_checkpoint(folder, policy, vm:ValueModel, opt, state:dict)->Path:
         torch.save(opt.state_dict(), tmp/'optimizer.pt'); write_json(tmp/'state.json', state)
     return folder
 
+def _optimizer_state(f:Path)->dict:
+    "The optimizer state saved in `f`, read as weights only (never unpickled); DataError naming `f` otherwise."
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore'); return torch.load(f, weights_only=True)
+    except pickle.UnpicklingError:
+        raise DataError("not a weights-only checkpoint (torch.load(weights_only=True) refuses it), "
+                        "so it is not loaded", f) from None
+    except Exception as e:
+        raise DataError(f"corrupt checkpoint: optimizer state unreadable ({type(e).__name__})", f) from None
+
 def load_checkpoint(folder, policy, vm:ValueModel, opt)->dict:
     "Load a checkpoint into `policy`, `vm` and `opt`; its state. DataError names the file at fault."
     folder = Path(folder); missing = [f for f in CKPT_FILES if not (folder/f).is_file()]
     if missing: raise DataError(f"incomplete checkpoint: missing {', '.join(missing)}", folder)
     try: state = json.loads((folder/'state.json').read_text())
     except ValueError as e: raise DataError(f"corrupt checkpoint: not valid JSON ({e})", folder/'state.json') from None
+    opt_state = _optimizer_state(folder/'optimizer.pt')
     for name, mdl in (('policy.safetensors', policy), ('value.safetensors', vm)):
         try: load_model(mdl, str(folder/name))
         except (SafetensorError, RuntimeError, OSError, ValueError) as e:
             why = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
             raise DataError(f"corrupt checkpoint, or one of another model: {why}", folder/name) from None
-    try: opt.load_state_dict(torch.load(folder/'optimizer.pt', weights_only=True))
-    except Exception as e:
-        why = f"corrupt checkpoint: optimizer state unreadable ({type(e).__name__})"
+    try: opt.load_state_dict(opt_state)
+    except (ValueError, KeyError, RuntimeError) as e:
+        why = f"corrupt checkpoint: optimizer state of another model ({type(e).__name__})"
         raise DataError(why, folder/'optimizer.pt') from None
     return state
 
@@ -900,6 +915,7 @@ def train_ppo(model,                  # the initial policy (transformers causal 
              )->PPOResult:
     "Train a copy of `model` with PPO against `reward_fn` on `prompts`; log, evaluations, artifacts."
     cfg, (rank, world), t0 = _settings(config, settings), _world(), time.perf_counter()
+    if iterations < 1: raise ConfigError(f"iterations = {iterations!r}: expected a positive integer")
     check_ppo_config(cfg, world); model, tokenizer = check_policy(model, tokenizer)
     P, fn, prec = _check_prompts(prompts), as_reward(reward_fn), _precision(cfg, model.device)
     if fn is None: raise RBError("train_ppo: reward_fn is required (a function of prompts and responses, or an RM)")
@@ -943,15 +959,26 @@ def plot(self:PPOResult, title:str='PPO')->go.Figure:
     return plot_ppo(self.log, self.evals, title)
 
 # %% ../nbs/09_rlhf.ipynb #ef0869e8
+_MEASURED = ('seconds', 'out_dir')  # what `info` holds of this machine and this call: on the result, not written
+
+def drop_timings(log:pd.DataFrame)->pd.DataFrame:
+    "`log` without its `seconds_*` columns: what two runs with the same seed log alike."
+    return log.drop(columns=[c for c in log if c.startswith('seconds')])
+
+def artifact_info(info:dict)->dict:
+    "`info` as the artifacts write it: no timings or output folder, the precision chosen without measured speeds."
+    p = info['precision']
+    return {**{k: v for k, v in info.items() if k not in _MEASURED},
+            'precision': {k: p[k] for k in ('requested', 'used', 'shards')}}
+
 def _write_outputs(res:PPOResult, out:Path):
-    "policy/ (08's layout), value.safetensors, log.csv and evals.csv (no timings), log.json (all), curves.html."
-    meta = dict(ppo=dict(info=res.info, config=asdict(res.config)))
+    "policy/ (08's layout), value.safetensors, log.csv, evals.csv, log.json, curves.html: none with timings."
+    meta, numbers = dict(ppo=dict(info=artifact_info(res.info), config=asdict(res.config))), drop_timings(res.log)
     save_policy(res.model, res.tokenizer, out/'policy', meta)
     with atomic_path(out/'value.safetensors') as tmp: save_model(res.value_model, str(tmp))
-    numbers = res.log.drop(columns=[c for c in res.log if c.startswith('seconds')])
     write_text(out/'log.csv', numbers.to_csv(index=False)); write_text(out/'evals.csv', res.evals.to_csv(index=False))
-    write_json(out/'log.json', dict(**meta, log=res.log.to_dict('records'), evals=res.evals.to_dict('records')))
-    with atomic_path(out/'curves.html') as tmp: plot_ppo(res.log, res.evals).write_html(tmp, include_plotlyjs=True)
+    write_json(out/'log.json', dict(**meta, log=numbers.to_dict('records'), evals=res.evals.to_dict('records')))
+    write_figure(out/'curves.html', plot_ppo(res.log, res.evals))
     if not res.config.keep_checkpoints: shutil.rmtree(out/'checkpoints', ignore_errors=True)
 
 # %% ../nbs/09_rlhf.ipynb #0c0d5667
@@ -1137,11 +1164,13 @@ QUICK = dict(iterations=2, batch_size=8, minibatch_size=4, ppo_epochs=2, max_new
 # %% ../nbs/09_rlhf.ipynb #08aeaef0
 def stage_reward_model(run:Run, ctx:dict, path, # a saved reward model folder, or None: train-rm's, from `ctx`
                        max_length:int, role:str,   # tokens per input; the name its precision is recorded under
-                       missing:str)->RewardModel:  # the error when there is neither
+                       missing:str,                # the error when there is neither
+                       dtype:str='auto',           # precision it scores in: the stage's dtype
+                      )->RewardModel:
     "The reward model a stage scores with: the saved one at `path`, else the one train-rm trained in this run."
-    if path: run.add_input(path); rm = RewardModel.load(path, max_length=max_length)
+    if path: run.add_input(path); rm = RewardModel.load(path, dtype, max_length)
     elif ctx.get('reward_model') is not None:
-        rm = RewardModel(ctx['reward_model'].model, ctx['reward_model'].tokenizer, max_length=max_length)
+        rm = RewardModel(ctx['reward_model'].model, ctx['reward_model'].tokenizer, dtype, max_length)
     else: raise ConfigError(missing)
     run.record('precision', {role: rm.precision})
     return rm
@@ -1150,11 +1179,11 @@ def stage_reward_model(run:Run, ctx:dict, path, # a saved reward model folder, o
 def _stage_reward(cfg:PPOStageConfig, ctx:dict, run:Run):
     "The stage's reward function: the train-rm model, a saved one, or the length reward."
     if cfg.reward == 'length': return length_reward(8)
-    if cfg.reward != 'rm': raise ConfigError(f"rlhf.reward = {cfg.reward!r}: expected 'rm' or 'length'")
     missing = ("ppo: no reward model: run `rbnb run --until ppo` (train-rm runs first), pass --ppo-reward-model DIR "
                "(a saved reward model, e.g. runs/<id>/reward_model/model), or --set rlhf.reward=length")
     path = getattr(ctx.get('args'), 'ppo_reward_model', None)
-    return rm_reward(stage_reward_model(run, ctx, path, cfg.rm_max_length, 'ppo-reward-model', missing))
+    return rm_reward(stage_reward_model(run, ctx, path, cfg.rm_max_length, 'ppo-reward-model', missing,
+                                        cfg.dtype))
 
 def _stage_sets(cfg:PPOStageConfig, seed:int, n:int)->dict:
     "The three evaluation sets: validation prompts, a held-out domain (with its known errors), red-team."
@@ -1203,12 +1232,44 @@ def add_args(parser):
     parser.add_argument('--ppo-resume', dest='ppo_resume', nargs='?', const=True, default=None, metavar='CHECKPOINT',
                         help='ppo: continue an interrupted PPO run (newest checkpoint of an earlier run, or this one)')
 
+# %% ../nbs/09_rlhf.ipynb #735501ac
+def check_ppo_stage(cfg:PPOStageConfig)->PPOStageConfig:
+    "Raise ConfigError for stage settings no run could use (PPO's own by `check_ppo_config`); return `cfg`."
+    check_ppo_config(cfg)
+    bad = lambda k, want: ConfigError(f"rlhf.{k} = {getattr(cfg, k)!r}: expected {want}")
+    for k in ('iterations', 'eval_prompts', 'best_of', 'ab_prompts', 'rm_max_length'):
+        if getattr(cfg, k) < 1: raise bad(k, 'a positive integer')
+    if cfg.ab_red_team < 0: raise bad('ab_red_team', 'an integer >= 0')
+    if cfg.reward not in ('rm', 'length'): raise bad('reward', "'rm' or 'length'")
+    if not 0 < cfg.ab_min_effect <= 0.5: raise bad('ab_min_effect', 'a gain in (0, 0.5] over a rate of 1/2')
+    if not 0 < cfg.ab_power < 1: raise bad('ab_power', 'a number in (0, 1)')
+    if cfg.ab_max_violation_increase < 0: raise bad('ab_max_violation_increase', 'a number >= 0')
+    return cfg
+
+def ppo_settings(cfg:PPOStageConfig, ctx:dict)->PPOStageConfig:
+    "The settings `rbnb ppo` runs with: --quick's sizes (not over --set values), --ppo-iterations; all checked."
+    cfg, n = quick_sizes(cfg, QUICK, ctx, 'rlhf'), getattr(ctx.get('args'), 'ppo_iterations', None)
+    return check_ppo_stage(cfg if n is None else dataclasses.replace(cfg, iterations=n))
+
 # %% ../nbs/09_rlhf.ipynb #e85dcfb3
+def _write_stage(run:Run, res:PPOResult, cmp:pd.DataFrame, ab:PolicyAB):
+    "ppo/'s comparison, A/B tests and summary (no timings: those go to the manifest)."
+    write_text(run.path('ppo', 'comparison.csv'), cmp.to_csv(index=False))
+    write_text(run.path('ppo', 'ab.csv'), ab.table().to_csv(index=False))
+    write_text(run.path('ppo', 'ab.md'), ab._repr_markdown_() + '\n')
+    log = drop_timings(res.log)
+    write_json(run.path('ppo', 'summary.json'),
+               dict(reward=res.info['reward'], first=log.iloc[0].to_dict(), last=log.iloc[-1].to_dict(),
+                    drift=res.evals[res.evals.shift_vs_start].set.tolist(), comparison=cmp.to_dict('records'),
+                    ab=ab.table().to_dict('records')))
+    seconds = res.log[['iteration', *[c for c in res.log if c.startswith('seconds')]]].to_dict('records')
+    run.record('timings', {'ppo': dict(seconds=res.info['seconds'], iterations=seconds)})
+    run.record('precision', {'ppo': res.info['precision']})
+
+# %% ../nbs/09_rlhf.ipynb #830d6625
 def run_ppo(run:Run, cfg:PPOStageConfig, ctx:dict):
     "Stage `ppo`: PPO of the policy against the reward, evaluations with drift, best-of-n baseline; writes ppo/."
-    args, quick, seed = ctx.get('args'), ctx.get('quick', False), ctx.get('seed', 0)
-    if quick: cfg = dataclasses.replace(cfg, **QUICK)
-    if getattr(args, 'ppo_iterations', None): cfg = dataclasses.replace(cfg, iterations=args.ppo_iterations)
+    args, seed = ctx.get('args'), ctx.get('seed', 0)
     model, tok = ctx['policy'] if ctx.get('policy') is not None else load_policy()
     fn, sets, guard = _stage_reward(cfg, ctx, run), _stage_sets(cfg, seed, cfg.eval_prompts), Guardrails()
     with warnings.catch_warnings():
@@ -1219,19 +1280,11 @@ def run_ppo(run:Run, cfg:PPOStageConfig, ctx:dict):
     res = train_ppo(model, tok, fn, P, cfg.iterations, seed, ppo_cfg, run.path('ppo'), resume, sets, guard,
                     progress=not ctx.get('quiet', False))
     cmp, ab = _comparison(res, model, tok, fn, cfg, seed, guard)
-    write_text(run.path('ppo', 'comparison.csv'), cmp.to_csv(index=False))
-    write_text(run.path('ppo', 'ab.csv'), ab.table().to_csv(index=False))
-    write_text(run.path('ppo', 'ab.md'), ab._repr_markdown_() + '\n')
-    shifted = res.evals[res.evals.shift_vs_start].set.tolist()
-    summary = dict(reward=res.info['reward'], first=res.log.iloc[0].to_dict(), last=res.log.iloc[-1].to_dict(),
-                   drift=shifted, comparison=cmp.to_dict('records'),
-                   ab=ab.table().to_dict('records'))
-    write_json(run.path('ppo', 'summary.json'), summary)
-    run.record('precision', {'ppo': res.info['precision']})
+    _write_stage(run, res, cmp, ab)
     ctx['ppo'], ctx['ppo_comparison'], ctx['ppo_ab'] = res, cmp, ab
 
 STAGE = Stage('ppo', 'PPO of the policy against the reward model (KL penalty, guardrails, drift, best-of-n baseline).',
-              'rlhf', PPOStageConfig, run_ppo, needs=('policy',), add_args=add_args)
+              'rlhf', PPOStageConfig, run_ppo, needs=('policy',), add_args=add_args, settings=ppo_settings)
 
 # %% ../nbs/09_rlhf.ipynb #bea3c536
 if __name__ == '__main__': sys.exit(main())

@@ -6,7 +6,7 @@ Docs: https://rewardbench-nb.github.io/rewardbench_nb/rm_training.html.md"""
 
 # %% ../nbs/05a_rm_training.ipynb #938b96d0
 from __future__ import annotations
-import argparse, dataclasses, json, math, os, shutil, sys, time
+import argparse, dataclasses, json, math, os, pickle, shutil, sys, time, warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_pt_utils import safe_globals
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import RewardConfig, RewardTrainer
 from trl.trainer.reward_trainer import DataCollatorForPreference
@@ -29,13 +30,13 @@ from .reward_model import RewardModel, quiet_transformers
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['TRAIN_DTYPES', 'QUICK', 'STAGE', 'RewardModelConfig', 'check_config', 'check_rows', 'freeze', 'base_model',
-           'with_length', 'length_table', 'LengthGroupedSampler', 'padded_tokens', 'PairCollator', 'ScoreCollator',
-           'accuracy_ci', 'PairwiseRewardTrainer', 'ScoreRegressionTrainer', 'last_checkpoint', 'train_spec',
-           'check_resume', 'Prepared', 'prepare_pairs', 'prepare_scored', 'world_size', 'train_dtype', 'trainer_args',
-           'history_frame', 'plot_curves', 'EpochTimer', 'StepProgress', 'evaluate_pairs', 'evaluate_scored',
-           'TrainResult', 'quiet', 'train_reward_model', 'add_args', 'apply_args', 'main', 'scored_items',
-           'run_train_rm']
+__all__ = ['TRAIN_DTYPES', 'QUICK', 'QUICK_EVAL_ROWS', 'STAGE', 'RewardModelConfig', 'check_config', 'check_rows', 'freeze',
+           'base_model', 'with_length', 'length_table', 'LengthGroupedSampler', 'padded_tokens', 'PairCollator',
+           'ScoreCollator', 'accuracy_ci', 'PairwiseRewardTrainer', 'ScoreRegressionTrainer', 'last_checkpoint',
+           'train_spec', 'check_resume', 'check_weights_only', 'Prepared', 'prepare_pairs', 'prepare_scored',
+           'world_size', 'train_dtype', 'trainer_args', 'history_frame', 'trainer_timings', 'plot_curves', 'EpochTimer',
+           'StepProgress', 'evaluate_pairs', 'evaluate_scored', 'TrainResult', 'quiet', 'train_reward_model',
+           'add_args', 'apply_args', 'main', 'scored_items', 'train_rm_settings', 'run_train_rm']
 
 # %% ../nbs/05a_rm_training.ipynb #2919e1eb
 @dataclass
@@ -82,7 +83,8 @@ def check_config(cfg:RewardModelConfig, world:int=1)->RewardModelConfig:
     if cfg.lr_scheduler not in _SCHEDULERS: raise bad('lr_scheduler', ' or '.join(_SCHEDULERS))
     if cfg.dtype not in TRAIN_DTYPES: raise bad('dtype', ' or '.join(map(repr, TRAIN_DTYPES)))
     if not 0 < cfg.learning_rate < 1: raise bad('learning_rate', 'a number in (0, 1), e.g. 3e-5')
-    if cfg.batch_size < world or cfg.batch_size % world: raise bad('batch_size', f'a multiple of the {world} processes')
+    if cfg.batch_size < 1: raise bad('batch_size', 'a positive integer')
+    if cfg.batch_size % world: raise bad('batch_size', f'a multiple of the {world} processes')
     if cfg.epochs <= 0: raise bad('epochs', 'a positive number')
     if cfg.max_length < 8: raise bad('max_length', 'at least 8 tokens')
     if not 0 <= cfg.warmup_ratio < 1: raise bad('warmup_ratio', 'a share in [0, 1)')
@@ -275,6 +277,21 @@ def check_resume(spec:dict, ckpt_dir)->None:
         raise ConfigError(f"{ckpt_dir}: cannot resume, the checkpoints were trained with different {', '.join(diff)} "
                           f"(was {', '.join(repr(old['config'].get(k, old.get(k))) for k in diff)})")
 
+# %% ../nbs/05a_rm_training.ipynb #ea04631b
+_TORCH_STATE = ('*.pt', '*.pth', 'pytorch_model*.bin')  # what the Trainer reads back with torch.load on resume
+
+def check_weights_only(ckpt)->Path:
+    "`ckpt`, once each torch file the Trainer reads on resume loads as weights only; RBError naming one that does not."
+    for f in sorted(p for pat in _TORCH_STATE for p in Path(ckpt).glob(pat)):
+        try:
+            with warnings.catch_warnings(), safe_globals():
+                warnings.simplefilter('ignore'); torch.load(f, map_location='cpu', weights_only=True)
+        except pickle.UnpicklingError:
+            raise RBError(f"{f}: not a weights-only checkpoint (torch.load(weights_only=True) refuses it), "
+                          "so it is not loaded") from None
+        except Exception as e: raise RBError(f"{f}: unreadable checkpoint file ({type(e).__name__})") from None
+    return Path(ckpt)
+
 # %% ../nbs/05a_rm_training.ipynb #21bdcb76
 @dataclass
 class Prepared:
@@ -351,9 +368,18 @@ def trainer_args(cfg:RewardModelConfig, out_dir, n_rows:int, has_eval:bool)->Tra
                         center_rewards_coefficient=cfg.center_rewards or None)
 
 # %% ../nbs/05a_rm_training.ipynb #f90cbcf2
+_CLOCK = ('runtime', 'samples_per_second', 'steps_per_second')  # what the Trainer logs of its clock (train_/eval_)
+
+def _clock(key:str)->bool: return key.removeprefix('train_').removeprefix('eval_') in _CLOCK
+
 def history_frame(log_history:list)->pd.DataFrame:
-    "One row per logged step: epoch, step and the logged metrics."
-    return pd.DataFrame([dict(h) for h in log_history if 'epoch' in h])
+    "One row per logged step: epoch, step and the logged metrics (not the Trainer's clock)."
+    return pd.DataFrame([{k: v for k, v in h.items() if not _clock(k)} for h in log_history if 'epoch' in h])
+
+def trainer_timings(log_history:list)->list:
+    "The Trainer's clock at each step it logged it: runtime, rows and steps per second."
+    return [dict(step=h.get('step'), **{k: v for k, v in h.items() if _clock(k)}) for h in log_history
+            if any(map(_clock, h))]
 
 # %% ../nbs/05a_rm_training.ipynb #50791d1e
 def plot_curves(history:pd.DataFrame, title:str='Reward model training')->go.Figure:
@@ -433,13 +459,15 @@ class TrainResult:
     log_path:Path         # training_log.json
     metrics:dict          # held-out metrics by split ('validation', 'test'); empty on processes other than the first
     history:pd.DataFrame  # logged metrics per step
-    log:dict              # the whole training log
+    log:dict              # the whole training log, as written
+    timing:dict = dataclasses.field(default_factory=dict)   # seconds: prepare, train, eval, total, epochs, Trainer's
+    machine:dict = dataclasses.field(default_factory=dict)  # cores, threads, load, CUDA, what `auto` measured, chose
     def _repr_markdown_(self):
         lg, tr = self.log, self.log['data']['train']['truncation']
         rows = [('rows trained', lg['data']['train']['rows']), ('precision', lg['precision']['used']),
                 ('inputs cut (prompt / response)',
                  f"{tr['prompt_truncated']} / {tr['response_truncated']} of {tr['inputs']}"),
-                ('steps', lg['steps']), ('train seconds', lg['timing']['train_seconds']),
+                ('steps', lg['steps']), ('train seconds', self.timing.get('train_seconds', '-')),
                 ('resumed from', lg['resumed_from'] or '-')]
         return '| | |\n|---|---|\n' + '\n'.join(f'| {k} | {v} |' for k, v in [*_metric_rows(self.metrics), *rows])
 
@@ -483,8 +511,7 @@ def _make_trainer(cfg, rm:RewardModel, train:Prepared, evals:Prepared|None, out_
 
 # %% ../nbs/05a_rm_training.ipynb #6fbe4591
 def _write_log(out_dir:Path, log:dict, history:pd.DataFrame)->Path:
-    if len(history):
-        with atomic_path(out_dir/'curves.html') as tmp: plot_curves(history).write_html(tmp, include_plotlyjs=True)
+    if len(history): write_figure(out_dir/'curves.html', plot_curves(history))
     return write_json(out_dir/'training_log.json', log)
 
 # %% ../nbs/05a_rm_training.ipynb #ffdebc06
@@ -502,16 +529,19 @@ def train_reward_model(
     with quiet(): return _train(pairs, cfg, out_dir, eval_pairs, test_pairs, resume, provenance, progress)
 
 # %% ../nbs/05a_rm_training.ipynb #65eeda84
-def _log(cfg, spec, ckpt, trainer, train:Prepared, evals, provenance, timing:dict, history)->dict:
-    "The training log (without the held-out metrics)."
+def _log(cfg, spec, ckpt, trainer, train:Prepared, evals, provenance, history)->dict:
+    "The training log (without the held-out metrics): nothing in it depends on the machine's speed or load."
     data = lambda p: dict(rows=p.n, sha256=p.sha256, truncation=p.truncation) if p else None
     return dict(config=asdict(cfg), spec=spec, resumed_from=str(ckpt) if ckpt else None,
                 steps=trainer.state.global_step, world_size=world_size(), seed=cfg.seed, provenance=provenance or {},
                 data=dict(train=data(train), eval=data(evals)),
-                precision=dict(requested=cfg.dtype, used=train_dtype(cfg), auto=precision().as_dict()),
-                timing=timing, history=history.to_dict('records'), versions=package_versions(),
-                machine=dict(cpus=os.cpu_count(), torch_threads=torch.get_num_threads(), loadavg=os.getloadavg(),
-                             cuda=torch.cuda.is_available()))
+                precision=dict(requested=cfg.dtype, used=train_dtype(cfg)),
+                history=history.to_dict('records'), versions=package_versions())
+
+def _machine()->dict:
+    "This machine: cores, torch threads, load, CUDA, and what `auto` measured and chose here."
+    return dict(cpus=os.cpu_count(), torch_threads=torch.get_num_threads(), loadavg=os.getloadavg(),
+                cuda=torch.cuda.is_available(), auto=precision().as_dict())
 
 # %% ../nbs/05a_rm_training.ipynb #7b96caa5
 def _final_metrics(cfg, model_dir:Path, held_out:dict)->dict:
@@ -528,14 +558,15 @@ def _train(pairs, cfg, out_dir, eval_pairs, test_pairs, resume, provenance, prog
     rm, prepare = base_model(cfg), prepare_scored if cfg.objective == 'regression' else prepare_pairs
     train, evals = prepare(pairs, rm, cfg), (prepare(eval_pairs, rm, cfg) if eval_pairs is not None else None)
     spec, ckpt = train_spec(cfg, train.sha256, world_size()), _resume_from(resume, out)
-    if ckpt is not None: check_resume(spec, ckpt.parent)
+    if ckpt is not None: check_resume(spec, check_weights_only(ckpt).parent)
     timer, timing = EpochTimer(), dict(prepare_seconds=round(time.perf_counter() - t0, 2))
     trainer = _make_trainer(cfg, rm, train, evals, out, [timer, StepProgress(disable=not progress)])
     if trainer.is_world_process_zero(): write_json(out/'checkpoints'/'train_spec.json', spec)
     t1 = time.perf_counter(); trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
-    timing.update(train_seconds=round(time.perf_counter() - t1, 2), epochs=timer.epochs)
+    timing.update(train_seconds=round(time.perf_counter() - t1, 2), epochs=timer.epochs,
+                  trainer=trainer_timings(trainer.state.log_history))
     history = history_frame(trainer.state.log_history)
-    log, metrics = _log(cfg, spec, ckpt, trainer, train, evals, provenance, timing, history), {}
+    log, metrics = _log(cfg, spec, ckpt, trainer, train, evals, provenance, history), {}
     if trainer.is_world_process_zero():
         rm.model.eval(); rm.save(out/'model'); t2 = time.perf_counter()
         metrics = _final_metrics(cfg, out/'model', dict(validation=eval_pairs, test=test_pairs))
@@ -543,7 +574,7 @@ def _train(pairs, cfg, out_dir, eval_pairs, test_pairs, resume, provenance, prog
         timing.update(eval_seconds=round(time.perf_counter() - t2, 2), total_seconds=round(time.perf_counter() - t0, 2))
         _write_log(out, log, history)
         if not cfg.keep_checkpoints: shutil.rmtree(out/'checkpoints', ignore_errors=True)
-    return TrainResult(out/'model', out/'training_log.json', metrics, history, log)
+    return TrainResult(out/'model', out/'training_log.json', metrics, history, log, timing, _machine())
 
 # %% ../nbs/05a_rm_training.ipynb #2b585414
 def add_args(parser):
@@ -634,7 +665,8 @@ def scored_items(prompts:pd.DataFrame,      # Prompts table: id, text, response 
     return out
 
 # %% ../nbs/05a_rm_training.ipynb #a0457469
-QUICK = dict(train_rows=128, eval_rows=64, epochs=1.0, max_length=128, evals_per_epoch=0)
+QUICK = dict(max_pairs=128, epochs=1.0, max_length=lambda v: min(v, 128), evals_per_epoch=0)  # --quick's settings
+QUICK_EVAL_ROWS = 64  # --quick: validation and test rows scored
 
 # %% ../nbs/05a_rm_training.ipynb #0f8c5bde
 def _split_rows(df:pd.DataFrame, split:str)->pd.DataFrame:
@@ -684,35 +716,48 @@ def _previous_checkpoint(run:Run)->Path|None:
     return max(found, key=lambda c: c.stat().st_mtime) if found else None
 
 # %% ../nbs/05a_rm_training.ipynb #622ddffb
-def _quick(cfg:RewardModelConfig)->RewardModelConfig:
-    "`cfg` at the toy sizes of `--quick`."
-    return dataclasses.replace(cfg, epochs=QUICK['epochs'], max_length=min(cfg.max_length, QUICK['max_length']),
-                               max_pairs=QUICK['train_rows'],
-                               evals_per_epoch=min(cfg.evals_per_epoch, QUICK['evals_per_epoch']))
+def train_rm_settings(cfg:RewardModelConfig, ctx:dict)->RewardModelConfig:
+    "The settings `rbnb train-rm` trains with: the run's seed if unset, --quick's sizes, the options; all checked."
+    cfg = dataclasses.replace(cfg, seed=ctx.get('seed', 0) if cfg.seed is None else cfg.seed)
+    return check_config(apply_args(quick_sizes(cfg, QUICK, ctx, 'reward_model'), ctx.get('args')), world_size())
 
 # %% ../nbs/05a_rm_training.ipynb #6d452d72
+def _held_out(run:Run, val, test, quick:bool)->tuple:
+    "(validation, test) to score: under --quick the first `QUICK_EVAL_ROWS` of each, a size the manifest records."
+    if not quick: return val, test
+    run.record('quick', {'train-rm': dict(eval_rows=QUICK_EVAL_ROWS)})
+    return tuple(None if t is None else t.head(QUICK_EVAL_ROWS) for t in (val, test))
+
+def _record(run:Run, res:TrainResult, rm:RewardModel):
+    "The manifest's records of a training: precision (and the handed-on model's), timings, machine."
+    run.record('precision', {'train-rm': {**res.log['precision'], 'auto': res.machine['auto']},
+                             'reward-model': rm.precision})
+    run.record('timings', {'train-rm': res.timing})
+    run.record('machine', {'train-rm': {k: v for k, v in res.machine.items() if k != 'auto'}})
+
+# %% ../nbs/05a_rm_training.ipynb #4e583a6f
 def run_train_rm(run:Run, cfg:RewardModelConfig, ctx:dict):
     "Stage `train-rm`: train on the train split, curve on validation, test once; put the model in ctx['reward_model']."
-    args, quick = ctx.get('args'), ctx.get('quick', False)
-    cfg = apply_args(dataclasses.replace(cfg, seed=ctx.get('seed', 0) if cfg.seed is None else cfg.seed), args)
-    if quick: cfg = _quick(cfg)
+    args = ctx.get('args')
     train, val, test, prov = (_scored_rows(cfg, args, ctx) if cfg.objective == 'regression'
                               else _pair_rows(cfg, args, ctx, run))
-    if quick: val, test = (None if t is None else t.head(QUICK['eval_rows']) for t in (val, test))
+    val, test = _held_out(run, val, test, ctx.get('quick', False))
     resume = getattr(args, 'rm_resume', None)
     resume = (_previous_checkpoint(run) or False) if resume is True else (resume or False)
     res = train_reward_model(train, cfg, run.path('reward_model'), eval_pairs=val, resume=resume, test_pairs=test,
                              provenance=prov | dict(train_split=cfg.train_split, eval_split=cfg.eval_split,
                                                     test_split=cfg.test_split),
                              progress=not ctx.get('quiet', False))
-    run.record('precision', {'train-rm': res.log['precision']})
-    ctx['rm_training'], ctx['reward_model'] = res, RewardModel.load(res.model_dir).remember()
+    rm = RewardModel.load(res.model_dir, cfg.dtype).remember()
+    _record(run, res, rm)
+    ctx['rm_training'], ctx['reward_model'] = res, rm
 
 # %% ../nbs/05a_rm_training.ipynb #5b62e520
 STAGE = Stage('train-rm',
               'Train a reward model: Bradley-Terry on preference pairs (TRL RewardTrainer), '
               'or regression on the scored campaign.',
-              'reward_model', RewardModelConfig, run_train_rm, needs=('data', 'curate', 'score'), add_args=add_args)
+              'reward_model', RewardModelConfig, run_train_rm, needs=('data', 'curate', 'score'), add_args=add_args,
+              settings=train_rm_settings)
 
 # %% ../nbs/05a_rm_training.ipynb #e1588f42
 if __name__ == '__main__': sys.exit(main())

@@ -114,17 +114,35 @@ def test_stage_quick_with_a_saved_gold_model(tmp_path):
     "rbnb gamma --quick against a saved reward model (the untrained MiniLM here): every output, the gold recorded."
     from rewardbench_nb.reward_model import RewardModel
     RewardModel.load(seed=1).save(tmp_path/'gold')
-    r = rbnb('gamma', '--quick', '--quiet', '--gamma-reward-model', tmp_path/'gold', '--runs-dir', tmp_path, '--run-id', 'a')
-    assert r.returncode == 0, r.stderr[-3000:]
+    for rid in ('a', 'b'):  # twice, in float32 everywhere
+        r = rbnb('gamma', '--quick', '--quiet', '--dtype', 'float32', '--gamma-reward-model', tmp_path/'gold',
+                 '--runs-dir', tmp_path, '--run-id', rid)
+        assert r.returncode == 0, r.stderr[-3000:]
+    files = lambda rid: {p.name: p.read_bytes() for p in sorted((tmp_path/rid/'gamma').iterdir())}
+    assert files('a') == files('b') and 'curves.html' in files('a')  # the same seed writes the same bytes
     runs = [tmp_path/'a'/'gamma']  # same seed, same numbers: test_cli's two whole quick runs compare gamma's tables too
     for name in ('bon.csv', 'fits.csv', 'sweep.csv', 'shift.csv', 'rl.csv'): assert len(pd.read_csv(runs[0]/name)), name
     summary = json.loads((runs[0]/'summary.json').read_text())
     assert summary['gold'].startswith('rm_reward') and set(summary['proxies']) == {'full', 'small', 'noisy', 'other-domain'}
+    assert 'seconds' not in summary and summary['dtype'] == summary['config']['dtype'] == 'float32'
     manifest = json.loads((tmp_path/'a'/'manifest.json').read_text())
-    assert {'gamma-gold', 'gamma-encoder'} <= set(manifest['records']['precision'])
+    p = manifest['records']['precision']
+    assert (p['gamma-gold']['used'], p['gamma-encoder']['used']) == ('float32', 'float32')
+    assert set(manifest['records']['timings']['gamma']) == {'pools', 'best_of_n', 'ppo'}
+    assert manifest['settings']['gamma']['pool_size'] == O.QUICK['pool_size'] and manifest['settings']['gamma']['dtype'] == 'float32'
 
 def test_stage_without_gold_and_bad_setting_are_one_line(tmp_path):
     r = rbnb('gamma', '--quick', '--quiet', '--runs-dir', tmp_path)
     assert r.returncode == 2 and 'Traceback' not in r.stderr and 'gamma: no gold reward model' in r.stderr
     r = rbnb('gamma', '--quick', '--quiet', '--set', 'gamma.noise=0.7', '--set', 'gamma.gold=length', '--runs-dir', tmp_path)
     assert r.returncode == 2 and 'Traceback' not in r.stderr and 'gamma.noise = 0.7' in r.stderr
+
+@pytest.mark.parametrize('args, msg', [
+    (['--quick', '--set', 'gamma.ppo_iterations=0'], 'gamma.ppo_iterations = 0: expected a positive integer'),
+    (['--set', 'gamma.pool_size=2'], 'gamma.pool_size = 2: expected at least 3 (a fit needs 2 points with n > 1)')])
+def test_bad_settings_fail_before_any_stage(tmp_path, capsys, args, msg):
+    "A bad gamma value, with or without --quick: one line before the policy stage runs, no run folder."
+    from rewardbench_nb.cli import main
+    rc, err = main(['gamma', '--quiet', *args, '--runs-dir', str(tmp_path), '--run-id', 'x']), capsys.readouterr().err
+    assert (rc, [l for l in err.splitlines() if l.startswith('rbnb:')]) == (2, [f'rbnb: error: {msg}'])
+    assert 'Traceback' not in err and not (tmp_path/'x').exists()

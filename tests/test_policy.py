@@ -95,4 +95,34 @@ def test_stage_quick_records_precision(tmp_path):
     assert m['status'] == 'complete' and 'policy' in m['records']['precision']
     metrics = json.loads((tmp_path/'p'/'policy'/'metrics.json').read_text())
     assert metrics['source'] == 'shipped' and metrics['dialogues'] == 16 and metrics['perplexity']['all'] > 1
+    assert 'folder' not in metrics and m['settings']['policy']['samples'] == 2  # no absolute path; the quick sizes that ran
     assert (tmp_path/'p'/'policy'/'samples.md').read_text().count('**Assistant:**') == 2
+
+def test_stage_build_is_byte_identical(tmp_path):
+    "rbnb policy --quick with a (tiny) build, twice: every file the same; timings and measured speeds in the manifest only."
+    sets = [x for k, v in zip(TINY[:-1:2], TINY[1::2]) for x in (k, f'policy.{v}')]  # '--set key=v' -> '--set policy.key=v'
+    sets = [a.replace('context=32', 'context=64') for a in sets]  # room for a prompt before the 48 tokens of a reply
+    for rid in ('a', 'b'):
+        r = subprocess.run([str(Path(sys.executable).parent/'rbnb'), 'policy', '--quick', '--quiet', '--set', 'policy.build=true',
+                            *sets, '--runs-dir', str(tmp_path), '--run-id', rid], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+    files = lambda rid: {str(p.relative_to(tmp_path/rid)): p.read_bytes() for p in sorted((tmp_path/rid/'policy').rglob('*')) if p.is_file()}
+    a, b = files('a'), files('b')
+    assert 'policy/model/build_log.json' in a and a == b
+    log = json.loads(a['policy/model/build_log.json'])
+    assert not {'seconds', 'machine'} & set(log) and log['precision'] == dict(requested='auto', used=log['precision']['used'])
+    m = json.loads((tmp_path/'a'/'manifest.json').read_text())
+    assert m['records']['timings']['policy-build']['train'] > 0 and 'auto' in m['records']['precision']['policy']['built']
+
+@pytest.mark.parametrize('args, msg', [
+    (['--quick', '--set', 'policy.samples=-1'], 'policy.samples = -1: expected an integer >= 0'),
+    (['--set', 'policy.steps=0'], 'policy.steps = 0: expected a positive integer'),
+    (['--set', 'policy.build=true', '--set', 'policy.context=32'],
+     'policy.context = 32: expected more than the 48 tokens of a sampled reply (or policy.samples = 0)')])
+def test_bad_settings_fail_before_the_stage(tmp_path, capsys, args, msg):
+    "A bad policy value, with or without --quick: one line before anything runs, no run folder."
+    from rewardbench_nb.cli import main
+    rc, err = main(['policy', '--quiet', *args, '--runs-dir', str(tmp_path), '--run-id', 'x']), capsys.readouterr().err
+    assert (rc, [l for l in err.splitlines() if l.startswith('rbnb:')]) == (2, [f'rbnb: error: {msg}'])
+    assert 'Traceback' not in err and not (tmp_path/'x').exists()

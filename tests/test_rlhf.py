@@ -22,6 +22,7 @@ def log(out): return pd.read_csv(Path(out)/'log.csv')
 def weights(out): return load_file(str(Path(out)/'policy'/'model.safetensors'))
 def max_diff(a, b): return max(float(np.abs(a[k] - b[k]).max()) for k in a)
 def no_time(df): return df.drop(columns=[c for c in df if c.startswith('seconds')])
+def hashes(folder): return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob('*')) if p.is_file()}
 
 @pytest.fixture(scope='module')
 def reference(tmp_path_factory):
@@ -41,6 +42,8 @@ def test_reference_run_outputs(reference):
     assert sorted(p.name for p in (reference/'checkpoints').iterdir()) == [f'iter-0000{i}' for i in (1, 2, 3, 4)]
     meta = json.loads((reference/'log.json').read_text())['ppo']
     assert meta['info']['precision']['used'] in ('float32', 'bfloat16') and meta['info']['world_size'] == 1
+    assert not {'seconds', 'out_dir'} & set(meta['info']) and set(meta['info']['precision']) == {'requested', 'used', 'shards'}
+    assert not [c for c in pd.DataFrame(json.loads((reference/'log.json').read_text())['log']) if c.startswith('seconds')]
     model, tok = load_policy(reference/'policy')
     assert tok.pad_token_id != tok.eos_token_id
 
@@ -80,7 +83,11 @@ def test_corrupt_checkpoint_names_the_file(reference, tmp_path, policy):
     model, tok = policy
     P = load_pairs('hh-rlhf-harmless', split='train').prompt.tolist()[:64]
     kw = dict(batch_size=8, minibatch_size=4, ppo_epochs=2, max_new_tokens=12, max_prompt_tokens=48)
+    good = (ck/'optimizer.pt').read_bytes()
     (ck/'optimizer.pt').write_bytes(b'not a torch file')
+    with pytest.raises(DataError, match=r"ck/optimizer.pt: not a weights-only checkpoint"):
+        R.train_ppo(model, tok, R.length_reward(8), P, 4, resume=ck, **kw)
+    (ck/'optimizer.pt').write_bytes(good[:len(good) // 2])  # torch's zip format, cut short
     with pytest.raises(DataError, match=r"ck/optimizer.pt: corrupt checkpoint: optimizer state unreadable"):
         R.train_ppo(model, tok, R.length_reward(8), P, 4, resume=ck, **kw)
     (ck/'state.json').write_text('{"iteration": 2, ')
@@ -117,10 +124,17 @@ def rbnb(*args, timeout=900):
     return subprocess.run([str(Path(sys.executable).parent/'rbnb'), *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=ENV)
 
 def test_stage_quick_with_known_reward(tmp_path):
-    r = rbnb('ppo', '--quick', '--quiet', '--set', 'rlhf.reward=length', '--runs-dir', tmp_path, '--run-id', 'q')
-    assert r.returncode == 0, r.stderr[-3000:]
+    "Two quick runs with the same seed: complete, and every file of policy/ and ppo/ the same, byte for byte."
+    for rid in ('q', 'q2'):
+        r = rbnb('ppo', '--quick', '--quiet', '--set', 'rlhf.reward=length', '--runs-dir', tmp_path, '--run-id', rid)
+        assert r.returncode == 0, r.stderr[-3000:]
     d = tmp_path/'q'
+    for part in ('policy', 'ppo'):
+        a, b = hashes(d/part), hashes(tmp_path/'q2'/part)
+        assert a and {f for f in a if a[f] != b.get(f)} == set() and set(a) == set(b), part
     m = json.loads((d/'manifest.json').read_text())
+    assert [it['iteration'] for it in m['records']['timings']['ppo']['iterations']] == [0, 1]
+    assert m['settings']['rlhf']['batch_size'] == 8 and m['settings']['rlhf']['iterations'] == 2  # the quick sizes that ran
     assert m['status'] == 'complete' and {'policy', 'ppo'} <= set(m['records']['precision'])
     assert m['records']['precision']['ppo']['shards'] >= 1
     cmp = pd.read_csv(d/'ppo'/'comparison.csv')
@@ -133,3 +147,48 @@ def test_stage_without_reward_model_is_one_line(tmp_path):
     r = rbnb('ppo', '--quick', '--quiet', '--runs-dir', tmp_path)
     assert r.returncode == 2 and 'Traceback' not in r.stderr
     assert [l for l in r.stderr.splitlines() if l.startswith('rbnb: error: ppo: no reward model')]
+
+def cli(capsys, *args)->tuple:
+    "`rbnb ARGS` in this process: (exit code, the `rbnb: error:` lines, whether a traceback was printed)."
+    from rewardbench_nb.cli import main
+    rc, err = main([str(a) for a in args]), capsys.readouterr().err
+    return rc, [l for l in err.splitlines() if l.startswith('rbnb: error:')], 'Traceback' in err
+
+@pytest.mark.parametrize('args, msg', [
+    (['ppo', '--quick', '--set', 'rlhf.batch_size=-8'], 'rlhf.batch_size = -8: expected a positive integer'),
+    (['ppo', '--set', 'rlhf.batch_size=-8'], 'rlhf.batch_size = -8: expected a positive integer'),
+    (['ppo', '--quick', '--ppo-iterations', '-3'], 'rlhf.iterations = -3: expected a positive integer'),
+    (['ppo', '--ppo-iterations', '0'], 'rlhf.iterations = 0: expected a positive integer'),
+    (['run', '--quick', '--set', 'rlhf.batch_size=-8'], 'rlhf.batch_size = -8: expected a positive integer'),
+    (['ppo', '--quick', '--set', 'rlhf.reward=gold'], "rlhf.reward = 'gold': expected 'rm' or 'length'")])
+def test_bad_settings_fail_before_any_stage(tmp_path, capsys, args, msg):
+    "A bad rlhf value or --ppo-iterations, with or without --quick, even 8 stages later in `run`: one line, no run folder."
+    assert cli(capsys, *args, '--quiet', '--runs-dir', tmp_path, '--run-id', 'x') == (2, [f'rbnb: error: {msg}'], False)
+    assert not (tmp_path/'x').exists()
+
+class _Touch:
+    "Unpickling this creates `path`: proof, by its absence, that a file was never unpickled."
+    def __init__(self, path): self.path = path
+    def __reduce__(self): return (Path.touch, (self.path,))
+
+def test_resume_from_a_checkpoint_that_is_not_weights_only(tmp_path, capsys):
+    "rbnb ppo --ppo-resume CKPT whose optimizer.pt is a pickled object: one line naming it, never unpickled, no ppo/."
+    import torch
+    ck = tmp_path/'iter-00001'; ck.mkdir()
+    for f in ('policy.safetensors', 'value.safetensors'): (ck/f).write_bytes(b'')
+    (ck/'state.json').write_text('{}'); torch.save(_Touch(tmp_path/'ran'), ck/'optimizer.pt')
+    rc, errors, tb = cli(capsys, 'ppo', '--quick', '--quiet', '--set', 'rlhf.reward=length', '--ppo-resume', ck,
+                         '--runs-dir', tmp_path/'runs', '--run-id', 'r')
+    msg = f"rbnb: error: {ck/'optimizer.pt'}: not a weights-only checkpoint (torch.load(weights_only=True) refuses it), so it is not loaded"
+    assert (rc, errors, tb) == (2, [msg], False)
+    assert not (tmp_path/'ran').exists() and not (tmp_path/'runs'/'r'/'ppo').exists()
+
+def test_stage_scores_with_the_reward_model_in_float32(tmp_path):
+    "--dtype float32: the saved reward model ppo scores with, and PPO itself, run in float32, as the manifest records."
+    from rewardbench_nb.reward_model import RewardModel
+    RewardModel.load(seed=1).save(tmp_path/'rm')
+    r = rbnb('ppo', '--quick', '--quiet', '--dtype', 'float32', '--ppo-iterations', '1', '--ppo-reward-model', tmp_path/'rm',
+             '--runs-dir', tmp_path, '--run-id', 'f')
+    assert r.returncode == 0, r.stderr[-3000:]
+    p = json.loads((tmp_path/'f'/'manifest.json').read_text())['records']['precision']
+    assert (p['ppo-reward-model']['requested'], p['ppo-reward-model']['used'], p['ppo']['used']) == ('float32',) * 3

@@ -37,13 +37,12 @@ def test_reference_run_log(reference):
     tr = lg['data']['train']
     assert tr['rows'] == 32 and tr['truncation']['dropped'] == 0
     assert tr['truncation']['prompt_truncated'] > 0      # 48 tokens cut many prompts: counted, trained on
-    assert lg['steps'] == 8 and len(lg['timing']['epochs']) == 2
-    for e in lg['timing']['epochs']:                      # training time without the evaluations inside the epoch
-        assert 0 < e['seconds'] and 0 < e['cpu_seconds'] and 0 < e['eval_seconds'] < e['seconds'] + e['eval_seconds']
+    assert lg['steps'] == 8 and not {'timing', 'machine'} & set(lg)  # measurements of the machine: not in the log
     assert len(tr['sha256']) == 64 and lg['metrics']['validation']['n'] == lg['metrics']['test']['n'] == 16 and lg['test_read_once']
-    assert lg['precision'] == dict(requested='float32', used='float32', auto=lg['precision']['auto'])
+    assert lg['precision'] == dict(requested='float32', used='float32')
     assert lg['provenance'] == {} and lg['config']['eval_split'] == 'validation'
     assert {'loss', 'accuracy', 'eval_accuracy'} <= set(pd.DataFrame(lg['history']).columns)
+    assert not [c for c in pd.DataFrame(lg['history']) if c.endswith(('runtime', '_per_second'))]  # the Trainer's clock
     assert not (reference/'checkpoints').exists()          # removed once the run finished
     assert sorted(p.name for p in (reference/'model').glob('*.safetensors')) == ['model.safetensors']
     assert not [p for p in (reference/'model').iterdir() if p.suffix in ('.bin', '.pt', '.pth', '.pkl', '.pickle')]
@@ -122,6 +121,13 @@ def test_stage_trains_on_a_pairs_file_and_loads_model(tmp_path):
     cfg = {'reward_model': dict(batch_size=8, epochs=1.0, max_length=48, evals_per_epoch=0)}
     STAGE(run, cfg, ctx)
     res = ctx['rm_training']
+    again = Run(tmp_path/'runs', {}, run_id='r2'); STAGE(again, cfg, dict(ctx))
+    for name in ('training_log.json', 'curves.html'):  # same seed, same rows: the same bytes
+        assert (run.dir/'reward_model'/name).read_bytes() == (again.dir/'reward_model'/name).read_bytes(), name
+    assert len(res.timing['epochs']) == 1 and run.records['timings']['train-rm']['epochs'] == res.timing['epochs']
+    for e in res.timing['epochs']: assert 0 < e['seconds'] and 0 < e['cpu_seconds'] and e['eval_seconds'] >= 0
+    assert res.timing['trainer'][-1]['train_runtime'] > 0 and 'loadavg' in run.records['machine']['train-rm']
+    assert run.settings['reward_model']['learning_rate'] == 3e-5 and run.records['precision']['reward-model']['requested'] == 'auto'
     assert (run.dir/'reward_model'/'model'/'model.safetensors').exists() and (run.dir/'reward_model'/'curves.html').exists()
     assert set(res.metrics) == {'test'} and res.metrics['test']['n'] == 8  # the file has no validation rows: no curve, test once
     assert res.log['data']['train']['rows'] == 16 and res.log['seed'] == 0
@@ -145,7 +151,7 @@ def test_stage_resume_finds_the_unfinished_run(tmp_path):
 def test_regression_stage_trains_on_the_curated_scored_campaign(tmp_path):
     "`rbnb train-rm --set reward_model.objective=regression`: the score stage's finals on curation's train split."
     from rewardbench_nb.cli import run_pipeline
-    run, ctx = run_pipeline(['train-rm'], quick=True, runs_dir=tmp_path, run_id='reg', progress=False,
+    run, ctx = run_pipeline(['train-rm'], quick=True, runs_dir=tmp_path, run_id='reg', progress=False, dtype='float32',
                             overrides=['reward_model.objective=regression', 'reward_model.max_length=48'])
     res, splits, scores = ctx['rm_training'], ctx['splits'], ctx['scores']
     prov = res.log['provenance']
@@ -156,7 +162,13 @@ def test_regression_stage_trains_on_the_curated_scored_campaign(tmp_path):
     t = res.metrics['test']
     assert {'mse', 'spearman', 'spearman_low', 'spearman_high', 'kendall'} <= set(t) and t['n'] == 64
     assert t['spearman_low'] <= t['spearman'] <= t['spearman_high']
-    assert json.loads((run.dir/'manifest.json').read_text())['status'] == 'complete'
+    m = json.loads((run.dir/'manifest.json').read_text())
+    assert m['status'] == 'complete'
+    assert (m['settings']['reward_model']['max_length'], m['settings']['reward_model']['max_pairs']) == (48, 128)
+    assert m['records']['quick']['train-rm'] == {'eval_rows': 64}
+    # --dtype float32: trained in float32, and the model handed to later stages scores in float32 too
+    assert ctx['reward_model'].dtype == 'float32' and m['records']['precision']['reward-model']['used'] == 'float32'
+    assert m['records']['precision']['train-rm']['used'] == 'float32'
 
 def test_regression_stage_bad_settings(tmp_path):
     from rewardbench_nb.rm_training import _scored_rows
@@ -171,3 +183,35 @@ def test_regression_stage_bad_settings(tmp_path):
         _scored_rows(RewardModelConfig(objective='regression', score_column='novelty'), argparse.Namespace(), ctx)
     with pytest.raises(DataError, match="no scored item with a response in split 'holdout'"):
         _scored_rows(RewardModelConfig(objective='regression', train_split='holdout'), argparse.Namespace(), ctx)
+
+def cli(capsys, *args)->tuple:
+    "`rbnb ARGS` in this process: (exit code, the `rbnb: error:` lines, whether a traceback was printed)."
+    from rewardbench_nb.cli import main
+    rc, err = main([str(a) for a in args]), capsys.readouterr().err
+    return rc, [l for l in err.splitlines() if l.startswith('rbnb: error:')], 'Traceback' in err
+
+@pytest.mark.parametrize('args, msg', [
+    (['--quick', '--set', 'reward_model.batch_size=0'], 'reward_model.batch_size = 0: expected a positive integer'),
+    (['--batch-size', '-8'], 'reward_model.batch_size = -8: expected a positive integer'),
+    (['--quick', '--epochs', '0'], 'reward_model.epochs = 0.0: expected a positive number')])
+def test_bad_settings_fail_before_any_stage(tmp_path, capsys, args, msg):
+    "A bad value, from --set or an option, with or without --quick: one line, before data/curate/score run, no run folder."
+    assert cli(capsys, 'train-rm', '--quiet', *args, '--runs-dir', tmp_path, '--run-id', 'x') == (2, [f'rbnb: error: {msg}'], False)
+    assert not (tmp_path/'x').exists()
+
+class _Touch:
+    "Unpickling this creates `path`: proof, by its absence, that a file was never unpickled."
+    def __init__(self, path): self.path = path
+    def __reduce__(self): return (Path.touch, (self.path,))
+
+def test_resume_from_a_checkpoint_that_is_not_weights_only(tmp_path, capsys):
+    "train-rm --resume CKPT whose optimizer.pt is a pickled object: one line naming the file, never unpickled, no model."
+    import torch
+    ck = tmp_path/'checkpoint-1'; ck.mkdir()
+    (ck/'trainer_state.json').write_text('{"global_step": 1}')
+    torch.save(_Touch(tmp_path/'ran'), ck/'optimizer.pt')
+    rc, errors, tb = cli(capsys, 'train-rm', '--quick', '--quiet', '--resume', ck, '--runs-dir', tmp_path/'runs', '--run-id', 'r')
+    msg = f"rbnb: error: {ck/'optimizer.pt'}: not a weights-only checkpoint (torch.load(weights_only=True) refuses it), so it is not loaded"
+    assert (rc, errors, tb) == (2, [msg], False)
+    assert not (tmp_path/'ran').exists() and not (tmp_path/'runs'/'r'/'reward_model').exists()
+    assert json.loads((tmp_path/'runs'/'r'/'manifest.json').read_text())['status'] == 'failed'
