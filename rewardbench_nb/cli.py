@@ -80,16 +80,24 @@ def default_config_dir():
     return Path('configs') if Path('configs').is_dir() else None
 
 # %% ../nbs/90_cli.ipynb #c09a29dd
+def _os_failure(stage:str, e:BaseException)->RBError:
+    "One line for a failure the operating system reported during `stage`, whatever exception carried it."
+    first = (str(e).splitlines() or [''])[0][:160]
+    return RBError(f"{stage}: {os_reason(e)} ({type(e).__name__}: {first})")
+
 def _run_plan(run:Run, plan:list, stages:dict, cfg:dict, ctx:dict, progress:bool):
     "Run each stage of `plan`; the manifest says complete, failed or interrupted."
     try:
-        with stop_on_signals():
-            for name in tqdm(plan, desc='rbnb', unit='stage', disable=not progress): stages[name](run, cfg, ctx)
+        for name in tqdm(plan, desc='rbnb', unit='stage', disable=not progress): stages[name](run, cfg, ctx)
     except KeyboardInterrupt as e:
-        run.finish('interrupted', f'{type(e).__name__}: {e}' if str(e) else 'KeyboardInterrupt'); raise
+        run.finish('interrupted', f'{type(e).__name__}: {e}' if str(e) else 'KeyboardInterrupt')
+        e.run_dir = run.dir; raise
     except BaseException as e:
-        run.finish('failed', f'{type(e).__name__}: {e}'); raise
+        run.finish('failed', f'{type(e).__name__}: {e}')
+        if isinstance(e, RBError) or errno_of(e) is None: raise
+        raise _os_failure(run.current, e) from e
     run.finish()
+
 
 # %% ../nbs/90_cli.ipynb #e8c0db89
 def known_sections(stages:dict)->set:
@@ -150,10 +158,11 @@ def run_pipeline(targets,            # stage names; their needs run first
     ctx = dict(seed=rc.seed, quick=rc.quick, args=args or argparse.Namespace(), quiet=not progress,
                explicit=explicit_keys(overrides))
     check_plan(plan, stages, cfg, ctx, overrides)
-    run = Run(rc.runs_dir, cfg, seed=rc.seed, run_id=run_id)
-    ctx['run_dir'] = run.dir
-    seed_everything(rc.seed)
-    _run_plan(run, plan, stages, cfg, ctx, progress)
+    with stop_on_signals():  # from the moment the run folder is made, a signal still leaves its manifest
+        run = Run(rc.runs_dir, cfg, seed=rc.seed, run_id=run_id)
+        ctx['run_dir'] = run.dir
+        seed_everything(rc.seed)
+        _run_plan(run, plan, stages, cfg, ctx, progress)
     return run, ctx
 
 
@@ -183,11 +192,16 @@ def _common(p):
     g.add_argument('--quiet', action='store_true', help='no progress bars')
 
 
+# %% ../nbs/90_cli.ipynb #fa60f9c9
+class _Parser(argparse.ArgumentParser):
+    "argparse whose mistakes raise ConfigError, so that a wrong option is one `rbnb: error:` line like any mistake."
+    def error(self, message): raise ConfigError(f"{message} (see `{self.prog} --help`)")
+
+
 # %% ../nbs/90_cli.ipynb #588d3fcf
 def make_parser(stages:dict)->argparse.ArgumentParser:
     "The `rbnb` argument parser: `run` plus one subcommand per stage."
-    p = argparse.ArgumentParser(prog='rbnb',
-                                description='rewardbench_nb: from human ratings to a validated reward model.')
+    p = _Parser(prog='rbnb', description='rewardbench_nb: from human ratings to a validated reward model.')
     p.add_argument('--version', action='version', version=f'rewardbench_nb {rewardbench_nb.__version__}')
     sub = p.add_subparsers(dest='command', required=True, metavar='COMMAND')
     r = sub.add_parser('run', help=f'run the pipeline on the shipped data (data to {RUN_UNTIL})',
@@ -218,6 +232,12 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 _PLAIN_WARNING = warnings.showwarning
 
 # %% ../nbs/90_cli.ipynb #239b230f
+def _interrupted(e:KeyboardInterrupt)->str:
+    "What an interrupt left behind, in one line."
+    where = getattr(e, 'run_dir', None)
+    left = f'{where}/manifest.json says so' if where else 'no run folder was made'
+    return f'rbnb: interrupted ({str(e) or "SIGINT"}); {left}'
+
 def main(argv=None)->int:
     "Entry point of the `rbnb` console script."
     warnings.showwarning = _show_warning
@@ -233,7 +253,7 @@ def main(argv=None)->int:
     except OSError as e:
         print(f"rbnb: error: {f'{e.filename}: ' if e.filename else ''}{os_reason(e)}", file=sys.stderr); return 2
     except KeyboardInterrupt as e:
-        print(f'rbnb: interrupted ({e or "SIGINT"}); the run folder keeps a manifest that says so', file=sys.stderr)
+        print(_interrupted(e), file=sys.stderr)
         return 128 + getattr(e, 'signum', signal.SIGINT)
     finally: warnings.showwarning = _PLAIN_WARNING
     print(f'rbnb: run {run.id} complete: {run.dir}/manifest.json')

@@ -6,7 +6,7 @@ Docs: https://rewardbench-nb.github.io/rewardbench_nb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #5b6b670a
 from __future__ import annotations
-import dataclasses, datetime as dt, errno, hashlib, importlib.util, json, os, platform, random, re, shutil, subprocess
+import dataclasses, datetime as dt, hashlib, importlib.util, json, math, os, platform, random, re, shutil, subprocess
 import sys, time, tomllib
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, asdict
@@ -19,9 +19,10 @@ from fastcore.basics import patch
 # %% auto #0
 __all__ = ['SEED_LIMIT', 'CRITERIA', 'DOMAINS', 'TRACKED_PACKAGES', 'RESERVE', 'RESERVE_BYTES', 'RBError', 'ConfigError',
            'DataError', 'seed_everything', 'RunConfig', 'build_config', 'decode_utf8', 'read_toml', 'parse_override',
-           'load_config', 'section', 'os_reason', 'atomic_path', 'json_ready', 'write_text', 'write_json',
-           'code_version', 'sha256_file', 'package_versions', 'table_sha256', 'file_name', 'unique_file_names',
-           'check_run_id', 'Run', 'manifest', 'Stage', 'quick_sizes', 'figure_html', 'write_figure']
+           'Config', 'load_config', 'section', 'errno_of', 'os_reason', 'atomic_path', 'json_ready', 'write_text',
+           'write_json', 'code_version', 'sha256_file', 'package_versions', 'table_sha256', 'file_name',
+           'unique_file_names', 'check_run_id', 'Run', 'manifest', 'Stage', 'quick_sizes', 'check_numbers',
+           'figure_html', 'write_figure']
 
 # %% ../nbs/00_core.ipynb #6d2fb040
 class RBError(Exception):
@@ -69,6 +70,8 @@ class RunConfig:
         if isinstance(self.seed, int) and not 0 <= self.seed < SEED_LIMIT:
             raise ConfigError(f"run.seed = {self.seed}: expected an integer from 0 to {SEED_LIMIT - 1} "
                               "(--seed or configs/run.toml)")
+        if isinstance(self.runs_dir, str) and not self.runs_dir.strip():
+            raise ConfigError("run.runs_dir = '': expected a folder (--runs-dir or configs/run.toml)")
 
 
 # %% ../nbs/00_core.ipynb #7bb37ac6
@@ -85,12 +88,14 @@ def _check_type(value, typ, where):
 def build_config(cls,              # a config dataclass, e.g. `RunConfig`
                  values:dict,      # key -> value, e.g. one TOML section
                  source:str='config', # where the values came from, for errors
+                 sources:dict|None=None, # key -> where that key's value came from, when known (a file, a --set)
                 ):
     "Make `cls` from `values`, rejecting unknown keys and wrong types."
-    known = {f.name: f for f in fields(cls)}
+    known, at = {f.name: f for f in fields(cls)}, lambda k: (sources or {}).get(k) or source
     for k in values:
-        if k not in known: raise ConfigError(f"{source}: unknown key '{k}' (expected one of: {', '.join(known)})")
-    return cls(**{k: _check_type(v, known[k].type, f"{source}: key '{k}'") for k,v in values.items()})
+        if k not in known: raise ConfigError(f"{at(k)}: unknown key '{k}' (expected one of: {', '.join(known)})")
+    return cls(**{k: _check_type(v, known[k].type, f"{at(k)}: key '{k}'") for k,v in values.items()})
+
 
 # %% ../nbs/00_core.ipynb #d8d4d784
 def decode_utf8(data:bytes,            # the bytes of a file (or of a part of one)
@@ -127,28 +132,44 @@ def parse_override(text:str)->tuple[str,str,object]:
     return section, key, value
 
 # %% ../nbs/00_core.ipynb #f5a82976
+class Config(dict):
+    "{section: {key: value}}, and in `sources` where each (section, key) came from: a file, or a `--set`."
+    sources:dict
+
 def _known_section(name:str, sections, where:str)->str:
     "`name` when it is one of `sections` (or any section is allowed); ConfigError naming where it came from otherwise."
     if sections is None or name in sections: return name
     raise ConfigError(f"{where}: unknown config section '{name}' (expected one of: {', '.join(sorted(sections))})")
 
+def _config_files(cdir:Path)->list:
+    "The `*.toml` files of a config folder; ConfigError for one whose extension is not lower case (it would be missed)."
+    found = sorted(p for p in cdir.iterdir() if p.suffix.lower() == '.toml')
+    odd = [p for p in found if p.suffix != '.toml']
+    if odd: raise ConfigError(f"{odd[0]}: expected the extension .toml (lower case) for a config file")
+    return found
+
 def load_config(config_dir=None,      # folder of `<section>.toml` files; None = built-in defaults only
                 overrides=(),         # `section.key=value` strings, applied last
                 sections=None,        # the known section names; None = any (no check)
-               )->dict:
+               )->Config:
     "Read `config_dir/*.toml` into {section: {key: value}} and apply `overrides`; refuse sections not in `sections`."
-    cfg, cdir = {}, Path(config_dir) if config_dir else None
+    cfg, cdir = Config(), Path(config_dir) if config_dir else None
+    cfg.sources = {}
     if cdir is not None:
         if not cdir.is_dir(): raise ConfigError(f"{cdir}: config folder not found")
-        for p in sorted(cdir.glob('*.toml')): cfg[_known_section(p.stem, sections, str(p))] = read_toml(p)
+        for p in _config_files(cdir):
+            cfg[_known_section(p.stem, sections, str(p))] = read_toml(p)
+            cfg.sources.update({(p.stem, k): str(p) for k in cfg[p.stem]})
     for o in overrides:
         name, key, value = parse_override(o)
         cfg.setdefault(_known_section(name, sections, f"override '{o}'"), {})[key] = value
+        cfg.sources[(name, key)] = f"--set {o}"
     return cfg
 
 def section(cfg:dict, name:str, cls):
-    "Build the dataclass `cls` from section `name` of a loaded config."
-    return build_config(cls, cfg.get(name, {}), f"config section [{name}] (configs/{name}.toml)")
+    "Build the dataclass `cls` from section `name` of a loaded config; errors name the file or `--set` of the key."
+    where = {k: w for (s, k), w in getattr(cfg, 'sources', {}).items() if s == name}
+    return build_config(cls, cfg.get(name, {}), f"config section [{name}] (configs/{name}.toml)", where)
 
 
 # %% ../nbs/00_core.ipynb #e987cd07
@@ -166,10 +187,19 @@ DOMAINS = {  # domain -> the criterion it stresses most
     'cybersecurity':'safety', 'privacy':'safety'}
 
 # %% ../nbs/00_core.ipynb #0f237a95
-def os_reason(e:OSError)->str:
+def errno_of(e:BaseException)->int|None:
+    "The OS error number behind `e`, also when a library wrapped it in its own exception or message; None if none."
+    while e is not None:
+        if isinstance(e, OSError) and e.errno: return e.errno
+        m = re.search(r'(?:\[errno|os error) (\d+)', str(e), re.I)
+        if m: return int(m.group(1))
+        e = e.__cause__ or e.__context__
+    return None
+
+def os_reason(e:BaseException)->str:
     "What went wrong in an OSError, in words (e.g. 'No space left on device'), also when a library wrapped it."
-    code = e.errno or next(map(int, re.findall(r'\[errno (\d+)\]', str(e), re.I)), None)
-    return os.strerror(code) if code else e.strerror or str(e) or type(e).__name__
+    code = errno_of(e)
+    return os.strerror(code) if code else getattr(e, 'strerror', None) or str(e) or type(e).__name__
 
 @contextmanager
 def atomic_path(path, # final destination of a file or folder
@@ -181,7 +211,10 @@ def atomic_path(path, # final destination of a file or folder
         path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         os.replace(tmp, path)
-    except OSError as e: raise RBError(f"{path}: cannot write: {os_reason(e)}") from e
+    except RBError: raise
+    except Exception as e:
+        if errno_of(e) is None: raise
+        raise RBError(f"{path}: cannot write: {os_reason(e)}") from e
     finally:
         if tmp.is_dir(): shutil.rmtree(tmp, ignore_errors=True)
         elif tmp.exists(): tmp.unlink()
@@ -267,9 +300,9 @@ def unique_file_names(names,            # the names that each get a file
 
 def check_run_id(run_id:str)->str:
     "`run_id` when it is a plain folder name; ConfigError otherwise."
-    if not re.fullmatch(r'[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}', run_id):
+    if not re.fullmatch(r'[A-Za-z0-9_][A-Za-z0-9._-]{0,99}', run_id):
         raise ConfigError(f"--run-id {run_id!r}: expected a folder name of letters, digits, '.', '_' and '-', "
-                          "not starting with '.', at most 100 characters")
+                          "starting with a letter, digit or '_', at most 100 characters")
     return run_id
 
 
@@ -319,17 +352,20 @@ def record(self:Run, key:str, value:dict):
 # %% ../nbs/00_core.ipynb #65dfe4be
 @patch
 def _open(self:Run):
-    "Make the folder, set space aside for the last manifest and write the first; on failure leave nothing behind."
+    "Make the folder with its first manifest inside, then put it in place: never a run folder without a manifest."
+    final, self.dir = self.dir, self.dir.with_name(f'.{self.id}.{os.getpid()}.tmp')
     try: self.dir.mkdir(parents=True)
     except OSError as e:
-        raise RBError(f"{self.dir.parent}: cannot create the run folder '{self.id}': {os_reason(e)}") from None
+        raise RBError(f"{final.parent}: cannot create the run folder '{self.id}': {os_reason(e)}") from None
     try:
         with open(self.dir/RESERVE, 'wb') as f: f.write(bytes(RESERVE_BYTES))
         self.finish('running')
-    except (OSError, RBError) as e:
+        os.rename(self.dir, final)
+    except BaseException as e:
         shutil.rmtree(self.dir, ignore_errors=True)
-        why = os_reason(e) if isinstance(e, OSError) else str(e).split(': ')[-1]
-        raise RBError(f"{self.dir}: cannot start the run: {why}") from None
+        if not isinstance(e, (OSError, RBError)): raise
+        raise RBError(f"{final}: cannot start the run: {os_reason(e)}") from None
+    self.dir = final
 
 @patch
 def timestamp(self:Run)->str:
@@ -379,9 +415,9 @@ class Stage:
     settings:object = None   # settings(cfg, ctx) -> cfg: --quick sizes and CLI options applied, every value checked
 
     def resolve(self, cfg:dict, ctx:dict):
-        "The settings this stage runs with: its section of `cfg`, then its `settings` function."
+        "The settings this stage runs with: its section of `cfg`, then its `settings` function; numbers checked."
         s = section(cfg, self.section, self.config)
-        return self.settings(s, ctx) if self.settings else s
+        return check_numbers(self.settings(s, ctx) if self.settings else s, self.section)
 
     def __call__(self, run:Run, cfg:dict, ctx:dict):
         "Run this stage with its resolved settings, timed into the manifest, which records them."
@@ -402,6 +438,26 @@ def quick_sizes(cfg,          # a stage's settings (a dataclass)
     mine = ctx.get('explicit', {}).get(section, ())
     return dataclasses.replace(cfg, **{k: v(getattr(cfg, k)) if callable(v) else v
                                        for k, v in sizes.items() if k not in mine})
+
+
+# %% ../nbs/00_core.ipynb #efed48e2
+def _bad_number(key:str, v)->str|None:
+    "What is wrong with setting `key` = `v` (a float must be finite, a seed in range), or None."
+    if isinstance(v, float) and not math.isfinite(v): return 'a finite number'
+    if key == 'seed' and isinstance(v, int) and not isinstance(v, bool) and not 0 <= v < SEED_LIMIT:
+        return f'an integer from 0 to {SEED_LIMIT - 1}'
+    if isinstance(v, (list, tuple)) and any(isinstance(x, float) and not math.isfinite(x) for x in v):
+        return 'finite numbers'
+    return None
+
+def check_numbers(settings,      # a resolved settings dataclass
+                  section:str,   # its config section, for the message
+                 ):
+    "`settings` when every float in it is finite and every seed in range; ConfigError naming the key otherwise."
+    for f in fields(settings):
+        want = _bad_number(f.name, getattr(settings, f.name))
+        if want: raise ConfigError(f"{section}.{f.name} = {getattr(settings, f.name)!r}: expected {want}")
+    return settings
 
 
 # %% ../nbs/00_core.ipynb #2ccee381

@@ -68,7 +68,8 @@ def _is_int(v)->bool: return isinstance(v, (int, np.integer)) and not isinstance
 
 def _parse_id(v):
     "(str id, reason) of one identifier."
-    if isinstance(v, str) and v.strip(): return v, None
+    if isinstance(v, str) and v.strip():
+        return (v, None) if v == v.strip() else (v, f'expected an id without spaces at either end, got {v!r}')
     if _is_int(v): return str(v), None
     return v, f'expected a non-empty string or integer id, got {_show(v)}'
 
@@ -166,7 +167,8 @@ def _bulk_ok(s:pd.Series, check:str, scale:str='1-5', criteria=CRITERIA):
     if check in ('id', 'label', 'criterion') and _is_int_col(s):
         return np.ones(len(s), bool), s.astype(str).to_numpy(dtype=object)
     if check in ('id', 'label', 'criterion', 'text', 'texts') and strings and s.dtype != object:
-        return (s.notna() & s.str.strip().str.len().gt(0)).to_numpy(dtype=bool, na_value=False), None
+        ok = s.notna() & s.str.strip().str.len().gt(0) & (s.eq(s.str.strip()) if check == 'id' else True)
+        return ok.to_numpy(dtype=bool, na_value=False), None
     return np.zeros(len(s), bool), None
 
 # %% ../nbs/01_data.ipynb #a430c7cc
@@ -853,6 +855,9 @@ def data_settings(cfg:DataConfig, ctx:dict)->DataConfig:
     if not 0 <= cfg.agreement <= 1: raise bad('agreement', 'a number in [0, 1]')
     unknown = [n for n in cfg.pair_sets if n not in PAIR_FILES]
     if unknown: raise bad('pair_sets', f"known pair sets; '{unknown[0]}' is not one ({', '.join(PAIR_FILES)})")
+    files = any(getattr(ctx.get('args'), k, None) for k in ('prompts', 'ratings', 'preferences'))
+    if cfg.rating_scale != '1-5' and not files:
+        raise bad('rating_scale', "'1-5' for the simulated campaign (another scale describes a --ratings FILE)")
     return cfg
 
 
@@ -883,14 +888,17 @@ def _user_campaign(run:Run, cfg:DataConfig, args)->dict:
         run.add_input(f)
         q = run.path('data', f'{kind}.quarantine.csv') if getattr(args, 'quarantine', False) else None
         scale = dict(scale=cfg.rating_scale) if kind == 'ratings' else {}
-        tables[kind] = read_table(f, kind, quarantine=q, **scale)
+        tables[kind] = read_table(f, kind, quarantine=q, known_items=_known_items(tables, kind), **scale)
     return tables
+
+def _known_items(tables:dict, kind:str):
+    "Items a ratings or preferences file may name: the prompts' ids, else (preferences) the rated items; None: any."
+    if kind == 'prompts': return None
+    if tables.get('prompts') is not None: return tables['prompts']['id']
+    return tables['ratings']['item'].unique() if kind == 'preferences' and tables.get('ratings') is not None else None
 
 def _simulated_campaign(cfg:DataConfig, ctx:dict):
     "(campaign, tables) of the simulator at the run's size and seed."
-    if cfg.rating_scale != '1-5':
-        raise ConfigError(f"data.rating_scale = {cfg.rating_scale!r} describes a ratings file, but the simulated "
-                          "campaign rates on 1-5: pass --ratings FILE, or leave data.rating_scale at 1-5")
     sim = simulate_campaign(n_prompts=cfg.n_prompts, seed=ctx.get('seed', 0), agreement=cfg.agreement)
     return sim, {k: getattr(sim, k) for k in ('prompts', 'ratings', 'preferences')}
 

@@ -361,12 +361,12 @@ def test_cli_seed_out_of_range(tmp_path, seed):
     assert msg == f"run.seed = {seed}: expected an integer from 0 to 4294967295 (--seed or configs/run.toml)", msg
     assert list(tmp_path.iterdir()) == []
 
-@pytest.mark.parametrize('run_id', ['../x', '.x', 'a/b'])
+@pytest.mark.parametrize('run_id', ['../x', '.x', 'a/b', '-x', ''])
 def test_cli_run_id_stays_inside_the_runs_folder(tmp_path, run_id):
     runs = tmp_path/'runs'; runs.mkdir()
-    msg = one_line(*rbnb_in_process('curate', '--run-id', run_id, '--runs-dir', runs))
-    assert msg == (f"--run-id {run_id!r}: expected a folder name of letters, digits, '.', '_' and '-', not starting "
-                   "with '.', at most 100 characters"), msg
+    msg = one_line(*rbnb_in_process('curate', f'--run-id={run_id}', '--runs-dir', runs))
+    assert msg == (f"--run-id {run_id!r}: expected a folder name of letters, digits, '.', '_' and '-', starting "
+                   "with a letter, digit or '_', at most 100 characters"), msg
     assert sorted(p.name for p in tmp_path.iterdir()) == ['runs'] and list(runs.iterdir()) == []
 
 def test_cli_set_of_a_section_no_stage_reads_is_reported(tmp_path):
@@ -440,3 +440,68 @@ def test_cli_file_size_limit_mid_run(tmp_path):
     m = json.loads((tmp_path/'x'/'manifest.json').read_text())
     assert (m['status'], m['stage']) == ('failed', 'data')
     assert not (tmp_path/'x'/'data'/'pairs'/'hh-rlhf-harmless.parquet').exists()
+
+# ---- values every check must catch, whichever stage owns them
+@pytest.mark.parametrize('argv,msg', [
+    (('agree', '--set', 'agreement.target=nan'), "agreement.target = nan: expected a finite number"),
+    (('agree', '--set', 'agreement.spread_threshold=inf'), "agreement.spread_threshold = inf: expected a finite number"),
+    (('train-rm', '--weight-decay', 'nan'), "reward_model.weight_decay = nan: expected a finite number"),
+    (('train-rm', '--epochs', 'inf'), "reward_model.epochs = inf: expected a finite number"),
+    (('train-rm', '--set', 'reward_model.seed=-1'), "reward_model.seed = -1: expected an integer from 0 to 4294967295"),
+    (('agree', '--set', 'agreement.n_boot=1.5'), "--set agreement.n_boot=1.5: key 'n_boot': expected int, got 1.5"),
+    (('curate', '--seed', '1.5'), "argument --seed: invalid int value: '1.5' (see `rbnb curate --help`)"),
+    (('curate', '--dtype', 'float16'), "argument --dtype: invalid choice: 'float16' (choose from 'auto', "
+                                        "'float32', 'bfloat16') (see `rbnb curate --help`)"),
+    (('curate', '--bogus'), "unrecognized arguments: --bogus (see `rbnb --help`)"),
+    (('curate', '--runs-dir', ''), "run.runs_dir = '': expected a folder (--runs-dir or configs/run.toml)"),
+])
+def test_cli_bad_value_is_one_line_before_any_work(tmp_path, argv, msg):
+    "NaN passes every `x < 0` check and then wrecks a run silently; each bad value stops the command before a run folder."
+    got = one_line(*rbnb_in_process(*argv, '--quick', '--quiet', '--runs-dir', tmp_path) if '--runs-dir' not in argv
+                   else rbnb_in_process(*argv, '--quick', '--quiet'))
+    assert got == msg, got
+    assert list(tmp_path.iterdir()) == []
+
+def test_cli_config_file_with_upper_case_extension(tmp_path):
+    cfg = tmp_path/'configs'; shutil.copytree(ROOT/'configs', cfg); write(cfg/'curation.TOML', 'threshold = 2.0\n')
+    msg = one_line(*rbnb_in_process('curate', '--config-dir', cfg, '--runs-dir', tmp_path/'runs'))
+    assert msg == f"{cfg/'curation.TOML'}: expected the extension .toml (lower case) for a config file", msg
+
+def test_cli_config_error_names_the_file_it_is_in(tmp_path):
+    cfg = tmp_path/'configs'; shutil.copytree(ROOT/'configs', cfg); write(cfg/'run.toml', 'seed = 1.0\n')
+    msg = one_line(*rbnb_in_process('curate', '--config-dir', cfg, '--runs-dir', tmp_path/'runs'))
+    assert msg == f"{cfg/'run.toml'}: key 'seed': expected int, got 1.0", msg
+
+@pytest.mark.parametrize('row,msg', [
+    ('p1,p2,a1 ,p1', "field 'annotator': expected an id without spaces at either end, got 'a1 '"),
+    ('p1 ,p2,a1,p2', "field 'item_a': expected an id without spaces at either end, got 'p1 '"),
+    ('p1,p9,a1,p9', "field 'item_b': unknown item 'p9' (not among the 3 known items)"),
+])
+def test_cli_preference_on_an_item_that_is_not_there(tmp_path, row, msg):
+    "A stray space makes a second annotator or item, and an unrated item enters every item's Borda normalisation."
+    r, p = campaign_files(tmp_path, repeat=False)
+    p.write_text(p.read_text() + row + '\n')
+    got = one_line(*rbnb_in_process('score', '--quick', '--quiet', '--ratings', r, '--preferences', p,
+                                    '--runs-dir', tmp_path/'runs'))
+    assert got == f"{p}:7: {msg}", got
+
+def test_interrupt_while_the_run_folder_is_made_leaves_nothing(tmp_path, monkeypatch):
+    "A signal before the first manifest is written leaves no folder at all (the folder appears with its manifest)."
+    from rewardbench_nb.core import Run
+    def stopped(self, status='complete', error=None): raise KeyboardInterrupt
+    monkeypatch.setattr(Run, 'finish', stopped)
+    with pytest.raises(KeyboardInterrupt): Run(tmp_path, {}, run_id='x')
+    assert list(tmp_path.iterdir()) == []
+
+def test_cli_library_write_failure_is_one_line(tmp_path):
+    "safetensors reports a failed write in an exception of its own: still one line with the stage and the reason."
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2_000_000, 2_000_000))
+    r = subprocess.run([str(Path(sys.executable).parent/'rbnb'), 'ppo', '--quick', '--quiet', '--set', 'rlhf.reward=length',
+                        '--runs-dir', str(tmp_path), '--run-id', 'x'], capture_output=True, text=True, preexec_fn=limit,
+                       cwd=ROOT, env={**os.environ, 'HF_HUB_OFFLINE': '1'}, timeout=600)
+    msg = one_line(r.returncode, r.stderr.splitlines())
+    assert msg.startswith('ppo: File too large (') or msg.endswith(': cannot write: File too large'), msg
+    m = json.loads((tmp_path/'x'/'manifest.json').read_text())
+    assert (m['status'], m['stage']) == ('failed', 'ppo')

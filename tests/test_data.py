@@ -184,8 +184,9 @@ def test_rating_scale_setting():
     "data.rating_scale names a known scale; the simulated campaign rates on 1-5, so another scale needs the user's file."
     assert D.DataConfig(rating_scale='0-4').rating_scale == '0-4'
     with pytest.raises(ConfigError, match="data.rating_scale: expected one of 1-5, 0-4, 0-1, got '1-7'"): D.DataConfig(rating_scale='1-7')
-    with pytest.raises(ConfigError, match="the simulated campaign rates on 1-5: pass --ratings FILE"):
-        D.STAGE(Run(Path(__import__('tempfile').mkdtemp()), {}), {'data': {'pair_sets': [], 'rating_scale': '0-4'}}, {})
+    with pytest.raises(ConfigError, match=r"data.rating_scale = '0-4': expected '1-5' for the simulated campaign \(another "
+                                          r"scale describes a --ratings FILE\)"):
+        D.STAGE.resolve({'data': {'pair_sets': [], 'rating_scale': '0-4'}}, {})
 
 def _campaign_files(tmp_path):
     (tmp_path/'prompts.jsonl').write_text('\n'.join(json.dumps(dict(id=f'p{i}', text=f'prompt {i}', domain=d, source='team'))
@@ -236,7 +237,7 @@ def test_stage_bad_user_file_stops_with_location(tmp_path):
         D.STAGE(Run(tmp_path/'runs', {}), {'data': {'pair_sets': []}}, dict(seed=0, quick=True, args=args))
 
 def test_stage_rejects_unknown_pair_set(tmp_path):
-    with pytest.raises(ConfigError, match="unknown pair set 'llmbar'"):
+    with pytest.raises(ConfigError, match="data.pair_sets = \\['llmbar'\\]: expected known pair sets; 'llmbar' is not one"):
         D.STAGE(Run(tmp_path, {}), {'data': {'pair_sets': ['llmbar']}}, {})
     with pytest.raises(ConfigError, match="key 'pair_sets': expected list"):
         D.STAGE(Run(tmp_path, {}, run_id='b'), {'data': {'pair_sets': 'llmbar-natural'}}, {})
