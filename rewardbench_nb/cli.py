@@ -104,6 +104,7 @@ def known_sections(stages:dict)->set:
     "Config sections a config folder or `--set` may name: `run` and every stage's."
     return {'run', *STAGE_SECTIONS.values(), *(s.section for s in stages.values())}
 
+# %% ../nbs/90_cli.ipynb #501adca7
 def explicit_keys(overrides)->dict:
     "{section: keys} set on the command line: they win over the toy sizes of --quick."
     out = {}
@@ -111,6 +112,7 @@ def explicit_keys(overrides)->dict:
         name, key, _ = parse_override(o); out.setdefault(name, set()).add(key)
     return out
 
+# %% ../nbs/90_cli.ipynb #3f79d554
 def dtype_overrides(dtype:str|None, stages)->list:
     "`section.dtype=...` for each of `stages` whose settings have a precision: what `--dtype` means."
     has = lambda s: 'dtype' in {f.name for f in dataclasses.fields(s.config)}
@@ -125,6 +127,7 @@ def run_settings(cfg:dict, seed:int|None=None, quick:bool|None=None, runs_dir=No
     given = {k: v for k, v in dict(seed=seed, quick=quick, runs_dir=runs_dir).items() if v is not None}
     return dataclasses.replace(section(cfg, 'run', RunConfig), **given)
 
+# %% ../nbs/90_cli.ipynb #c815d281
 def check_plan(plan:list, stages:dict, cfg:dict, ctx:dict, overrides=()):
     "Resolve every planned stage's settings (ConfigError at the first bad value); warn of `--set`s nothing reads."
     for n in plan: stages[n].resolve(cfg, ctx)

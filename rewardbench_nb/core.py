@@ -136,6 +136,7 @@ class Config(dict):
     "{section: {key: value}}, and in `sources` where each (section, key) came from: a file, or a `--set`."
     sources:dict
 
+# %% ../nbs/00_core.ipynb #5243e721
 def _known_section(name:str, sections, where:str)->str:
     "`name` when it is one of `sections` (or any section is allowed); ConfigError naming where it came from otherwise."
     if sections is None or name in sections: return name
@@ -148,6 +149,7 @@ def _config_files(cdir:Path)->list:
     if odd: raise ConfigError(f"{odd[0]}: expected the extension .toml (lower case) for a config file")
     return found
 
+# %% ../nbs/00_core.ipynb #bfceed3b
 def load_config(config_dir=None,      # folder of `<section>.toml` files; None = built-in defaults only
                 overrides=(),         # `section.key=value` strings, applied last
                 sections=None,        # the known section names; None = any (no check)
@@ -201,6 +203,7 @@ def os_reason(e:BaseException)->str:
     code = errno_of(e)
     return os.strerror(code) if code else getattr(e, 'strerror', None) or str(e) or type(e).__name__
 
+# %% ../nbs/00_core.ipynb #8710fcfd
 @contextmanager
 def atomic_path(path, # final destination of a file or folder
                ):
@@ -298,6 +301,7 @@ def unique_file_names(names,            # the names that each get a file
             raise RBError(f"{what} {seen[f.lower()]!r} and {n!r} would both be written as '{f}': rename one of them")
     return out
 
+# %% ../nbs/00_core.ipynb #c1f170af
 def check_run_id(run_id:str)->str:
     "`run_id` when it is a plain folder name; ConfigError otherwise."
     if not re.fullmatch(r'[A-Za-z0-9_][A-Za-z0-9._-]{0,99}', run_id):
@@ -309,6 +313,7 @@ def check_run_id(run_id:str)->str:
 # %% ../nbs/00_core.ipynb #5370a2e8
 RESERVE, RESERVE_BYTES = '.manifest-reserve', 1 << 20  # space kept free for the last manifest
 
+# %% ../nbs/00_core.ipynb #c71419f7
 class Run:
     "A run folder `runs/<id>/` and the manifest that makes it reproducible."
     def __init__(self, root, config:dict, seed:int=0, run_id:str|None=None):

@@ -218,6 +218,7 @@ def _preference_problems(clean:dict, ok)->list:
             for i in np.flatnonzero(ok & ~same & ~wa & ~wb & ~tie)]
     return out
 
+# %% ../nbs/01_data.ipynb #3a4af964
 def _repeated_preferences(clean:dict, ok, unit:str, lines)->list:
     "Problems of preferences whose annotator compared the same two items (in either order) in an earlier row."
     pos = np.flatnonzero(ok)
@@ -232,6 +233,7 @@ def _repeated_preferences(clean:dict, ok, unit:str, lines)->list:
     return [(p, 'annotator', said(j, p, f))
             for j, p, f in zip(np.flatnonzero(dup), pos[dup], first[dup])]
 
+# %% ../nbs/01_data.ipynb #23d7d09c
 def _known_problems(clean:dict, ok, cols, known_items)->list:
     "Problems of rows whose `cols` name an item that is not among `known_items`."
     known = pd.Index(pd.unique(np.asarray([str(x) for x in known_items], dtype=object)))
@@ -891,16 +893,17 @@ def _user_campaign(run:Run, cfg:DataConfig, args)->dict:
         tables[kind] = read_table(f, kind, quarantine=q, known_items=_known_items(tables, kind), **scale)
     return tables
 
+def _simulated_campaign(cfg:DataConfig, ctx:dict):
+    "(campaign, tables) of the simulator at the run's size and seed."
+    sim = simulate_campaign(n_prompts=cfg.n_prompts, seed=ctx.get('seed', 0), agreement=cfg.agreement)
+    return sim, {k: getattr(sim, k) for k in ('prompts', 'ratings', 'preferences')}
+
+# %% ../nbs/01_data.ipynb #99727fac
 def _known_items(tables:dict, kind:str):
     "Items a ratings or preferences file may name: the prompts' ids, else (preferences) the rated items; None: any."
     if kind == 'prompts': return None
     if tables.get('prompts') is not None: return tables['prompts']['id']
     return tables['ratings']['item'].unique() if kind == 'preferences' and tables.get('ratings') is not None else None
-
-def _simulated_campaign(cfg:DataConfig, ctx:dict):
-    "(campaign, tables) of the simulator at the run's size and seed."
-    sim = simulate_campaign(n_prompts=cfg.n_prompts, seed=ctx.get('seed', 0), agreement=cfg.agreement)
-    return sim, {k: getattr(sim, k) for k in ('prompts', 'ratings', 'preferences')}
 
 # %% ../nbs/01_data.ipynb #a2a44f60
 def run_data(run:Run, cfg:DataConfig, ctx:dict):

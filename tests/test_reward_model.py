@@ -69,7 +69,8 @@ def test_save_refuses_to_replace_other_folders(rm, tmp_path):
 def test_interrupted_save_leaves_nothing(rm, tmp_path):
     "A save that fails half-way (the destination's parent is a file) leaves no folder and no temp files."
     (tmp_path/'file').write_text('x')
-    with pytest.raises(OSError): rm.save(tmp_path/'file'/'model')
+    from rewardbench_nb.core import RBError
+    with pytest.raises(RBError, match=r"file/model: cannot write: "): rm.save(tmp_path/'file'/'model')
     assert sorted(p.name for p in tmp_path.iterdir()) == ['file']
 
 # --- encoding ------------------------------------------------------------------------------------
