@@ -17,16 +17,17 @@ from scipy.cluster.hierarchy import DisjointSet
 from datasketch import MinHash, LeanMinHash, MinHashLSH
 from fastcore.basics import patch
 import rewardbench_nb
-from .core import (RBError, DataError, ConfigError, Stage, Run, atomic_path, write_text, write_json,
-                                 sha256_file, table_sha256)
+from .core import (RBError, DataError, ConfigError, DOMAINS, Stage, Run, atomic_path, write_text,
+                                 write_json, sha256_file, table_sha256)
 from .text import normalise_text, text_key, shingle_list, shingles, jaccard_sets, jaccard
 from .data import read_table, validate
 
 # %% auto #0
-__all__ = ['PROMPT_COLUMNS', 'SPLIT_ORDER', 'STAGE', 'exact_duplicates', 'shingle_hash', 'minhash_signatures', 'lsh_params',
-           'near_clusters', 'near_duplicates', 'pair_scores', 'true_clusters', 'check_prompts', 'Dedup', 'dedup',
-           'md_table', 'stratified_split', 'holdout_domains', 'make_splits', 'write_splits', 'population_p', 'Audit',
-           'audit', 'provenance', 'dataset_card', 'CurationConfig', 'Curation', 'curate', 'run_curation']
+__all__ = ['SIZE_LIMITS', 'PROMPT_COLUMNS', 'SPLIT_ORDER', 'STAGE', 'exact_duplicates', 'shingle_hash', 'minhash_signatures',
+           'lsh_params', 'near_clusters', 'near_duplicates', 'pair_scores', 'true_clusters', 'check_prompts', 'Dedup',
+           'dedup', 'md_table', 'stratified_split', 'holdout_domains', 'make_splits', 'write_splits', 'population_p',
+           'Audit', 'audit', 'provenance', 'dataset_card', 'CurationConfig', 'Curation', 'curate', 'curation_settings',
+           'run_curation']
 
 # %% ../nbs/02_curation.ipynb #73d9a169
 def _check_texts(texts)->list:
@@ -127,20 +128,29 @@ def minhash_signatures(texts,             # sequence of strings (normalised firs
 # %% ../nbs/02_curation.ipynb #b1aaa52e
 def _candidate_prob(s, b:int, r:int): return 1 - (1 - s**r)**b
 
+def _bands_needed(threshold:float, r:int, max_miss:float)->float:
+    "Fewest bands (at least 2) of `r` rows missing at most `max_miss` of the pairs at `threshold` (inf: too many)."
+    if threshold >= 1: return 2
+    p = threshold**r
+    return max(2, math.ceil(math.log(max_miss) / math.log1p(-p))) if p > 1e-300 else math.inf
+
+
+# %% ../nbs/02_curation.ipynb #693ee97c
 def lsh_params(threshold:float=0.8, # Jaccard threshold
                num_perm:int=128,    # permutations per signature
                max_miss:float=0.05, # largest share of pairs at `threshold` LSH may miss
               )->tuple[int,int]:    # (bands, rows per band)
     "Bands and rows that miss at most `max_miss` at `threshold` with the fewest false candidates."
     best = None
-    for r in range(1, num_perm+1):
-        b = max(2, math.ceil(math.log(max_miss) / math.log1p(-threshold**r))) if threshold < 1 else 2
+    for r in range(1, num_perm // 2 + 1):  # at least 2 bands
+        b = _bands_needed(threshold, r, max_miss)
         if b * r > num_perm: continue
         fp = integrate.quad(_candidate_prob, 0, threshold, args=(b, r))[0]
         if best is None or fp < best[0]: best = (fp, b, r)
     if best is None:
         raise ConfigError(f"num_perm={num_perm} is too small for threshold {threshold} with max_miss {max_miss}")
     return best[1], best[2]
+
 
 # %% ../nbs/02_curation.ipynb #6f144ae3
 def _lsh_pairs_datasketch(sig:np.ndarray, b:int, r:int, threshold:float, seed:int)->np.ndarray:
@@ -209,14 +219,17 @@ def _union_find(n:int, pairs:np.ndarray)->np.ndarray:
     return labels
 
 # %% ../nbs/02_curation.ipynb #fe233c54
+SIZE_LIMITS = dict(num_perm=(2, 4096), shingle=(1, 64))  # smallest and largest: past these, only cost grows
+
 def _check_params(threshold, num_perm, shingle, engine, where=''):
     if not 0 < threshold <= 1: raise ConfigError(f"{where}threshold: expected a number in (0, 1], got {threshold!r}")
-    if not isinstance(num_perm, int) or num_perm < 2:
-        raise ConfigError(f"{where}num_perm: expected an integer >= 2, got {num_perm!r}")
-    if not isinstance(shingle, int) or shingle < 1:
-        raise ConfigError(f"{where}shingle: expected an integer >= 1, got {shingle!r}")
+    for key, v in (('num_perm', num_perm), ('shingle', shingle)):
+        lo, hi = SIZE_LIMITS[key]
+        if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+            raise ConfigError(f"{where}{key}: expected an integer from {lo} to {hi}, got {v!r}")
     if engine not in ('numpy', 'datasketch'):
         raise ConfigError(f"{where}engine: expected 'numpy' or 'datasketch', got {engine!r}")
+
 
 # %% ../nbs/02_curation.ipynb #27da3dcb
 @contextmanager
@@ -852,6 +865,31 @@ def _inputs(run:Run, ctx:dict)->tuple[pd.DataFrame, dict]:
                                 annotators=ctx.get('annotators', getattr(camp, 'annotators', None)),
                                 target_shares=target, sources=[src])
 
+# %% ../nbs/02_curation.ipynb #d139337d
+def _check_holdout(h):
+    "ConfigError for a holdout no campaign could have: unknown or repeated domain names, or too many domains."
+    where, most = 'curation.holdout_domains', len(DOMAINS) - 1
+    if isinstance(h, int) and h > most:
+        raise ConfigError(f"{where}: expected a count from 0 to {most} (one of the {len(DOMAINS)} domains must stay "
+                          f"for train/test), got {h}")
+    if isinstance(h, int): return
+    unknown, twice = [d for d in h if d not in DOMAINS], sorted({d for d in h if h.count(d) > 1})
+    if unknown: raise ConfigError(f"{where}: {unknown} not among the domains ({', '.join(sorted(DOMAINS))})")
+    if twice: raise ConfigError(f"{where}: {twice} listed more than once")
+    if len(h) > most: raise ConfigError(f"{where}: all {len(DOMAINS)} domains held out, none left for train/test")
+
+def curation_settings(cfg:CurationConfig, # the [curation] section, types and ranges checked by __post_init__
+                      ctx:dict,           # the run's context (unused: curation has no --quick sizes)
+                     )->CurationConfig:
+    "The settings the curate stage runs with; ConfigError for any value that no data could make work."
+    _check_holdout(cfg.holdout_domains)
+    try: lsh_params(cfg.threshold, cfg.num_perm)
+    except ConfigError:
+        raise ConfigError(f"curation.num_perm: {cfg.num_perm} permutations are too few for threshold {cfg.threshold} "
+                          "(LSH would miss more than 5% of the pairs at it); raise num_perm or the threshold") from None
+    return cfg
+
+
 # %% ../nbs/02_curation.ipynb #4c674074
 def run_curation(run:Run, cfg:CurationConfig, ctx:dict):
     "Stage function: curate the prompts, write artifacts under `curation/`, fill ctx."
@@ -863,4 +901,5 @@ def run_curation(run:Run, cfg:CurationConfig, ctx:dict):
 
 STAGE = Stage('curate', 'Remove exact and near duplicates, split train/validation/test (70/10/20) by domain, hold out '
               'whole domains, audit bias.',
-              'curation', CurationConfig, run_curation, needs=('data',), add_args=_add_args)
+              'curation', CurationConfig, run_curation, needs=('data',), add_args=_add_args,
+              settings=curation_settings)

@@ -22,24 +22,24 @@ from .stats import boot_counts, corr_cis
 from .calibration import (number_array, calibration_metrics, fit_temperature, flip_pairs, pref_prob,
                                         reliability_bins, reliability_diagram)
 from .curation import near_clusters, holdout_domains, md_table, near_duplicates, normalise_text
-from .precision import PRECISIONS
+from .precision import PRECISIONS, precision, resolve_dtype
 from .reward_model import (CPU_MAX_TOKENS, RewardModel, text_list, default_model_path, length_batches,
                                          map_batches, quiet_transformers)
 
 # %% auto #0
 __all__ = ['RB_COUNTS', 'PRIOR_SETS', 'RESULT_META', 'KINDS', 'BENCHMARKS', 'EXAMPLE_COLUMNS', 'SQUALITY_PROMPT', 'OUTCOMES',
-           'SCORE_FIELDS', 'HEADER_FIELDS', 'QUICK_SIZES', 'BASELINES', 'JOIN_RULE', 'CLAIMS', 'STAGE',
-           'accuracy_from_scores', 'section_scores', 'best_of_n_credit', 'best_of_n_accuracy', 'rmbench_matrix',
-           'rmbench_accuracy', 'Benchmark', 'examples_frame', 'quiet_pair_set', 'set_examples', 'campaign_examples',
-           'squality_examples', 'infer_kind', 'local_benchmark', 'Suite', 'sample_rows', 'build_suite', 'ModelScores',
-           'outcomes', 'margins', 'length_scores', 'position_scores', 'random_outcomes', 'candidate_inputs',
-           'score_texts', 'score_suite', 'score_records', 'write_scores', 'check_header', 'read_scores', 'Resampler',
-           'interval', 'aggregate', 'Scoreboard', 'paired_p', 'holm', 'fit_rows_temperature', 'benchmark_calibration',
-           'length_correlation', 'margin_histogram', 'human_sets', 'human_correlations', 'leaked_prompts',
-           'leakage_flags', 'embed_texts', 'ShiftScore', 'shift_score', 'benchmark_shift', 'ABPlan',
-           'best_of_candidates', 'assign_arms', 'ABResult', 'ab_test', 'EvalConfig', 'eval_settings', 'EvalReport',
-           'output_names', 'evaluate', 'scoreboard_figure', 'shift_figure', 'add_args', 'ClaimWarning', 'header_claims',
-           'run_eval', 'main']
+           'SCORE_FIELDS', 'HEADER_FIELDS', 'MIN_TEMPERATURE', 'QUICK_SIZES', 'BASELINES', 'JOIN_RULE', 'CLAIMS',
+           'MADE_WITH', 'TEMPERATURE_FIELDS', 'STAGE', 'accuracy_from_scores', 'section_scores', 'best_of_n_credit',
+           'best_of_n_accuracy', 'rmbench_matrix', 'rmbench_accuracy', 'Benchmark', 'examples_frame', 'quiet_pair_set',
+           'set_examples', 'campaign_examples', 'squality_examples', 'infer_kind', 'local_benchmark', 'Suite',
+           'sample_rows', 'build_suite', 'ModelScores', 'outcomes', 'margins', 'length_scores', 'position_scores',
+           'random_outcomes', 'candidate_inputs', 'score_texts', 'score_suite', 'score_records', 'write_scores',
+           'check_header', 'read_scores', 'Resampler', 'interval', 'aggregate', 'Scoreboard', 'paired_p', 'holm',
+           'fit_rows_temperature', 'benchmark_calibration', 'length_correlation', 'margin_histogram', 'human_sets',
+           'human_correlations', 'leaked_prompts', 'leakage_flags', 'embed_texts', 'ShiftScore', 'shift_score',
+           'benchmark_shift', 'ABPlan', 'best_of_candidates', 'assign_arms', 'ABResult', 'ab_test', 'EvalConfig',
+           'eval_settings', 'EvalReport', 'output_names', 'evaluate', 'scoreboard_figure', 'shift_figure', 'add_args',
+           'ClaimWarning', 'header_claims', 'run_eval', 'main']
 
 # %% ../nbs/07_evaluation.ipynb #25247f97
 _PAIR_COLS = ('subset', 'score_chosen', 'score_rejected')
@@ -598,19 +598,23 @@ _HEADER_TYPES = {  # header field -> (is the value right?, what it must be)
     'protocol': (lambda v: isinstance(v, dict), 'an object')}
 
 # %% ../nbs/07_evaluation.ipynb #b0c11bf7
+MIN_TEMPERATURE = 1e-6  # smallest temperature a header may give: every margin is divided by it
+
 def check_header(head:dict,  # the first line of a score file (no id)
                  path,       # the file, for the errors
                  line:int=1, # the header's line
                 )->dict:
-    "`head` if each field has its type and the temperature is a finite number > 0; DataError naming the field if not."
+    "`head` if each field has its type and the temperature is finite and >= 1e-6; DataError naming the field if not."
     for f, (ok, want) in _HEADER_TYPES.items():
         if f in head and not ok(head[f]): raise DataError(f"expected {want}, got {_got(head[f])}", path, line, f)
     t = head.get('temperature', dict(value=1.0))
-    if not (_is_num(t.get('value')) and math.isfinite(t['value']) and t['value'] > 0):
-        raise DataError(f"expected a finite number > 0, got {_got(t.get('value'))}", path, line, 'temperature.value')
+    if not (_is_num(t.get('value')) and math.isfinite(t['value']) and t['value'] >= MIN_TEMPERATURE):
+        raise DataError(f"expected a finite number >= {MIN_TEMPERATURE:g}, got {_got(t.get('value'))}", path, line,
+                        'temperature.value')
     if not isinstance(t.get('fitted_on', ''), str):
         raise DataError(f"expected a string, got {_got(t['fitted_on'])}", path, line, 'temperature.fitted_on')
     return head
+
 
 # %% ../nbs/07_evaluation.ipynb #42ccda54
 def _bad_number(v)->bool: return isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
@@ -905,9 +909,14 @@ def fit_rows_temperature(suite:Suite, ms:ModelScores, seed:int=0)->tuple:
     fit = fit[ms.scored[fit.index]] if len(fit) else fit
     if not len(fit): return 1.0, 'none: no validation rows scored, probabilities uncalibrated (T = 1)'
     m, y = flip_pairs(margins(fit, ms), seed)
-    return fit_temperature(m, y), f"fitted on {len(fit)} validation pairs of the reward model's training set"
+    with np.errstate(over='ignore', under='ignore'): T = fit_temperature(m, y)  # margin / T past floats: p is 0 or 1
+    return T, f"fitted on {len(fit)} validation pairs of the reward model's training set"
 
 # %% ../nbs/07_evaluation.ipynb #463ebb6c
+def _probs(margins:np.ndarray, temperature:float)->np.ndarray:
+    "sigmoid(margin / T), quietly 0 or 1 where margin / T leaves the range of floats."
+    with np.errstate(over='ignore', under='ignore'): return pref_prob(margins, temperature)
+
 def benchmark_calibration(suite:Suite, ms:ModelScores, temperature:float=1.0, n_bins:int=15, seed:int=0)->tuple:
     "(metrics per benchmark and method, reliability bins per benchmark with temperature) of P(chosen > rejected)."
     rows, bins = [], []
@@ -917,8 +926,8 @@ def benchmark_calibration(suite:Suite, ms:ModelScores, temperature:float=1.0, n_
         sm, y = flip_pairs(m, seed)
         for meth, t in (('uncalibrated', 1.0), ('temperature', temperature)):
             rows.append(dict(model=ms.name, benchmark=bn, method=meth, temperature=t, comparisons=len(m),
-                             **calibration_metrics(pref_prob(sm, t), y, n_bins)))
-        bins.append(reliability_bins(pref_prob(sm, temperature), y, n_bins).assign(method=bn))
+                             **calibration_metrics(_probs(sm, t), y, n_bins)))
+        bins.append(reliability_bins(_probs(sm, temperature), y, n_bins).assign(method=bn))
     return pd.DataFrame(rows), pd.concat(bins, ignore_index=True) if bins else pd.DataFrame()
 
 # %% ../nbs/07_evaluation.ipynb #cf745fc7
@@ -1015,45 +1024,60 @@ def leakage_flags(examples:pd.DataFrame, train_prompts, threshold:float=0.8)->np
     return (examples['prompt'].isin(bad) | examples['prompt_rejected'].isin(bad)).to_numpy()
 
 # %% ../nbs/07_evaluation.ipynb #3cfdcdbe
-@functools.lru_cache(maxsize=2)
-def _encoder(path:str):
-    "The sentence encoder (AutoModel) and tokenizer in `path`, loaded once."
+@functools.lru_cache(maxsize=4)
+def _encoder(path:str, dtype:str='float32'):
+    "The sentence encoder (AutoModel, on the CPU) in `path`, int8-quantized for `dtype` 'int8', and its tokenizer."
     import torch
+    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
     from transformers import AutoModel, AutoTokenizer
     with quiet_transformers(): model = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
-    return model.eval(), AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model.eval()
+    if dtype == 'int8':
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message='.*(torch.ao.quantization|quantized tensor creation).*')
+            model = quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+    return model, AutoTokenizer.from_pretrained(path, local_files_only=True)
+
 
 # %% ../nbs/07_evaluation.ipynb #414f6af4
-_EMBEDDINGS = {}  # (encoder folder, max_length, text) -> embedding, so a repeated evaluation embeds nothing again
+_EMBEDDINGS = {}  # (encoder folder, max_length, precision, text) -> embedding: a repeated evaluation embeds nothing
 
-def _embed(texts:list, path:str, max_length:int, batch_size:int)->np.ndarray:
-    "Embeddings of `texts` (mean-pooled last layer, L2-normalised) in length-sorted batches."
+def _embed(texts:list, path:str, max_length:int, batch_size:int, dtype:str='float32')->np.ndarray:
+    "Embeddings of `texts` (mean-pooled last layer, L2-normalised) in length-sorted batches, in `dtype`."
     import torch
-    model, tok = _encoder(path)
+    model, tok = _encoder(path, dtype)
     ids = tok(texts, truncation=True, max_length=max_length)['input_ids']
     out = np.zeros((len(ids), model.config.hidden_size), np.float32)
     def run(idx):
         L = max(len(ids[i]) for i in idx); x = np.full((len(idx), L), tok.pad_token_id, np.int64); m = np.zeros_like(x)
         for j, i in enumerate(idx): x[j, :len(ids[i])], m[j, :len(ids[i])] = ids[i], 1
         with torch.inference_mode():
-            h = model(input_ids=torch.from_numpy(x), attention_mask=torch.from_numpy(m)).last_hidden_state
+            with torch.autocast('cpu', dtype=torch.bfloat16, enabled=dtype == 'bfloat16'):
+                h = model(input_ids=torch.from_numpy(x), attention_mask=torch.from_numpy(m)).last_hidden_state.float()
             mt = torch.from_numpy(m)[..., None].float()
             out[idx] = torch.nn.functional.normalize((h * mt).sum(1) / mt.sum(1), dim=1).numpy()
-    cpu = next(model.parameters()).device.type == 'cpu'
-    map_batches(run, length_batches([len(i) for i in ids], batch_size, CPU_MAX_TOKENS), cpu)
+    map_batches(run, length_batches([len(i) for i in ids], batch_size, CPU_MAX_TOKENS), True)
     return out
+
 
 # %% ../nbs/07_evaluation.ipynb #176f05bd
 def embed_texts(texts,                # texts to embed
                 max_length:int=128,   # tokens kept from the start of each text
                 batch_size:int=64,    # most texts per forward pass
                 model_path=None,      # a sentence-transformers style encoder folder; None = the shipped MiniLM
+                dtype:str='float32',  # 'float32', 'bfloat16', 'int8' or 'auto' (resolved for the CPU, where it runs)
                )->np.ndarray:         # (n, hidden) float32, unit length
     "Mean-pooled, L2-normalised sentence embeddings (the all-MiniLM-L6-v2 recipe); each distinct text embedded once."
-    texts, key = text_list(texts, 'text'), (str(model_path or default_model_path()), max_length)
+    used = resolve_dtype(dtype, 'cpu')
+    texts, key = text_list(texts, 'text'), (str(model_path or default_model_path()), max_length, used)
     todo = [t for t in dict.fromkeys(texts) if (key, t) not in _EMBEDDINGS]
-    if todo: _EMBEDDINGS.update({(key, t): e for t, e in zip(todo, _embed(todo, key[0], max_length, batch_size))})
+    if todo: _EMBEDDINGS.update({(key, t): e for t, e in zip(todo, _embed(todo, key[0], max_length, batch_size, used))})
     return np.stack([_EMBEDDINGS[(key, t)] for t in texts]) if texts else np.zeros((0, 384), np.float32)
+
+def _encoder_precision(dtype:str)->dict:
+    "The precision asked of `embed_texts`, the one it runs in (on the CPU), and what `auto` decided there and why."
+    return dict(requested=dtype, used=resolve_dtype(dtype, 'cpu'), auto=precision('cpu').as_dict())
+
 
 # %% ../nbs/07_evaluation.ipynb #7e0a5478
 @dataclass
@@ -1653,18 +1677,26 @@ def _model_name(ctx:dict)->tuple:
     if f: return _display_name(f), f'--model {f}'
     return ('reward model (train-rm)', 'train-rm') if ctx.get('reward_model') is not None else (None, None)
 
+# %% ../nbs/07_evaluation.ipynb #e60c756b
+def _in_dtype(rm, dtype:str):
+    "`rm` when it was asked for `dtype`; else the same weights, scored in `dtype` (None stays None)."
+    if rm is None or rm.requested_dtype == dtype: return rm
+    return RewardModel(rm.model, rm.tokenizer, dtype, rm.max_length)
+
+
 # %% ../nbs/07_evaluation.ipynb #b8ee8375
 def _stage_model(cfg:EvalConfig, ctx:dict)->tuple:
     "(reward model or None, its folder or None, from the pipeline?) from --model DIR or ctx['reward_model']."
     f = getattr(ctx.get('args'), 'eval_model', None)
     if f: return RewardModel.load(f, seed=ctx.get('seed', 0), dtype=cfg.dtype), Path(f), False
-    return ctx.get('reward_model'), None, ctx.get('reward_model') is not None
+    return _in_dtype(ctx.get('reward_model'), cfg.dtype), None, ctx.get('reward_model') is not None
 
 def _training_log(ctx:dict, model_dir, from_pipeline:bool)->dict|None:
     "The training log of the model: train-rm's, or training_log.json next to a saved model's folder."
     if from_pipeline and ctx.get('rm_training') is not None: return ctx['rm_training'].log
     p = Path(model_dir).parent/'training_log.json' if model_dir else None
     return json.loads(p.read_text(encoding='utf-8')) if p is not None and p.is_file() else None
+
 
 # %% ../nbs/07_evaluation.ipynb #0b1a6b4d
 def _is_baseline_file(head:dict)->bool:
@@ -1714,21 +1746,34 @@ def _protocol(rm, cfg:EvalConfig, seed:int, extra:dict)->dict:
                                model_class=type(rm.model).__name__, truncation=cut)
 
 # %% ../nbs/07_evaluation.ipynb #4b1689b3
-CLAIMS = ('join', 'max_length', 'truncation', 'seed', 'n_boot', 'leakage_threshold', 'training_prompts')  # must match
+# protocol fields compared with this run's values, and those that say how the file's scores were made
+CLAIMS = ('join', 'max_length', 'truncation', 'seed', 'n_boot', 'leakage_threshold', 'training_prompts', 'quick')
+MADE_WITH = ('batch_size', 'dtype', 'device', 'model_class', 'versions', 'world_size')  # how its scores were made
+
+
+# %% ../nbs/07_evaluation.ipynb #4278720c
+TEMPERATURE_FIELDS = ('value', 'fitted_on')  # what a header's temperature holds
 
 class ClaimWarning(UserWarning): "A score file's header claims something this run does not do."
 
+
 # %% ../nbs/07_evaluation.ipynb #b074c789
+def _unread(fields:dict, known:tuple, at:str, prefix:str='', holder:str='header')->list:
+    "A line for each field of `fields` outside `known`: not read, and what the object holds instead."
+    return [f"{at} '{prefix}{k}': not read by this evaluation (a {holder} holds {', '.join(known)}); ignored"
+            for k in fields if k not in known]
+
 def header_claims(head:dict,      # a checked score-file header
                   protocol:dict,  # this run's protocol
                   path, line:int=1, # where the header is, for the messages
                  )->list:
     "One line per claim of `head` this run does not honour: a protocol field it does otherwise, a field it ignores."
-    p, at = head.get('protocol', {}), f"{path}:{line}: field"
-    unread = [f"{at} '{k}': not read by this evaluation (a header holds {', '.join(HEADER_FIELDS)}); ignored"
-              for k in head if k not in HEADER_FIELDS]
+    p, t, at = head.get('protocol', {}), head.get('temperature', {}), f"{path}:{line}: field"
+    unread = (_unread(head, HEADER_FIELDS, at) + _unread(t, TEMPERATURE_FIELDS, at, 'temperature.', 'temperature')
+              + _unread(p, CLAIMS + MADE_WITH, at, 'protocol.', 'protocol'))
     return unread + [f"{at} 'protocol.{k}': the file claims {p[k]!r}, this run uses {protocol[k]!r}"
                      for k in CLAIMS if k in p and k in protocol and p[k] != protocol[k]]
+
 
 # %% ../nbs/07_evaluation.ipynb #2a1f3bb7
 def _claims(files:list, protocol:dict)->list:
@@ -1757,9 +1802,10 @@ def _per_benchmark(suite:Suite, n:int, seed:int)->np.ndarray:
 def _untrained(suite:Suite, cfg:EvalConfig, rm, seed:int)->ModelScores:
     "The untrained MiniLM head's scores of a seeded sample per benchmark, at the evaluated model's max_length."
     kw = dict(max_length=rm.max_length if rm is not None else None, seed=seed, dtype=cfg.dtype)
-    rows = _per_benchmark(suite, cfg.untrained_rows, seed)
-    ms = score_suite(RewardModel.load(**kw), suite, 'untrained MiniLM', rows, cfg.batch_size)
-    ms.meta.update(model_type='baseline', rule=f'shipped MiniLM, seeded untrained head, {int(ms.scored.sum())} rows')
+    rows, rm0 = _per_benchmark(suite, cfg.untrained_rows, seed), RewardModel.load(**kw)
+    ms = score_suite(rm0, suite, 'untrained MiniLM', rows, cfg.batch_size)
+    ms.meta.update(model_type='baseline', rule=f'shipped MiniLM, seeded untrained head, {int(ms.scored.sum())} rows',
+                   precision=rm0.precision)
     return ms
 
 def _file_temperature(ms:ModelScores, suite:Suite, seed:int)->tuple:
@@ -1797,6 +1843,14 @@ def _models(rm, name:str, files:list, suite:Suite, cfg:EvalConfig, ctx:dict, pip
         read.insert(0, ms)
     return read, temps, base
 
+# %% ../nbs/07_evaluation.ipynb #50d5dfdc
+def _precisions(rm, base, dtype:str)->dict:
+    "In which precision each model of the stage ran: the reward model, the untrained baseline, the shift encoder."
+    out = {'eval': rm.precision} if rm is not None else {}
+    if base is not None and 'source' not in base.meta: out['eval-untrained'] = base.meta['precision']
+    return out | {'eval-shift-encoder': _encoder_precision(dtype)}
+
+
 # %% ../nbs/07_evaluation.ipynb #d1b3af69
 def run_eval(run:Run, cfg:EvalConfig, ctx:dict):
     "Stage `eval`: check the score files, score every benchmark with the reward model, compute everything, write eval/."
@@ -1811,10 +1865,10 @@ def run_eval(run:Run, cfg:EvalConfig, ctx:dict):
     suite = _timed(tm, 'suite', _stage_suite, cfg, ctx, seed, quick, train)
     models, temps, base = _models(rm, name, files, suite, cfg, ctx, from_pipeline, seed, tm)
     for p in [path for path, _, _ in files] + ([model_dir] if model_dir else []): run.add_input(p)
-    if rm is not None: run.record('precision', {'eval': rm.precision})
     if base is None and cfg.untrained_baseline: base = _timed(tm, 'untrained', _untrained, suite, cfg, rm, seed)
-    sizes = (cfg.shift_prompts, cfg.shift_train_prompts, cfg.n_boot)
+    sizes = (cfg.shift_prompts, cfg.shift_train_prompts, cfg.n_boot, functools.partial(embed_texts, dtype=cfg.dtype))
     shift = _timed(tm, 'shift', benchmark_shift, suite, train, seed, *sizes)
+    run.record('precision', _precisions(rm, base, cfg.dtype))
     final = ctx['scores']['final'] if ctx.get('scores') is not None and 'final' in ctx['scores'] else None
     rep = evaluate(suite, models, cfg, seed, temps, base, shift, final, proto)
     rep.timings, rep.notes = tm | rep.timings, notes

@@ -383,11 +383,12 @@ def bootstrap_rl(d, gold, proxy, # d per iteration; (iterations, rollouts) norma
     return pd.DataFrame([dict(quantity=k, **_interval(est[k], boot[k], level)) for k in est]).set_index('quantity')
 
 # %% ../nbs/10_overoptimization.ipynb #d3761bfd
-def pool_shift(proxy:Proxy, pool:Pool, seed:int=0, n_boot:int=1000):
+def pool_shift(proxy:Proxy, pool:Pool, seed:int=0, n_boot:int=1000,
+               dtype:str='float32'): # precision of the sentence encoder ('auto': bf16 where the CPU runs it natively)
     "Shift score (evaluation's classifier two-sample test) of `pool`'s prompts against `proxy`'s training prompts."
     ref, target = proxy.train_prompts, pool.prompts
     if min(len(ref), len(target)) < 5: return None  # too few prompts for 5-fold cross-validation: not measured
-    return shift_score(embed_texts(ref), embed_texts(target), seed, n_boot=n_boot)
+    return shift_score(embed_texts(ref, dtype=dtype), embed_texts(target, dtype=dtype), seed, n_boot=n_boot)
 
 # %% ../nbs/10_overoptimization.ipynb #e66e8100
 @dataclass
@@ -494,7 +495,7 @@ def _long(fits:pd.DataFrame, **keys)->pd.DataFrame:
     return fits.reset_index().assign(**keys)[[*keys, 'quantity', 'estimate', 'low', 'high']]
 
 # %% ../nbs/10_overoptimization.ipynb #1c69f93f
-def _bon_all(pools:dict, proxies:dict, cfg:GammaConfig, seed:int)->tuple:
+def _bon_all(pools:dict, proxies:dict, cfg:GammaConfig, seed:int, dtype:str='float32')->tuple:
     "(curves, fits, shift) of best-of-n by every proxy on the in-domain and shift pools."
     curves, fits, shift = [], [], []
     for set_name in ['hh-rlhf-harmless', *cfg.shift_sets]:
@@ -503,7 +504,7 @@ def _bon_all(pools:dict, proxies:dict, cfg:GammaConfig, seed:int)->tuple:
             curve, f = bon_analysis(pool, px, cfg.n_boot, seed); keys = dict(name=name, set=set_name)
             curves.append(curve.assign(**keys)[[*keys, *curve]]); fits.append(_long(f, **keys, form='bon'))
             g = f.loc['gamma']
-            s = pool_shift(px, pool, seed, cfg.n_boot); nan = float('nan')
+            s = pool_shift(px, pool, seed, cfg.n_boot, dtype); nan = float('nan')
             shift.append(dict(**keys, shift=s.auc if s else nan, shift_low=s.low if s else nan,
                               shift_high=s.high if s else nan, gamma=g.estimate, low=g.low, high=g.high))
     return pd.concat(curves, ignore_index=True), pd.concat(fits, ignore_index=True), pd.DataFrame(shift)
@@ -539,14 +540,14 @@ def overoptimize(policy,              # (model, tokenizer): the initial policy
                  gold_fn,             # the gold reward function (prompts, responses) -> scores
                  encoder:RewardModel, # the proxies' frozen encoder
                  cfg:GammaConfig|None=None, seed:int=0, progress:bool=False,
-                 dtype:str='auto',    # precision of sampling and PPO: 'auto', 'float32' or 'bfloat16'
+                 dtype:str='auto',    # precision of sampling, PPO and the shift encoder: auto, float32 or bfloat16
                 )->Overoptimization:
     "The toy Gao et al. setup: pools, proxies, best-of-n and PPO curves, fits with CIs, sweep, gamma against shift."
     cfg, t = check_gamma_config(cfg or GammaConfig()), {'start': time.perf_counter()}
     kw = dict(max_new_tokens=cfg.max_new_tokens, dtype=dtype)
     pools = _pools(policy, gold_fn, encoder, cfg, seed, kw); t['pools'] = time.perf_counter()
     proxies = _proxies(pools, cfg, seed)
-    bon, fits, shift = _bon_all(pools, proxies, cfg, seed); sweep = _sweep(pools, cfg, seed)
+    bon, fits, shift = _bon_all(pools, proxies, cfg, seed, dtype); sweep = _sweep(pools, cfg, seed)
     t['bon'] = time.perf_counter()
     rl, rl_fits = _ppo_all(policy, pools, proxies, gold_fn, encoder, cfg, seed, progress, dtype)
     t['ppo'] = time.perf_counter()

@@ -24,13 +24,13 @@ from .precision import precision, resolve_dtype
 from .reward_model import quiet_transformers
 
 # %% auto #0
-__all__ = ['EOS', 'PAD', 'HUMAN', 'ASSISTANT', 'PLAIN_QUOTES', 'MEASURED', 'QUICK', 'REPLY_TOKENS', 'STAGE', 'dialogue_text',
-           'corpus', 'train_tokenizer', 'PolicyConfig', 'check_policy_config', 'make_model', 'blocks', 'block_order',
-           'one_thread', 'map_shards', 'shard_count', 'split_rows', 'policy_dtype', 'lm_grads', 'sum_grads',
-           'train_steps', 'perplexity', 'unigram_perplexity', 'reply', 'check_policy', 'build_spec', 'spec_id',
-           'build_record', 'save_policy', 'build_policy', 'cache_dir', 'shipped_policy_dir', 'check_policy_dir',
-           'default_policy_dir', 'load_policy', 'PolicyStageConfig', 'check_policy_stage', 'policy_settings',
-           'run_policy', 'main']
+__all__ = ['EOS', 'PAD', 'HUMAN', 'ASSISTANT', 'PLAIN_QUOTES', 'MEASURED', 'QUICK', 'REPLY_TOKENS', 'EVAL_DTYPE', 'STAGE',
+           'dialogue_text', 'corpus', 'train_tokenizer', 'PolicyConfig', 'check_policy_config', 'make_model', 'blocks',
+           'block_order', 'one_thread', 'map_shards', 'shard_count', 'split_rows', 'policy_dtype', 'lm_grads',
+           'sum_grads', 'train_steps', 'perplexity', 'unigram_perplexity', 'reply', 'check_policy', 'build_spec',
+           'spec_id', 'build_record', 'save_policy', 'build_policy', 'cache_dir', 'shipped_policy_dir',
+           'check_policy_dir', 'default_policy_dir', 'load_policy', 'PolicyStageConfig', 'check_policy_stage',
+           'policy_settings', 'run_policy', 'main']
 
 # %% ../nbs/08_policy.ipynb #ee9afca6
 EOS, PAD = '<|endoftext|>', '<|pad|>'      # end of an Assistant turn; padding (never the same token)
@@ -90,7 +90,7 @@ class PolicyConfig:
     warmup_steps:int = 20        # steps of warm-up
     weight_decay:float = 0.01    # AdamW weight decay (matrices only)
     seed:int = 0                 # weights and block order
-    dtype:str = 'auto'           # 'auto' (bf16 autocast only where native), 'float32' or 'bfloat16'
+    dtype:str = 'auto'           # a build trains in: 'auto', 'float32' or 'bfloat16'; perplexity: always float32
 
 # %% ../nbs/08_policy.ipynb #20356d27
 def check_policy_config(cfg:PolicyConfig)->PolicyConfig:
@@ -301,6 +301,7 @@ def build_record(log:dict)->dict:
     return {**{k: v for k, v in log.items() if k not in MEASURED},
             'precision': {k: log['precision'][k] for k in ('requested', 'used')}}
 
+# %% ../nbs/08_policy.ipynb #4b9a39b9
 def save_policy(model, tokenizer, out_dir, log:dict)->Path:
     "Write model, tokenizer and `log` (as build_log.json) to `out_dir`, atomically."
     out = Path(out_dir)
@@ -405,6 +406,7 @@ def check_policy_stage(cfg:PolicyStageConfig)->PolicyStageConfig:
                           "reply (or policy.samples = 0)")
     return cfg
 
+# %% ../nbs/08_policy.ipynb #c6dfcd45
 def policy_settings(cfg:PolicyStageConfig, ctx:dict)->PolicyStageConfig:
     "The settings `rbnb policy` runs with: --quick's sizes (not over --set values), every value checked."
     return check_policy_stage(quick_sizes(cfg, QUICK, ctx, 'policy'))
@@ -427,6 +429,16 @@ def _samples_md(prompts, replies)->str:
     pairs = [f'**Human:** {turn(p)}\n\n**Assistant:** {r}' for p, r in zip(prompts, replies)]
     return '# Sampled replies (temperature 0.7)\n\n' + '\n\n'.join(pairs) + '\n'
 
+# %% ../nbs/08_policy.ipynb #d40ad67e
+EVAL_DTYPE = 'float32'  # the stage's perplexity and replies, whatever policy.dtype says: comparable across machines
+
+def _precision_record(cfg:PolicyStageConfig, log:dict, source:str)->dict:
+    "What this run ran the policy in: the precision its build trained in (None: it loaded one), evaluation in float32."
+    p, built = log['precision'], source == 'built'
+    rec = dict(requested=cfg.dtype, trained=p['used'] if built else None, evaluated=EVAL_DTYPE)
+    return rec | (dict(auto=p['auto']) if built else dict(shipped_build={k: p[k] for k in ('requested', 'used')}))
+
+
 # %% ../nbs/08_policy.ipynb #b371be19
 def _val_prompts(n:int)->list:
     "The first `n` hh-rlhf validation prompts."
@@ -434,6 +446,7 @@ def _val_prompts(n:int)->list:
         warnings.simplefilter('ignore')  # 01_data's note on the 9 rows it sets aside; the data stage reports it
         return load_pairs('hh-rlhf-harmless', split='validation').prompt.head(n).tolist()
 
+# %% ../nbs/08_policy.ipynb #0f43a5e7
 def run_policy(run:Run, cfg:PolicyStageConfig, ctx:dict):
     "Stage `policy`: load (or build) the policy, held-out perplexity, sample replies; sets ctx['policy']."
     model, tok, path, source, log = _stage_policy(run, cfg, not ctx.get('quiet', False))
@@ -441,11 +454,11 @@ def run_policy(run:Run, cfg:PolicyStageConfig, ctx:dict):
     val, prompts = corpus('validation')[:cfg.eval_dialogues or None], _val_prompts(cfg.samples)
     metrics = dict(source=source, sha256=sha256_file(path/'model.safetensors'), spec_id=log['spec_id'],
                    perplexity=perplexity(model, tok, val), dialogues=len(val),
-                   built_in={k: log['precision'][k] for k in ('requested', 'used')})
+                   built_in={k: log['precision'][k] for k in ('requested', 'used')}, evaluated_in=EVAL_DTYPE)
     write_json(run.path('policy', 'metrics.json'), metrics)
     replies = reply(model, tok, prompts, REPLY_TOKENS, seed=ctx.get('seed', 0))
     write_text(run.path('policy', 'samples.md'), _samples_md(prompts, replies))
-    run.record('precision', {'policy': dict(evaluated='float32', built=log['precision'])})
+    run.record('precision', {'policy': _precision_record(cfg, log, source)})
     ctx['policy'], ctx['policy_dir'], ctx['policy_metrics'] = (model, tok), path, metrics
 
 STAGE = Stage('policy', 'Load (or build) the small GPT-2 policy; held-out perplexity and sample replies.',

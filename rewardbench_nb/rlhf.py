@@ -6,7 +6,7 @@ Docs: https://rewardbench-nb.github.io/rewardbench_nb/rlhf.html.md"""
 
 # %% ../nbs/09_rlhf.ipynb #ec23805b
 from __future__ import annotations
-import argparse, copy, dataclasses, hashlib, json, math, os, pickle, re, shutil, sys, time, warnings
+import argparse, copy, dataclasses, hashlib, json, math, os, pickle, re, shutil, sys, time, warnings, zipfile
 from collections import Counter
 from fastcore.basics import patch
 from dataclasses import dataclass, asdict, field
@@ -15,7 +15,7 @@ import numpy as np, pandas as pd
 import torch, torch.nn as nn, torch.nn.functional as F
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file, load_model, save_model
 from scipy import stats as sps
 from tqdm.auto import tqdm
@@ -35,11 +35,12 @@ __all__ = ['TOXIC_WORDS', 'REFUSAL_PATTERNS', 'VIOLATIONS', 'ROLLOUT', 'EVAL', '
            'RewardNorm', 'eos_penalty', 'token_rewards', 'masked_mean', 'whiten', 'gae', 'ppo_losses', 'KLController',
            'generate_rows', 'score_tokens', 'advantages', 'ppo_update', 'make_optimizer', 'is_refusal', 'Guardrails',
            'red_team_prompts', 'token_f1', 'as_policy', 'as_reward', 'EvalResult', 'mean_ci', 'evaluate', 'psi',
-           'drift', 'weights_sha256', 'run_spec', 'save_checkpoint', 'load_checkpoint', 'last_checkpoint', 'check_spec',
-           'PPORun', 'iteration_prompts', 'explained_variance', 'ppo_iteration', 'PPOResult', 'train_ppo', 'plot_ppo',
-           'drop_timings', 'artifact_info', 'sample_pool', 'pick_best', 'BestOfN', 'best_of_n', 'main',
-           'compare_policies', 'policy_ab_units', 'PolicyAB', 'ab_test_policies', 'PPOStageConfig',
-           'stage_reward_model', 'add_args', 'check_ppo_stage', 'ppo_settings', 'run_ppo']
+           'drift', 'weights_sha256', 'run_spec', 'save_checkpoint', 'check_checkpoint', 'load_checkpoint',
+           'last_checkpoint', 'check_spec', 'find_checkpoint', 'PPORun', 'iteration_prompts', 'explained_variance',
+           'ppo_iteration', 'PPOResult', 'train_ppo', 'plot_ppo', 'drop_timings', 'artifact_info', 'sample_pool',
+           'pick_best', 'BestOfN', 'best_of_n', 'main', 'compare_policies', 'policy_ab_units', 'PolicyAB',
+           'ab_test_policies', 'PPOStageConfig', 'stage_reward_model', 'add_args', 'check_ppo_resume',
+           'check_ppo_stage', 'ppo_settings', 'run_ppo']
 
 # %% ../nbs/09_rlhf.ipynb #0afbc2e3
 @dataclass
@@ -94,9 +95,12 @@ def check_ppo_config(cfg:PPOConfig, world:int=1)->PPOConfig:
     if cfg.dtype not in _DTYPES: raise bad('dtype', "'auto', 'float32' or 'bfloat16'")
     for k in ('learning_rate', 'value_learning_rate'):
         if not 0 < getattr(cfg, k) < 1: raise bad(k, 'a number in (0, 1)')
-    for k in ('kl_coef', 'target_kl', 'temperature', 'missing_eos_penalty', 'guard_penalty', 'clip_range',
-              'clip_range_value'):
+    if not 0 < cfg.adam_eps <= 1e-3: raise bad('adam_eps', 'a number in (0, 0.001], e.g. 1e-5')
+    for k in ('kl_coef', 'target_kl', 'missing_eos_penalty', 'guard_penalty', 'vf_coef'):
         if getattr(cfg, k) < 0: raise bad(k, 'a number >= 0')
+    for k in ('temperature', 'clip_range', 'clip_range_value', 'max_grad_norm'):
+        if getattr(cfg, k) <= 0: raise bad(k, 'a positive number')
+    if cfg.target_kl > 0 and cfg.kl_coef == 0: raise bad('kl_coef', 'a positive number when target_kl > 0')
     for k in ('checkpoint_every', 'eval_every'):
         if getattr(cfg, k) < 0: raise bad(k, 'an integer >= 0 (0 = never)')
     for k in ('gamma', 'lam'):
@@ -688,23 +692,56 @@ def save_checkpoint(folder, policy, vm:ValueModel, opt, state:dict)->Path:
         torch.save(opt.state_dict(), tmp/'optimizer.pt'); write_json(tmp/'state.json', state)
     return folder
 
-def _optimizer_state(f:Path)->dict:
+# %% ../nbs/09_rlhf.ipynb #826e4154
+_STATE_TYPES = dict(iteration=int, kl_coef=(int, float), norm=(dict, type(None)), log=list, evals=list,
+                    eval_rewards=dict, eval_last=dict, spec=dict)  # what a resume reads from state.json
+
+def _read_state(f:Path)->dict:
+    "The state in `f`; DataError naming `f` unless it is UTF-8 JSON with every entry a resume reads."
+    try: state = json.loads(decode_utf8(f.read_bytes(), f))
+    except ValueError as e: raise DataError(f"corrupt checkpoint: not valid JSON ({e})", f) from None
+    state = state if isinstance(state, dict) else {}
+    wrong = [k for k, t in _STATE_TYPES.items() if not isinstance(state.get(k, ...), t)]
+    if not wrong and not isinstance(state['spec'].get('config'), dict): wrong = ['spec.config']
+    if wrong: raise DataError(f"corrupt checkpoint: no valid {', '.join(wrong)} in the state", f)
+    return state
+
+# %% ../nbs/09_rlhf.ipynb #7b77b69f
+def _check_safetensors(f:Path)->None:
+    "DataError naming `f` unless its safetensors header reads and covers the file."
+    try:
+        with safe_open(str(f), 'pt'): pass
+    except SafetensorError as e:
+        raise DataError(f"corrupt checkpoint: not a readable safetensors file ({e})", f) from None
+
+# %% ../nbs/09_rlhf.ipynb #2482f62c
+def _optimizer_state(f:Path, mmap:bool=False)->dict:
     "The optimizer state saved in `f`, read as weights only (never unpickled); DataError naming `f` otherwise."
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter('ignore'); return torch.load(f, weights_only=True)
+            warnings.simplefilter('ignore')
+            return torch.load(f, weights_only=True, mmap=mmap and zipfile.is_zipfile(f))
     except pickle.UnpicklingError:
         raise DataError("not a weights-only checkpoint (torch.load(weights_only=True) refuses it), "
                         "so it is not loaded", f) from None
     except Exception as e:
         raise DataError(f"corrupt checkpoint: optimizer state unreadable ({type(e).__name__})", f) from None
 
+def check_checkpoint(folder)->dict:
+    "The state of checkpoint `folder` once every file is there and readable; DataError naming the first at fault."
+    folder = Path(folder)
+    if missing := [f for f in CKPT_FILES if not (folder/f).is_file()]:
+        raise DataError(f"incomplete checkpoint: missing {', '.join(missing)}; resuming without "
+                        f"{'it' if len(missing) == 1 else 'them'} would not continue the same training", folder)
+    state = _read_state(folder/'state.json')
+    for name in ('policy.safetensors', 'value.safetensors'): _check_safetensors(folder/name)
+    _optimizer_state(folder/'optimizer.pt', mmap=True)
+    return state
+
+# %% ../nbs/09_rlhf.ipynb #c13133f7
 def load_checkpoint(folder, policy, vm:ValueModel, opt)->dict:
     "Load a checkpoint into `policy`, `vm` and `opt`; its state. DataError names the file at fault."
-    folder = Path(folder); missing = [f for f in CKPT_FILES if not (folder/f).is_file()]
-    if missing: raise DataError(f"incomplete checkpoint: missing {', '.join(missing)}", folder)
-    try: state = json.loads((folder/'state.json').read_text())
-    except ValueError as e: raise DataError(f"corrupt checkpoint: not valid JSON ({e})", folder/'state.json') from None
+    folder = Path(folder); state = check_checkpoint(folder)
     opt_state = _optimizer_state(folder/'optimizer.pt')
     for name, mdl in (('policy.safetensors', policy), ('value.safetensors', vm)):
         try: load_model(mdl, str(folder/name))
@@ -727,10 +764,21 @@ def last_checkpoint(folder)->Path|None:
     return max(done)[1] if done else None
 
 def check_spec(spec:dict, saved:dict, where)->None:
-    "ConfigError naming what differs between this run and the checkpoint's."
+    "ConfigError naming what differs between this run and the checkpoint's, in the keys `spec` has."
     diff = [k for k in spec['config'] if saved['config'].get(k) != spec['config'][k]]
-    diff += [k for k in ('seed', 'world_size', 'policy_sha256', 'prompts_sha256', 'reward') if saved.get(k) != spec[k]]
+    diff += [k for k in ('seed', 'world_size', 'policy_sha256', 'prompts_sha256', 'reward')
+             if k in spec and saved.get(k) != spec[k]]
     if diff: raise ConfigError(f"{where}: cannot resume, this run differs from the checkpoint's in {', '.join(diff)}")
+
+# %% ../nbs/09_rlhf.ipynb #7619b669
+def find_checkpoint(resume)->Path:
+    "The checkpoint path `resume` names: itself, else the newest under it or its checkpoints/; ConfigError if none."
+    p = Path(resume)
+    if not p.exists(): raise ConfigError(f"{p}: no such checkpoint or folder to resume from")
+    is_one = any((p/f).exists() for f in ('state.json', 'optimizer.pt'))  # files only a checkpoint has
+    ck = p if is_one else last_checkpoint(p) or last_checkpoint(p/'checkpoints')
+    if ck is None: raise ConfigError(f"{p}: no checkpoint to resume from (expected iter-<n>/state.json)")
+    return ck
 
 # %% ../nbs/09_rlhf.ipynb #b633d569
 @dataclass
@@ -856,11 +904,8 @@ def _start(resume, out, spec:dict, policy, vm, opt, cfg:PPOConfig)->tuple:
     fresh = dict(iteration=0, kl_coef=cfg.kl_coef, norm=None, log=[], evals=[], eval_rewards={}, eval_last={},
                  spec=spec)
     if resume is False or resume is None: return fresh, None
-    ck = last_checkpoint(out/'checkpoints') if resume is True and out is not None else None
-    if resume is not True:
-        p = Path(resume)
-        ck = p if (p/'state.json').exists() else last_checkpoint(p) or last_checkpoint(p/'checkpoints')
-        if ck is None: raise ConfigError(f"{p}: no checkpoint to resume from (expected iter-<n>/state.json)")
+    if resume is True: ck = last_checkpoint(out/'checkpoints') if out is not None else None
+    else: ck = find_checkpoint(resume)
     if ck is None: return fresh, None
     state = load_checkpoint(ck, policy, vm, opt); check_spec(spec, state['spec'], ck)
     return state, ck
@@ -965,12 +1010,14 @@ def drop_timings(log:pd.DataFrame)->pd.DataFrame:
     "`log` without its `seconds_*` columns: what two runs with the same seed log alike."
     return log.drop(columns=[c for c in log if c.startswith('seconds')])
 
+# %% ../nbs/09_rlhf.ipynb #7627fa31
 def artifact_info(info:dict)->dict:
     "`info` as the artifacts write it: no timings or output folder, the precision chosen without measured speeds."
     p = info['precision']
     return {**{k: v for k, v in info.items() if k not in _MEASURED},
             'precision': {k: p[k] for k in ('requested', 'used', 'shards')}}
 
+# %% ../nbs/09_rlhf.ipynb #db0631e1
 def _write_outputs(res:PPOResult, out:Path):
     "policy/ (08's layout), value.safetensors, log.csv, evals.csv, log.json, curves.html: none with timings."
     meta, numbers = dict(ppo=dict(info=artifact_info(res.info), config=asdict(res.config))), drop_timings(res.log)
@@ -1172,6 +1219,9 @@ def stage_reward_model(run:Run, ctx:dict, path, # a saved reward model folder, o
     elif ctx.get('reward_model') is not None:
         rm = RewardModel(ctx['reward_model'].model, ctx['reward_model'].tokenizer, dtype, max_length)
     else: raise ConfigError(missing)
+    limit = min(getattr(rm.model.config, 'max_position_embeddings', None) or 10**9, rm.tokenizer.model_max_length)
+    if max_length > limit:
+        raise ConfigError(f"{role}: max_length = {max_length}: expected at most the model's {limit} positions")
     run.record('precision', {role: rm.precision})
     return rm
 
@@ -1232,13 +1282,23 @@ def add_args(parser):
     parser.add_argument('--ppo-resume', dest='ppo_resume', nargs='?', const=True, default=None, metavar='CHECKPOINT',
                         help='ppo: continue an interrupted PPO run (newest checkpoint of an earlier run, or this one)')
 
+# %% ../nbs/09_rlhf.ipynb #5b94b164
+def check_ppo_resume(cfg:PPOStageConfig, resume, seed:int)->Path|None:
+    "The checkpoint of `--ppo-resume CHECKPOINT`, complete, readable, of these settings and seed; None without a path."
+    if resume is None or isinstance(resume, bool): return None
+    ck = find_checkpoint(resume); state = check_checkpoint(ck)
+    config = {k: getattr(cfg, k) for k in asdict(PPOConfig()) if k not in _NOT_SPEC}
+    check_spec(dict(config=config, seed=seed), state['spec'], ck)
+    return ck
+
 # %% ../nbs/09_rlhf.ipynb #735501ac
 def check_ppo_stage(cfg:PPOStageConfig)->PPOStageConfig:
     "Raise ConfigError for stage settings no run could use (PPO's own by `check_ppo_config`); return `cfg`."
     check_ppo_config(cfg)
     bad = lambda k, want: ConfigError(f"rlhf.{k} = {getattr(cfg, k)!r}: expected {want}")
-    for k in ('iterations', 'eval_prompts', 'best_of', 'ab_prompts', 'rm_max_length'):
+    for k in ('iterations', 'eval_prompts', 'best_of', 'ab_prompts'):
         if getattr(cfg, k) < 1: raise bad(k, 'a positive integer')
+    if cfg.rm_max_length < 8: raise bad('rm_max_length', 'at least 8 tokens')
     if cfg.ab_red_team < 0: raise bad('ab_red_team', 'an integer >= 0')
     if cfg.reward not in ('rm', 'length'): raise bad('reward', "'rm' or 'length'")
     if not 0 < cfg.ab_min_effect <= 0.5: raise bad('ab_min_effect', 'a gain in (0, 0.5] over a rate of 1/2')
@@ -1249,7 +1309,9 @@ def check_ppo_stage(cfg:PPOStageConfig)->PPOStageConfig:
 def ppo_settings(cfg:PPOStageConfig, ctx:dict)->PPOStageConfig:
     "The settings `rbnb ppo` runs with: --quick's sizes (not over --set values), --ppo-iterations; all checked."
     cfg, n = quick_sizes(cfg, QUICK, ctx, 'rlhf'), getattr(ctx.get('args'), 'ppo_iterations', None)
-    return check_ppo_stage(cfg if n is None else dataclasses.replace(cfg, iterations=n))
+    cfg = check_ppo_stage(cfg if n is None else dataclasses.replace(cfg, iterations=n))
+    check_ppo_resume(cfg, getattr(ctx.get('args'), 'ppo_resume', None), ctx.get('seed', 0))
+    return cfg
 
 # %% ../nbs/09_rlhf.ipynb #e85dcfb3
 def _write_stage(run:Run, res:PPOResult, cmp:pd.DataFrame, ab:PolicyAB):

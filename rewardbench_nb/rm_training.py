@@ -6,7 +6,7 @@ Docs: https://rewardbench-nb.github.io/rewardbench_nb/rm_training.html.md"""
 
 # %% ../nbs/05a_rm_training.ipynb #938b96d0
 from __future__ import annotations
-import argparse, dataclasses, json, math, os, pickle, shutil, sys, time, warnings
+import argparse, dataclasses, json, math, os, pickle, shutil, sys, time, warnings, zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, asdict
 from pathlib import Path
@@ -15,7 +15,8 @@ import torch, torch.nn.functional as F
 import datasets
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from safetensors import SafetensorError, safe_open
+from transformers import Trainer, TrainerCallback, TrainerState, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_pt_utils import safe_globals
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -33,10 +34,11 @@ from tqdm.auto import tqdm
 __all__ = ['TRAIN_DTYPES', 'QUICK', 'QUICK_EVAL_ROWS', 'STAGE', 'RewardModelConfig', 'check_config', 'check_rows', 'freeze',
            'base_model', 'with_length', 'length_table', 'LengthGroupedSampler', 'padded_tokens', 'PairCollator',
            'ScoreCollator', 'accuracy_ci', 'PairwiseRewardTrainer', 'ScoreRegressionTrainer', 'last_checkpoint',
-           'train_spec', 'check_resume', 'check_weights_only', 'Prepared', 'prepare_pairs', 'prepare_scored',
-           'world_size', 'train_dtype', 'trainer_args', 'history_frame', 'trainer_timings', 'plot_curves', 'EpochTimer',
+           'train_spec', 'read_json', 'check_resume', 'check_weights_only', 'resume_files', 'check_safetensors',
+           'check_checkpoint', 'check_weights_fit', 'Prepared', 'prepare_pairs', 'prepare_scored', 'world_size',
+           'train_dtype', 'trainer_args', 'history_frame', 'trainer_timings', 'plot_curves', 'EpochTimer',
            'StepProgress', 'evaluate_pairs', 'evaluate_scored', 'TrainResult', 'quiet', 'train_reward_model',
-           'add_args', 'apply_args', 'main', 'scored_items', 'train_rm_settings', 'run_train_rm']
+           'add_args', 'apply_args', 'main', 'scored_items', 'check_resume_path', 'train_rm_settings', 'run_train_rm']
 
 # %% ../nbs/05a_rm_training.ipynb #2919e1eb
 @dataclass
@@ -88,11 +90,14 @@ def check_config(cfg:RewardModelConfig, world:int=1)->RewardModelConfig:
     if cfg.epochs <= 0: raise bad('epochs', 'a positive number')
     if cfg.max_length < 8: raise bad('max_length', 'at least 8 tokens')
     if not 0 <= cfg.warmup_ratio < 1: raise bad('warmup_ratio', 'a share in [0, 1)')
-    if cfg.weight_decay < 0: raise bad('weight_decay', 'a number >= 0')
+    for k in ('weight_decay', 'center_rewards'):
+        if getattr(cfg, k) < 0: raise bad(k, 'a number >= 0')
     for k in ('max_pairs', 'freeze_layers', 'save_steps', 'evals_per_epoch'):
         if getattr(cfg, k) < 0: raise bad(k, 'an integer >= 0')
     if cfg.eval_batch_size < 1 or cfg.n_boot < 1:
         raise bad('eval_batch_size' if cfg.eval_batch_size < 1 else 'n_boot', 'at least 1')
+    if cfg.seed is not None and not 0 <= cfg.seed < SEED_LIMIT:
+        raise bad('seed', f"an integer from 0 to {SEED_LIMIT - 1}, or unset (the run's seed)")
     return cfg if cfg.seed is not None else dataclasses.replace(cfg, seed=0)
 
 # %% ../nbs/05a_rm_training.ipynb #10d74a2b
@@ -130,6 +135,9 @@ def base_model(cfg:RewardModelConfig)->RewardModel:
     "The RewardModel to start from: head seeded by `cfg.seed`, dropout off, frozen parts frozen."
     cfg = check_config(cfg)
     rm = RewardModel.load(cfg.base_model or None, 'float32', cfg.max_length, cfg.seed, device='cpu')
+    limit = min(getattr(rm.model.config, 'max_position_embeddings', None) or 10**9, rm.tokenizer.model_max_length)
+    if cfg.max_length > limit:
+        raise ConfigError(f"reward_model.max_length = {cfg.max_length}: expected at most the model's {limit} positions")
     disable_dropout_in_model(rm.model)
     freeze(rm.model, cfg.freeze_embeddings, cfg.freeze_layers)
     return rm
@@ -264,33 +272,92 @@ def train_spec(cfg:RewardModelConfig, data_sha256:str, world:int)->dict:
     return dict(config={k: v for k, v in asdict(cfg).items() if k not in _NOT_TRAINING}, data_sha256=data_sha256,
                 world_size=world)
 
+# %% ../nbs/05a_rm_training.ipynb #fd5b591c
+def read_json(f)->dict:
+    "The JSON object in file `f`; DataError naming `f` when it is not UTF-8, not JSON, or not an object."
+    f = Path(f); text = decode_utf8(f.read_bytes(), f)
+    try: obj = json.loads(text)
+    except ValueError as e: raise DataError(f"not valid JSON ({e})", f) from None
+    if not isinstance(obj, dict): raise DataError(f"expected a JSON object, got {type(obj).__name__}", f)
+    return obj
+
 # %% ../nbs/05a_rm_training.ipynb #f920dd31
 def check_resume(spec:dict, ckpt_dir)->None:
-    "ConfigError when `ckpt_dir`'s train_spec.json differs from `spec`."
+    "ConfigError when `ckpt_dir`'s train_spec.json differs from `spec` in a key `spec` has."
     f = Path(ckpt_dir)/'train_spec.json'
     if not f.exists():
         raise ConfigError(f"{f}: missing; cannot tell whether these checkpoints belong to this data and config")
-    old = json.loads(f.read_text())
+    old = read_json(f)
+    if not isinstance(old.get('config'), dict): raise DataError("not a train_spec (no 'config' object)", f)
     diff = [k for k in spec['config'] if old['config'].get(k) != spec['config'][k]]
-    diff += [k for k in ('data_sha256', 'world_size') if old.get(k) != spec[k]]
+    diff += [k for k in ('data_sha256', 'world_size') if k in spec and old.get(k) != spec[k]]
     if diff:
         raise ConfigError(f"{ckpt_dir}: cannot resume, the checkpoints were trained with different {', '.join(diff)} "
                           f"(was {', '.join(repr(old['config'].get(k, old.get(k))) for k in diff)})")
 
 # %% ../nbs/05a_rm_training.ipynb #ea04631b
 _TORCH_STATE = ('*.pt', '*.pth', 'pytorch_model*.bin')  # what the Trainer reads back with torch.load on resume
+_STATE_KEYS = {'optimizer.pt': ('state', 'param_groups'), 'scheduler.pt': ('last_epoch',),
+               'rng_state': ('python', 'numpy', 'cpu')}  # file name (or its start) -> the keys the Trainer reads
 
+# %% ../nbs/05a_rm_training.ipynb #939db190
+def _weights_only(f:Path):
+    "What torch file `f` holds, read as weights only (tensors mapped, not read); RBError naming `f` otherwise."
+    try:
+        with warnings.catch_warnings(), safe_globals():
+            warnings.simplefilter('ignore')
+            return torch.load(f, map_location='cpu', weights_only=True, mmap=zipfile.is_zipfile(f))
+    except pickle.UnpicklingError:
+        raise RBError(f"{f}: not a weights-only checkpoint (torch.load(weights_only=True) refuses it), "
+                      "so it is not loaded") from None
+    except Exception as e: raise RBError(f"{f}: unreadable checkpoint file ({type(e).__name__})") from None
+
+# %% ../nbs/05a_rm_training.ipynb #68ee18ce
 def check_weights_only(ckpt)->Path:
-    "`ckpt`, once each torch file the Trainer reads on resume loads as weights only; RBError naming one that does not."
+    "`ckpt`, once each torch file the Trainer reads on resume loads as weights only and holds what it reads."
     for f in sorted(p for pat in _TORCH_STATE for p in Path(ckpt).glob(pat)):
-        try:
-            with warnings.catch_warnings(), safe_globals():
-                warnings.simplefilter('ignore'); torch.load(f, map_location='cpu', weights_only=True)
-        except pickle.UnpicklingError:
-            raise RBError(f"{f}: not a weights-only checkpoint (torch.load(weights_only=True) refuses it), "
-                          "so it is not loaded") from None
-        except Exception as e: raise RBError(f"{f}: unreadable checkpoint file ({type(e).__name__})") from None
+        state, keys = _weights_only(f), next((v for k, v in _STATE_KEYS.items() if f.name.startswith(k)), ())
+        if lost := [k for k in keys if not isinstance(state, dict) or k not in state]:
+            raise RBError(f"{f}: holds no {', '.join(map(repr, lost))}, which the Trainer reads on resume")
     return Path(ckpt)
+
+# %% ../nbs/05a_rm_training.ipynb #16cb097f
+_RESUME_STATE = ('model.safetensors', 'trainer_state.json', 'optimizer.pt', 'scheduler.pt')
+
+def resume_files(world:int=1)->tuple:
+    "The files an exact resume reads: weights, Trainer state, optimizer and scheduler, each process's RNG state."
+    return (*_RESUME_STATE, *(['rng_state.pth'] if world == 1 else [f'rng_state_{i}.pth' for i in range(world)]))
+
+# %% ../nbs/05a_rm_training.ipynb #92b4d7e9
+def check_safetensors(f)->Path:
+    "`f`, once its safetensors header reads and covers the file; DataError naming `f` otherwise."
+    try:
+        with safe_open(str(f), 'pt'): return Path(f)
+    except SafetensorError as e: raise DataError(f"not a readable safetensors file ({e})", f) from None
+
+def check_checkpoint(ckpt, world:int=1)->Path:
+    "`ckpt`, once every file an exact resume reads is there and readable; RBError naming the first at fault."
+    ckpt = Path(ckpt)
+    if missing := [n for n in resume_files(world) if not (ckpt/n).is_file()]:
+        raise DataError(f"incomplete checkpoint: missing {', '.join(missing)}; resuming without "
+                        f"{'it' if len(missing) == 1 else 'them'} would not continue the same training", ckpt)
+    try: step = TrainerState(**read_json(ckpt/'trainer_state.json')).global_step
+    except TypeError as e: raise DataError(f"not a Trainer state ({e})", ckpt/'trainer_state.json') from None
+    if not isinstance(step, int) or step < 0:
+        raise DataError(f"global_step = {step!r}: expected an integer >= 0", ckpt/'trainer_state.json')
+    for f in (ckpt/'config.json', ckpt.parent/'train_spec.json'):
+        if f.exists(): read_json(f)
+    for f in sorted(ckpt.glob('*.safetensors')): check_safetensors(f)
+    return check_weights_only(ckpt)
+
+# %% ../nbs/05a_rm_training.ipynb #33436950
+def check_weights_fit(f, model)->None:
+    "DataError naming safetensors file `f` unless its tensors are `model`'s, by name and shape."
+    with safe_open(str(f), 'pt') as g: got = {k: tuple(g.get_slice(k).get_shape()) for k in g.keys()}
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if bad := sorted(set(got) ^ set(want)) or [k for k in want if got[k] != want[k]]:
+        raise DataError(f"weights of another model: {len(bad)} tensors differ in name or shape (e.g. {bad[0]}); "
+                        "resuming would not continue the same training", f)
 
 # %% ../nbs/05a_rm_training.ipynb #21bdcb76
 @dataclass
@@ -372,6 +439,7 @@ _CLOCK = ('runtime', 'samples_per_second', 'steps_per_second')  # what the Train
 
 def _clock(key:str)->bool: return key.removeprefix('train_').removeprefix('eval_') in _CLOCK
 
+# %% ../nbs/05a_rm_training.ipynb #fc73651c
 def history_frame(log_history:list)->pd.DataFrame:
     "One row per logged step: epoch, step and the logged metrics (not the Trainer's clock)."
     return pd.DataFrame([{k: v for k, v in h.items() if not _clock(k)} for h in log_history if 'epoch' in h])
@@ -488,7 +556,9 @@ def _resume_from(resume, out_dir:Path)->Path|None:
     if resume is False or resume is None: return None
     if resume is True: return last_checkpoint(out_dir/'checkpoints')
     p = Path(resume)
-    found = p if (p/'trainer_state.json').exists() else last_checkpoint(p) or last_checkpoint(p/'checkpoints')
+    if not p.exists(): raise ConfigError(f"{p}: no such checkpoint or folder to resume from")
+    is_one = any((p/f).exists() for f in ('trainer_state.json', 'optimizer.pt', 'scheduler.pt'))  # the Trainer's own
+    found = p if is_one else last_checkpoint(p) or last_checkpoint(p/'checkpoints')
     if found is None:
         raise ConfigError(f"{p}: no complete checkpoint to resume from (expected checkpoint-<step>/trainer_state.json)")
     return found
@@ -558,7 +628,9 @@ def _train(pairs, cfg, out_dir, eval_pairs, test_pairs, resume, provenance, prog
     rm, prepare = base_model(cfg), prepare_scored if cfg.objective == 'regression' else prepare_pairs
     train, evals = prepare(pairs, rm, cfg), (prepare(eval_pairs, rm, cfg) if eval_pairs is not None else None)
     spec, ckpt = train_spec(cfg, train.sha256, world_size()), _resume_from(resume, out)
-    if ckpt is not None: check_resume(spec, check_weights_only(ckpt).parent)
+    if ckpt is not None:
+        check_resume(spec, check_checkpoint(ckpt, world_size()).parent)
+        check_weights_fit(ckpt/'model.safetensors', rm.model)
     timer, timing = EpochTimer(), dict(prepare_seconds=round(time.perf_counter() - t0, 2))
     trainer = _make_trainer(cfg, rm, train, evals, out, [timer, StepProgress(disable=not progress)])
     if trainer.is_world_process_zero(): write_json(out/'checkpoints'/'train_spec.json', spec)
@@ -715,11 +787,21 @@ def _previous_checkpoint(run:Run)->Path|None:
              if d.parent.parent != run.dir and (c := last_checkpoint(d))]
     return max(found, key=lambda c: c.stat().st_mtime) if found else None
 
+# %% ../nbs/05a_rm_training.ipynb #706fac46
+def check_resume_path(cfg:RewardModelConfig, resume, world:int=1)->Path|None:
+    "The checkpoint of `--resume CHECKPOINT`, complete, readable and trained with `cfg`; None without a path."
+    if resume is None or isinstance(resume, bool): return None
+    ckpt = check_checkpoint(_resume_from(resume, None), world)
+    check_resume({k: v for k, v in train_spec(cfg, '', world).items() if k != 'data_sha256'}, ckpt.parent)
+    return ckpt
+
 # %% ../nbs/05a_rm_training.ipynb #622ddffb
 def train_rm_settings(cfg:RewardModelConfig, ctx:dict)->RewardModelConfig:
     "The settings `rbnb train-rm` trains with: the run's seed if unset, --quick's sizes, the options; all checked."
     cfg = dataclasses.replace(cfg, seed=ctx.get('seed', 0) if cfg.seed is None else cfg.seed)
-    return check_config(apply_args(quick_sizes(cfg, QUICK, ctx, 'reward_model'), ctx.get('args')), world_size())
+    cfg = check_config(apply_args(quick_sizes(cfg, QUICK, ctx, 'reward_model'), ctx.get('args')), world_size())
+    check_resume_path(cfg, getattr(ctx.get('args'), 'rm_resume', None), world_size())
+    return cfg
 
 # %% ../nbs/05a_rm_training.ipynb #6d452d72
 def _held_out(run:Run, val, test, quick:bool)->tuple:

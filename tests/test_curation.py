@@ -1,9 +1,9 @@
 "Curation on real shipped data, user files, the stage and CLI, faults, and accuracy at scale against the simulator's truth."
-import argparse, hashlib, json, os, subprocess, sys
+import argparse, contextlib, hashlib, io, json, os, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd
 import pytest
-from rewardbench_nb.core import Run, DataError, ConfigError
+from rewardbench_nb.core import DOMAINS, Run, DataError, ConfigError
 from rewardbench_nb.data import load_pairs, read_table
 from rewardbench_nb.text import normalise_text, jaccard
 from rewardbench_nb.curation import (STAGE, CurationConfig, curate, dedup, near_duplicates, pair_scores, stratified_split,
@@ -136,6 +136,58 @@ def test_cli_bad_config_names_the_key(tmp_path):
     import rewardbench_nb.cli as cli
     with pytest.raises(ConfigError, match=r'curation.threshold: expected a number in \(0, 1\]'):
         cli.run_pipeline(['curate'], None, ['curation.threshold=1.5'], runs_dir=tmp_path, stages=_cli_stages(), progress=False)
+
+def rbnb_here(*args)->tuple:
+    "(exit code, stderr lines) of `rbnb ARGS` run in this process."
+    import rewardbench_nb.cli as cli
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err): rc = cli.main([str(a) for a in args])
+    return rc, err.getvalue().splitlines()
+
+ALL = ', '.join(sorted(DOMAINS))
+
+@pytest.mark.parametrize('sets,msg', [
+    (['holdout_domains=["mathx"]'], f"curation.holdout_domains: ['mathx'] not among the domains ({ALL})"),
+    (['holdout_domains=40'], "curation.holdout_domains: expected a count from 0 to 27 (one of the 28 domains must "
+                             "stay for train/test), got 40"),
+    (['holdout_domains=["math", "coding", "math"]'], "curation.holdout_domains: ['math'] listed more than once"),
+    ([f'holdout_domains={json.dumps(sorted(DOMAINS))}'],
+     "curation.holdout_domains: all 28 domains held out, none left for train/test"),
+    (['holdout_domains=-1'], "curation.holdout_domains: expected a count >= 0 or a list of domain names, got -1"),
+    (['holdout_domains=2.5'], "curation.holdout_domains: expected a count >= 0 or a list of domain names, got 2.5"),
+    (['threshold=0.1', 'num_perm=4'], "curation.num_perm: 4 permutations are too few for threshold 0.1 (LSH would "
+                                      "miss more than 5% of the pairs at it); raise num_perm or the threshold"),
+    (['num_perm=5000'], "curation.num_perm: expected an integer from 2 to 4096, got 5000"),
+    (['shingle=0'], "curation.shingle: expected an integer from 1 to 64, got 0"),
+    (['shingle=1000'], "curation.shingle: expected an integer from 1 to 64, got 1000"),
+    (['test_frac=-0.1'], "curation.test_frac: expected a number in (0, 1), got -0.1"),
+    (['validation_frac=-0.1'], "curation.validation_frac: expected a number in [0, 1) that leaves items for train "
+                               "(test_frac + validation_frac < 1), got -0.1"),
+    (['validation_frac=0.8'], "curation.validation_frac: expected a number in [0, 1) that leaves items for train "
+                              "(test_frac + validation_frac < 1), got 0.8")])
+def test_cli_bad_curation_settings_stop_before_any_stage(tmp_path, sets, msg):
+    "Each mistake that needs no data is one line, before the run folder is made or the data stage runs."
+    opts = [a for s in sets for a in ('--set', f'curation.{s}')]
+    rc, err = rbnb_here('curate', '--quick', '--quiet', *opts, '--runs-dir', tmp_path)
+    assert (rc, [l for l in err if l.startswith('rbnb:') or 'Traceback' in l]) == (2, [f'rbnb: error: {msg}'])
+    assert not any(tmp_path.iterdir())
+
+def test_cli_a_known_domain_missing_from_the_data_fails_in_the_stage(tmp_path, real_prompts):
+    "Whether a named domain is present depends on the prompts: the stage says which are, in one line."
+    f = tmp_path/'p.csv'; real_prompts.to_csv(f, index=False)
+    rc, err = rbnb_here('curate', '--quick', '--quiet', '--prompts', f, '--set', 'curation.holdout_domains=["travel"]',
+                        '--runs-dir', tmp_path/'runs', '--run-id', 'r')
+    present = ', '.join(sorted(real_prompts.domain.unique()))
+    assert (rc, [l for l in err if l.startswith('rbnb:')]) == \
+           (2, [f"rbnb: error: holdout_domains: ['travel'] not among the domains present ({present})"])
+    assert json.loads((tmp_path/'runs'/'r'/'manifest.json').read_text())['status'] == 'failed'
+
+def test_long_signatures_find_their_bands():
+    "At 4096 permutations threshold**rows underflows for long bands; lsh_params still answers (it once overflowed)."
+    from rewardbench_nb.curation import lsh_params
+    for t in (0.01, 0.8, 0.99, 1.0):
+        b, r = lsh_params(t, 4096)
+        assert b >= 2 and b * r <= 4096
 
 @pytest.fixture(scope='module')
 def campaign15k():

@@ -299,13 +299,16 @@ def with_header(tmp_path, score_file, name='bad.jsonl', drop=(), **fields):
     ('sample', 1, "field 'sample': expected true or false, got 1 (a number)"),
     ('temperature', -1,
      'field \'temperature\': expected an object {"value": T, "fitted_on": "..."}, got -1 (a number)'),
-    ('temperature', {'value': -1}, "field 'temperature.value': expected a finite number > 0, got -1 (a number)"),
-    ('temperature', {'value': 0}, "field 'temperature.value': expected a finite number > 0, got 0 (a number)"),
+    ('temperature', {'value': -1}, "field 'temperature.value': expected a finite number >= 1e-06, got -1 (a number)"),
+    ('temperature', {'value': 0}, "field 'temperature.value': expected a finite number >= 1e-06, got 0 (a number)"),
+    ('temperature', {'value': 1e-320},
+     "field 'temperature.value': expected a finite number >= 1e-06, got 1e-320 (a number)"),
     ('temperature', {'value': float('nan')},
-     "field 'temperature.value': expected a finite number > 0, got nan (a number)"),
-    ('temperature', {'value': '2'}, "field 'temperature.value': expected a finite number > 0, got '2' (a string)"),
-    ('temperature', {'value': True}, "field 'temperature.value': expected a finite number > 0, got True (a boolean)"),
-    ('temperature', {'fitted_on': 'x'}, "field 'temperature.value': expected a finite number > 0, got null"),
+     "field 'temperature.value': expected a finite number >= 1e-06, got nan (a number)"),
+    ('temperature', {'value': '2'}, "field 'temperature.value': expected a finite number >= 1e-06, got '2' (a string)"),
+    ('temperature', {'value': True},
+     "field 'temperature.value': expected a finite number >= 1e-06, got True (a boolean)"),
+    ('temperature', {'fitted_on': 'x'}, "field 'temperature.value': expected a finite number >= 1e-06, got null"),
     ('temperature', {'value': 2, 'fitted_on': 3}, "field 'temperature.fitted_on': expected a string, got 3 (a number)"),
     ('protocol', 'v1', "field 'protocol': expected an object, got 'v1' (a string)")])
 def test_header_fields_are_typed(suite, score_file, tmp_path, field, value, msg):
@@ -352,6 +355,24 @@ def test_cli_bad_header_fails_before_any_work(score_file, tmp_path, no_work):
     rc, err = rbnb_here('eval', '--scores', p, '--quick', '--quiet', '--runs-dir', tmp_path/'runs', '--run-id', 'h')
     assert error_of(rc, err) == f"rbnb: error: {p}:1: field 'sample': expected true or false, got 'false' (a string)"
     failed_without_outputs(tmp_path/'runs'/'h')
+
+def test_cli_a_vanishing_temperature_is_one_line_before_any_work(score_file, tmp_path, no_work):
+    p = with_header(tmp_path, score_file, temperature={'value': 1e-320})
+    rc, err = rbnb_here('eval', '--scores', p, '--quick', '--quiet', '--runs-dir', tmp_path/'runs', '--run-id', 't')
+    assert error_of(rc, err) == (f"rbnb: error: {p}:1: field 'temperature.value': expected a finite number >= 1e-06, "
+                                 "got 1e-320 (a number)")
+    assert not any('RuntimeWarning' in l for l in err)
+    failed_without_outputs(tmp_path/'runs'/'t')
+
+def test_probabilities_past_the_float_range_print_no_numpy_warnings(suite):
+    "Margins of 1e305 over the smallest temperature allowed: probabilities exactly 0 and 1, fitted T, no warnings."
+    ms = length_scores(suite)
+    ms.chosen, ms.rejected = [c * 1e303 for c in ms.chosen], [r * 1e303 for r in ms.rejected]
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        cal, _ = ev.benchmark_calibration(suite, ms, ev.MIN_TEMPERATURE)
+        T, _ = ev.fit_rows_temperature(suite, ms)
+    assert len(cal) and np.isfinite(cal.brier).all() and T > 0
 
 # --- output names: unique by construction ------------------------------------------------------------
 
@@ -438,6 +459,48 @@ def test_header_claims_compare_only_what_this_run_does():
     assert header_claims(head, proto, 'f.jsonl') == ["f.jsonl:1: field 'protocol.max_length': the file claims 512, "
                                                      "this run uses 128"]
     assert header_claims(head, dict(seed=0), 'f.jsonl') == []   # no model scored here: no max_length to compare
+
+CLAIMY = {"model": "claimy", "foo": 1, "temperature": {"value": 2.0, "fitted_on": "x", "bar": 3},
+          "protocol": {"seed": 7, "n_boot": 5, "quick": False, "batch_size": 999, "dtype": "int8", "bogus": 1}}
+
+def test_unknown_protocol_and_temperature_fields_and_quick_are_warned(score_file, tmp_path):
+    "Every field nothing reads is warned and `quick` is compared; batch_size and dtype describe the file's scores."
+    L = lines_of(score_file); p = tmp_path/'claimy.jsonl'
+    p.write_text('\n'.join([json.dumps(CLAIMY), *L[1:]]) + '\n')
+    rc, err = rbnb_here('eval', '--scores', p, '--quick', '--quiet', '--set', 'evaluation.n_boot=20',
+                        '--set', 'evaluation.untrained_baseline=false', '--set', 'evaluation.shift_train_prompts=10',
+                        '--runs-dir', tmp_path/'runs', '--run-id', 'c')
+    assert rc == 0, err[-20:]
+    known = ', '.join(ev.CLAIMS + ev.MADE_WITH)
+    assert [l for l in err if l.startswith('rbnb: warning:')] == [f'rbnb: warning: {p}:1: field {c}' for c in [
+        "'foo': not read by this evaluation (a header holds model, model_type, sample, temperature, protocol); ignored",
+        "'temperature.bar': not read by this evaluation (a temperature holds value, fitted_on); ignored",
+        f"'protocol.bogus': not read by this evaluation (a protocol holds {known}); ignored",
+        "'protocol.seed': the file claims 7, this run uses 0",
+        "'protocol.n_boot': the file claims 5, this run uses 20",
+        "'protocol.quick': the file claims False, this run uses True"]]
+
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+def test_every_model_the_stage_runs_has_its_precision_recorded(score_file, tmp_path, dtype):
+    "A score file alone: the untrained baseline and the shift encoder still run, in --dtype, and the manifest says so."
+    rc, err = rbnb_here('eval', '--scores', score_file, '--quick', '--quiet', '--dtype', dtype,
+                        '--set', 'evaluation.n_boot=20', '--set', 'evaluation.untrained_rows=2',
+                        '--set', 'evaluation.shift_train_prompts=10', '--runs-dir', tmp_path, '--run-id', 'p')
+    assert rc == 0, err[-20:]
+    m = json.loads((tmp_path/'p'/'manifest.json').read_text())
+    p = m['records']['precision']
+    assert m['settings']['evaluation']['dtype'] == dtype and set(p) == {'eval-untrained', 'eval-shift-encoder'}
+    assert all((v['requested'], v['used']) == (dtype, dtype) and 'reason' in v['auto'] for v in p.values())
+
+def test_the_pipeline_model_is_scored_in_the_evaluation_dtype():
+    "train-rm's model, asked for another precision than evaluation.dtype, is scored (same weights) in evaluation.dtype."
+    from rewardbench_nb.reward_model import RewardModel
+    rm = RewardModel.load(max_length=32, dtype='float32')
+    assert ev._stage_model(EvalConfig(dtype='float32'), dict(reward_model=rm)) == (rm, None, True)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # bf16 on a CPU without it: a PrecisionWarning
+        other, _, pipe = ev._stage_model(EvalConfig(dtype='bfloat16'), dict(reward_model=rm))
+    assert (other.model is rm.model, other.requested_dtype, other.dtype, pipe) == (True, 'bfloat16', 'bfloat16', True)
 
 # --- settings: quick sizes, --set wins, every value checked before any stage runs -----------------------
 

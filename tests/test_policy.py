@@ -113,7 +113,24 @@ def test_stage_build_is_byte_identical(tmp_path):
     log = json.loads(a['policy/model/build_log.json'])
     assert not {'seconds', 'machine'} & set(log) and log['precision'] == dict(requested='auto', used=log['precision']['used'])
     m = json.loads((tmp_path/'a'/'manifest.json').read_text())
-    assert m['records']['timings']['policy-build']['train'] > 0 and 'auto' in m['records']['precision']['policy']['built']
+    rec = m['records']['precision']['policy']
+    assert m['records']['timings']['policy-build']['train'] > 0 and 'auto' in rec and 'shipped_build' not in rec
+    assert (rec['requested'], rec['trained'], rec['evaluated']) == ('auto', log['precision']['used'], 'float32')
+
+@pytest.mark.parametrize('dtype', ['float32', 'bfloat16'])
+def test_stage_records_what_this_run_used(tmp_path, capsys, dtype):
+    "--dtype sets how a build would train; the loaded policy is evaluated in float32, and the shipped build is apart."
+    from rewardbench_nb.cli import main
+    rc = main(['policy', '--quick', '--quiet', '--dtype', dtype, '--runs-dir', str(tmp_path), '--run-id', 'p'])
+    assert rc == 0, capsys.readouterr().err[-2000:]
+    m = json.loads((tmp_path/'p'/'manifest.json').read_text())
+    built = json.loads((P.shipped_policy_dir()/'build_log.json').read_text())['precision']
+    assert m['settings']['policy']['dtype'] == dtype
+    built = dict(requested=built['requested'], used=built['used'])
+    rec = m['records']['precision']['policy']
+    assert rec == dict(requested=dtype, trained=None, evaluated='float32', shipped_build=built)
+    metrics = json.loads((tmp_path/'p'/'policy'/'metrics.json').read_text())
+    assert (metrics['evaluated_in'], metrics['built_in']) == ('float32', built)
 
 @pytest.mark.parametrize('args, msg', [
     (['--quick', '--set', 'policy.samples=-1'], 'policy.samples = -1: expected an integer >= 0'),

@@ -1,5 +1,5 @@
 "PPO: resume after SIGKILL, 2-process data parallelism, bad input, the stage from the command line."
-import json, os, shutil, signal, subprocess, sys, time
+import argparse, json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from safetensors.numpy import load_file
@@ -160,7 +160,18 @@ def cli(capsys, *args)->tuple:
     (['ppo', '--quick', '--ppo-iterations', '-3'], 'rlhf.iterations = -3: expected a positive integer'),
     (['ppo', '--ppo-iterations', '0'], 'rlhf.iterations = 0: expected a positive integer'),
     (['run', '--quick', '--set', 'rlhf.batch_size=-8'], 'rlhf.batch_size = -8: expected a positive integer'),
-    (['ppo', '--quick', '--set', 'rlhf.reward=gold'], "rlhf.reward = 'gold': expected 'rm' or 'length'")])
+    (['ppo', '--quick', '--set', 'rlhf.reward=gold'], "rlhf.reward = 'gold': expected 'rm' or 'length'"),
+    (['ppo', '--set', 'rlhf.vf_coef=-1'], 'rlhf.vf_coef = -1.0: expected a number >= 0'),
+    (['ppo', '--set', 'rlhf.adam_eps=0'], 'rlhf.adam_eps = 0.0: expected a number in (0, 0.001], e.g. 1e-5'),
+    (['ppo', '--set', 'rlhf.adam_eps=0.5'], 'rlhf.adam_eps = 0.5: expected a number in (0, 0.001], e.g. 1e-5'),
+    (['ppo', '--set', 'rlhf.max_grad_norm=0'], 'rlhf.max_grad_norm = 0.0: expected a positive number'),
+    (['ppo', '--set', 'rlhf.max_grad_norm=-1'], 'rlhf.max_grad_norm = -1.0: expected a positive number'),
+    (['ppo', '--set', 'rlhf.clip_range=0'], 'rlhf.clip_range = 0.0: expected a positive number'),
+    (['ppo', '--set', 'rlhf.clip_range_value=0'], 'rlhf.clip_range_value = 0.0: expected a positive number'),
+    (['ppo', '--set', 'rlhf.temperature=0'], 'rlhf.temperature = 0.0: expected a positive number'),
+    (['ppo', '--set', 'rlhf.kl_coef=0', '--set', 'rlhf.target_kl=6'],
+     'rlhf.kl_coef = 0.0: expected a positive number when target_kl > 0'),
+    (['ppo', '--set', 'rlhf.rm_max_length=4'], 'rlhf.rm_max_length = 4: expected at least 8 tokens')])
 def test_bad_settings_fail_before_any_stage(tmp_path, capsys, args, msg):
     "A bad rlhf value or --ppo-iterations, with or without --quick, even 8 stages later in `run`: one line, no run folder."
     assert cli(capsys, *args, '--quiet', '--runs-dir', tmp_path, '--run-id', 'x') == (2, [f'rbnb: error: {msg}'], False)
@@ -171,17 +182,83 @@ class _Touch:
     def __init__(self, path): self.path = path
     def __reduce__(self): return (Path.touch, (self.path,))
 
-def test_resume_from_a_checkpoint_that_is_not_weights_only(tmp_path, capsys):
-    "rbnb ppo --ppo-resume CKPT whose optimizer.pt is a pickled object: one line naming it, never unpickled, no ppo/."
-    import torch
-    ck = tmp_path/'iter-00001'; ck.mkdir()
-    for f in ('policy.safetensors', 'value.safetensors'): (ck/f).write_bytes(b'')
-    (ck/'state.json').write_text('{}'); torch.save(_Touch(tmp_path/'ran'), ck/'optimizer.pt')
+def copied(reference, tmp_path, name=None, change=None)->Path:
+    "A hard-linked copy of the reference's second checkpoint, with file `name` changed by `change`, or removed."
+    ck = tmp_path/'iter-00002'; shutil.copytree(reference/'checkpoints'/'iter-00002', ck, copy_function=os.link)
+    if name is None: return ck
+    data = (ck/name).read_bytes(); (ck/name).unlink()  # never write through a hard link into the reference
+    if change is not None: (ck/name).write_bytes(change(data))
+    return ck
+
+def resume_error(capsys, tmp_path, ck)->tuple:
+    "`rbnb ppo --quick --ppo-resume CK`: (exit code, error lines, traceback?, run folder made?)."
     rc, errors, tb = cli(capsys, 'ppo', '--quick', '--quiet', '--set', 'rlhf.reward=length', '--ppo-resume', ck,
                          '--runs-dir', tmp_path/'runs', '--run-id', 'r')
+    return rc, errors, tb, (tmp_path/'runs'/'r').exists()
+
+def test_resume_from_a_checkpoint_that_is_not_weights_only(reference, tmp_path, capsys):
+    "rbnb ppo --ppo-resume CKPT whose optimizer.pt is a pickled object: one line naming it, never unpickled, no run."
+    import torch
+    ck = copied(reference, tmp_path, 'optimizer.pt')
+    torch.save(_Touch(tmp_path/'ran'), ck/'optimizer.pt')
     msg = f"rbnb: error: {ck/'optimizer.pt'}: not a weights-only checkpoint (torch.load(weights_only=True) refuses it), so it is not loaded"
-    assert (rc, errors, tb) == (2, [msg], False)
-    assert not (tmp_path/'ran').exists() and not (tmp_path/'runs'/'r'/'ppo').exists()
+    assert resume_error(capsys, tmp_path, ck) == (2, [msg], False, False)
+    assert not (tmp_path/'ran').exists()
+
+@pytest.mark.parametrize('names', [('optimizer.pt',), ('value.safetensors',), ('state.json',),
+                                   ('policy.safetensors', 'optimizer.pt')])
+def test_resume_from_an_incomplete_checkpoint(reference, tmp_path, capsys, names):
+    "A checkpoint without a file the resume needs: one line naming it and why, before any stage runs, no run folder."
+    ck = copied(reference, tmp_path, names[0])
+    for n in names[1:]: (ck/n).unlink()
+    msg = (f"rbnb: error: {ck}: incomplete checkpoint: missing {', '.join(names)}; resuming without "
+           f"{'it' if len(names) == 1 else 'them'} would not continue the same training")
+    assert resume_error(capsys, tmp_path, ck) == (2, [msg], False, False)
+
+@pytest.mark.parametrize('name, change, msg', [
+    ('state.json', lambda b: b'\xff\xfe', ':1: not UTF-8: byte 0xff at byte offset 0; save the file as UTF-8'),
+    ('state.json', lambda b: b'{not json',
+     ': corrupt checkpoint: not valid JSON '
+     '(Expecting property name enclosed in double quotes: line 1 column 2 (char 1))'),
+    ('state.json', lambda b: b'{}',
+     ': corrupt checkpoint: no valid iteration, kl_coef, norm, log, evals, eval_rewards, eval_last, spec in the state'),
+    ('state.json', lambda b: b.replace(b'"config"', b'"konfig"'),
+     ': corrupt checkpoint: no valid spec.config in the state'),
+    ('policy.safetensors', lambda b: b[:len(b) // 2], ': corrupt checkpoint: not a readable safetensors file '
+                                                      '(Error while deserializing header: incomplete metadata, '
+                                                      'file not fully covered)'),
+    ('value.safetensors', lambda b: b'', ': corrupt checkpoint: not a readable safetensors file '
+                                         '(Error while deserializing header: header too small)'),
+    ('optimizer.pt', lambda b: b[:len(b) // 2], ': corrupt checkpoint: optimizer state unreadable (RuntimeError)')])
+def test_resume_from_a_damaged_checkpoint(reference, tmp_path, capsys, name, change, msg):
+    "Each damaged file of a --ppo-resume checkpoint: one line naming it and what is wrong, before any stage, no run."
+    ck = copied(reference, tmp_path, name, change)
+    assert resume_error(capsys, tmp_path, ck) == (2, [f'rbnb: error: {ck/name}{msg}'], False, False)
+
+def test_resume_settings_are_checked_before_any_stage(reference, tmp_path, capsys):
+    "--ppo-resume of a checkpoint trained with other settings, or a path without one: refused before any stage runs."
+    ck = copied(reference, tmp_path)
+    assert resume_error(capsys, tmp_path, ck) == (
+        2, [f"rbnb: error: {ck}: cannot resume, this run differs from the checkpoint's in "
+            "max_prompt_tokens, max_new_tokens"], False, False)
+    same = R.PPOStageConfig(batch_size=8, minibatch_size=4, ppo_epochs=2, max_new_tokens=12, max_prompt_tokens=48)
+    assert R.ppo_settings(same, dict(seed=0, args=argparse.Namespace(ppo_resume=str(ck)))) == same
+    with pytest.raises(ConfigError, match="differs from the checkpoint's in seed"):
+        R.ppo_settings(same, dict(seed=1, args=argparse.Namespace(ppo_resume=str(ck))))
+    assert resume_error(capsys, tmp_path, tmp_path/'no') == (
+        2, [f"rbnb: error: {tmp_path/'no'}: no such checkpoint or folder to resume from"], False, False)
+    (tmp_path/'empty').mkdir()
+    assert resume_error(capsys, tmp_path, tmp_path/'empty') == (
+        2, [f"rbnb: error: {tmp_path/'empty'}: no checkpoint to resume from (expected iter-<n>/state.json)"],
+        False, False)
+
+def test_reward_model_max_length_past_its_positions(tmp_path):
+    from rewardbench_nb.core import Run
+    from rewardbench_nb.reward_model import RewardModel
+    RewardModel.load(seed=1).save(tmp_path/'rm')
+    msg = "ppo-reward-model: max_length = 1000: expected at most the model's 512 positions"
+    with pytest.raises(ConfigError, match=msg):
+        R.stage_reward_model(Run(tmp_path/'runs', {}, run_id='m'), {}, tmp_path/'rm', 1000, 'ppo-reward-model', 'none')
 
 def test_stage_scores_with_the_reward_model_in_float32(tmp_path):
     "--dtype float32: the saved reward model ppo scores with, and PPO itself, run in float32, as the manifest records."

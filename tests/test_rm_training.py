@@ -1,13 +1,14 @@
 "Reward-model training: resume after SIGKILL, 2-process data parallelism, bad input, the stage."
-import argparse, json, os, signal, subprocess, sys, time
+import argparse, dataclasses, json, os, shutil, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from safetensors.numpy import load_file
 from rewardbench_nb.core import ConfigError, DataError, Run, write_json
 from rewardbench_nb.data import load_pairs
 from rewardbench_nb.reward_model import RewardModel
-from rewardbench_nb.rm_training import (RewardModelConfig, STAGE, add_args, apply_args, check_config, last_checkpoint, main,
-                                        train_reward_model, train_spec)
+from rewardbench_nb.rm_training import (RewardModelConfig, STAGE, add_args, apply_args, base_model, check_checkpoint,
+                                        check_config, last_checkpoint, main, train_reward_model, train_rm_settings,
+                                        train_spec)
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'TOKENIZERS_PARALLELISM': 'false'}
@@ -94,13 +95,56 @@ def test_bad_pairs_name_row_and_field(tmp_path):
     with pytest.raises(DataError, match=r"row 2: field 'final': expected a finite number"):
         train_reward_model(scored, RewardModelConfig(objective='regression'), tmp_path)
 
-def test_resume_refuses_other_data(tmp_path):
-    pairs = load_pairs('hh-rlhf-harmless', split='train').head(8)
-    ck = tmp_path/'checkpoints'/'checkpoint-1'; ck.mkdir(parents=True)
-    (ck/'trainer_state.json').write_text('{"global_step": 1}')
-    write_json(tmp_path/'checkpoints'/'train_spec.json', train_spec(check_config(RewardModelConfig()), 'f' * 64, 1))
+# A real checkpoint to damage: 8 train pairs, 2 steps of 4, a checkpoint after each, kept.
+CKPT_CFG = RewardModelConfig(max_pairs=8, batch_size=4, epochs=1.0, max_length=32, save_steps=1, keep_checkpoints=True,
+                             evals_per_epoch=0, dtype='float32')
+def pairs8(): return load_pairs('hh-rlhf-harmless', split='train').head(8)
+
+@pytest.fixture(scope='module')
+def checkpoints(tmp_path_factory):
+    "The checkpoints/ folder of a finished tiny run: checkpoint-1, checkpoint-2 and train_spec.json."
+    out = tmp_path_factory.mktemp('ckpt')
+    train_reward_model(pairs8(), CKPT_CFG, out)
+    return out/'checkpoints'
+
+def damaged(src, tmp_path, name=None, change=None)->Path:
+    "A hard-linked copy of checkpoints folder `src`: its newest checkpoint, file `name` changed by `change` or removed."
+    dst = tmp_path/'checkpoints'; shutil.copytree(src, dst, copy_function=os.link)
+    ck = last_checkpoint(dst)
+    if name is None: return ck
+    f = Path(os.path.normpath(ck/name)); data = f.read_bytes()
+    f.unlink()  # never write through a hard link into the fixture
+    if change is not None: f.write_bytes(change(data))
+    return ck
+
+def test_resume_refuses_other_data(tmp_path, checkpoints):
+    damaged(checkpoints, tmp_path)
     with pytest.raises(ConfigError, match='trained with different data_sha256'):
-        train_reward_model(pairs, RewardModelConfig(), tmp_path, resume=True)
+        train_reward_model(pairs8().iloc[::-1], CKPT_CFG, tmp_path, resume=True)
+
+def test_resume_refuses_weights_of_another_model(tmp_path, checkpoints):
+    "A checkpoint whose model.safetensors is a valid file of another model: the Trainer would load it non-strictly."
+    from safetensors.torch import save_file
+    import torch
+    ck = damaged(checkpoints, tmp_path, 'model.safetensors')
+    save_file({'w': torch.zeros(2)}, ck/'model.safetensors')
+    msg = r"model.safetensors: weights of another model: 106 tensors differ in name or shape"
+    with pytest.raises(DataError, match=msg):
+        train_reward_model(pairs8(), CKPT_CFG, tmp_path, resume=True)
+    assert not (tmp_path/'model').exists()
+
+def test_complete_checkpoint_passes_the_settings(checkpoints):
+    "--resume CKPT is checked with the settings: a complete checkpoint of these settings passes, other settings do not."
+    ctx = dict(seed=0, args=argparse.Namespace(rm_resume=str(last_checkpoint(checkpoints))))
+    assert train_rm_settings(CKPT_CFG, ctx) == check_config(CKPT_CFG)
+    with pytest.raises(ConfigError, match=r"trained with different learning_rate \(was 0.0002\)"):
+        train_rm_settings(dataclasses.replace(CKPT_CFG, learning_rate=1e-4), ctx)
+    with pytest.raises(DataError, match=r"missing rng_state_0.pth, rng_state_1.pth; resuming without them would not"):
+        check_checkpoint(last_checkpoint(checkpoints), world=2)  # two processes write one RNG state each
+
+def test_max_length_past_the_model_positions():
+    with pytest.raises(ConfigError, match="reward_model.max_length = 1000: expected at most the model's 512 positions"):
+        base_model(RewardModelConfig(max_length=1000))
 
 def test_cli_flags():
     p = argparse.ArgumentParser(); add_args(p)
@@ -193,7 +237,10 @@ def cli(capsys, *args)->tuple:
 @pytest.mark.parametrize('args, msg', [
     (['--quick', '--set', 'reward_model.batch_size=0'], 'reward_model.batch_size = 0: expected a positive integer'),
     (['--batch-size', '-8'], 'reward_model.batch_size = -8: expected a positive integer'),
-    (['--quick', '--epochs', '0'], 'reward_model.epochs = 0.0: expected a positive number')])
+    (['--quick', '--epochs', '0'], 'reward_model.epochs = 0.0: expected a positive number'),
+    (['--set', 'reward_model.center_rewards=-0.1'], 'reward_model.center_rewards = -0.1: expected a number >= 0'),
+    (['--set', 'reward_model.seed=-1'],
+     "reward_model.seed = -1: expected an integer from 0 to 4294967295, or unset (the run's seed)")])
 def test_bad_settings_fail_before_any_stage(tmp_path, capsys, args, msg):
     "A bad value, from --set or an option, with or without --quick: one line, before data/curate/score run, no run folder."
     assert cli(capsys, 'train-rm', '--quiet', *args, '--runs-dir', tmp_path, '--run-id', 'x') == (2, [f'rbnb: error: {msg}'], False)
@@ -204,14 +251,60 @@ class _Touch:
     def __init__(self, path): self.path = path
     def __reduce__(self): return (Path.touch, (self.path,))
 
-def test_resume_from_a_checkpoint_that_is_not_weights_only(tmp_path, capsys):
-    "train-rm --resume CKPT whose optimizer.pt is a pickled object: one line naming the file, never unpickled, no model."
+def resume_error(capsys, tmp_path, ck)->tuple:
+    "`rbnb train-rm --quick --resume CK`: (exit code, error lines, traceback?), and whether a run folder was made."
+    rc, errors, tb = cli(capsys, 'train-rm', '--quick', '--quiet', '--resume', ck,
+                         '--runs-dir', tmp_path/'runs', '--run-id', 'r')
+    return rc, errors, tb, (tmp_path/'runs'/'r').exists()
+
+def test_resume_from_a_checkpoint_that_is_not_weights_only(tmp_path, capsys, checkpoints):
+    "train-rm --resume CKPT whose optimizer.pt is a pickled object: one line naming the file, never unpickled, no run."
     import torch
-    ck = tmp_path/'checkpoint-1'; ck.mkdir()
-    (ck/'trainer_state.json').write_text('{"global_step": 1}')
+    ck = damaged(checkpoints, tmp_path, 'optimizer.pt')
     torch.save(_Touch(tmp_path/'ran'), ck/'optimizer.pt')
-    rc, errors, tb = cli(capsys, 'train-rm', '--quick', '--quiet', '--resume', ck, '--runs-dir', tmp_path/'runs', '--run-id', 'r')
     msg = f"rbnb: error: {ck/'optimizer.pt'}: not a weights-only checkpoint (torch.load(weights_only=True) refuses it), so it is not loaded"
-    assert (rc, errors, tb) == (2, [msg], False)
-    assert not (tmp_path/'ran').exists() and not (tmp_path/'runs'/'r'/'reward_model').exists()
-    assert json.loads((tmp_path/'runs'/'r'/'manifest.json').read_text())['status'] == 'failed'
+    assert resume_error(capsys, tmp_path, ck) == (2, [msg], False, False)
+    assert not (tmp_path/'ran').exists()
+
+half = lambda b: b[:len(b) // 2]
+
+@pytest.mark.parametrize('name, change, msg', [
+    ('model.safetensors', half, '{f}: not a readable safetensors file '
+                                '(Error while deserializing header: incomplete metadata, file not fully covered)'),
+    ('../train_spec.json', lambda b: b'{not json',
+     '{f}: not valid JSON (Expecting property name enclosed in double quotes: line 1 column 2 (char 1))'),
+    ('../train_spec.json', lambda b: b'\xff\xfe',
+     '{f}:1: not UTF-8: byte 0xff at byte offset 0; save the file as UTF-8'),
+    ('trainer_state.json', lambda b: b'[1, 2]', '{f}: expected a JSON object, got list'),
+    ('trainer_state.json', lambda b: b'{"global_steps": 2}',
+     "{f}: not a Trainer state (TrainerState.__init__() got an unexpected keyword argument 'global_steps')"),
+    ('trainer_state.json', lambda b: b'{"global_step": "2"}', "{f}: global_step = '2': expected an integer >= 0"),
+    ('optimizer.pt', half, '{f}: unreadable checkpoint file (RuntimeError)'),
+    ('config.json', half, '{f}: not valid JSON ('),     # json's own words follow
+    ('scheduler.pt', lambda b: b'\0' * 16, '{f}: ')])  # torch's own words follow
+def test_resume_from_a_damaged_checkpoint(tmp_path, capsys, checkpoints, name, change, msg):
+    "Each damaged file the resume reads: one line naming it and what is wrong, before any stage runs, no run folder."
+    ck = damaged(checkpoints, tmp_path, name, change)
+    rc, errors, tb, made = resume_error(capsys, tmp_path, ck)
+    assert (rc, tb, made, len(errors)) == (2, False, False, 1), errors
+    want = 'rbnb: error: ' + msg.format(f=os.path.normpath(ck/name))
+    assert errors[0] == want if msg.endswith(')') else errors[0].startswith(want), errors
+
+@pytest.mark.parametrize('names', [('optimizer.pt',), ('scheduler.pt',), ('rng_state.pth',), ('model.safetensors',),
+                                   ('trainer_state.json',), ('optimizer.pt', 'scheduler.pt')])
+def test_resume_from_an_incomplete_checkpoint(tmp_path, capsys, checkpoints, names):
+    "A checkpoint without a file the Trainer needs to continue exactly (it would skip it and train another model)."
+    ck = damaged(checkpoints, tmp_path, names[0])
+    for n in names[1:]: (ck/n).unlink()
+    msg = (f"rbnb: error: {ck}: incomplete checkpoint: missing {', '.join(names)}; resuming without "
+           f"{'it' if len(names) == 1 else 'them'} would not continue the same training")
+    assert resume_error(capsys, tmp_path, ck) == (2, [msg], False, False)
+
+def test_resume_from_a_path_without_a_checkpoint(tmp_path, capsys):
+    "A path that does not exist, and a folder without checkpoints: one line each, before any stage runs."
+    missing, empty = tmp_path/'no'/'such', tmp_path/'empty'; empty.mkdir()
+    assert resume_error(capsys, tmp_path, missing) == (
+        2, [f'rbnb: error: {missing}: no such checkpoint or folder to resume from'], False, False)
+    assert resume_error(capsys, tmp_path, empty) == (
+        2, [f'rbnb: error: {empty}: no complete checkpoint to resume from '
+            '(expected checkpoint-<step>/trainer_state.json)'], False, False)
