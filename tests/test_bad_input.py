@@ -447,7 +447,8 @@ def test_cli_file_size_limit_mid_run(tmp_path):
     (('agree', '--set', 'agreement.spread_threshold=inf'), "agreement.spread_threshold = inf: expected a finite number"),
     (('train-rm', '--weight-decay', 'nan'), "reward_model.weight_decay = nan: expected a finite number"),
     (('train-rm', '--epochs', 'inf'), "reward_model.epochs = inf: expected a finite number"),
-    (('train-rm', '--set', 'reward_model.seed=-1'), "reward_model.seed = -1: expected an integer from 0 to 4294967295"),
+    (('train-rm', '--set', 'reward_model.seed=-1'), "reward_model.seed = -1: expected an integer from 0 to 4294967295, "
+                                                     "or unset (the run's seed)"),
     (('agree', '--set', 'agreement.n_boot=1.5'), "--set agreement.n_boot=1.5: key 'n_boot': expected int, got 1.5"),
     (('curate', '--seed', '1.5'), "argument --seed: invalid int value: '1.5' (see `rbnb curate --help`)"),
     (('curate', '--dtype', 'float16'), "argument --dtype: invalid choice: 'float16' (choose from 'auto', "
