@@ -23,8 +23,8 @@ from .calibration import (number_array, calibration_metrics, fit_temperature, fl
                                         reliability_bins, reliability_diagram)
 from .curation import near_clusters, holdout_domains, md_table, near_duplicates, normalise_text
 from .precision import PRECISIONS, precision, resolve_dtype
-from .reward_model import (CPU_MAX_TOKENS, RewardModel, text_list, default_model_path, length_batches,
-                                         map_batches, quiet_transformers)
+from .reward_model import (CPU_MAX_TOKENS, PAIR_ENCODING, RewardModel, text_list, default_model_path,
+                                         length_batches, map_batches, quiet_transformers)
 
 # %% auto #0
 __all__ = ['RB_COUNTS', 'PRIOR_SETS', 'RESULT_META', 'KINDS', 'BENCHMARKS', 'EXAMPLE_COLUMNS', 'SQUALITY_PROMPT', 'OUTCOMES',
@@ -1497,14 +1497,14 @@ def evaluate(suite:Suite,                 # the examples (leaked rows flagged)
     return rep
 
 # %% ../nbs/07_evaluation.ipynb #44cf253b
-JOIN_RULE = 'none: (prompt, response) as a tokenizer text pair'
+JOIN_RULE = PAIR_ENCODING  # how a cross-encoder reads an input; a chat-template model says otherwise (`rm.protocol`)
 
 @patch
 def result_file(self:EvalReport, name:str)->dict:
     "One model's (or baseline's) results in RewardBench's result-file format, the protocol under 'protocol'."
     sl = self.tables['subsets']; sl = sl[(sl.model == name) & sl.score.notna()]
     mt = self.scores[name].meta.get('model_type', 'Seq. Classifier') if name in self.scores else 'baseline'
-    return dict(model=name, model_type=mt, chat_template=JOIN_RULE, **dict(zip(sl.subset, sl.score.astype(float))),
+    return dict(model=name, model_type=mt, chat_template=self.protocol.get('chat_template_sha256') or JOIN_RULE, **dict(zip(sl.subset, sl.score.astype(float))),
                 protocol=self.protocol)
 
 # %% ../nbs/07_evaluation.ipynb #ccee367a
@@ -1741,14 +1741,15 @@ def _protocol(rm, cfg:EvalConfig, seed:int, extra:dict)->dict:
     "How inputs were built and scored, recorded in every output."
     base = dict(join=JOIN_RULE, batch_size=cfg.batch_size, seed=seed, n_boot=cfg.n_boot, versions=package_versions())
     if rm is None: return base | extra
-    cut = 'left: the start of the prompt goes first, at word boundaries; the response keeps at least 3/4 of the room'
-    return base | extra | dict(max_length=rm.max_length, dtype=rm.dtype, device=str(rm.device),
-                               model_class=type(rm.model).__name__, truncation=cut)
+    enc = {('join' if k == 'encoding' else k): v for k, v in rm.protocol.items()}
+    return base | extra | enc | dict(max_length=rm.max_length, dtype=rm.dtype, device=str(rm.device),
+                                     model_class=type(rm.model).__name__)
 
 # %% ../nbs/07_evaluation.ipynb #4b1689b3
 # protocol fields compared with this run's values, and those that say how the file's scores were made
-CLAIMS = ('join', 'max_length', 'truncation', 'seed', 'n_boot', 'leakage_threshold', 'training_prompts', 'quick')
-MADE_WITH = ('batch_size', 'dtype', 'device', 'model_class', 'versions', 'world_size')  # how its scores were made
+CLAIMS = ('join', 'chat_template_sha256', 'max_length', 'truncation', 'seed', 'n_boot', 'leakage_threshold',
+          'training_prompts', 'quick')
+MADE_WITH = ('pooling', 'batch_size', 'dtype', 'device', 'model_class', 'versions', 'world_size')  # how scores were made
 
 
 # %% ../nbs/07_evaluation.ipynb #4278720c

@@ -6,7 +6,7 @@ Docs: https://rewardbench-nb.github.io/rewardbench_nb/reward_model.html.md"""
 
 # %% ../nbs/05_reward_model.ipynb #fd82711b
 from __future__ import annotations
-import contextlib, functools, os, shutil, warnings
+import contextlib, functools, hashlib, os, re, shutil, warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,12 +18,14 @@ from safetensors import SafetensorError
 from tokenizers import Encoding, Tokenizer
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from .core import *
-from .data import validate
+from .data import data_dir, validate
 from .precision import *
 
 # %% auto #0
-__all__ = ['CPU_MAX_TOKENS', 'default_model_path', 'check_model_dir', 'quiet_transformers', 'RewardModel', 'Encoded', 'text_list',
-           'check_texts', 'length_batches', 'collate_batch', 'map_batches', 'pair_accuracy', 'rmbench_accuracy']
+__all__ = ['CPU_MAX_TOKENS', 'TINY_CHAT_TEMPLATE', 'PAIR_ENCODING', 'CHAT_ENCODING', 'default_model_path', 'check_model_dir',
+           'quiet_transformers', 'RewardModel', 'Encoded', 'text_list', 'check_texts', 'length_batches',
+           'collate_batch', 'map_batches', 'split_turns', 'template_sha256', 'build_tiny_chat_rm', 'pair_accuracy',
+           'rmbench_accuracy']
 
 # %% ../nbs/05_reward_model.ipynb #9e1abe09
 def default_model_path()->Path:
@@ -143,21 +145,43 @@ def _plain_backend(tokenizer)->Tokenizer:
     bt = Tokenizer.from_str(bt.to_str()); bt.no_padding(); bt.no_truncation()
     return bt
 
+# %% ../nbs/05_reward_model.ipynb #8c9bb066
+_ENCODINGS = ('auto', 'chat', 'pair')
+
+def _uses_template(tokenizer, encoding:str)->bool:
+    "Whether inputs go through the tokenizer's chat template: `encoding` 'chat', or 'auto' and the tokenizer has one."
+    if encoding not in _ENCODINGS: raise ConfigError(f"encoding {encoding!r}: expected one of {', '.join(_ENCODINGS)}")
+    has = bool(getattr(tokenizer, 'chat_template', None))
+    if encoding == 'chat' and not has: raise ConfigError("encoding 'chat': the tokenizer has no chat template")
+    return has and encoding != 'pair'
+
+
+# %% ../nbs/05_reward_model.ipynb #1a6493c7
+def _reads_last_token(model)->bool:
+    "Whether `model` is a decoder classifier (a `score` head on a body) that reads its reward at the last token."
+    h = _head(model)
+    body = getattr(model, 'base_model_prefix', '')
+    return h is not None and h is getattr(model, 'score', None) and bool(body) and hasattr(model, body)
+
+
 # %% ../nbs/05_reward_model.ipynb #8b973035
 class RewardModel:
     "A transformers sequence classifier with one output that scores (prompt, response) pairs."
     def __init__(self, model, tokenizer,
                  dtype:str='auto',          # 'auto', 'float32', 'bfloat16' or 'int8' (CPU scoring; see `precision`)
                  max_length:int|None=None,  # tokens per input; None = saved value or the model's limit
+                 encoding:str='auto',       # 'auto': the chat template when the tokenizer has one, else a text pair
                 ):
         self.model, self.tokenizer = model.eval(), tokenizer
         self.requested_dtype, self.dtype = dtype, resolve_dtype(dtype, self.device)
         limit = min(getattr(model.config, 'max_position_embeddings', None) or 10**9, tokenizer.model_max_length)
         self.max_length = int(max_length or getattr(model.config, 'reward_max_length', None) or limit)
-        self._backend, self._n_special = _plain_backend(tokenizer), tokenizer.num_special_tokens_to_add(pair=True)
+        self.chat, self._backend = _uses_template(tokenizer, encoding), _plain_backend(tokenizer)
+        self._n_special = 0 if self.chat else tokenizer.num_special_tokens_to_add(pair=True)
         if self.max_length < self._n_special + 2:
             raise ConfigError(f"max_length {self.max_length}: expected at least {self._n_special + 2} tokens")
         self._types = 'token_type_ids' in tokenizer.model_input_names
+        self._last_token = _reads_last_token(model)
         if self.dtype == 'bfloat16': _fp32_head(model)
         self._scorer = _int8_copy(model) if self.dtype == 'int8' else model
         self.memo, self.reused = None, 0  # see `remember`
@@ -168,12 +192,13 @@ class RewardModel:
              max_length:int|None=None,  # tokens per input; None = saved value or the model's limit
              seed:int=0,                # initialises a freshly created reward head
              device=None,               # torch device; None = 'cuda' when available, else 'cpu'
+             encoding:str='auto',       # 'auto' (chat template if the tokenizer has one), 'chat' or 'pair'
             )->RewardModel:
         "Load a reward model from `path` (offline, safetensors only)."
         path = check_model_dir(default_model_path() if path is None else path)
         model = _load_classifier(path, seed).to(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        return cls(model, tokenizer, dtype, max_length)
+        return cls(model, tokenizer, dtype, max_length, encoding)
 
     @property
     def device(self)->torch.device: return next(self.model.parameters()).device
@@ -186,7 +211,8 @@ class RewardModel:
     def __repr__(self):
         n, auto = sum(p.numel() for p in self.model.parameters()), ' (auto)' if self.requested_dtype == 'auto' else ''
         return (f"RewardModel({type(self.model).__name__}, {n/1e6:.1f}M parameters, {self.dtype}{auto}, "
-                f"max_length={self.max_length}, {self.device})")
+                f"max_length={self.max_length}, {'chat template' if self.chat else 'text pair'}, {self.device})")
+
 
 # %% ../nbs/05_reward_model.ipynb #c1c699b7
 @dataclass
@@ -248,8 +274,9 @@ def _cut_pair(ep:Encoding, er:Encoding, room:int)->tuple:
 # %% ../nbs/05_reward_model.ipynb #d482c6ad
 @patch
 def encode(self:RewardModel, prompts, responses)->Encoded:
-    "Token ids of each (prompt, response), the prompt cut from the left to fit `max_length`."
+    "Token ids of each (prompt, response): a text pair, the prompt cut from the left to fit; or a conversation."
     P, R = check_texts(prompts, responses)
+    if self.chat: return self._encode_chat(P, R)
     EP, ER = (self._backend.encode_batch(t, add_special_tokens=False) for t in (P, R))
     pp, room, n = self._backend.post_processor, self.max_length - self._n_special, len(P)
     ids, types, ps, full = [], [], np.zeros(n, int), np.array([len(r) for r in R])
@@ -325,7 +352,8 @@ def _forward(self:RewardModel, enc:Encoded, batch_size:int, progress:bool, max_t
     def run(idx):  # inference_mode and autocast are per thread
         with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
             b = {k: v.to(dev) for k, v in collate_batch(enc, idx, pad, self._types).items()}
-            out[idx] = self._scorer(**b).logits[:, 0].float().cpu().numpy()
+            r = self._last_token_rewards(b) if self._last_token else self._scorer(**b).logits
+            out[idx] = r[:, 0].float().cpu().numpy()
     batches = length_batches(enc.lengths, batch_size, max_tokens or (CPU_MAX_TOKENS if dev.type == 'cpu' else None))
     with _bf16_linears(self.model) if bf16 else contextlib.nullcontext():
         map_batches(run, batches, dev.type == 'cpu', progress)
@@ -364,6 +392,149 @@ def score(self:RewardModel, prompts,  # prompt texts
          )->np.ndarray:
     "Reward of each (prompt, response), in input order (float32)."
     return self.score_encoded(self.encode(prompts, responses), batch_size, progress, max_tokens)
+
+# %% ../nbs/05_reward_model.ipynb #82d2b07f
+_TURN = re.compile(r'(?:^|\n\n)(Human|Assistant):')  # a speaker's turn starts here
+
+def _turns(prompt:str)->tuple:
+    "(messages, character where each message's text starts) of a prompt; see `split_turns`."
+    marks = list(_TURN.finditer(prompt))
+    if not marks: return [dict(role='user', content=prompt)], [0]
+    msgs, starts, lead = [], [], prompt[:marks[0].start()]
+    if lead.strip(): msgs.append(dict(role='user', content=lead.strip())); starts.append(len(lead) - len(lead.lstrip()))
+    for m, nxt in zip(marks, marks[1:] + [None]):
+        raw = prompt[m.end():nxt.start() if nxt else len(prompt)]
+        msgs.append(dict(role='user' if m[1] == 'Human' else 'assistant', content=raw.strip()))
+        starts.append(m.end() + len(raw) - len(raw.lstrip()))
+    if msgs[-1]['role'] == 'assistant' and not msgs[-1]['content']: msgs.pop(); starts.pop()
+    return _alternate(msgs, starts)
+
+# %% ../nbs/05_reward_model.ipynb #b6f0f8a3
+def _alternate(msgs:list, starts:list)->tuple:
+    "Messages with consecutive turns of one speaker merged (chat templates expect user and assistant to alternate)."
+    out, at = [], []
+    for m, s in zip(msgs, starts):
+        if out and out[-1]['role'] == m['role']: out[-1] = dict(m, content=out[-1]['content'] + '\n\n' + m['content'])
+        else: out.append(dict(m)); at.append(s)
+    return out, at
+
+def split_turns(prompt:str, # a plain prompt, or a Human/Assistant dialogue ending with the Assistant cue
+               )->list:     # chat messages: {'role': 'user' | 'assistant', 'content': text}
+    "A prompt as chat messages: a dialogue as alternating, stripped user and assistant turns; other text one user turn."
+    return _turns(prompt)[0]
+
+# %% ../nbs/05_reward_model.ipynb #c797339c
+def template_sha256(tokenizer)->str|None:
+    "sha256 of the tokenizer's chat template, or None without one."
+    t = getattr(tokenizer, 'chat_template', None)
+    return hashlib.sha256(t.encode('utf-8')).hexdigest() if isinstance(t, str) and t else None
+
+# %% ../nbs/05_reward_model.ipynb #87fac356
+def _reply(msgs:list, response:str)->list: return [*msgs, dict(role='assistant', content=response)]
+
+@patch
+def _template(self:RewardModel, msgs:list)->list:
+    "Token ids of `msgs` through the tokenizer's chat template, as the model card's recipe builds them."
+    return list(self.tokenizer.apply_chat_template(msgs, tokenize=True, return_dict=False))
+
+# %% ../nbs/05_reward_model.ipynb #3d701b4e
+@patch
+def _drop_turns(self:RewardModel, msgs:list, response:str)->tuple:
+    "(first message kept, ids): the oldest turns dropped until the conversation fits, or one user turn is left."
+    first, ids = 0, self._template(_reply(msgs, response))
+    while len(ids) > self.max_length and first < len(msgs) - 1:
+        first += 1
+        while msgs[first]['role'] != 'user' and first < len(msgs) - 1: first += 1
+        ids = self._template(_reply(msgs[first:], response))
+    return first, ids
+
+# %% ../nbs/05_reward_model.ipynb #ca4b1f71
+@patch
+def _cut_turn(self:RewardModel, msg:dict, response:str)->tuple:
+    "(ids, characters cut from the turn's start, characters of the response kept) of a turn and a response, cut to fit."
+    empty = len(self._template(_reply([dict(msg, content='')], '')))
+    room = self.max_length - empty
+    ep, er = (self._backend.encode(t, add_special_tokens=False) for t in (msg['content'], response))
+    for _ in range(8):  # the template can tokenize the cut texts a little differently: shrink until it fits
+        if room < 2: raise ConfigError(f"max_length {self.max_length}: the chat template alone takes {empty} tokens")
+        kp, kr = _cut_pair(ep, er, room)
+        cut = ep.offsets[len(ep) - kp][0] if 0 < kp < len(ep) else (len(msg['content']) if kp == 0 else 0)
+        end = er.offsets[kr - 1][1] if 0 < kr < len(er) else (0 if kr == 0 else len(response))
+        ids = self._template(_reply([dict(msg, content=msg['content'][cut:])], response[:end]))
+        if len(ids) <= self.max_length: return ids, cut, end
+        room -= len(ids) - self.max_length
+    raise RBError(f"a conversation does not fit max_length {self.max_length} through the chat template")
+
+# %% ../nbs/05_reward_model.ipynb #ce252898
+@patch
+def _fit_chat(self:RewardModel, prompt:str, response:str)->tuple:
+    "(ids, prompt start, response end, prompt cut?, response cut?) of one templated conversation within max_length."
+    msgs, starts = _turns(prompt)
+    first, ids = self._drop_turns(msgs, response)
+    if len(ids) <= self.max_length: return ids, starts[first] if first else 0, len(response), first > 0, False
+    ids, cut, end = self._cut_turn(msgs[first], response)
+    return ids, starts[first] + cut, end, True, end < len(response)
+
+@patch
+def _encode_chat(self:RewardModel, P:list, R:list)->Encoded:
+    "Token ids of each (prompt, response) as a conversation through the chat template, fitted to max_length."
+    f = [self._fit_chat(p, r) for p, r in zip(P, R)]
+    col = lambda j, t=int: np.array([x[j] for x in f], t)
+    return Encoded([x[0] for x in f], [[0] * len(x[0]) for x in f], col(1), col(2), col(3, bool), col(4, bool))
+
+# %% ../nbs/05_reward_model.ipynb #92778dbe
+def _pool_positions(ids:torch.Tensor, mask:torch.Tensor, pad_id)->torch.Tensor:
+    "Where a decoder classifier reads each input's reward: as transformers reads one unpadded input, whatever padding."
+    keep = mask.bool() if pad_id is None else mask.bool() & (ids != pad_id)
+    return (torch.arange(ids.shape[1], device=ids.device) * keep).argmax(-1)
+
+@patch
+def _last_token_rewards(self:RewardModel, b:dict)->torch.Tensor:
+    "Rewards of one batch of a decoder classifier: its body, then its head at each input's pooled token."
+    body = getattr(self._scorer, self._scorer.base_model_prefix)
+    h = body(input_ids=b['input_ids'], attention_mask=b['attention_mask']).last_hidden_state
+    pos = _pool_positions(b['input_ids'], b['attention_mask'], self.model.config.get_text_config().pad_token_id)
+    return _head(self._scorer)(h[torch.arange(len(pos), device=h.device), pos])
+
+# %% ../nbs/05_reward_model.ipynb #6118903e
+TINY_CHAT_TEMPLATE = ("{%- for m in messages -%}{{ '### ' + m['role'] + ':\\n' + m['content'] + eos_token }}"
+                      "{%- endfor -%}"
+                      "{%- if add_generation_prompt -%}{{ '### assistant:\\n' }}{%- endif -%}")
+
+def build_tiny_chat_rm(path,              # folder to write (save_pretrained layout)
+                       pad:bool=True,     # give the tokenizer and model a pad token (many reward models have none)
+                       seed:int=0,        # the random weights
+                       positions:int=256, # the model's position limit, its max_length
+                      )->Path:
+    "A tiny random Llama reward model with a chat template, on the shipped policy's tokenizer, built offline."
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+    tok = AutoTokenizer.from_pretrained(data_dir()/'policy', local_files_only=True)
+    tok.chat_template, tok.pad_token = TINY_CHAT_TEMPLATE, tok.pad_token if pad else None
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=positions, num_labels=1,
+                      eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id, pad_token_id=tok.pad_token_id)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed); model = LlamaForSequenceClassification(cfg)
+        with torch.no_grad(): model.score.weight.normal_(0, 1)  # rewards of about unit spread
+    with atomic_path(path) as tmp, quiet_transformers(): model.save_pretrained(tmp); tok.save_pretrained(tmp)
+    return Path(path)
+
+# %% ../nbs/05_reward_model.ipynb #d0cf3ca8
+PAIR_ENCODING = 'none: (prompt, response) as a tokenizer text pair'
+CHAT_ENCODING = ("chat template: the prompt's Human/Assistant turns as user/assistant messages (stripped), "
+                 "the response as the last assistant message")
+
+# %% ../nbs/05_reward_model.ipynb #34b9c3b3
+@patch(as_prop=True)
+def protocol(self:RewardModel)->dict:
+    "How this model turns a (prompt, response) into a reward: what its scores are comparable with."
+    if not self.chat: return dict(encoding=PAIR_ENCODING, pooling="the model's head on its pooled output",
+                                  truncation='left: the start of the prompt goes first, at word boundaries; the '
+                                             'response keeps at least 3/4 of the room')
+    return dict(encoding=CHAT_ENCODING, chat_template_sha256=template_sha256(self.tokenizer),
+                pooling='the last token that is not padding, as transformers reads one unpadded input',
+                truncation='the oldest turns first, then the start of the last user turn; the response keeps at least '
+                           '3/4 of the room; the template is never cut')
 
 # %% ../nbs/05_reward_model.ipynb #4dd90756
 @patch

@@ -541,3 +541,19 @@ def test_a_failed_write_leaves_no_eval_folder(score_file, tmp_path, monkeypatch)
                         '--set', 'evaluation.untrained_baseline=false', '--runs-dir', tmp_path, '--run-id', 'w')
     assert error_of(rc, err) == 'rbnb: error: disk full (simulated)'
     failed_without_outputs(tmp_path/'w')
+
+def test_cli_eval_of_a_chat_template_model_records_its_encoding(tmp_path):
+    "`rbnb eval --model DIR` of a decoder reward model with a chat template: scored through it, and the protocol says so."
+    from rewardbench_nb.reward_model import build_tiny_chat_rm, CHAT_ENCODING, template_sha256, RewardModel
+    path = build_tiny_chat_rm(tmp_path/'chat-rm')
+    rc, err = rbnb_here('eval', '--model', path, '--quick', '--quiet', '--set', 'evaluation.untrained_baseline=false',
+                        '--set', 'evaluation.n_boot=50', '--runs-dir', tmp_path/'runs', '--run-id', 'c')
+    assert rc == 0, err[-20:]
+    rep = json.loads((tmp_path/'runs'/'c'/'eval'/'report.json').read_text())
+    sha = template_sha256(RewardModel.load(path).tokenizer)
+    assert rep['protocol']['join'] == CHAT_ENCODING and rep['protocol']['chat_template_sha256'] == sha
+    assert rep['protocol']['model_class'] == 'LlamaForSequenceClassification'
+    head = json.loads((tmp_path/'runs'/'c'/'eval'/'scores'/'chat-rm.jsonl').read_text().splitlines()[0])
+    assert head['protocol']['join'] == CHAT_ENCODING
+    res = json.loads((tmp_path/'runs'/'c'/'eval'/'results'/'chat-rm.json').read_text())
+    assert res['chat_template'] == sha

@@ -179,3 +179,69 @@ def test_int8_scores_follow_fp32(rm, mixed):
     r8 = RewardModel(rm.model, rm.tokenizer, 'int8', rm.max_length).score(mixed.prompt, mixed.chosen)
     assert np.corrcoef(r8, r32)[0, 1] > 0.9 and r8.dtype == np.float32
     assert all(type(m) is torch.nn.Linear for m in rm.model.modules() if isinstance(m, torch.nn.Linear))
+
+# --- chat-template (decoder) reward models -------------------------------------------------------
+
+from rewardbench_nb.reward_model import build_tiny_chat_rm, split_turns, template_sha256, CHAT_ENCODING
+
+@pytest.fixture(scope='module')
+def dialogues():
+    "hh-rlhf prompts of one to several turns (short enough for the tiny model), plain prompts, and odd responses."
+    hh = load_pairs('hh-rlhf-harmless', 'test')
+    hh = hh[hh.prompt.str.len() < 600].head(16)
+    plain = ['What is 2+2?', '  Spaces around  ', 'Human: a lone turn\n\nAssistant:']
+    return list(hh.prompt) + plain, list(hh.chosen) + ['4', '', 'ok <|endoftext|> and more']
+
+def card_recipe(path):
+    "The reward a decoder reward model's card computes: apply_chat_template, then model(...).logits[0][0], one at a time."
+    from transformers import AutoTokenizer, AutoModelForSequenceClassification
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModelForSequenceClassification.from_pretrained(path).eval()
+    def reward(p, r):
+        enc = tok.apply_chat_template([*split_turns(p), dict(role='assistant', content=r)], return_tensors='pt')
+        with torch.no_grad(): return model(**enc).logits[0][0].item()
+    return reward
+
+@pytest.mark.parametrize('pad', [True, False])
+def test_chat_template_rm_scores_as_its_card(tmp_path, dialogues, pad):
+    "Single- and multi-turn conversations, any batch size and order, with or without a pad token: the card's rewards."
+    path = build_tiny_chat_rm(tmp_path/'rm', pad=pad)
+    rm = RewardModel.load(path, dtype='float32')
+    P, R = dialogues
+    assert rm.chat and rm.protocol['encoding'] == CHAT_ENCODING and sum('Human:' in p and p.count('Human:') > 1 for p in P) >= 3
+    recipe = card_recipe(path)
+    want = np.array([recipe(p, r) for p, r in zip(P, R)])
+    assert want.std() > 0.5                                      # rewards that differ: a wrong token would show
+    order = np.random.default_rng(1).permutation(len(P))
+    for bs in (1, 4, len(P)):
+        np.testing.assert_allclose(rm.score(P, R, batch_size=bs), want, atol=1e-4)
+    np.testing.assert_allclose(rm.score([P[i] for i in order], [R[i] for i in order], batch_size=3), want[order], atol=1e-4)
+
+def test_text_pair_would_mis_score_a_chat_model(tmp_path, dialogues):
+    "The bug this fixes: the same decoder fed text pairs gives other rewards than its card."
+    path = build_tiny_chat_rm(tmp_path/'rm')
+    P, R = dialogues
+    want = np.array([card_recipe(path)(p, r) for p, r in zip(P, R)])
+    pair = RewardModel.load(path, dtype='float32', encoding='pair').score(P, R)
+    assert np.abs(pair - want).max() > 0.1
+
+def test_long_conversation_drops_oldest_turns_and_keeps_the_template(tmp_path):
+    rm = RewardModel.load(build_tiny_chat_rm(tmp_path/'rm'), dtype='float32', max_length=64)
+    talk = ''.join(f'\n\nHuman: question number {i} about tides?\n\nAssistant: answer number {i}.' for i in range(6))
+    talk += '\n\nHuman: and the last question?\n\nAssistant:'
+    e = rm.encode([talk, 'short'], ['The last answer.', 'x'])
+    assert e.lengths.max() <= 64 and e.prompt_cut.tolist() == [True, False] and not e.response_cut.any()
+    text = rm.tokenizer.decode(e.ids[0])
+    assert text.startswith('### user:\n') and 'and the last question?' in text and 'number 0' not in text
+    assert e.ids[0][-1] == rm.tokenizer.eos_token_id and text.endswith('The last answer.<|endoftext|>')
+    long = rm.encode(['q ' * 200], ['word ' * 200])                  # one turn too long: cut, template kept
+    assert long.lengths[0] <= 64 and long.prompt_cut[0] and long.response_cut[0]
+    assert long.ids[0][-1] == rm.tokenizer.eos_token_id
+
+def test_encoding_choice(tmp_path):
+    path = build_tiny_chat_rm(tmp_path/'rm')
+    assert not RewardModel.load(path, encoding='pair').chat and RewardModel.load(path).chat
+    with pytest.raises(ConfigError, match="encoding 'chat': the tokenizer has no chat template"):
+        RewardModel.load(max_length=64, encoding='chat')
+    with pytest.raises(ConfigError, match="encoding 'tmpl': expected one of auto, chat, pair"):
+        RewardModel.load(path, encoding='tmpl')
+    assert template_sha256(RewardModel.load(path).tokenizer) == RewardModel.load(path).protocol['chat_template_sha256']
