@@ -26,8 +26,9 @@ def cpu_kind()->dict:
                 isa_caps=caps or None, label=label)
 
 def kind_slug(kind:dict)->str:
-    "A file-name tag for a CPU kind, e.g. 'avx512-bf16' or 'avx2'."
-    return kind['torch_capability'].lower() + ('-bf16' if kind['auto_precision'] == 'bfloat16' else '')
+    "A file-name tag for a CPU kind, e.g. 'avx512-bf16', 'avx512-bf16-amx' (bf16 matrix tiles too) or 'avx2'."
+    bf16 = '-bf16' + ('-amx' if 'amx_bf16' in kind['cpu_flags'] else '') if kind['auto_precision'] == 'bfloat16' else ''
+    return kind['torch_capability'].lower() + bf16
 
 def loadavg()->list:
     "The 1, 5 and 15-minute load averages, rounded."

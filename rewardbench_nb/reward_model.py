@@ -6,7 +6,7 @@ Docs: https://rewardbench-nb.github.io/rewardbench_nb/reward_model.html.md"""
 
 # %% ../nbs/05_reward_model.ipynb #fd82711b
 from __future__ import annotations
-import contextlib, functools, hashlib, os, re, shutil, warnings
+import contextlib, functools, hashlib, json, os, re, shutil, warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,9 +23,9 @@ from .precision import *
 
 # %% auto #0
 __all__ = ['CPU_MAX_TOKENS', 'TINY_CHAT_TEMPLATE', 'PAIR_ENCODING', 'CHAT_ENCODING', 'default_model_path', 'check_model_dir',
-           'quiet_transformers', 'RewardModel', 'Encoded', 'text_list', 'check_texts', 'length_batches',
-           'collate_batch', 'map_batches', 'split_turns', 'template_sha256', 'build_tiny_chat_rm', 'pair_accuracy',
-           'rmbench_accuracy']
+           'quiet_transformers', 'model_folder', 'custom_code', 'RewardModel', 'Encoded', 'text_list', 'check_texts',
+           'length_batches', 'collate_batch', 'map_batches', 'split_turns', 'template_sha256', 'build_tiny_chat_rm',
+           'pair_accuracy', 'rmbench_accuracy']
 
 # %% ../nbs/05_reward_model.ipynb #9e1abe09
 def default_model_path()->Path:
@@ -79,18 +79,61 @@ def quiet_transformers():
         if bar: hf.enable_progress_bar()
 
 # %% ../nbs/05_reward_model.ipynb #9fd9b646
-def _load_classifier(path:Path, seed:int):
-    "A 1-output sequence classifier from `path`, with freshly created weights seeded."
+def _load_classifier(path:Path, seed:int, dtype=None, **kw):
+    "A 1-output sequence classifier from `path`, with freshly created weights seeded; `kw` go to `from_pretrained`."
     try:
         with quiet_transformers(), torch.random.fork_rng(devices=[]):
             model, info = AutoModelForSequenceClassification.from_pretrained(
                 path, num_labels=1, use_safetensors=True, local_files_only=True, output_loading_info=True,
-                dtype=torch.float32)
-    except (OSError, ValueError, RuntimeError, SafetensorError) as e:
+                dtype=dtype or torch.float32, **kw)
+    except (OSError, ValueError, RuntimeError, SafetensorError, ImportError) as e:
         raise DataError(f"cannot load a 1-output sequence classifier ({type(e).__name__}: "
                         f"{str(e).splitlines()[0]}); {_LAYOUT}", path) from None
     _seed_new_weights(model, info['missing_keys'], seed)
     return model
+
+
+# %% ../nbs/05_reward_model.ipynb #d0851f50
+_HUB_ID = re.compile(r'[A-Za-z0-9][\w.-]*/[\w.-]+')  # owner/name
+_HUB_FILES = ['*.json', '*.safetensors', '*.txt', '*.model', '*.jinja', '*.py', '*.tiktoken']  # never *.bin, *.pt
+
+# %% ../nbs/05_reward_model.ipynb #19a54514
+def model_folder(name,                  # a model folder, or a hub id such as 'Skywork/Skywork-Reward-V2-Llama-3.1-8B'
+                 online:bool=False,     # fetch a hub id (offline is the default)
+                 revision:str|None=None,# the hub revision (branch, tag or commit) to fetch
+                )->Path:
+    "The local folder of model `name`: the folder itself, or the snapshot of a hub id fetched when online."
+    p = Path(name)
+    if p.exists() or not _HUB_ID.fullmatch(str(name)): return p
+    if not online: raise DataError(f"no such folder, and {str(name)!r} is fetched as a hub id only when online "
+                                   "(online=True, or --online): offline is the default", name)
+    if os.environ.get('HF_HUB_OFFLINE', '0') not in ('0', '', 'false', 'False'):
+        raise ConfigError(f"{name}: asked to fetch it online, but HF_HUB_OFFLINE is set; unset it to use the hub")
+    from huggingface_hub import snapshot_download
+    try: return Path(snapshot_download(str(name), revision=revision, allow_patterns=_HUB_FILES))
+    except Exception as e:
+        raise DataError(f"cannot fetch it from the hub ({type(e).__name__}: {str(e).splitlines()[0]})", name) from None
+
+
+# %% ../nbs/05_reward_model.ipynb #8fd46022
+def custom_code(path)->list:
+    "The classes a model folder asks transformers to import from its own Python files (`auto_map`), if any."
+    maps = [json.loads((Path(path)/f).read_text(encoding='utf-8')).get('auto_map') or {}
+            for f in ('config.json', 'tokenizer_config.json') if (Path(path)/f).is_file()]
+    return sorted({c for m in maps for v in m.values() for c in (v if isinstance(v, list) else [v]) if c})
+
+def _check_code(path:Path, trust:bool):
+    "Refuse a folder's own code unless the user trusts it."
+    code = custom_code(path)
+    if code and not trust: raise ConfigError(f"{path}: the model ships its own code ({', '.join(code)}); it runs only "
+                                             "with trust_remote_code=True (--trust-remote-code)")
+
+
+# %% ../nbs/05_reward_model.ipynb #da1866ae
+def _weights_dtype(dtype:str, device:torch.device):
+    "The dtype weights are loaded in: bfloat16 when a GPU scores in it (half the memory), else float32 (cast per call)."
+    return torch.bfloat16 if device.type == 'cuda' and resolve_dtype(dtype, device) == 'bfloat16' else None
+
 
 # %% ../nbs/05_reward_model.ipynb #9d5e10e1
 def _head(model):
@@ -102,6 +145,7 @@ def _fp32_head(model):
     "Run the output head outside autocast, in float32."
     head = _head(model)
     if head is None or getattr(head, '_rbnb_fp32', False): return
+    head.float()  # weights loaded in bf16 (a GPU) keep a float32 head
     fwd = head.forward
     @functools.wraps(fwd)
     def forward(x, *args, **kw):
@@ -181,7 +225,7 @@ class RewardModel:
         if self.max_length < self._n_special + 2:
             raise ConfigError(f"max_length {self.max_length}: expected at least {self._n_special + 2} tokens")
         self._types = 'token_type_ids' in tokenizer.model_input_names
-        self._last_token = _reads_last_token(model)
+        self._last_token, self.trusted_code = _reads_last_token(model), False
         if self.dtype == 'bfloat16': _fp32_head(model)
         self._scorer = _int8_copy(model) if self.dtype == 'int8' else model
         self.memo, self.reused = None, 0  # see `remember`
@@ -193,12 +237,23 @@ class RewardModel:
              seed:int=0,                # initialises a freshly created reward head
              device=None,               # torch device; None = 'cuda' when available, else 'cpu'
              encoding:str='auto',       # 'auto' (chat template if the tokenizer has one), 'chat' or 'pair'
+             online:bool=False,         # `path` may be a hub id, fetched from the hub (offline is the default)
+             trust_remote_code:bool=False, # run Python code shipped with the model (never without this)
+             attn_implementation:str|None=None, # transformers' attention ('sdpa', 'flash_attention_2', 'eager')
+             device_map=None,           # 'auto': spread a model too large for one GPU over the GPUs (accelerate)
             )->RewardModel:
-        "Load a reward model from `path` (offline, safetensors only)."
-        path = check_model_dir(default_model_path() if path is None else path)
-        model = _load_classifier(path, seed).to(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        return cls(model, tokenizer, dtype, max_length, encoding)
+        "Load a reward model from a folder, or a hub id when online: safetensors only, its own code only if trusted."
+        path = check_model_dir(default_model_path() if path is None else model_folder(path, online))
+        _check_code(path, trust_remote_code)
+        dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+        kw = dict(trust_remote_code=trust_remote_code, attn_implementation=attn_implementation, device_map=device_map,
+                  dtype=_weights_dtype(dtype, dev))
+        model = _load_classifier(path, seed, **{k: v for k, v in kw.items() if v})
+        if device_map is None: model = model.to(dev)
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
+        rm = cls(model, tokenizer, dtype, max_length, encoding)
+        rm.trusted_code = bool(trust_remote_code and custom_code(path))
+        return rm
 
     @property
     def device(self)->torch.device: return next(self.model.parameters()).device
@@ -528,6 +583,11 @@ CHAT_ENCODING = ("chat template: the prompt's Human/Assistant turns as user/assi
 @patch(as_prop=True)
 def protocol(self:RewardModel)->dict:
     "How this model turns a (prompt, response) into a reward: what its scores are comparable with."
+    code = dict(trust_remote_code=True) if self.trusted_code else {}
+    return _encoding_protocol(self) | code
+
+def _encoding_protocol(self:RewardModel)->dict:
+    "How inputs are built, pooled and cut, for a text-pair or a chat-template model."
     if not self.chat: return dict(encoding=PAIR_ENCODING, pooling="the model's head on its pooled output",
                                   truncation='left: the start of the prompt goes first, at word boundaries; the '
                                              'response keeps at least 3/4 of the room')

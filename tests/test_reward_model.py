@@ -245,3 +245,31 @@ def test_encoding_choice(tmp_path):
     with pytest.raises(ConfigError, match="encoding 'tmpl': expected one of auto, chat, pair"):
         RewardModel.load(path, encoding='tmpl')
     assert template_sha256(RewardModel.load(path).tokenizer) == RewardModel.load(path).protocol['chat_template_sha256']
+
+def test_hub_id_is_fetched_only_when_online(monkeypatch):
+    with pytest.raises(DataError, match=r"Skywork/Skywork-Reward-V2: no such folder, and 'Skywork/Skywork-Reward-V2' is "
+                                        r"fetched as a hub id only when online"):
+        RewardModel.load('Skywork/Skywork-Reward-V2')
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    with pytest.raises(ConfigError, match='asked to fetch it online, but HF_HUB_OFFLINE is set'):
+        RewardModel.load('Skywork/Skywork-Reward-V2', online=True)
+
+CUSTOM = '''from transformers import LlamaForSequenceClassification
+class RM(LlamaForSequenceClassification):
+    "A model class that lives in the model's own folder, as InternLM2-Reward's does."
+'''
+
+def test_model_code_runs_only_when_trusted(tmp_path):
+    path = build_tiny_chat_rm(tmp_path/'coded')
+    cfg = json.loads((path/'config.json').read_text())
+    cfg['auto_map'] = {'AutoModelForSequenceClassification': 'modeling_custom.RM'}
+    (path/'config.json').write_text(json.dumps(cfg)); (path/'modeling_custom.py').write_text(CUSTOM)
+    with pytest.raises(ConfigError, match=r"coded: the model ships its own code \(modeling_custom.RM\); it runs only with "
+                                          r"trust_remote_code=True \(--trust-remote-code\)"):
+        RewardModel.load(path)
+    rm = RewardModel.load(path, dtype='float32', trust_remote_code=True)
+    assert type(rm.model).__name__ == 'RM' and rm.protocol['trust_remote_code'] is True
+    plain = build_tiny_chat_rm(tmp_path/'plain')
+    p, r = ['Hi'], ['Hello']
+    np.testing.assert_allclose(rm.score(p, r), RewardModel.load(plain, dtype='float32').score(p, r), atol=1e-6)
+    assert 'trust_remote_code' not in RewardModel.load(plain).protocol
