@@ -314,7 +314,7 @@ def _stage_model(cfg:CalibrationConfig, ctx:dict):
     "(reward model, its folder or None) from --calib-model or ctx['reward_model']."
     f = getattr(ctx.get('args'), 'calib_model', None)
     if f:
-        return RewardModel.load(f, dtype=cfg.dtype), Path(f)
+        return RewardModel.load(f, dtype=cfg.dtype, **ctx.get('model_access', {})), Path(f)
     if ctx.get('reward_model') is None:
         raise RBError("calibrate: no reward model: run train-rm first (rbnb run), or pass --calib-model DIR")
     return ctx['reward_model'], None

@@ -159,7 +159,7 @@ def run_pipeline(targets,            # stage names; their needs run first
     rc = run_settings(cfg, seed, quick, runs_dir)
     cfg['run'] = dataclasses.asdict(rc)
     ctx = dict(seed=rc.seed, quick=rc.quick, args=args or argparse.Namespace(), quiet=not progress,
-               explicit=explicit_keys(overrides))
+               explicit=explicit_keys(overrides), model_access=rc.model_access)
     check_plan(plan, stages, cfg, ctx, overrides)
     with stop_on_signals():  # from the moment the run folder is made, a signal still leaves its manifest
         run = Run(rc.runs_dir, cfg, seed=rc.seed, run_id=run_id)
@@ -190,6 +190,10 @@ def _common(p):
     g.add_argument('--dtype', choices=('auto', 'float32', 'bfloat16'), default=None,
                    help="precision of every model the run trains, scores or samples (each stage's dtype); float32 "
                         "gives scores that do not depend on the batch size (auto picks bf16 where it is native)")
+    g.add_argument('--online', action='store_true',
+                   help='fetch a model named by its hub id (default: offline; run.online)')
+    g.add_argument('--trust-remote-code', action='store_true',
+                   help="run Python code that ships with a model (never without this; run.trust_remote_code)")
     g.add_argument('--runs-dir', default=None, help='where run folders go (default: runs/)')
     g.add_argument('--run-id', default=None, help='name of the run folder (default: a timestamp)')
     g.add_argument('--quiet', action='store_true', help='no progress bars')
@@ -249,7 +253,8 @@ def main(argv=None)->int:
         stages = load_stages(_command_stages(argv))
         args = make_parser(stages).parse_args(argv)
         targets = run_targets(stages, args.until) if args.command == 'run' else [args.command]
-        run, ctx = run_pipeline(targets, args.config_dir or default_config_dir(), args.overrides, args.seed,
+        flags = [f'run.{k}=true' for k in ('online', 'trust_remote_code') if getattr(args, k)]
+        run, ctx = run_pipeline(targets, args.config_dir or default_config_dir(), [*args.overrides, *flags], args.seed,
                                 args.quick, args.runs_dir, args.run_id, args, stages, not args.quiet, args.dtype)
     except RBError as e:
         print(f'rbnb: error: {e}', file=sys.stderr); return 2

@@ -65,6 +65,8 @@ class RunConfig:
     seed:int = 0              # one seed for every stage, 0 to 2**32 - 1
     quick:bool = False        # toy sizes, for a smoke run in about two minutes
     runs_dir:str = 'runs'     # where run folders are created
+    online:bool = False       # a model named by its hub id may be fetched (offline is the default)
+    trust_remote_code:bool = False  # run Python code a model ships with (never without this)
 
     def __post_init__(self):
         if isinstance(self.seed, int) and not 0 <= self.seed < SEED_LIMIT:
@@ -72,6 +74,11 @@ class RunConfig:
                               "(--seed or configs/run.toml)")
         if isinstance(self.runs_dir, str) and not self.runs_dir.strip():
             raise ConfigError("run.runs_dir = '': expected a folder (--runs-dir or configs/run.toml)")
+
+    @property
+    def model_access(self)->dict:
+        "How the run may load a model a user names: `RewardModel.load`'s online and trust_remote_code."
+        return dict(online=self.online, trust_remote_code=self.trust_remote_code)
 
 
 # %% ../nbs/00_core.ipynb #7bb37ac6
