@@ -25,6 +25,7 @@ from .curation import near_clusters, holdout_domains, md_table, near_duplicates,
 from .precision import PRECISIONS, precision, resolve_dtype
 from .reward_model import (CPU_MAX_TOKENS, PAIR_ENCODING, RewardModel, text_list, default_model_path,
                                          length_batches, map_batches, quiet_transformers)
+from .implicit_reward import ImplicitReward, architectures, check_implicit, is_causal_lm
 
 # %% auto #0
 __all__ = ['RB_COUNTS', 'PRIOR_SETS', 'RESULT_META', 'KINDS', 'BENCHMARKS', 'EXAMPLE_COLUMNS', 'SQUALITY_PROMPT', 'OUTCOMES',
@@ -38,8 +39,8 @@ __all__ = ['RB_COUNTS', 'PRIOR_SETS', 'RESULT_META', 'KINDS', 'BENCHMARKS', 'EXA
            'fit_rows_temperature', 'benchmark_calibration', 'length_correlation', 'margin_histogram', 'human_sets',
            'human_correlations', 'leaked_prompts', 'leakage_flags', 'embed_texts', 'ShiftScore', 'shift_score',
            'benchmark_shift', 'ABPlan', 'best_of_candidates', 'assign_arms', 'ABResult', 'ab_test', 'EvalConfig',
-           'eval_settings', 'EvalReport', 'output_names', 'evaluate', 'scoreboard_figure', 'shift_figure', 'add_args',
-           'ClaimWarning', 'header_claims', 'run_eval', 'main']
+           'check_eval_model', 'eval_settings', 'EvalReport', 'output_names', 'evaluate', 'scoreboard_figure',
+           'shift_figure', 'add_args', 'load_scorer', 'ClaimWarning', 'header_claims', 'run_eval', 'main']
 
 # %% ../nbs/07_evaluation.ipynb #25247f97
 _PAIR_COLS = ('subset', 'score_chosen', 'score_rejected')
@@ -526,7 +527,7 @@ def score_texts(rm,                  # a `RewardModel`
     for idx, vals in got: out[idx] = vals
     return out
 
-def score_suite(rm,                  # a `RewardModel`
+def score_suite(rm,                  # a `RewardModel`, or an `ImplicitReward`
                 suite:Suite,         # the examples
                 name:str='reward model', # row label in the tables
                 rows=None,           # row positions to score (default: every row that takes part)
@@ -541,7 +542,7 @@ def score_suite(rm,                  # a `RewardModel`
     chosen, rejected = [np.empty(0)] * n, [np.empty(0)] * n
     for j, (i, (a, b)) in enumerate(zip(ex.index, k)):
         chosen[i], rejected[i] = s[ends[j]:ends[j] + a], s[ends[j] + a:ends[j + 1]]
-    meta = dict(model_type='Seq. Classifier', inputs=len(P), distinct_inputs=len(key),
+    meta = dict(model_type=rm.protocol.get('model_type', 'Seq. Classifier'), inputs=len(P), distinct_inputs=len(key),
                 reused_scores=rm.reused - before)
     return ModelScores(name, chosen, rejected, meta)
 
@@ -1353,6 +1354,31 @@ _LIMITS = {  # setting -> (is the value allowed?, what is expected)
     'ab_power': (lambda v: 0 < v < 1, 'a probability in (0, 1)'),
     'ab_max_violation_increase': (lambda v: 0 <= v <= 1, 'a rate in [0, 1]')}
 
+# %% ../nbs/07_evaluation.ipynb #f12fd83c
+def _no_lm(f:str)->ConfigError:
+    return ConfigError(f"eval: --model {f} holds no causal LM ({', '.join(architectures(f)) or 'no architecture'}): "
+                       "--reference and --reference-free apply to one")
+
+def check_eval_model(args,       # the command line: eval_model, eval_reference, eval_reference_free
+                     dtype:str,  # evaluation.dtype
+                    )->str|None: # 'implicit', 'classifier', or None when there is no model folder to look at
+    "Check `--model DIR` with `--reference DIR` / `--reference-free sum|mean` before any stage runs."
+    f, ref, free = (getattr(args, f'eval_{k}', None) for k in ('model', 'reference', 'reference_free'))
+    if (ref or free) and not f: raise ConfigError("eval: --reference and --reference-free go with --model DIR")
+    if ref and free: raise ConfigError("eval: pass --reference DIR or --reference-free sum|mean, not both")
+    if not f or not Path(f).is_dir(): return None
+    if not is_causal_lm(f):
+        if ref or free: raise _no_lm(f)
+        return 'classifier'
+    if not (ref or free):
+        raise ConfigError(f"eval: --model {f} holds a causal LM ({', '.join(architectures(f))}), scored as an implicit "
+                          "reward: pass --reference DIR (the policy it was trained from, for DPO's reward) or "
+                          "--reference-free sum|mean")
+    if dtype == 'int8':
+        raise ConfigError("evaluation.dtype = 'int8': an implicit reward runs in auto, float32 or bfloat16")
+    check_implicit(f, ref, free)
+    return 'implicit'
+
 # %% ../nbs/07_evaluation.ipynb #9d099d1d
 QUICK_SIZES = dict(shift_prompts=16, shift_train_prompts=48, campaign_prompts=1500)  # the stage's sizes under --quick
 
@@ -1360,7 +1386,9 @@ def eval_settings(cfg:EvalConfig, # the [evaluation] section
                   ctx:dict,       # the run's 'quick', and 'explicit': {section: keys given with --set}
                  )->EvalConfig:
     "The settings the stage runs with: toy sizes under --quick, except those given with --set; every value checked."
-    return quick_sizes(cfg, QUICK_SIZES | dict(untrained_rows=cfg.quick_rows), ctx, 'evaluation')
+    cfg = quick_sizes(cfg, QUICK_SIZES | dict(untrained_rows=cfg.quick_rows), ctx, 'evaluation')
+    check_eval_model(ctx.get('args'), cfg.dtype)
+    return cfg
 
 # %% ../nbs/07_evaluation.ipynb #74d54679
 @dataclass
@@ -1504,7 +1532,8 @@ def result_file(self:EvalReport, name:str)->dict:
     "One model's (or baseline's) results in RewardBench's result-file format, the protocol under 'protocol'."
     sl = self.tables['subsets']; sl = sl[(sl.model == name) & sl.score.notna()]
     mt = self.scores[name].meta.get('model_type', 'Seq. Classifier') if name in self.scores else 'baseline'
-    return dict(model=name, model_type=mt, chat_template=self.protocol.get('chat_template_sha256') or JOIN_RULE, **dict(zip(sl.subset, sl.score.astype(float))),
+    chat = self.protocol.get('chat_template_sha256') or self.protocol.get('join', JOIN_RULE)
+    return dict(model=name, model_type=mt, chat_template=chat, **dict(zip(sl.subset, sl.score.astype(float))),
                 protocol=self.protocol)
 
 # %% ../nbs/07_evaluation.ipynb #ccee367a
@@ -1660,7 +1689,13 @@ def _repr_html_(self:EvalReport)->str:
 def add_args(parser):
     "The options of `rbnb eval`."
     parser.add_argument('--model', dest='eval_model', metavar='DIR',
-                        help='eval: a saved reward-model folder to evaluate (instead of, or next to, the trained one)')
+                        help='eval: a saved reward-model folder, or a causal LM (with --reference or '
+                             '--reference-free), to evaluate (instead of, or next to, the trained one)')
+    parser.add_argument('--reference', dest='eval_reference', metavar='DIR',
+                        help="eval: with a causal LM as --model, its reference policy: score DPO's implicit reward")
+    parser.add_argument('--reference-free', dest='eval_reference_free', choices=('sum', 'mean'), default=None,
+                        help="eval: with a causal LM as --model and no reference: score the sum or the mean of its "
+                             "log-probabilities over the response tokens")
     parser.add_argument('--scores', dest='eval_scores', metavar='FILE', action='append', default=None,
                         help='eval: a JSONL score file of a model (id, scores_chosen, scores_rejected per line); '
                              'repeat it to compare several')
@@ -1684,11 +1719,24 @@ def _in_dtype(rm, dtype:str):
     return RewardModel(rm.model, rm.tokenizer, dtype, rm.max_length)
 
 
+# %% ../nbs/07_evaluation.ipynb #25054407
+def load_scorer(path,                         # a model folder
+                reference=None,               # a causal LM's reference policy (folder): DPO's reward
+                reference_free:str|None=None, # or 'sum' / 'mean': a causal LM's own log-likelihood
+                dtype:str='auto', seed:int=0, # precision; the seed of a reward model's fresh head
+                device=None,                  # torch device; None = 'cuda' when available, else 'cpu'
+               ):
+    "The model in `path` as the suite scores it: an `ImplicitReward` for a causal LM, else a `RewardModel`."
+    if Path(path).is_dir() and is_causal_lm(path):
+        return ImplicitReward.load(path, reference, reference_free, dtype, device=device)
+    return RewardModel.load(path, seed=seed, dtype=dtype, device=device)
+
 # %% ../nbs/07_evaluation.ipynb #b8ee8375
 def _stage_model(cfg:EvalConfig, ctx:dict)->tuple:
     "(reward model or None, its folder or None, from the pipeline?) from --model DIR or ctx['reward_model']."
-    f = getattr(ctx.get('args'), 'eval_model', None)
-    if f: return RewardModel.load(f, seed=ctx.get('seed', 0), dtype=cfg.dtype), Path(f), False
+    a = ctx.get('args'); f = getattr(a, 'eval_model', None)
+    ref, free = getattr(a, 'eval_reference', None), getattr(a, 'eval_reference_free', None)
+    if f: return load_scorer(f, ref, free, cfg.dtype, ctx.get('seed', 0)), Path(f), False
     return _in_dtype(ctx.get('reward_model'), cfg.dtype), None, ctx.get('reward_model') is not None
 
 def _training_log(ctx:dict, model_dir, from_pipeline:bool)->dict|None:
@@ -1696,7 +1744,6 @@ def _training_log(ctx:dict, model_dir, from_pipeline:bool)->dict|None:
     if from_pipeline and ctx.get('rm_training') is not None: return ctx['rm_training'].log
     p = Path(model_dir).parent/'training_log.json' if model_dir else None
     return json.loads(p.read_text(encoding='utf-8')) if p is not None and p.is_file() else None
-
 
 # %% ../nbs/07_evaluation.ipynb #0b1a6b4d
 def _is_baseline_file(head:dict)->bool:
@@ -1749,8 +1796,8 @@ def _protocol(rm, cfg:EvalConfig, seed:int, extra:dict)->dict:
 # protocol fields compared with this run's values, and those that say how the file's scores were made
 CLAIMS = ('join', 'chat_template_sha256', 'max_length', 'truncation', 'seed', 'n_boot', 'leakage_threshold',
           'training_prompts', 'quick')
-MADE_WITH = ('pooling', 'batch_size', 'dtype', 'device', 'model_class', 'versions', 'world_size')  # how scores were made
-
+MADE_WITH = ('pooling', 'batch_size', 'dtype', 'device', 'model_class', 'versions', 'world_size', # how made
+             'model_type', 'variant', 'reference', 'response_tokens')  # the last four: an implicit reward's
 
 # %% ../nbs/07_evaluation.ipynb #4278720c
 TEMPERATURE_FIELDS = ('value', 'fitted_on')  # what a header's temperature holds
@@ -1865,7 +1912,8 @@ def run_eval(run:Run, cfg:EvalConfig, ctx:dict):
     proto = _protocol(rm, cfg, seed, extra); notes = _claims(files, proto)
     suite = _timed(tm, 'suite', _stage_suite, cfg, ctx, seed, quick, train)
     models, temps, base = _models(rm, name, files, suite, cfg, ctx, from_pipeline, seed, tm)
-    for p in [path for path, _, _ in files] + ([model_dir] if model_dir else []): run.add_input(p)
+    ref = getattr(ctx.get('args'), 'eval_reference', None) if model_dir else None
+    for p in [path for path, _, _ in files] + [d for d in (model_dir, ref) if d]: run.add_input(p)
     if base is None and cfg.untrained_baseline: base = _timed(tm, 'untrained', _untrained, suite, cfg, rm, seed)
     sizes = (cfg.shift_prompts, cfg.shift_train_prompts, cfg.n_boot, functools.partial(embed_texts, dtype=cfg.dtype))
     shift = _timed(tm, 'shift', benchmark_shift, suite, train, seed, *sizes)
@@ -1886,7 +1934,11 @@ def _script_parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m rewardbench_nb.evaluation',
                                 description='Score the evaluation suite with a reward model (one process, or sharded '
                                             'under torchrun / accelerate launch).')
-    p.add_argument('--model', required=True, metavar='DIR', help='reward-model folder (save_pretrained layout)')
+    p.add_argument('--model', required=True, metavar='DIR',
+                   help='reward-model folder (save_pretrained layout), or a causal LM (--reference, --reference-free)')
+    p.add_argument('--reference', default=None, metavar='DIR', help="a causal LM's reference policy: DPO's reward")
+    p.add_argument('--reference-free', default=None, choices=('sum', 'mean'),
+                   help="a causal LM without reference: the sum or mean of its log-probabilities")
     p.add_argument('--out', required=True, metavar='FILE', help='score file to write (JSONL)')
     p.add_argument('--config', default=None, help='an evaluation.toml (default: built-in defaults)')
     p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
@@ -1911,7 +1963,9 @@ def _script_scores(a)->tuple:
     raw.update(dict(sets))
     ctx = dict(quick=a.quick, explicit={'evaluation': {k for k, _ in sets}})
     cfg = eval_settings(build_config(EvalConfig, raw, a.config or '--set'), ctx)
-    rm = RewardModel.load(a.model, seed=a.seed, device=_init_distributed(), dtype=cfg.dtype)
+    check_eval_model(argparse.Namespace(eval_model=a.model, eval_reference=a.reference,
+                                        eval_reference_free=a.reference_free), cfg.dtype)
+    rm = load_scorer(a.model, a.reference, a.reference_free, cfg.dtype, a.seed, _init_distributed())
     train, _ = _train_prompts(cfg, {}, _training_log({}, a.model, False))
     suite = _stage_suite(cfg, {}, a.seed, a.quick, train)
     return suite, rm, _score_model(rm, suite, _display_name(a.model), cfg, {}, False, a.seed)[0], cfg

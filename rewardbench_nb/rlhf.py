@@ -23,24 +23,27 @@ from .core import *
 from .data import load_pairs
 from .precision import precision, resolve_dtype
 from .reward_model import RewardModel
-from .evaluation import ABPlan, ab_test
+from .curation import md_table
+from .evaluation import (ABPlan, ModelScores, Scoreboard, Suite, ab_test, margins, outcomes,
+                                       random_outcomes, sample_rows, score_suite)
+from .implicit_reward import ImplicitReward
 from .policy import (ASSISTANT, HUMAN, check_policy, dialogue_text, load_policy, map_shards, one_thread,
                                    save_policy, shard_count, split_rows, sum_grads)
 
 # %% auto #0
-__all__ = ['TOXIC_WORDS', 'REFUSAL_PATTERNS', 'VIOLATIONS', 'ROLLOUT', 'EVAL', 'POOL', 'CKPT_FILES', 'PLOTTED', 'QUICK', 'STAGE',
-           'PPOConfig', 'check_ppo_config', 'length_reward', 'as_dialogue', 'encode_prompts', 'position_ids',
-           'row_seed', 'gumbel', 'response_mask', 'sample', 'response_logits', 'token_logprobs', 'entropy',
-           'ValueModel', 'response_values', 'RewardError', 'score_texts', 'rm_reward', 'ensemble', 'kl_estimate',
-           'RewardNorm', 'eos_penalty', 'token_rewards', 'masked_mean', 'whiten', 'gae', 'ppo_losses', 'KLController',
-           'generate_rows', 'score_tokens', 'advantages', 'ppo_update', 'make_optimizer', 'is_refusal', 'Guardrails',
-           'red_team_prompts', 'token_f1', 'as_policy', 'as_reward', 'EvalResult', 'mean_ci', 'evaluate', 'psi',
-           'drift', 'weights_sha256', 'run_spec', 'save_checkpoint', 'check_checkpoint', 'load_checkpoint',
-           'last_checkpoint', 'check_spec', 'find_checkpoint', 'PPORun', 'iteration_prompts', 'explained_variance',
-           'ppo_iteration', 'PPOResult', 'train_ppo', 'plot_ppo', 'drop_timings', 'artifact_info', 'sample_pool',
-           'pick_best', 'BestOfN', 'best_of_n', 'main', 'compare_policies', 'policy_ab_units', 'PolicyAB',
-           'ab_test_policies', 'PPOStageConfig', 'stage_reward_model', 'add_args', 'check_ppo_resume',
-           'check_ppo_stage', 'ppo_settings', 'run_ppo']
+__all__ = ['TOXIC_WORDS', 'REFUSAL_PATTERNS', 'VIOLATIONS', 'ROLLOUT', 'EVAL', 'POOL', 'CKPT_FILES', 'PLOTTED', 'QUICK',
+           'IMPLICIT_SKIPPED', 'STAGE', 'PPOConfig', 'check_ppo_config', 'length_reward', 'as_dialogue',
+           'encode_prompts', 'position_ids', 'row_seed', 'gumbel', 'response_mask', 'sample', 'response_logits',
+           'token_logprobs', 'entropy', 'ValueModel', 'response_values', 'RewardError', 'score_texts', 'rm_reward',
+           'ensemble', 'kl_estimate', 'RewardNorm', 'eos_penalty', 'token_rewards', 'masked_mean', 'whiten', 'gae',
+           'ppo_losses', 'KLController', 'generate_rows', 'score_tokens', 'advantages', 'ppo_update', 'make_optimizer',
+           'is_refusal', 'Guardrails', 'red_team_prompts', 'token_f1', 'as_policy', 'as_reward', 'EvalResult',
+           'mean_ci', 'evaluate', 'psi', 'drift', 'weights_sha256', 'run_spec', 'save_checkpoint', 'check_checkpoint',
+           'load_checkpoint', 'last_checkpoint', 'check_spec', 'find_checkpoint', 'PPORun', 'iteration_prompts',
+           'explained_variance', 'ppo_iteration', 'PPOResult', 'train_ppo', 'plot_ppo', 'drop_timings', 'artifact_info',
+           'sample_pool', 'pick_best', 'BestOfN', 'best_of_n', 'main', 'compare_policies', 'policy_ab_units',
+           'PolicyAB', 'ab_test_policies', 'ImplicitComparison', 'implicit_comparison', 'PPOStageConfig',
+           'stage_reward_model', 'add_args', 'check_ppo_resume', 'check_ppo_stage', 'ppo_settings', 'run_ppo']
 
 # %% ../nbs/09_rlhf.ipynb #0afbc2e3
 @dataclass
@@ -1186,6 +1189,60 @@ def ab_test_policies(replies:dict,   # from `compare_policies`
     pairs = [(arms[0], arms[1]), (arms[0], arms[2]), (arms[1], arms[2])]
     return PolicyAB([ab_test(units[a], units[b], plan, seed + k, names=(a, b)) for k, (a, b) in enumerate(pairs)])
 
+# %% ../nbs/09_rlhf.ipynb #0c8e2349
+@dataclass
+class ImplicitComparison:
+    "A policy scored as an implicit reward model (DPO's, against its reference), beside reward models."
+    table:pd.DataFrame   # model, benchmark, score, low, high, n: accuracy per benchmark and the mean, with CIs
+    wide:pd.DataFrame    # the same as `Scoreboard.table`: one row per model, 'score [low, high]' in percent
+    versus:pd.DataFrame  # per reward model and benchmark: policy minus model (paired CI), and how often they agree
+    protocol:dict        # the implicit reward's protocol, the rows and inputs scored
+    precision:dict       # the precision it was scored in, and why
+
+    def _repr_markdown_(self):
+        p, vs = self.protocol, self.versus.round(3)
+        head = (f"**{self.wide.index[0]}**: {p['variant']}. {p['rows']} benchmark rows "
+                f"({p['rows_per_subset'] or 'all'} per subset), {p['inputs']} inputs, {self.precision['used']}.")
+        agree = ('\n\nPolicy minus each reward model (paired bootstrap), and the share of comparisons in which the '
+                 'two prefer the same response (`mean`: over all comparisons):\n\n' + md_table(vs)) if len(vs) else ''
+        return head + '\n\n' + md_table(self.wide.reset_index()) + agree
+
+# %% ../nbs/09_rlhf.ipynb #b9afef65
+def _agreement(ex:pd.DataFrame, a:ModelScores, b:ModelScores)->tuple:
+    "(share of comparisons in which a and b prefer the same response, comparisons) on the rows both scored."
+    both = ex[a.scored[ex.index] & b.scored[ex.index]]
+    x, y = margins(both, a), margins(both, b)
+    return (float(np.mean(np.sign(x) == np.sign(y))) if len(x) else np.nan), len(x)
+
+def _versus(sb:Scoreboard, ms:ModelScores, other:ModelScores)->pd.DataFrame:
+    "The policy minus one reward model, per benchmark and for the mean (paired bootstrap), with their agreement."
+    c = sb.compare(ms.name, other.name); c = c[c.level != 'subset']
+    ex = sb.rows; agree = {b: _agreement(g, ms, other) for b, g in ex.groupby('benchmark', sort=False)}
+    agree['mean'] = _agreement(ex, ms, other)
+    return c.assign(agreement=[agree[b][0] for b in c.benchmark], comparisons=[agree[b][1] for b in c.benchmark])[
+        ['model', 'vs', 'benchmark', 'diff', 'low', 'high', 'inside_noise', 'agreement', 'comparisons']]
+
+# %% ../nbs/09_rlhf.ipynb #849d897d
+def implicit_comparison(policy, tokenizer,       # the trained policy (a causal LM) and its tokenizer
+                        reference,               # the policy it started from (PPO's reference)
+                        suite:Suite,             # an evaluation suite (the eval stage's `EvalReport.suite`)
+                        models:list,             # `ModelScores` of the reward models to set beside it
+                        rows_per_subset:int=32,  # a seeded sample of the benchmark rows, per subset (0 = all)
+                        seed:int=0, n_boot:int=1000, ci:float=0.95, # the sample and the resamples, as in 07
+                        dtype:str='auto', batch_size:int=32,         # how the two models run
+                        name:str='PPO policy (implicit)')->ImplicitComparison:
+    "A policy's implicit reward on a sample of the suite's benchmark rows, beside reward models on the same rows."
+    rows = sample_rows(suite.rows('bench'), rows_per_subset, seed)
+    sub = Suite(suite.examples.loc[rows.index], suite.benchmarks, suite.campaign, suite.notes)
+    ir = ImplicitReward(policy, tokenizer, reference, dtype=dtype)
+    ms = score_suite(ir, suite, name, rows.index, batch_size)
+    res = {m.name: outcomes(sub.examples, m) for m in [ms, *models]} | {'random': random_outcomes(sub.examples)}
+    sb = Scoreboard(sub, res, n_boot, seed, ci)
+    vs = pd.concat([_versus(sb, ms, m) for m in models], ignore_index=True) if models else pd.DataFrame()
+    proto = ir.protocol | dict(rows=len(sb.rows), rows_per_subset=rows_per_subset, inputs=ms.meta['distinct_inputs'],
+                               max_length=ir.max_length, n_boot=n_boot, seed=seed)
+    return ImplicitComparison(sb.long(), sb.table(), vs, proto, ir.precision)
+
 # %% ../nbs/09_rlhf.ipynb #03ac8286
 @dataclass
 class PPOStageConfig(PPOConfig):
@@ -1204,9 +1261,10 @@ class PPOStageConfig(PPOConfig):
     ab_power:float = 0.8            # A/B plan: power of the one-sided test at level 0.05
     ab_max_violation_increase:float = 0.1  # A/B plan: guardrail on the red-team violation rate (upper CI bound)
     rm_max_length:int = 256         # tokens per (prompt, response) when the reward model scores
+    implicit_rows:int = 32          # rows per subset of the eval suite on which the policy is an implicit RM (0 = all)
 
 QUICK = dict(iterations=2, batch_size=8, minibatch_size=4, ppo_epochs=2, max_new_tokens=16, eval_prompts=4, best_of=2,
-             eval_every=0, checkpoint_every=1, ab_prompts=4, ab_red_team=2)
+             eval_every=0, checkpoint_every=1, ab_prompts=4, ab_red_team=2, implicit_rows=4)
 
 # %% ../nbs/09_rlhf.ipynb #08aeaef0
 def stage_reward_model(run:Run, ctx:dict, path, # a saved reward model folder, or None: train-rm's, from `ctx`
@@ -1299,7 +1357,8 @@ def check_ppo_stage(cfg:PPOStageConfig)->PPOStageConfig:
     for k in ('iterations', 'eval_prompts', 'best_of', 'ab_prompts'):
         if getattr(cfg, k) < 1: raise bad(k, 'a positive integer')
     if cfg.rm_max_length < 8: raise bad('rm_max_length', 'at least 8 tokens')
-    if cfg.ab_red_team < 0: raise bad('ab_red_team', 'an integer >= 0')
+    for k in ('ab_red_team', 'implicit_rows'):
+        if getattr(cfg, k) < 0: raise bad(k, 'an integer >= 0')
     if cfg.reward not in ('rm', 'length'): raise bad('reward', "'rm' or 'length'")
     if not 0 < cfg.ab_min_effect <= 0.5: raise bad('ab_min_effect', 'a gain in (0, 0.5] over a rate of 1/2')
     if not 0 < cfg.ab_power < 1: raise bad('ab_power', 'a number in (0, 1)')
@@ -1313,8 +1372,27 @@ def ppo_settings(cfg:PPOStageConfig, ctx:dict)->PPOStageConfig:
     check_ppo_resume(cfg, getattr(ctx.get('args'), 'ppo_resume', None), ctx.get('seed', 0))
     return cfg
 
+# %% ../nbs/09_rlhf.ipynb #c89e0ed1
+IMPLICIT_SKIPPED = ("The PPO policy was not evaluated as an implicit reward model: the eval stage did not run in this "
+                    "run (`rbnb ppo` alone), so there is no evaluation suite to score it on (`rbnb run` runs eval "
+                    "first).")
+
+def _implicit_stage(run:Run, res:PPOResult, reference, cfg:PPOStageConfig, ctx:dict)->ImplicitComparison|None:
+    "The PPO policy as an implicit reward model beside the eval stage's models: ppo/implicit.csv and .md, or the note."
+    ev = ctx.get('evaluation')
+    if ev is None: write_text(run.path('ppo', 'implicit.md'), IMPLICIT_SKIPPED + '\n'); return None
+    t0, models, sb = time.perf_counter(), [ev.scores[m] for m in ev.models], ev.scoreboard
+    imp = implicit_comparison(res.model, res.tokenizer, reference, ev.suite, models, cfg.implicit_rows,
+                              ctx.get('seed', 0), sb.rs.n_boot, sb.ci, cfg.dtype)
+    write_text(run.path('ppo', 'implicit.csv'), imp.table.to_csv(index=False))
+    write_text(run.path('ppo', 'implicit.md'), imp._repr_markdown_() + '\n')
+    run.record('timings', {'ppo-implicit': dict(seconds=round(time.perf_counter() - t0, 3), **{
+        k: imp.protocol[k] for k in ('rows', 'inputs')})})
+    run.record('precision', {'ppo-implicit': imp.precision})
+    return imp
+
 # %% ../nbs/09_rlhf.ipynb #e85dcfb3
-def _write_stage(run:Run, res:PPOResult, cmp:pd.DataFrame, ab:PolicyAB):
+def _write_stage(run:Run, res:PPOResult, cmp:pd.DataFrame, ab:PolicyAB, imp:ImplicitComparison|None=None):
     "ppo/'s comparison, A/B tests and summary (no timings: those go to the manifest)."
     write_text(run.path('ppo', 'comparison.csv'), cmp.to_csv(index=False))
     write_text(run.path('ppo', 'ab.csv'), ab.table().to_csv(index=False))
@@ -1323,7 +1401,8 @@ def _write_stage(run:Run, res:PPOResult, cmp:pd.DataFrame, ab:PolicyAB):
     write_json(run.path('ppo', 'summary.json'),
                dict(reward=res.info['reward'], first=log.iloc[0].to_dict(), last=log.iloc[-1].to_dict(),
                     drift=res.evals[res.evals.shift_vs_start].set.tolist(), comparison=cmp.to_dict('records'),
-                    ab=ab.table().to_dict('records')))
+                    ab=ab.table().to_dict('records'),
+                    implicit=imp.table.to_dict('records') if imp is not None else IMPLICIT_SKIPPED))
     seconds = res.log[['iteration', *[c for c in res.log if c.startswith('seconds')]]].to_dict('records')
     run.record('timings', {'ppo': dict(seconds=res.info['seconds'], iterations=seconds)})
     run.record('precision', {'ppo': res.info['precision']})
@@ -1342,8 +1421,9 @@ def run_ppo(run:Run, cfg:PPOStageConfig, ctx:dict):
     res = train_ppo(model, tok, fn, P, cfg.iterations, seed, ppo_cfg, run.path('ppo'), resume, sets, guard,
                     progress=not ctx.get('quiet', False))
     cmp, ab = _comparison(res, model, tok, fn, cfg, seed, guard)
-    _write_stage(run, res, cmp, ab)
-    ctx['ppo'], ctx['ppo_comparison'], ctx['ppo_ab'] = res, cmp, ab
+    imp = _implicit_stage(run, res, model, cfg, ctx)
+    _write_stage(run, res, cmp, ab, imp)
+    ctx['ppo'], ctx['ppo_comparison'], ctx['ppo_ab'], ctx['ppo_implicit'] = res, cmp, ab, imp
 
 STAGE = Stage('ppo', 'PPO of the policy against the reward model (KL penalty, guardrails, drift, best-of-n baseline).',
               'rlhf', PPOStageConfig, run_ppo, needs=('policy',), add_args=add_args, settings=ppo_settings)

@@ -557,3 +557,81 @@ def test_cli_eval_of_a_chat_template_model_records_its_encoding(tmp_path):
     assert head['protocol']['join'] == CHAT_ENCODING
     res = json.loads((tmp_path/'runs'/'c'/'eval'/'results'/'chat-rm.json').read_text())
     assert res['chat_template'] == sha
+
+# --- causal LMs as implicit reward models (05b) ----------------------------------------------------------
+
+POLICY = ROOT/'data'/'policy'
+
+@pytest.fixture(scope='module')
+def reference_dir(tmp_path_factory):
+    "A reference policy for the shipped one: its weights moved by seeded noise, the same tokenizer."
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    model = AutoModelForCausalLM.from_pretrained(POLICY, local_files_only=True)
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(3)
+        for p in model.parameters(): p.add_(torch.randn(p.shape, generator=g) * 0.02)
+    d = tmp_path_factory.mktemp('ref')/'reference'
+    model.save_pretrained(d); AutoTokenizer.from_pretrained(POLICY).save_pretrained(d)
+    return d
+
+@pytest.mark.parametrize('how,model_type', [('dpo', 'DPO'), ('mean', 'DPO Ref. Free')])
+def test_cli_eval_of_a_causal_lm_scores_its_implicit_reward(tmp_path, reference_dir, how, model_type):
+    "`rbnb eval --model POLICY --reference REF` (or --reference-free): DPO's rewards, the type and protocol recorded."
+    from rewardbench_nb.implicit_reward import DIALOGUE_ENCODING
+    opt = ['--reference', reference_dir] if how == 'dpo' else ['--reference-free', how]
+    rc, err = rbnb_here('eval', '--model', POLICY, *opt, '--quick', '--quiet', '--set', 'evaluation.quick_rows=3',
+                        '--set', 'evaluation.untrained_baseline=false', '--set', 'evaluation.n_boot=50',
+                        '--runs-dir', tmp_path/'runs', '--run-id', 'i')
+    assert rc == 0, err[-20:]
+    out = tmp_path/'runs'/'i'/'eval'
+    p = json.loads((out/'report.json').read_text())['protocol']
+    assert (p['model_type'], p['variant'].split(':')[0], p['join']) == (model_type, how, DIALOGUE_ENCODING)
+    assert p['model_class'] == 'GPT2LMHeadModel' and p['max_length'] == 256
+    if how == 'dpo':
+        assert p['reference']['folder'] == str(reference_dir) and len(p['reference']['weights_sha256']) == 64
+        m = json.loads((tmp_path/'runs'/'i'/'manifest.json').read_text())
+        assert str(reference_dir/'model.safetensors') in m['inputs'] and str(POLICY/'model.safetensors') in m['inputs']
+    else: assert p['reference'] is None
+    head = json.loads((out/'scores'/'policy.jsonl').read_text().splitlines()[0])
+    assert head['model_type'] == model_type and head['protocol']['variant'] == p['variant']
+    res = json.loads((out/'results'/'policy.json').read_text())
+    assert (res['model_type'], res['chat_template']) == (model_type, DIALOGUE_ENCODING)
+    assert header_claims(head, {}, 'policy.jsonl') == []  # every field of an implicit reward's protocol is read
+
+@pytest.mark.parametrize('args,msg', [
+    ([], "holds a causal LM (GPT2LMHeadModel), scored as an implicit reward: pass --reference DIR (the policy it was "
+         "trained from, for DPO's reward) or --reference-free sum|mean"),
+    (['--reference', POLICY, '--reference-free', 'sum'], "pass --reference DIR or --reference-free sum|mean, not both"),
+    (['--set', 'evaluation.dtype="int8"', '--reference-free', 'sum'],
+     "evaluation.dtype = 'int8': an implicit reward runs in auto, float32 or bfloat16")])
+def test_cli_a_causal_lm_needs_its_options_before_any_work(tmp_path, no_work, args, msg):
+    rc, err = rbnb_here('eval', '--model', POLICY, *args, '--quick', '--quiet', '--runs-dir', tmp_path)
+    assert error_of(rc, err).endswith(msg)
+    assert not any(tmp_path.iterdir())   # checked with the settings: no run folder, nothing started
+
+def test_cli_bad_reference_folders_are_one_line_before_any_work(tmp_path, no_work):
+    from transformers import AutoTokenizer
+    odd = tmp_path/'odd'; odd.mkdir()
+    for f in ('config.json', 'model.safetensors'): (odd/f).write_bytes((POLICY/f).read_bytes())
+    t = AutoTokenizer.from_pretrained(POLICY); t.add_tokens(['<|extra|>']); t.save_pretrained(odd)
+    runs = tmp_path/'runs'
+    for args, msg in [(['--model', POLICY, '--reference', odd], f"{odd}: its tokenizer differs from the policy's"),
+                      (['--model', POLICY, '--reference', ev.default_model_path()],
+                       f"{ev.default_model_path()}: not a causal language model (config architectures: ['BertModel'])"),
+                      (['--model', ev.default_model_path(), '--reference-free', 'sum'], "holds no causal LM (BertModel)"),
+                      (['--reference-free', 'mean'], "eval: --reference and --reference-free go with --model DIR")]:
+        rc, err = rbnb_here('eval', *args, '--quick', '--quiet', '--runs-dir', runs)
+        assert msg in error_of(rc, err) and not runs.exists()
+
+def test_the_scoring_script_scores_a_causal_lm(tmp_path):
+    "python -m rewardbench_nb.evaluation --model POLICY --reference-free sum: a score file of type 'DPO Ref. Free'."
+    r = subprocess.run([sys.executable, '-m', 'rewardbench_nb.evaluation', '--model', str(POLICY), '--reference-free',
+                        'sum', '--quick', '--set', 'quick_rows=2', '--set', 'squality=false', '--out',
+                        str(tmp_path/'s.jsonl')], env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    head = json.loads((tmp_path/'s.jsonl').read_text().splitlines()[0])
+    assert head['model_type'] == 'DPO Ref. Free' and head['protocol']['variant'].startswith('sum:')
+    bad = subprocess.run([sys.executable, '-m', 'rewardbench_nb.evaluation', '--model', str(POLICY), '--out',
+                          str(tmp_path/'t.jsonl')], env=ENV, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and 'pass --reference DIR' in bad.stderr and not (tmp_path/'t.jsonl').exists()

@@ -142,6 +142,8 @@ def test_stage_quick_with_known_reward(tmp_path):
     ev = pd.read_csv(d/'ppo'/'evals.csv')
     assert set(ev.set) == {'validation', 'held-out chat', 'red-team'} and {'psi_vs_start', 'ks_p_vs_previous', 'shift_vs_start'} <= set(ev)
     assert not (d/'ppo'/'checkpoints').exists()
+    # no eval stage in this run: no suite to score the policy on as an implicit reward model, and the note says so
+    assert (d/'ppo'/'implicit.md').read_text() == R.IMPLICIT_SKIPPED + '\n' and not (d/'ppo'/'implicit.csv').exists()
 
 def test_stage_without_reward_model_is_one_line(tmp_path):
     r = rbnb('ppo', '--quick', '--quiet', '--runs-dir', tmp_path)
@@ -269,3 +271,34 @@ def test_stage_scores_with_the_reward_model_in_float32(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     p = json.loads((tmp_path/'f'/'manifest.json').read_text())['records']['precision']
     assert (p['ppo-reward-model']['requested'], p['ppo-reward-model']['used'], p['ppo']['used']) == ('float32',) * 3
+
+def test_stage_scores_the_policy_as_an_implicit_reward_beside_the_evaluated_model(tmp_path, policy):
+    "With the eval stage's report in the run: ppo/implicit.* hold the PPO policy's and the RM's accuracies, same rows."
+    from rewardbench_nb.core import Run
+    from rewardbench_nb.evaluation import EvalConfig, build_suite, evaluate, length_scores
+    from rewardbench_nb.implicit_reward import state_dict_sha256
+    suite = build_suite(['llmbar', 'rm-bench'], rows_per_subset=3, squality=False)
+    ms = length_scores(suite); ms.name = 'length model'
+    rep = evaluate(suite, [ms], EvalConfig(n_boot=50), seed=0)
+    ctx = dict(quick=True, seed=0, quiet=True, policy=policy, evaluation=rep, explicit={'rlhf': {'implicit_rows'}})
+    run = Run(tmp_path/'runs', {}, run_id='i')
+    R.STAGE(run, {'rlhf': {'reward': 'length', 'implicit_rows': 2, 'dtype': 'float32'}}, ctx)
+    t = pd.read_csv(run.path('ppo', 'implicit.csv'))
+    assert set(t.model) == {'PPO policy (implicit)', 'length model', 'random'}
+    assert set(t.benchmark) == {'llmbar', 'rm-bench', 'mean'}
+    llm = t[(t.benchmark == 'llmbar') & (t.model != 'random')]
+    assert (llm.n == 10).all() and ((llm.low <= llm.score) & (llm.score <= llm.high)).all()  # 2 rows x 5 subsets
+    imp = ctx['ppo_implicit']
+    again = R.implicit_comparison(ctx['ppo'].model, policy[1], policy[0], suite, [ms], 2, 0, 50, rep.scoreboard.ci,
+                                  'float32')
+    pd.testing.assert_frame_equal(imp.table, again.table)   # the stage computes what the function computes
+    # the RM's accuracies are those of the eval stage's own scores, on the sampled rows
+    assert imp.protocol['reference']['weights_sha256'] == state_dict_sha256(policy[0])
+    assert imp.protocol['model_type'] == 'DPO' and imp.protocol['rows'] == 2 * 5 + 2 * 4
+    assert set(imp.versus.benchmark) == {'llmbar', 'rm-bench', 'mean'} and imp.versus.agreement.between(0, 1).all()
+    md = run.path('ppo', 'implicit.md').read_text()
+    assert md.startswith('**PPO policy (implicit)**: dpo:') and '| length model |' in md
+    summary = json.loads(run.path('ppo', 'summary.json').read_text())
+    assert {r['model'] for r in summary['implicit']} == set(t.model)
+    assert set(run.records['timings']['ppo-implicit']) == {'seconds', 'rows', 'inputs'}
+    assert run.records['precision']['ppo-implicit']['used'] == 'float32'
