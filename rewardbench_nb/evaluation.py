@@ -23,7 +23,8 @@ from .calibration import (number_array, calibration_metrics, fit_temperature, fl
                                         reliability_bins, reliability_diagram)
 from .curation import near_clusters, holdout_domains, md_table, near_duplicates, normalise_text
 from .precision import PRECISIONS, precision, resolve_dtype
-from .reward_model import (CPU_MAX_TOKENS, PAIR_ENCODING, RewardModel, text_list, default_model_path,
+from .reward_model import (CPU_MAX_TOKENS, PAIR_ENCODING, RewardModel, check_model_dir, model_folder,
+                                         text_list, default_model_path,
                                          length_batches, map_batches, quiet_transformers)
 from .implicit_reward import ImplicitReward, architectures, check_implicit, is_causal_lm
 
@@ -1301,6 +1302,8 @@ class EvalConfig:
     local:list = field(default_factory=list)  # own benchmarks: [{name = "x", file = "pairs.jsonl", kind = "best-of-n"}]
     batch_size:int = 32             # inputs per forward pass
     dtype:str = 'auto'              # precision of every model it runs: auto, float32, bfloat16 or int8
+    attn_implementation:str = ''    # a --model's attention: sdpa, flash_attention_2, eager ('' = transformers' default)
+    device_map:str = ''             # 'auto': spread a --model too large for one GPU over the GPUs ('' = one device)
     n_boot:int = 1000               # bootstrap resamples of every interval
     ci:float = 0.95                 # confidence level of every interval
     alpha:float = 0.05              # level of the significance table (Holm-adjusted) and of the A/B test
@@ -1361,12 +1364,14 @@ def _no_lm(f:str)->ConfigError:
 
 def check_eval_model(args,       # the command line: eval_model, eval_reference, eval_reference_free
                      dtype:str,  # evaluation.dtype
+                     online:bool=False, # a hub id may be fetched (it is looked at when the stage runs)
                     )->str|None: # 'implicit', 'classifier', or None when there is no model folder to look at
     "Check `--model DIR` with `--reference DIR` / `--reference-free sum|mean` before any stage runs."
     f, ref, free = (getattr(args, f'eval_{k}', None) for k in ('model', 'reference', 'reference_free'))
     if (ref or free) and not f: raise ConfigError("eval: --reference and --reference-free go with --model DIR")
     if ref and free: raise ConfigError("eval: pass --reference DIR or --reference-free sum|mean, not both")
-    if not f or not Path(f).is_dir(): return None
+    if not f or online and not Path(f).exists(): return None
+    if not Path(f).is_dir(): check_model_dir(model_folder(f))  # a hub id offline, or no such folder: one line now
     if not is_causal_lm(f):
         if ref or free: raise _no_lm(f)
         return 'classifier'
@@ -1387,7 +1392,7 @@ def eval_settings(cfg:EvalConfig, # the [evaluation] section
                  )->EvalConfig:
     "The settings the stage runs with: toy sizes under --quick, except those given with --set; every value checked."
     cfg = quick_sizes(cfg, QUICK_SIZES | dict(untrained_rows=cfg.quick_rows), ctx, 'evaluation')
-    check_eval_model(ctx.get('args'), cfg.dtype)
+    check_eval_model(ctx.get('args'), cfg.dtype, ctx.get('model_access', {}).get('online', False))
     return cfg
 
 # %% ../nbs/07_evaluation.ipynb #74d54679
@@ -1725,18 +1730,25 @@ def load_scorer(path,                         # a model folder
                 reference_free:str|None=None, # or 'sum' / 'mean': a causal LM's own log-likelihood
                 dtype:str='auto', seed:int=0, # precision; the seed of a reward model's fresh head
                 device=None,                  # torch device; None = 'cuda' when available, else 'cpu'
+                access:dict|None=None,        # `RunConfig.model_access`: online (hub ids), trust_remote_code
+                **load_kw,                    # more of `RewardModel.load`: attn_implementation, device_map
                ):
     "The model in `path` as the suite scores it: an `ImplicitReward` for a causal LM, else a `RewardModel`."
-    if Path(path).is_dir() and is_causal_lm(path):
-        return ImplicitReward.load(path, reference, reference_free, dtype, device=device)
-    return RewardModel.load(path, seed=seed, dtype=dtype, device=device)
+    access = access or {}
+    folder = model_folder(path, access.get('online', False))
+    if folder.is_dir() and is_causal_lm(folder):
+        return ImplicitReward.load(folder, reference, reference_free, dtype, device=device)
+    return RewardModel.load(folder, seed=seed, dtype=dtype, device=device,
+                            trust_remote_code=access.get('trust_remote_code', False), **load_kw)
 
 # %% ../nbs/07_evaluation.ipynb #b8ee8375
 def _stage_model(cfg:EvalConfig, ctx:dict)->tuple:
     "(reward model or None, its folder or None, from the pipeline?) from --model DIR or ctx['reward_model']."
     a = ctx.get('args'); f = getattr(a, 'eval_model', None)
     ref, free = getattr(a, 'eval_reference', None), getattr(a, 'eval_reference_free', None)
-    if f: return load_scorer(f, ref, free, cfg.dtype, ctx.get('seed', 0)), Path(f), False
+    access = ctx.get('model_access')
+    kw = {k: getattr(cfg, k) for k in ('attn_implementation', 'device_map') if getattr(cfg, k)}
+    if f: return load_scorer(f, ref, free, cfg.dtype, ctx.get('seed', 0), access=access, **kw), Path(f), False
     return _in_dtype(ctx.get('reward_model'), cfg.dtype), None, ctx.get('reward_model') is not None
 
 def _training_log(ctx:dict, model_dir, from_pipeline:bool)->dict|None:

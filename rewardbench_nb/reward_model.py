@@ -129,10 +129,21 @@ def _check_code(path:Path, trust:bool):
                                              "with trust_remote_code=True (--trust-remote-code)")
 
 
+# %% ../nbs/05_reward_model.ipynb #5d22f4ff
+_HALF = {'bfloat16': torch.bfloat16, 'float16': torch.float16}  # the precisions that run under autocast
+
+def _scoring_dtype(dtype:str, device)->str:
+    "The precision a reward model scores in: `resolve_dtype`'s, but float16 on a GPU without bf16 (Volta, Turing)."
+    if dtype == 'float16':
+        if torch.device(device).type != 'cuda': raise ConfigError("dtype 'float16' runs on a GPU only")
+        return 'float16'
+    used = resolve_dtype(dtype, device)
+    return 'float16' if dtype == 'auto' and torch.device(device).type == 'cuda' and used == 'float32' else used
+
 # %% ../nbs/05_reward_model.ipynb #da1866ae
 def _weights_dtype(dtype:str, device:torch.device):
-    "The dtype weights are loaded in: bfloat16 when a GPU scores in it (half the memory), else float32 (cast per call)."
-    return torch.bfloat16 if device.type == 'cuda' and resolve_dtype(dtype, device) == 'bfloat16' else None
+    "The dtype weights are loaded in: bf16 or float16 when a GPU scores in it (half the memory), else float32."
+    return _HALF.get(_scoring_dtype(dtype, device)) if device.type == 'cuda' else None
 
 
 # %% ../nbs/05_reward_model.ipynb #9d5e10e1
@@ -160,13 +171,13 @@ def _body_linears(model)->list:
 
 # %% ../nbs/05_reward_model.ipynb #0fd6be56
 @contextmanager
-def _bf16_linears(model):
-    "Give the linear layers outside the head bfloat16 weights for one scoring call; restore the float32 ones after."
+def _bf16_linears(model, dtype=torch.bfloat16):
+    "Give the linear layers outside the head `dtype` weights for one scoring call; restore the float32 ones after."
     saved = [(m, m.weight, m.bias) for _, m in _body_linears(model)]
     with torch.no_grad():
         for m, w, b in saved:
-            m.weight = torch.nn.Parameter(w.to(torch.bfloat16), requires_grad=False)
-            if b is not None: m.bias = torch.nn.Parameter(b.to(torch.bfloat16), requires_grad=False)
+            m.weight = torch.nn.Parameter(w.to(dtype), requires_grad=False)
+            if b is not None: m.bias = torch.nn.Parameter(b.to(dtype), requires_grad=False)
     try: yield
     finally:
         for m, w, b in saved: m.weight, m.bias = w, b
@@ -217,7 +228,7 @@ class RewardModel:
                  encoding:str='auto',       # 'auto': the chat template when the tokenizer has one, else a text pair
                 ):
         self.model, self.tokenizer = model.eval(), tokenizer
-        self.requested_dtype, self.dtype = dtype, resolve_dtype(dtype, self.device)
+        self.requested_dtype, self.dtype = dtype, _scoring_dtype(dtype, self.device)
         limit = min(getattr(model.config, 'max_position_embeddings', None) or 10**9, tokenizer.model_max_length)
         self.max_length = int(max_length or getattr(model.config, 'reward_max_length', None) or limit)
         self.chat, self._backend = _uses_template(tokenizer, encoding), _plain_backend(tokenizer)
@@ -226,7 +237,7 @@ class RewardModel:
             raise ConfigError(f"max_length {self.max_length}: expected at least {self._n_special + 2} tokens")
         self._types = 'token_type_ids' in tokenizer.model_input_names
         self._last_token, self.trusted_code = _reads_last_token(model), False
-        if self.dtype == 'bfloat16': _fp32_head(model)
+        if self.dtype in _HALF: _fp32_head(model)
         self._scorer = _int8_copy(model) if self.dtype == 'int8' else model
         self.memo, self.reused = None, 0  # see `remember`
 
@@ -402,15 +413,15 @@ def map_batches(fn,                # fn(batch of input indices): scores one batc
 @patch
 def _forward(self:RewardModel, enc:Encoded, batch_size:int, progress:bool, max_tokens:int|None)->np.ndarray:
     "Reward of each encoded input (float32): one forward pass per batch of similar length."
-    out, dev, bf16 = np.empty(len(enc.ids), np.float32), self.device, self.dtype == 'bfloat16'
+    out, dev, half = np.empty(len(enc.ids), np.float32), self.device, _HALF.get(self.dtype)
     pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
     def run(idx):  # inference_mode and autocast are per thread
-        with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.inference_mode(), torch.autocast(dev.type, dtype=half or torch.bfloat16, enabled=half is not None):
             b = {k: v.to(dev) for k, v in collate_batch(enc, idx, pad, self._types).items()}
             r = self._last_token_rewards(b) if self._last_token else self._scorer(**b).logits
             out[idx] = r[:, 0].float().cpu().numpy()
     batches = length_batches(enc.lengths, batch_size, max_tokens or (CPU_MAX_TOKENS if dev.type == 'cpu' else None))
-    with _bf16_linears(self.model) if bf16 else contextlib.nullcontext():
+    with _bf16_linears(self.model, half) if half else contextlib.nullcontext():
         map_batches(run, batches, dev.type == 'cpu', progress)
     return out
 

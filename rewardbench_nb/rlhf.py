@@ -22,11 +22,11 @@ from tqdm.auto import tqdm
 from .core import *
 from .data import load_pairs
 from .precision import precision, resolve_dtype
-from .reward_model import RewardModel
+from .reward_model import RewardModel, model_folder
 from .curation import md_table
 from .evaluation import (ABPlan, ModelScores, Scoreboard, Suite, ab_test, margins, outcomes,
                                        random_outcomes, sample_rows, score_suite)
-from .implicit_reward import ImplicitReward
+from .implicit_reward import ImplicitReward, is_causal_lm
 from .policy import (ASSISTANT, HUMAN, check_policy, dialogue_text, load_policy, map_shards, one_thread,
                                    save_policy, shard_count, split_rows, sum_grads)
 
@@ -1266,6 +1266,17 @@ class PPOStageConfig(PPOConfig):
 QUICK = dict(iterations=2, batch_size=8, minibatch_size=4, ppo_epochs=2, max_new_tokens=16, eval_prompts=4, best_of=2,
              eval_every=0, checkpoint_every=1, ab_prompts=4, ab_red_team=2, implicit_rows=4)
 
+# %% ../nbs/09_rlhf.ipynb #74a13619
+def _saved_reward_model(run:Run, ctx:dict, path, dtype:str, max_length:int, role:str)->RewardModel:
+    "The reward model in folder (or, online, hub id) `path`; a causal LM is refused (a fresh head scores at random)."
+    access = ctx.get('model_access', {})
+    folder = model_folder(path, access.get('online', False))
+    if folder.is_dir() and is_causal_lm(folder):
+        raise ConfigError(f"{role}: {path} holds a causal language model, not a reward model: a fresh reward head "
+                          "would score at random (rbnb eval --model DIR --reference DIR scores its implicit reward)")
+    run.add_input(folder)
+    return RewardModel.load(folder, dtype, max_length, trust_remote_code=access.get('trust_remote_code', False))
+
 # %% ../nbs/09_rlhf.ipynb #08aeaef0
 def stage_reward_model(run:Run, ctx:dict, path, # a saved reward model folder, or None: train-rm's, from `ctx`
                        max_length:int, role:str,   # tokens per input; the name its precision is recorded under
@@ -1273,7 +1284,7 @@ def stage_reward_model(run:Run, ctx:dict, path, # a saved reward model folder, o
                        dtype:str='auto',           # precision it scores in: the stage's dtype
                       )->RewardModel:
     "The reward model a stage scores with: the saved one at `path`, else the one train-rm trained in this run."
-    if path: run.add_input(path); rm = RewardModel.load(path, dtype, max_length)
+    if path: rm = _saved_reward_model(run, ctx, path, dtype, max_length, role)
     elif ctx.get('reward_model') is not None:
         rm = RewardModel(ctx['reward_model'].model, ctx['reward_model'].tokenizer, dtype, max_length)
     else: raise ConfigError(missing)

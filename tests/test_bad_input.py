@@ -506,3 +506,25 @@ def test_cli_library_write_failure_is_one_line(tmp_path):
     assert msg.startswith('ppo: File too large (') or msg.endswith(': cannot write: File too large'), msg
     m = json.loads((tmp_path/'x'/'manifest.json').read_text())
     assert (m['status'], m['stage']) == ('failed', 'ppo')
+
+# ---- models a user names: hub ids only online, a model's own code only when trusted, a policy is not a reward model
+def test_cli_hub_id_offline_is_one_line_before_any_work(tmp_path):
+    msg = one_line(*rbnb_in_process('eval', '--quick', '--model', 'Skywork/Skywork-Reward-V2', '--runs-dir', tmp_path))
+    assert msg == ("Skywork/Skywork-Reward-V2: no such folder, and 'Skywork/Skywork-Reward-V2' is fetched as a hub id "
+                   "only when online (online=True, or --online): offline is the default"), msg
+    assert list(tmp_path.iterdir()) == []
+
+def test_cli_model_code_needs_trust(tmp_path):
+    from rewardbench_nb.reward_model import build_tiny_chat_rm
+    path = build_tiny_chat_rm(tmp_path/'coded')
+    cfg = json.loads((path/'config.json').read_text()); cfg['auto_map'] = {'AutoModelForSequenceClassification': 'x.RM'}
+    (path/'config.json').write_text(json.dumps(cfg))
+    msg = one_line(*rbnb_in_process('eval', '--quick', '--quiet', '--model', path, '--runs-dir', tmp_path/'runs'))
+    assert msg == (f"{path}: the model ships its own code (x.RM); it runs only with trust_remote_code=True "
+                   "(--trust-remote-code)"), msg
+
+def test_cli_a_policy_is_not_a_reward_model_for_ppo(tmp_path):
+    from rewardbench_nb.data import data_dir
+    policy = data_dir()/'policy'
+    msg = one_line(*rbnb_in_process('ppo', '--quick', '--quiet', '--ppo-reward-model', policy, '--runs-dir', tmp_path))
+    assert msg.startswith(f"ppo-reward-model: {policy} holds a causal language model, not a reward model"), msg
