@@ -20,6 +20,7 @@ from sklearn.metrics import brier_score_loss, log_loss
 from .core import *
 from .precision import PRECISIONS
 from .reward_model import RewardModel
+from .implicit_reward import check_not_policy
 from .data import load_pairs, pair_file, pair_set, read_table, row_splits
 
 # %% auto #0
@@ -314,6 +315,7 @@ def _stage_model(cfg:CalibrationConfig, ctx:dict):
     "(reward model, its folder or None) from --calib-model or ctx['reward_model']."
     f = getattr(ctx.get('args'), 'calib_model', None)
     if f:
+        check_not_policy(f, 'calibrate: --calib-model')
         return RewardModel.load(f, dtype=cfg.dtype, **ctx.get('model_access', {})), Path(f)
     if ctx.get('reward_model') is None:
         raise RBError("calibrate: no reward model: run train-rm first (rbnb run), or pass --calib-model DIR")

@@ -23,25 +23,27 @@ from .calibration import (number_array, calibration_metrics, fit_temperature, fl
                                         reliability_bins, reliability_diagram)
 from .curation import near_clusters, holdout_domains, md_table, near_duplicates, normalise_text
 from .precision import PRECISIONS, precision, resolve_dtype
-from .reward_model import (CPU_MAX_TOKENS, PAIR_ENCODING, RewardModel, check_model_dir, model_folder,
+from .reward_model import (CPU_MAX_TOKENS, PAIR_ENCODING, RewardModel, check_model_dir, custom_code,
+                                         model_folder,
                                          text_list, default_model_path,
                                          length_batches, map_batches, quiet_transformers)
 from .implicit_reward import ImplicitReward, architectures, check_implicit, is_causal_lm
 
 # %% auto #0
 __all__ = ['RB_COUNTS', 'PRIOR_SETS', 'RESULT_META', 'KINDS', 'BENCHMARKS', 'EXAMPLE_COLUMNS', 'SQUALITY_PROMPT', 'OUTCOMES',
-           'SCORE_FIELDS', 'HEADER_FIELDS', 'MIN_TEMPERATURE', 'QUICK_SIZES', 'BASELINES', 'JOIN_RULE', 'CLAIMS',
-           'MADE_WITH', 'TEMPERATURE_FIELDS', 'STAGE', 'accuracy_from_scores', 'section_scores', 'best_of_n_credit',
-           'best_of_n_accuracy', 'rmbench_matrix', 'rmbench_accuracy', 'Benchmark', 'examples_frame', 'quiet_pair_set',
-           'set_examples', 'campaign_examples', 'squality_examples', 'infer_kind', 'local_benchmark', 'Suite',
-           'sample_rows', 'build_suite', 'ModelScores', 'outcomes', 'margins', 'length_scores', 'position_scores',
-           'random_outcomes', 'candidate_inputs', 'score_texts', 'score_suite', 'score_records', 'write_scores',
-           'check_header', 'read_scores', 'Resampler', 'interval', 'aggregate', 'Scoreboard', 'paired_p', 'holm',
-           'fit_rows_temperature', 'benchmark_calibration', 'length_correlation', 'margin_histogram', 'human_sets',
-           'human_correlations', 'leaked_prompts', 'leakage_flags', 'embed_texts', 'ShiftScore', 'shift_score',
-           'benchmark_shift', 'ABPlan', 'best_of_candidates', 'assign_arms', 'ABResult', 'ab_test', 'EvalConfig',
-           'check_eval_model', 'eval_settings', 'EvalReport', 'output_names', 'evaluate', 'scoreboard_figure',
-           'shift_figure', 'add_args', 'load_scorer', 'ClaimWarning', 'header_claims', 'run_eval', 'main']
+           'SCORE_FIELDS', 'HEADER_FIELDS', 'MIN_TEMPERATURE', 'QUICK_SIZES', 'BASELINES', 'RUN_FIELDS', 'JOIN_RULE',
+           'CLAIMS', 'MADE_WITH', 'TEMPERATURE_FIELDS', 'STAGE', 'accuracy_from_scores', 'section_scores',
+           'best_of_n_credit', 'best_of_n_accuracy', 'rmbench_matrix', 'rmbench_accuracy', 'Benchmark',
+           'examples_frame', 'quiet_pair_set', 'set_examples', 'campaign_examples', 'squality_examples', 'infer_kind',
+           'local_benchmark', 'Suite', 'sample_rows', 'build_suite', 'ModelScores', 'outcomes', 'margins',
+           'length_scores', 'position_scores', 'random_outcomes', 'candidate_inputs', 'score_texts', 'score_suite',
+           'score_records', 'write_scores', 'check_header', 'read_scores', 'Resampler', 'interval', 'aggregate',
+           'Scoreboard', 'paired_p', 'holm', 'fit_rows_temperature', 'benchmark_calibration', 'length_correlation',
+           'margin_histogram', 'human_sets', 'human_correlations', 'leaked_prompts', 'leakage_flags', 'embed_texts',
+           'ShiftScore', 'shift_score', 'benchmark_shift', 'ABPlan', 'best_of_candidates', 'assign_arms', 'ABResult',
+           'ab_test', 'EvalConfig', 'check_eval_model', 'eval_settings', 'EvalReport', 'output_names', 'evaluate',
+           'scoreboard_figure', 'shift_figure', 'add_args', 'load_scorer', 'model_protocol', 'ClaimWarning',
+           'header_claims', 'ModelWarning', 'run_eval', 'main']
 
 # %% ../nbs/07_evaluation.ipynb #25247f97
 _PAIR_COLS = ('subset', 'score_chosen', 'score_rejected')
@@ -1529,6 +1531,19 @@ def evaluate(suite:Suite,                 # the examples (leaked rows flagged)
     rep.timings['statistics'] = round(time.perf_counter() - t0, 3)
     return rep
 
+# %% ../nbs/07_evaluation.ipynb #f7321d60
+RUN_FIELDS = ('batch_size', 'seed', 'n_boot', 'versions', 'training_prompts', 'leakage_threshold', 'quick',
+              'world_size')  # the run's settings, shared by every row's protocol
+
+@patch
+def protocol_of(self:EvalReport, name:str)->dict:
+    "The protocol row `name`'s scores were made under: a score file's, the evaluated model's, or a baseline's own."
+    ms = self.scores.get(name)
+    if ms is not None and 'source' in ms.meta: return ms.meta.get('protocol') or {}
+    if name in self.models: return self.protocol
+    own = ms.meta.get('model_protocol', {}) if ms is not None else {}
+    return {k: v for k, v in self.protocol.items() if k in RUN_FIELDS} | own
+
 # %% ../nbs/07_evaluation.ipynb #44cf253b
 JOIN_RULE = PAIR_ENCODING  # how a cross-encoder reads an input; a chat-template model says otherwise (`rm.protocol`)
 
@@ -1537,9 +1552,11 @@ def result_file(self:EvalReport, name:str)->dict:
     "One model's (or baseline's) results in RewardBench's result-file format, the protocol under 'protocol'."
     sl = self.tables['subsets']; sl = sl[(sl.model == name) & sl.score.notna()]
     mt = self.scores[name].meta.get('model_type', 'Seq. Classifier') if name in self.scores else 'baseline'
-    chat = self.protocol.get('chat_template_sha256') or self.protocol.get('join', JOIN_RULE)
-    return dict(model=name, model_type=mt, chat_template=chat, **dict(zip(sl.subset, sl.score.astype(float))),
-                protocol=self.protocol)
+    proto = self.protocol_of(name)
+    chat = proto.get('chat_template_sha256') or proto.get('join', 'none: a rule on the texts')
+    ref = {'ref_model': proto['reference']} if isinstance(proto.get('reference'), (str, dict)) else {}
+    return dict(model=name, model_type=mt, chat_template=chat, **ref, **dict(zip(sl.subset, sl.score.astype(float))),
+                protocol=proto)
 
 # %% ../nbs/07_evaluation.ipynb #ccee367a
 @patch
@@ -1592,7 +1609,7 @@ def make_figures(self:EvalReport)->dict:
 @patch
 def _score_header(self:EvalReport, name:str, ms:ModelScores)->dict:
     "Header of a row's score file: the protocol its scores were made under, its type and temperature, whether a sample."
-    proto = ms.meta.get('protocol') if 'source' in ms.meta else self.protocol
+    proto = self.protocol_of(name)
     keep = {k: v for k, v in ms.meta.items() if k in ('temperature', 'model_type')}
     sample = name not in self.models or ms.meta.get('sample', False)
     return dict(sample=sample) | keep | ({} if proto is None else dict(protocol=proto))
@@ -1724,6 +1741,14 @@ def _in_dtype(rm, dtype:str):
     return RewardModel(rm.model, rm.tokenizer, dtype, rm.max_length)
 
 
+# %% ../nbs/07_evaluation.ipynb #3bd14fd9
+def _implicit_only(folder:Path, load_kw:dict):
+    "Refuse what an implicit reward does not do: a model's own code, and the loading options of reward models."
+    if custom_code(folder): raise ConfigError(f"{folder}: an implicit reward loads transformers' own causal LMs; "
+                                              f"this one ships its own code ({', '.join(custom_code(folder))})")
+    if load_kw: raise ConfigError(f"{', '.join(f'evaluation.{k}' for k in load_kw)}: a reward model's loading options; "
+                                  f"{folder} is a causal LM, scored as an implicit reward")
+
 # %% ../nbs/07_evaluation.ipynb #25054407
 def load_scorer(path,                         # a model folder
                 reference=None,               # a causal LM's reference policy (folder): DPO's reward
@@ -1735,9 +1760,11 @@ def load_scorer(path,                         # a model folder
                ):
     "The model in `path` as the suite scores it: an `ImplicitReward` for a causal LM, else a `RewardModel`."
     access = access or {}
-    folder = model_folder(path, access.get('online', False))
+    folder, online = model_folder(path, access.get('online', False)), access.get('online', False)
     if folder.is_dir() and is_causal_lm(folder):
-        return ImplicitReward.load(folder, reference, reference_free, dtype, device=device)
+        _implicit_only(folder, load_kw)
+        ref = model_folder(reference, online) if reference else None
+        return ImplicitReward.load(folder, ref, reference_free, dtype, device=device)
     return RewardModel.load(folder, seed=seed, dtype=dtype, device=device,
                             trust_remote_code=access.get('trust_remote_code', False), **load_kw)
 
@@ -1796,20 +1823,25 @@ def _train_prompts(cfg:EvalConfig, ctx:dict, log:dict|None)->tuple:
     src = f"{f if own else name}, split {split!r}" + ('' if log else ' (evaluation.train_set)')
     return df['prompt'][row_splits(df) == split].tolist(), src
 
+# %% ../nbs/07_evaluation.ipynb #3f1020c8
+def model_protocol(rm)->dict:
+    "How one model turned inputs into scores: its encoding, pooling, cuts, length, precision, device and class."
+    enc = {('join' if k == 'encoding' else k): v for k, v in rm.protocol.items()}
+    return enc | dict(max_length=rm.max_length, dtype=rm.dtype, device=str(rm.device),
+                      model_class=type(rm.model).__name__)
+
 def _protocol(rm, cfg:EvalConfig, seed:int, extra:dict)->dict:
     "How inputs were built and scored, recorded in every output."
     base = dict(join=JOIN_RULE, batch_size=cfg.batch_size, seed=seed, n_boot=cfg.n_boot, versions=package_versions())
-    if rm is None: return base | extra
-    enc = {('join' if k == 'encoding' else k): v for k, v in rm.protocol.items()}
-    return base | extra | enc | dict(max_length=rm.max_length, dtype=rm.dtype, device=str(rm.device),
-                                     model_class=type(rm.model).__name__)
+    return base | extra | (model_protocol(rm) if rm is not None else {})
 
 # %% ../nbs/07_evaluation.ipynb #4b1689b3
 # protocol fields compared with this run's values, and those that say how the file's scores were made
 CLAIMS = ('join', 'chat_template_sha256', 'max_length', 'truncation', 'seed', 'n_boot', 'leakage_threshold',
           'training_prompts', 'quick')
 MADE_WITH = ('pooling', 'batch_size', 'dtype', 'device', 'model_class', 'versions', 'world_size', # how made
-             'model_type', 'variant', 'reference', 'response_tokens')  # the last four: an implicit reward's
+             'model_type', 'variant', 'reference', 'response_tokens',  # these four: an implicit reward's
+             'untrained_weights', 'trust_remote_code')
 
 # %% ../nbs/07_evaluation.ipynb #4278720c
 TEMPERATURE_FIELDS = ('value', 'fitted_on')  # what a header's temperature holds
@@ -1860,12 +1892,12 @@ def _per_benchmark(suite:Suite, n:int, seed:int)->np.ndarray:
 
 # %% ../nbs/07_evaluation.ipynb #98df1a67
 def _untrained(suite:Suite, cfg:EvalConfig, rm, seed:int)->ModelScores:
-    "The untrained MiniLM head's scores of a seeded sample per benchmark, at the evaluated model's max_length."
-    kw = dict(max_length=rm.max_length if rm is not None else None, seed=seed, dtype=cfg.dtype)
-    rows, rm0 = _per_benchmark(suite, cfg.untrained_rows, seed), RewardModel.load(**kw)
-    ms = score_suite(rm0, suite, 'untrained MiniLM', rows, cfg.batch_size)
+    "The untrained MiniLM head's scores of a seeded sample per benchmark, with no more room than the model had."
+    rm0 = RewardModel.load(seed=seed, dtype=cfg.dtype)
+    if rm is not None: rm0.max_length = min(rm0.max_length, rm.max_length)  # no more room than the model had
+    ms = score_suite(rm0, suite, 'untrained MiniLM', _per_benchmark(suite, cfg.untrained_rows, seed), cfg.batch_size)
     ms.meta.update(model_type='baseline', rule=f'shipped MiniLM, seeded untrained head, {int(ms.scored.sum())} rows',
-                   precision=rm0.precision)
+                   precision=rm0.precision, model_protocol=model_protocol(rm0))
     return ms
 
 def _file_temperature(ms:ModelScores, suite:Suite, seed:int)->tuple:
@@ -1911,6 +1943,18 @@ def _precisions(rm, base, dtype:str)->dict:
     return out | {'eval-shift-encoder': _encoder_precision(dtype)}
 
 
+# %% ../nbs/07_evaluation.ipynb #5ed7d048
+class ModelWarning(UserWarning): "The model evaluated will not give the numbers a user expects of it."
+
+def _untrained_head(rm, name:str)->list:
+    "A warned note when the evaluated model's folder held no reward head: its head was made at random here."
+    new = getattr(rm, 'new_weights', None)
+    if not new: return []
+    note = (f"{name}: the folder holds no trained reward head ({', '.join(new)} were made at random here): "
+            "its scores are noise; train it first (rbnb train-rm --set reward_model.base_model=DIR)")
+    warnings.warn(note, ModelWarning, stacklevel=2)
+    return [note]
+
 # %% ../nbs/07_evaluation.ipynb #d1b3af69
 def run_eval(run:Run, cfg:EvalConfig, ctx:dict):
     "Stage `eval`: check the score files, score every benchmark with the reward model, compute everything, write eval/."
@@ -1921,7 +1965,7 @@ def run_eval(run:Run, cfg:EvalConfig, ctx:dict):
     rm, model_dir, from_pipeline = _stage_model(cfg, ctx)
     train, train_src = _train_prompts(cfg, ctx, _training_log(ctx, model_dir, from_pipeline))
     extra = dict(training_prompts=train_src, leakage_threshold=cfg.leakage_threshold, quick=quick)
-    proto = _protocol(rm, cfg, seed, extra); notes = _claims(files, proto)
+    proto = _protocol(rm, cfg, seed, extra); notes = _claims(files, proto) + _untrained_head(rm, name)
     suite = _timed(tm, 'suite', _stage_suite, cfg, ctx, seed, quick, train)
     models, temps, base = _models(rm, name, files, suite, cfg, ctx, from_pipeline, seed, tm)
     ref = getattr(ctx.get('args'), 'eval_reference', None) if model_dir else None

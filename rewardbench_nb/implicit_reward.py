@@ -22,8 +22,9 @@ from .reward_model import (CPU_MAX_TOKENS, check_model_dir, check_texts, length_
 
 # %% auto #0
 __all__ = ['VARIANTS', 'DIALOGUE_ENCODING', 'CHAT_FORM', 'RESPONSE_TOKENS', 'dialogue_prompt', 'dialogue_response', 'chat_texts',
-           'architectures', 'is_causal_lm', 'check_causal_lm', 'tokenizer_sha256', 'implicit_variant', 'check_implicit',
-           'state_dict_sha256', 'model_identity', 'ImplicitReward', 'LMInputs', 'implicit_rewards']
+           'architectures', 'is_causal_lm', 'check_causal_lm', 'check_not_policy', 'tokenizer_sha256',
+           'implicit_variant', 'check_implicit', 'state_dict_sha256', 'model_identity', 'ImplicitReward', 'LMInputs',
+           'implicit_rewards']
 
 # %% ../nbs/05b_implicit_reward.ipynb #2c0b470b
 _MARKS = re.compile(r'(\n\nHuman:|\n\nAssistant:)')  # hh-rlhf's turn markers
@@ -90,6 +91,16 @@ def check_causal_lm(path,            # a model folder
     if not is_causal_lm(path):
         raise DataError(f"not a causal language model (config architectures: {architectures(path) or 'none'}): the "
                         f"{role} of an implicit reward must be one, e.g. GPT2LMHeadModel or LlamaForCausalLM", path)
+    return path
+
+# %% ../nbs/05b_implicit_reward.ipynb #f0955e2c
+def check_not_policy(path,    # a model folder a stage will score with as a reward model
+                     role:str, # who asks, for the message (e.g. 'calibrate: --calib-model')
+                    ):
+    "`path` unless it holds a causal LM, which would get a reward head made at random; ConfigError then."
+    if Path(path).is_dir() and is_causal_lm(path):
+        raise ConfigError(f"{role}: {path} holds a causal language model, not a reward model: a fresh reward head "
+                          "would score at random (rbnb eval --model DIR --reference DIR scores its implicit reward)")
     return path
 
 # %% ../nbs/05b_implicit_reward.ipynb #36f2ebef

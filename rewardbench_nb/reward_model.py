@@ -1,4 +1,4 @@
-"""A reward model scores a (prompt, response) pair with one number. Load and save one, encode pairs so the response survives truncation, and score fast, in the precision this machine runs best, with scores that do not depend on batch size or input order (to rounding in float32; bf16 moves them by about 1e-4).
+"""A reward model scores a (prompt, response) pair with one number. Load and save one, encode pairs so the response survives truncation, and score fast, in the precision this machine runs best, with scores that do not depend on batch size or input order (to rounding in float32; in bf16 they move by up to a few percent of their spread).
 
 Docs: https://rewardbench-nb.github.io/rewardbench_nb/reward_model.html.md"""
 
@@ -15,6 +15,7 @@ import numpy as np, pandas as pd
 import torch
 from fastcore.basics import patch
 from safetensors import SafetensorError
+from jinja2.exceptions import TemplateError
 from tokenizers import Encoding, Tokenizer
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from .core import *
@@ -90,6 +91,7 @@ def _load_classifier(path:Path, seed:int, dtype=None, **kw):
         raise DataError(f"cannot load a 1-output sequence classifier ({type(e).__name__}: "
                         f"{str(e).splitlines()[0]}); {_LAYOUT}", path) from None
     _seed_new_weights(model, info['missing_keys'], seed)
+    model.rbnb_new_weights = sorted(info['missing_keys'])  # what the folder did not hold: a reward head made here
     return model
 
 
@@ -230,13 +232,15 @@ class RewardModel:
         self.model, self.tokenizer = model.eval(), tokenizer
         self.requested_dtype, self.dtype = dtype, _scoring_dtype(dtype, self.device)
         limit = min(getattr(model.config, 'max_position_embeddings', None) or 10**9, tokenizer.model_max_length)
+        if max_length and max_length > limit:
+            raise ConfigError(f"max_length {max_length}: expected at most the model's {limit} positions")
         self.max_length = int(max_length or getattr(model.config, 'reward_max_length', None) or limit)
         self.chat, self._backend = _uses_template(tokenizer, encoding), _plain_backend(tokenizer)
         self._n_special = 0 if self.chat else tokenizer.num_special_tokens_to_add(pair=True)
         if self.max_length < self._n_special + 2:
             raise ConfigError(f"max_length {self.max_length}: expected at least {self._n_special + 2} tokens")
         self._types = 'token_type_ids' in tokenizer.model_input_names
-        self._last_token, self.trusted_code = _reads_last_token(model), False
+        self._last_token, self.trusted_code, self.new_weights = _reads_last_token(model), False, []
         if self.dtype in _HALF: _fp32_head(model)
         self._scorer = _int8_copy(model) if self.dtype == 'int8' else model
         self.memo, self.reused = None, 0  # see `remember`
@@ -264,6 +268,7 @@ class RewardModel:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
         rm = cls(model, tokenizer, dtype, max_length, encoding)
         rm.trusted_code = bool(trust_remote_code and custom_code(path))
+        rm.new_weights = getattr(model, 'rbnb_new_weights', [])
         return rm
 
     @property
@@ -473,6 +478,10 @@ def _turns(prompt:str)->tuple:
         msgs.append(dict(role='user' if m[1] == 'Human' else 'assistant', content=raw.strip()))
         starts.append(m.end() + len(raw) - len(raw.lstrip()))
     if msgs[-1]['role'] == 'assistant' and not msgs[-1]['content']: msgs.pop(); starts.pop()
+    if msgs[0]['role'] != 'user' or msgs[-1]['role'] != 'user':
+        raise DataError("expected a dialogue that starts with a Human turn and ends with one (and the Assistant cue), "
+                        f"got one that {'starts' if msgs[0]['role'] != 'user' else 'ends'} with an Assistant turn",
+                        field='prompt')
     return _alternate(msgs, starts)
 
 # %% ../nbs/05_reward_model.ipynb #b6f0f8a3
@@ -493,6 +502,7 @@ def split_turns(prompt:str, # a plain prompt, or a Human/Assistant dialogue endi
 def template_sha256(tokenizer)->str|None:
     "sha256 of the tokenizer's chat template, or None without one."
     t = getattr(tokenizer, 'chat_template', None)
+    if isinstance(t, (dict, list)): t = json.dumps(t, sort_keys=True)  # named templates: all of them, canonically
     return hashlib.sha256(t.encode('utf-8')).hexdigest() if isinstance(t, str) and t else None
 
 # %% ../nbs/05_reward_model.ipynb #87fac356
@@ -501,7 +511,9 @@ def _reply(msgs:list, response:str)->list: return [*msgs, dict(role='assistant',
 @patch
 def _template(self:RewardModel, msgs:list)->list:
     "Token ids of `msgs` through the tokenizer's chat template, as the model card's recipe builds them."
-    return list(self.tokenizer.apply_chat_template(msgs, tokenize=True, return_dict=False))
+    try: return list(self.tokenizer.apply_chat_template(msgs, tokenize=True, return_dict=False))
+    except TemplateError as e:
+        raise DataError(f"the chat template refuses this conversation ({e})", field='prompt') from None
 
 # %% ../nbs/05_reward_model.ipynb #3d701b4e
 @patch
@@ -539,12 +551,15 @@ def _fit_chat(self:RewardModel, prompt:str, response:str)->tuple:
     first, ids = self._drop_turns(msgs, response)
     if len(ids) <= self.max_length: return ids, starts[first] if first else 0, len(response), first > 0, False
     ids, cut, end = self._cut_turn(msgs[first], response)
-    return ids, starts[first] + cut, end, True, end < len(response)
+    return ids, starts[first] + cut, end, first > 0 or cut > 0, end < len(response)
 
 @patch
 def _encode_chat(self:RewardModel, P:list, R:list)->Encoded:
     "Token ids of each (prompt, response) as a conversation through the chat template, fitted to max_length."
-    f = [self._fit_chat(p, r) for p, r in zip(P, R)]
+    f = []
+    for i, (p, r) in enumerate(zip(P, R)):
+        try: f.append(self._fit_chat(p, r))
+        except DataError as e: raise DataError(e.msg, e.file, i + 1, e.field) from None
     col = lambda j, t=int: np.array([x[j] for x in f], t)
     return Encoded([x[0] for x in f], [[0] * len(x[0]) for x in f], col(1), col(2), col(3, bool), col(4, bool))
 
@@ -595,15 +610,18 @@ CHAT_ENCODING = ("chat template: the prompt's Human/Assistant turns as user/assi
 def protocol(self:RewardModel)->dict:
     "How this model turns a (prompt, response) into a reward: what its scores are comparable with."
     code = dict(trust_remote_code=True) if self.trusted_code else {}
-    return _encoding_protocol(self) | code
+    head = dict(untrained_weights=self.new_weights) if self.new_weights else {}  # seeded at random here: noise
+    return _encoding_protocol(self) | code | head
 
 def _encoding_protocol(self:RewardModel)->dict:
     "How inputs are built, pooled and cut, for a text-pair or a chat-template model."
-    if not self.chat: return dict(encoding=PAIR_ENCODING, pooling="the model's head on its pooled output",
+    pool = ('the last token that is not padding, as transformers reads one unpadded input' if self._last_token
+            else "the model's head on its pooled output")
+    if not self.chat: return dict(encoding=PAIR_ENCODING, pooling=pool,
                                   truncation='left: the start of the prompt goes first, at word boundaries; the '
                                              'response keeps at least 3/4 of the room')
     return dict(encoding=CHAT_ENCODING, chat_template_sha256=template_sha256(self.tokenizer),
-                pooling='the last token that is not padding, as transformers reads one unpadded input',
+                pooling=pool,
                 truncation='the oldest turns first, then the start of the last user turn; the response keeps at least '
                            '3/4 of the room; the template is never cut')
 

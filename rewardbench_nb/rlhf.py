@@ -26,7 +26,7 @@ from .reward_model import RewardModel, model_folder
 from .curation import md_table
 from .evaluation import (ABPlan, ModelScores, Scoreboard, Suite, ab_test, margins, outcomes,
                                        random_outcomes, sample_rows, score_suite)
-from .implicit_reward import ImplicitReward, is_causal_lm
+from .implicit_reward import ImplicitReward, check_not_policy
 from .policy import (ASSISTANT, HUMAN, check_policy, dialogue_text, load_policy, map_shards, one_thread,
                                    save_policy, shard_count, split_rows, sum_grads)
 
@@ -1270,10 +1270,7 @@ QUICK = dict(iterations=2, batch_size=8, minibatch_size=4, ppo_epochs=2, max_new
 def _saved_reward_model(run:Run, ctx:dict, path, dtype:str, max_length:int, role:str)->RewardModel:
     "The reward model in folder (or, online, hub id) `path`; a causal LM is refused (a fresh head scores at random)."
     access = ctx.get('model_access', {})
-    folder = model_folder(path, access.get('online', False))
-    if folder.is_dir() and is_causal_lm(folder):
-        raise ConfigError(f"{role}: {path} holds a causal language model, not a reward model: a fresh reward head "
-                          "would score at random (rbnb eval --model DIR --reference DIR scores its implicit reward)")
+    folder = check_not_policy(model_folder(path, access.get('online', False)), role)
     run.add_input(folder)
     return RewardModel.load(folder, dtype, max_length, trust_remote_code=access.get('trust_remote_code', False))
 

@@ -545,8 +545,8 @@ def test_a_failed_write_leaves_no_eval_folder(score_file, tmp_path, monkeypatch)
 def test_cli_eval_of_a_chat_template_model_records_its_encoding(tmp_path):
     "`rbnb eval --model DIR` of a decoder reward model with a chat template: scored through it, and the protocol says so."
     from rewardbench_nb.reward_model import build_tiny_chat_rm, CHAT_ENCODING, template_sha256, RewardModel
-    path = build_tiny_chat_rm(tmp_path/'chat-rm')
-    rc, err = rbnb_here('eval', '--model', path, '--quick', '--quiet', '--set', 'evaluation.untrained_baseline=false',
+    path = build_tiny_chat_rm(tmp_path/'chat-rm', positions=2048)   # more room than the MiniLM baseline's 512
+    rc, err = rbnb_here('eval', '--model', path, '--quick', '--quiet', '--dtype', 'float32',
                         '--set', 'evaluation.n_boot=50', '--runs-dir', tmp_path/'runs', '--run-id', 'c')
     assert rc == 0, err[-20:]
     rep = json.loads((tmp_path/'runs'/'c'/'eval'/'report.json').read_text())
@@ -557,6 +557,12 @@ def test_cli_eval_of_a_chat_template_model_records_its_encoding(tmp_path):
     assert head['protocol']['join'] == CHAT_ENCODING
     res = json.loads((tmp_path/'runs'/'c'/'eval'/'results'/'chat-rm.json').read_text())
     assert res['chat_template'] == sha
+    # each baseline records its own protocol, not the evaluated model's
+    base = json.loads((tmp_path/'runs'/'c'/'eval'/'scores'/'untrained_MiniLM.jsonl').read_text().splitlines()[0])
+    assert base['protocol']['join'] == JOIN_RULE and base['protocol']['model_class'] == 'BertForSequenceClassification'
+    assert base['protocol']['max_length'] == 512 and 'chat_template_sha256' not in base['protocol']
+    longer = json.loads((tmp_path/'runs'/'c'/'eval'/'results'/'longer.json').read_text())
+    assert 'chat_template_sha256' not in longer['protocol'] and longer['chat_template'] != sha
 
 # --- causal LMs as implicit reward models (05b) ----------------------------------------------------------
 
@@ -635,3 +641,33 @@ def test_the_scoring_script_scores_a_causal_lm(tmp_path):
     bad = subprocess.run([sys.executable, '-m', 'rewardbench_nb.evaluation', '--model', str(POLICY), '--out',
                           str(tmp_path/'t.jsonl')], env=ENV, capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2 and 'pass --reference DIR' in bad.stderr and not (tmp_path/'t.jsonl').exists()
+
+
+def test_cli_eval_warns_of_a_reward_head_made_at_random(tmp_path):
+    "A policy folder whose config names no architecture loads as a classifier with a random head: said, not hidden."
+    import shutil
+    from rewardbench_nb.data import data_dir
+    folder = tmp_path/'headless'; shutil.copytree(data_dir()/'policy', folder)
+    cfg = json.loads((folder/'config.json').read_text()); cfg.pop('architectures', None)
+    (folder/'config.json').write_text(json.dumps(cfg))
+    rc, err = rbnb_here('eval', '--model', folder, '--quick', '--quiet', '--set', 'evaluation.untrained_baseline=false',
+                        '--set', 'evaluation.n_boot=20', '--runs-dir', tmp_path/'runs', '--run-id', 'h')
+    assert rc == 0, err[-10:]
+    warned = [l for l in err if 'holds no trained reward head' in l]
+    assert warned and warned[0].startswith('rbnb: warning: headless: the folder holds no trained reward head'), err[-10:]
+    rep = json.loads((tmp_path/'runs'/'h'/'eval'/'report.json').read_text())
+    assert any('no trained reward head' in n for n in rep['notes']) and rep['protocol']['untrained_weights']
+
+def test_cli_implicit_reward_refuses_what_it_does_not_do(tmp_path):
+    import shutil
+    from rewardbench_nb.data import data_dir
+    folder = tmp_path/'coded'; shutil.copytree(data_dir()/'policy', folder)
+    cfg = json.loads((folder/'config.json').read_text()); cfg['auto_map'] = {'AutoModelForCausalLM': 'm.LM'}
+    (folder/'config.json').write_text(json.dumps(cfg))
+    msg = error_of(*rbnb_here('eval', '--model', folder, '--reference-free', 'sum', '--quick', '--quiet',
+                              '--runs-dir', tmp_path/'runs'))
+    assert msg == (f"rbnb: error: {folder}: an implicit reward loads transformers' own causal LMs; this one ships its "
+                   "own code (m.LM)"), msg
+    msg = error_of(*rbnb_here('eval', '--model', data_dir()/'policy', '--reference-free', 'sum', '--quick', '--quiet',
+                              '--set', 'evaluation.attn_implementation="eager"', '--runs-dir', tmp_path/'runs2'))
+    assert msg.startswith("rbnb: error: evaluation.attn_implementation: a reward model's loading options;"), msg

@@ -273,3 +273,29 @@ def test_model_code_runs_only_when_trusted(tmp_path):
     p, r = ['Hi'], ['Hello']
     np.testing.assert_allclose(rm.score(p, r), RewardModel.load(plain, dtype='float32').score(p, r), atol=1e-6)
     assert 'trust_remote_code' not in RewardModel.load(plain).protocol
+
+
+def test_max_length_beyond_the_models_positions_is_refused():
+    with pytest.raises(ConfigError, match="max_length 1024: expected at most the model's 512 positions"):
+        RewardModel.load(max_length=1024)
+
+def test_named_chat_templates_are_identified(tmp_path):
+    "A tokenizer with several named templates (Mistral, Hermes, Command-R) still gets a hash that tells them apart."
+    path = build_tiny_chat_rm(tmp_path/'rm')
+    rm = RewardModel.load(path)
+    tpl = rm.tokenizer.chat_template
+    rm.tokenizer.chat_template = {'default': tpl, 'tool_use': tpl + '{# tools #}'}
+    named = template_sha256(rm.tokenizer)
+    rm.tokenizer.chat_template = {'default': tpl, 'tool_use': tpl + '{# other tools #}'}
+    assert named and named != template_sha256(rm.tokenizer)
+
+def test_only_what_was_cut_is_counted(tmp_path):
+    rm = RewardModel.load(build_tiny_chat_rm(tmp_path/'rm'), dtype='float32', max_length=48)
+    e = rm.encode(['short question'], ['y ' * 300])
+    assert (bool(e.prompt_cut[0]), bool(e.response_cut[0]), int(e.prompt_start[0])) == (False, True, 0)
+
+def test_a_dialogue_that_is_not_awaiting_a_response_is_refused_with_its_row(tmp_path):
+    rm = RewardModel.load(build_tiny_chat_rm(tmp_path/'rm'), dtype='float32')
+    with pytest.raises(DataError, match=r"row 2: field 'prompt': expected a dialogue that starts with a Human turn and "
+                                        r"ends with one \(and the Assistant cue\), got one that ends with an Assistant turn"):
+        rm.score(['\n\nHuman: q\n\nAssistant:', '\n\nHuman: q\n\nAssistant: partial'], ['a', 'b'])
