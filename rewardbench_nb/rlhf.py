@@ -1272,7 +1272,7 @@ def _saved_reward_model(run:Run, ctx:dict, path, dtype:str, max_length:int, role
     access = ctx.get('model_access', {})
     folder = check_not_policy(model_folder(path, access.get('online', False)), role)
     run.add_input(folder)
-    return RewardModel.load(folder, dtype, max_length, trust_remote_code=access.get('trust_remote_code', False))
+    return RewardModel.load(folder, dtype, trust_remote_code=access.get('trust_remote_code', False))
 
 # %% ../nbs/09_rlhf.ipynb #08aeaef0
 def stage_reward_model(run:Run, ctx:dict, path, # a saved reward model folder, or None: train-rm's, from `ctx`
@@ -1283,11 +1283,12 @@ def stage_reward_model(run:Run, ctx:dict, path, # a saved reward model folder, o
     "The reward model a stage scores with: the saved one at `path`, else the one train-rm trained in this run."
     if path: rm = _saved_reward_model(run, ctx, path, dtype, max_length, role)
     elif ctx.get('reward_model') is not None:
-        rm = RewardModel(ctx['reward_model'].model, ctx['reward_model'].tokenizer, dtype, max_length)
+        rm = RewardModel(ctx['reward_model'].model, ctx['reward_model'].tokenizer, dtype)
     else: raise ConfigError(missing)
     limit = min(getattr(rm.model.config, 'max_position_embeddings', None) or 10**9, rm.tokenizer.model_max_length)
     if max_length > limit:
         raise ConfigError(f"{role}: max_length = {max_length}: expected at most the model's {limit} positions")
+    rm.max_length = max_length
     run.record('precision', {role: rm.precision})
     return rm
 

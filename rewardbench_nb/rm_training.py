@@ -134,10 +134,11 @@ def freeze(model,               # a BERT-style sequence classifier
 def base_model(cfg:RewardModelConfig)->RewardModel:
     "The RewardModel to start from: head seeded by `cfg.seed`, dropout off, frozen parts frozen."
     cfg = check_config(cfg)
-    rm = RewardModel.load(cfg.base_model or None, 'float32', cfg.max_length, cfg.seed, device='cpu')
+    rm = RewardModel.load(cfg.base_model or None, 'float32', None, cfg.seed, device='cpu')
     limit = min(getattr(rm.model.config, 'max_position_embeddings', None) or 10**9, rm.tokenizer.model_max_length)
     if cfg.max_length > limit:
         raise ConfigError(f"reward_model.max_length = {cfg.max_length}: expected at most the model's {limit} positions")
+    rm.max_length = cfg.max_length
     disable_dropout_in_model(rm.model)
     freeze(rm.model, cfg.freeze_embeddings, cfg.freeze_layers)
     return rm
