@@ -59,3 +59,9 @@ def test_no_unfenced_code_in_prose(name):
         unfenced = re.sub(r'```.*?```', '', b, flags=re.S)
         stale += [l for l in unfenced.split('\n') if re.match(r'\s*(def |class |return |import |from \S+ import )', l)]
     assert not stale, f"{name}: unfenced code in prose: {stale[:3]}"
+
+@pytest.mark.parametrize('path', sorted(NBS.rglob('*.ipynb')), ids=lambda p: str(p.relative_to(NBS)))
+def test_every_notebook_names_its_kernel(path):
+    "JupyterLab asks for a kernel on every open of a notebook that names none."
+    spec = json.loads(path.read_text(encoding='utf-8'))['metadata'].get('kernelspec', {})
+    assert spec.get('name') == 'python3' and spec.get('language') == 'python', f'{path.name}: kernelspec {spec}'
