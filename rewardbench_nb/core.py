@@ -21,8 +21,8 @@ __all__ = ['SEED_LIMIT', 'CRITERIA', 'DOMAINS', 'TRACKED_PACKAGES', 'RESERVE', '
            'DataError', 'seed_everything', 'RunConfig', 'build_config', 'decode_utf8', 'read_toml', 'parse_override',
            'Config', 'load_config', 'section', 'errno_of', 'os_reason', 'atomic_path', 'json_ready', 'write_text',
            'write_json', 'code_version', 'sha256_file', 'package_versions', 'table_sha256', 'file_name',
-           'unique_file_names', 'check_run_id', 'Run', 'manifest', 'Stage', 'quick_sizes', 'check_numbers',
-           'figure_html', 'write_figure']
+           'unique_file_names', 'check_run_id', 'Run', 'peak_memory_mib', 'manifest', 'Stage', 'quick_sizes',
+           'check_numbers', 'figure_html', 'write_figure']
 
 # %% ../nbs/00_core.ipynb #6d2fb040
 class RBError(Exception):
@@ -346,14 +346,32 @@ class Run:
             if f.is_file(): self.inputs[str(f)] = sha256_file(f)
 
 
+# %% ../nbs/00_core.ipynb #5e1f0a02
+def peak_memory_mib(reset:bool=False)->tuple[float, str]:
+    "This process's peak resident memory in MiB and how it was read; `reset` starts a new peak where Linux allows it."
+    status = Path('/proc/self/status')
+    if status.exists():
+        if reset:
+            try: Path('/proc/self/clear_refs').write_text('5'); how = 'peak since the stage began (Linux VmHWM)'
+            except OSError: how = 'peak of the process so far (Linux VmHWM)'
+        else: how = ''
+        kib = next(int(l.split()[1]) for l in status.read_text().splitlines() if l.startswith('VmHWM:'))
+        return round(kib/1024, 1), how
+    import resource  # not on Windows, where /proc is absent too
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(rss/(1 << 20 if sys.platform == 'darwin' else 1024), 1), 'peak of the process so far (getrusage)'
+
 # %% ../nbs/00_core.ipynb #80ba3d11
 @patch
 @contextmanager
 def stage(self:Run, name:str):
-    "Time a stage into the manifest; `run.current` names it while it runs."
+    "Time a stage and note its peak memory into the manifest; `run.current` names it while it runs."
     t0, self.current = time.perf_counter(), name
+    _, how = peak_memory_mib(reset=True)
     try: yield
-    finally: self.timings[name] = round(time.perf_counter() - t0, 3)
+    finally:
+        self.timings[name] = round(time.perf_counter() - t0, 3)
+        self.record('memory', {name: peak_memory_mib()[0], 'how': how})
     self.current = None
 
 @patch

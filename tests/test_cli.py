@@ -75,6 +75,8 @@ def test_quick_run_is_complete_and_reproducible(tmp_path):
     assert differ == [], differ
     assert any(f.endswith('.html') for f in ma['outputs']) and any(f.endswith('.parquet') for f in ma['outputs'])
     assert {'train-rm', 'ppo', 'gamma', 'eval'} <= set(ma['records']['timings'])
+    mem = ma['records']['memory']   # every stage's peak memory, for users sizing a machine
+    assert set(ma['timings']) <= set(mem) and all(mem[s] > 50 for s in ma['timings']), mem
 
 def test_sigterm_leaves_an_interrupted_manifest(tmp_path):
     "A run stopped by SIGTERM (kill, a scheduler, a container stop) writes a manifest saying so, with its stage, and exits 143."
