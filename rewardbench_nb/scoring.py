@@ -6,7 +6,7 @@ Docs: https://rewardbench-nb.github.io/rewardbench_nb/scoring.html.md"""
 
 # %% ../nbs/04_scoring.ipynb #4c70b5d2
 from __future__ import annotations
-import argparse, json, numbers
+import argparse, itertools, json, numbers
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 import numpy as np, pandas as pd
@@ -330,24 +330,42 @@ def rescore(scores:Scores,              # a previous result
     return Scores(_combine(p, w, a, scores.tol, scores.seed, p['missing']), w, a, scores.tol, scores.seed, p)
 
 # %% ../nbs/04_scoring.ipynb #67609e44
-def _rank_moves(start:pd.Series, now:pd.Series, k:int):
-    "x, y, text of the lines from start rank to current rank for the top `k` of either."
+def _rank_moves(start:pd.Series, now:pd.Series, k:int)->list:
+    "(item, starting rank, current rank) of the top `k` items of either ranking, current top first."
     ids = list(dict.fromkeys([*now.dropna().sort_values().index[:k], *start.dropna().sort_values().index[:k]]))
-    x, y, text = [], [], []
-    for i in ids: x += [0, 1, None]; y += [start.get(i), now.get(i), None]; text += ['', str(i), '']
-    return x, y, text
+    return [(str(i), start.get(i), now.get(i)) for i in ids]
 
-def _moves_figure(start, now, k):
+def _moves_traces(start:pd.Series, now:pd.Series, k:int)->list:
+    "One line per item from its starting rank to its current one, labelled with its id at both ends."
     import plotly.graph_objects as go
-    x, y, text = _rank_moves(start, now, k)
-    fig = go.Figure(go.Scatter(x=x, y=y, text=text, mode='lines+markers+text', textposition='middle right',
-                               hovertemplate='%{text} rank %{y}<extra></extra>'))
-    fig.update_layout(title=f'Rank of the top {k}: starting weights -> current weights', height=420, showlegend=False,
-                      xaxis=dict(tickvals=[0, 1], ticktext=['start', 'now'], range=[-0.2, 1.4]),
-                      yaxis=dict(autorange='reversed', title='rank'), margin=dict(l=50, r=20, t=50, b=30))
-    return fig
+    from plotly.colors import qualitative
+    colour = lambda r: qualitative.Plotly[int(r - 1) % 10] if np.isfinite(r) else 'grey'
+    return [go.Scatter(x=[0, 1], y=[a, b], name=i, text=[i, i], mode='lines+markers+text', cliponaxis=False,
+                       textposition=['middle left', 'middle right'], line=dict(color=colour(a)),
+                       hovertemplate='%{text} rank %{y}<extra></extra>') for i, a, b in _rank_moves(start, now, k)]
+
+# %% ../nbs/04_scoring.ipynb #e4cd8b95
+def _moves_figure(start:pd.Series, now:pd.Series, k:int):
+    "The rank-movement chart: starting ranks on the left, current ones on the right."
+    import plotly.graph_objects as go
+    fig = go.Figure(_moves_traces(start, now, k))
+    return fig.update_layout(title=f'Rank of the top {k}: starting weights -> current weights', height=420,
+                             showlegend=False, margin=dict(l=50, r=20, t=50, b=30),
+                             xaxis=dict(tickvals=[0, 1], ticktext=['start', 'now'], range=[-0.45, 1.45]),
+                             yaxis=dict(autorange='reversed', title='rank'))
+
+def _snapshot_html(box)->str:
+    "The panel `box` as static HTML: a note, the weights, the top-k table and the chart."
+    import plotly.io as pio
+    chart = pio.to_html(box.fig, include_plotlyjs=False, full_html=False, default_width='100%',
+                        div_id=f'rbnb-scoring-panel-{next(_SNAPSHOTS)}')
+    note = ('<p><em>A static snapshot of the panel. Open this notebook in JupyterLab and run it to move the sliders: '
+            'the table and the chart follow them.</em></p>')
+    return f'{note}<p>{box.shown.value}</p>{box.table.value}{chart}'
 
 # %% ../nbs/04_scoring.ipynb #e3dce7c2
+_SNAPSHOTS = itertools.count(1)  # numbers the snapshots' chart ids: the same run writes the same HTML
+
 def scoring_widget(scores:Scores,  # a result of `score_items`: the starting weights and alpha
                    top_k:int=10,    # rows of the live table and lines of the chart
                   ):
@@ -364,6 +382,8 @@ def scoring_widget(scores:Scores,  # a result of `score_items`: the starting wei
     box = W.VBox([W.HBox([W.VBox([*sliders.values(), alpha, shown]), plot]), table])
     box.sliders, box.alpha, box.shown, box.table = sliders, alpha, shown, table
     box.fig, box.plot, box.scores = fig, plot, scores
+    # where no widget manager draws the panel (docs site, nbconvert), the static snapshot shows instead
+    box._repr_mimebundle_ = lambda **kw: {**W.VBox._repr_mimebundle_(box, **kw), 'text/html': _snapshot_html(box)}
     def update(change=None):
         raw = {c: s.value for c, s in sliders.items()}
         if not sum(raw.values()) > 0: shown.value = '<b>all weights are zero</b>: raise one to rank the items'; return
@@ -373,8 +393,8 @@ def scoring_widget(scores:Scores,  # a result of `score_items`: the starting wei
         box.scores = rescore(scores, w, alpha.value)
         cols = [*CRITERIA, 'criterion', 'borda', 'final', 'rank', 'tie_break']
         table.value = box.scores.top(top_k)[cols].to_html(float_format=lambda v: f'{v:.3f}', na_rep='')
-        x, y, text = _rank_moves(start, box.scores.table['rank'].astype('float'), top_k)
-        fig.data[0].update(x=x, y=y, text=text)
+        fig.data = ()
+        fig.add_traces(_moves_traces(start, box.scores.table['rank'].astype('float'), top_k))
         if getattr(get_ipython(), 'kernel', None) is None:
             return   # no kernel (tests, scripts): the figure object is the output
         plot.clear_output(wait=True)

@@ -1,5 +1,5 @@
 "The scoring stage as a user meets it: files on disk, bad rows, config mistakes, reproducibility, the CLI."
-import argparse, json, os, subprocess, sys
+import argparse, json, os, re, subprocess, sys
 from pathlib import Path
 import pandas as pd
 import pytest
@@ -128,12 +128,36 @@ def test_ratings_order_does_not_matter(campaign):
 def test_widget_without_kernel(campaign):
     s = score_items(campaign.ratings, campaign.preferences)
     w = scoring_widget(s, top_k=8)
-    table0, y0 = w.table.value, w.fig.data[0].y
+    lines = lambda: {t.name: tuple(t.y) for t in w.fig.data}   # item -> (starting rank, current rank)
+    table0, lines0 = w.table.value, lines()
+    assert all(a == b for a, b in lines0.values())
     w.sliders['alignment'].value = 1.0; w.alpha.value = 1.0
-    assert w.table.value != table0 and w.fig.data[0].y != y0
+    assert w.table.value != table0 and lines() != lines0
     expected = rescore(s, {'usefulness': .4/1.9, 'factuality': .3/1.9, 'safety': .2/1.9, 'alignment': 1/1.9}, 1.0)
     assert w.scores.table.index[:8].tolist() == expected.table.index[:8].tolist()
     assert 'alignment <b>0.53</b>' in w.shown.value
+    now = w.scores.table['rank']
+    assert {i for i, (_, b) in lines().items() if b <= 8} == set(now.index[:8])
+    assert all(b == now[i] and a == s.table['rank'][i] for i, (a, b) in lines().items())
+
+def test_widget_chart_one_labelled_line_per_item(campaign):
+    "Every line is its own trace, with no gaps, and carries its id at both ends (labels survive plotly redraws)."
+    w = scoring_widget(score_items(campaign.ratings, campaign.preferences), top_k=6)
+    w.sliders['safety'].value = 1.0
+    assert len({t.name for t in w.fig.data}) == len(w.fig.data) >= 6
+    assert all(t.x == (0, 1) and None not in t.y and t.text == (t.name, t.name) for t in w.fig.data)
+
+def test_widget_snapshot_for_pages_without_widgets(campaign):
+    "Where no widget manager runs (docs site, nbconvert) the panel's HTML is a snapshot of its table and chart."
+    w = scoring_widget(score_items(campaign.ratings, campaign.preferences), top_k=5)
+    b1, b2 = w._repr_mimebundle_(), w._repr_mimebundle_()
+    assert 'application/vnd.jupyter.widget-view+json' in b1 and b1['text/plain'].startswith('VBox(')
+    html = b1['text/html']
+    assert 'static snapshot' in html and 'JupyterLab' in html and w.table.value in html
+    assert 'usefulness <b>0.40</b>' in html and 'alpha <b>0.60</b>' in html
+    ids = [re.search(r'<div id="([^"]+)" class="plotly-graph-div"', b['text/html']).group(1) for b in (b1, b2)]
+    assert ids[0] != ids[1], "two snapshots on one page need two chart ids"
+    assert 'cdn.plot.ly' not in html and '<script src=' not in html
 
 def test_cli_scores_files(tmp_path, files):
     rbnb = Path(sys.executable).parent/'rbnb'
