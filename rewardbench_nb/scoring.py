@@ -379,7 +379,9 @@ def scoring_widget(scores:Scores,  # a result of `score_items`: the starting wei
     shown, table, plot = W.HTML(), W.HTML(), W.Output()
     start = scores.table['rank'].astype('float')
     fig = _moves_figure(start, start, top_k)
-    box = W.VBox([W.HBox([W.VBox([*sliders.values(), alpha, shown]), plot]), table])
+    controls = W.VBox([*sliders.values(), alpha, shown], layout=W.Layout(flex='0 0 330px'))  # readouts in full
+    plot.layout = W.Layout(flex='1 1 0', min_width='0')
+    box = W.VBox([W.HBox([controls, plot]), table])
     box.sliders, box.alpha, box.shown, box.table = sliders, alpha, shown, table
     box.fig, box.plot, box.scores = fig, plot, scores
     # where no widget manager draws the panel (docs site, nbconvert), the static snapshot shows instead
