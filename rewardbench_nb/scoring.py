@@ -345,14 +345,17 @@ def _moves_traces(start:pd.Series, now:pd.Series, k:int)->list:
                        hovertemplate='%{text} rank %{y}<extra></extra>') for i, a, b in _rank_moves(start, now, k)]
 
 # %% ../nbs/04_scoring.ipynb #e4cd8b95
-def _moves_figure(start:pd.Series, now:pd.Series, k:int):
-    "The rank-movement chart: starting ranks on the left, current ones on the right."
+def _moves_figure(start:pd.Series, now:pd.Series, k:int, fig=None):
+    "The rank-movement chart, drawn anew into `fig` when given: starting ranks on the left, current ones on the right."
     import plotly.graph_objects as go
-    fig = go.Figure(_moves_traces(start, now, k))
+    fig = go.Figure() if fig is None else fig
+    fig.data = ()
+    fig.add_traces(_moves_traces(start, now, k))
+    ranks = sorted({y for t in fig.data for y in t.y if y == y})  # ticks at the ranks shown (NaN: unranked)
     return fig.update_layout(title=f'Rank of the top {k}: starting weights -> current weights', height=420,
                              showlegend=False, margin=dict(l=50, r=20, t=50, b=30),
                              xaxis=dict(tickvals=[0, 1], ticktext=['start', 'now'], range=[-0.45, 1.45]),
-                             yaxis=dict(autorange='reversed', title='rank'))
+                             yaxis=dict(autorange='reversed', title='rank', tickvals=ranks))
 
 def _snapshot_html(box)->str:
     "The panel `box` as static HTML: a note, the weights, the top-k table and the chart."
@@ -395,8 +398,7 @@ def scoring_widget(scores:Scores,  # a result of `score_items`: the starting wei
         box.scores = rescore(scores, w, alpha.value)
         cols = [*CRITERIA, 'criterion', 'borda', 'final', 'rank', 'tie_break']
         table.value = box.scores.top(top_k)[cols].to_html(float_format=lambda v: f'{v:.3f}', na_rep='')
-        fig.data = ()
-        fig.add_traces(_moves_traces(start, box.scores.table['rank'].astype('float'), top_k))
+        _moves_figure(start, box.scores.table['rank'].astype('float'), top_k, fig)
         if getattr(get_ipython(), 'kernel', None) is None:
             return   # no kernel (tests, scripts): the figure object is the output
         plot.clear_output(wait=True)

@@ -1,7 +1,8 @@
 """The documentation site, opened in headless Chromium with no network.
 
 Every page renders (HTTP 200, an h1, no uncaught JS error, no local asset missing, nothing needed from the
-network), every internal link and #anchor resolves, plotly figures draw, and README.md is what
+network), every internal link and #anchor resolves, plotly figures draw and fit the content column, widgets
+show as HTML (04's scoring panel as its static snapshot) and never as their repr text, and README.md is what
 `tools/build_docs.py` makes of nbs/index.ipynb. `make test` builds `_site/` just before pytest; when it is
 missing or older than the notebooks, this module builds it. Set RBNB_DOCS_NBS (as for the build) to check a
 site built from some notebooks only.
@@ -66,6 +67,30 @@ def browser():
         yield b
         b.close()
 
+# every plotly figure's drawn width (its svg: a fixed layout width overflows the 100% div) against the content
+# column (the article less its padding), with the figure's title to name it
+_FIGURE_WIDTHS = """() => {
+    const art = document.querySelector('article.md-content__inner') || document.querySelector('.md-content');
+    if (!art) return [];
+    const cs = getComputedStyle(art);
+    const column = art.getBoundingClientRect().width - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+    return [...document.querySelectorAll('.plotly-graph-div')].map(g => {
+        const svg = g.querySelector('svg.main-svg'), t = g.layout && g.layout.title;
+        return {id: g.id, title: (t && (t.text !== undefined ? t.text : t)) || '', column: Math.round(column),
+                width: Math.round(Math.max(g.getBoundingClientRect().width, svg ? svg.getBoundingClientRect().width : 0))};
+    });
+}"""
+# what the article shows of widgets: repr text (`VBox(children=...`) means a widget printed as text
+_WIDGETS = """() => {
+    const text = (document.querySelector('article') || document.body).innerText;
+    const snap = document.querySelector('[id^="rbnb-scoring-panel-"]');
+    return {repr: (text.match(/\\b(?:[VH]Box|FloatSlider|IntSlider|Output|HTML)\\((?:children|value|layout)=/g) || []),
+            snapshot: text.includes('static snapshot of the panel'),
+            snapshot_drawn: !!(snap && snap.querySelector('svg.main-svg .scatterlayer .trace')),
+            snapshot_table: !!(snap && snap.closest('.jp-OutputArea-output') &&
+                               snap.closest('.jp-OutputArea-output').querySelector('table.dataframe'))};
+}"""
+
 _PLOTLY_DONE = """() => [...document.querySelectorAll('.plotly-graph-div')]
     .every(d => d.classList.contains('js-plotly-plot') && d.querySelector('svg.main-svg'))"""
 
@@ -84,6 +109,8 @@ def _visit(ctx, url:str)->dict:
         try: page.wait_for_function(_PLOTLY_DONE, timeout=30_000)
         except Exception: pass
     res['plotly_drawn'] = page.locator('.plotly-graph-div.js-plotly-plot:has(svg.main-svg)').count()
+    res['figures'] = page.evaluate(_FIGURE_WIDTHS) if res['plotly'] else []
+    res['widgets'] = page.evaluate(_WIDGETS)
     res['h1'] = page.locator('article h1, .md-content h1').count()
     res['links'] = page.eval_on_selector_all('a[href]', 'els => els.map(e => e.href)')
     res['ids'] = set(page.evaluate("() => [...document.querySelectorAll('[id]')].map(e => e.id)"
@@ -164,6 +191,32 @@ def test_plotly_figures_draw_offline(crawl):
     bad = [f"{n}: {r['plotly_drawn']} of {r['plotly']} plotly figures drawn" for n, r in with_plots.items()
            if r['plotly_drawn'] != r['plotly']]
     assert not bad, '\n'.join(bad)
+
+def test_no_figure_wider_than_the_column(crawl):
+    "A plotly figure with a fixed width past the content column spills over the page (STYLE: fit an 800 px column)."
+    wide = [f"{n}: figure '{f['title'] or f['id']}' is {f['width']} px wide, the column {f['column']} px"
+            for n, r in crawl['pages'].items() for f in r['figures'] if f['width'] > f['column'] + 1]
+    assert not wide, '\n'.join(wide)
+
+def test_widgets_never_print_as_text(crawl):
+    "No page shows a widget's repr (`VBox(children=...`): a widget offers HTML of its own, or the build puts a note."
+    bad = [f"{n}: {sorted(set(r['widgets']['repr']))}" for n, r in crawl['pages'].items() if r['widgets']['repr']]
+    assert not bad, "widgets printed as text:\n" + '\n'.join(bad)
+
+def test_scoring_page_shows_the_panel_snapshot(crawl):
+    "04's scoring panel shows on the site as a static snapshot: the note, its top-k table and its chart, drawn."
+    if 'scoring.html' not in crawl['pages']:
+        warnings.warn("scoring.html is not in this build's selection: the panel snapshot was not checked"); return
+    w = crawl['pages']['scoring.html']['widgets']
+    assert w['snapshot'] and w['snapshot_table'] and w['snapshot_drawn'], f"scoring.html, the panel snapshot: {w}"
+
+def test_widget_outputs_on_a_static_page():
+    "The build drops the widget view (no widget manager on the site); the widget's HTML stays, else a note replaces its repr."
+    view = {'application/vnd.jupyter.widget-view+json': {'model_id': 'x', 'version_major': 2, 'version_minor': 0}}
+    bare = bd._clean_output({'output_type': 'display_data', 'data': {**view, 'text/plain': 'VBox(children=(...))'}})
+    assert bare['data']['text/html'] == bd.WIDGET_NOTE and bd.WIDGET_MIME not in bare['data']
+    own = bd._clean_output({'output_type': 'execute_result', 'data': {**view, 'text/plain': 'VBox()', 'text/html': '<p>x</p>'}})
+    assert own['data']['text/html'] == '<p>x</p>' and bd.WIDGET_MIME not in own['data']
 
 def test_readme_is_generated_from_index():
     r = subprocess.run([sys.executable, str(ROOT/'tools'/'build_docs.py'), '--check-readme'], cwd=ROOT,

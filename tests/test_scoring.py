@@ -146,6 +146,7 @@ def test_widget_chart_one_labelled_line_per_item(campaign):
     w.sliders['safety'].value = 1.0
     assert len({t.name for t in w.fig.data}) == len(w.fig.data) >= 6
     assert all(t.x == (0, 1) and None not in t.y and t.text == (t.name, t.name) for t in w.fig.data)
+    assert list(w.fig.layout.yaxis.tickvals) == sorted({y for t in w.fig.data for y in t.y})   # whole ranks only
 
 def test_widget_snapshot_for_pages_without_widgets(campaign):
     "Where no widget manager runs (docs site, nbconvert) the panel's HTML is a snapshot of its table and chart."

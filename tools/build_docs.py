@@ -252,13 +252,21 @@ def offline_html(text:str)->str:
     "Drop plotly.js / MathJax CDN script tags from an HTML output."
     return _re_cdn_scripts.sub('', text)
 
+WIDGET_MIME = 'application/vnd.jupyter.widget-view+json'
+# what a page shows for a widget that offers no HTML of its own (its text/plain is a repr such as `VBox(children=...`)
+WIDGET_NOTE = ('<p class="rbnb-widget-note"><em>An interactive widget: open this notebook in JupyterLab and run it '
+               'to use it.</em></p>')
+
 def _clean_output(o:dict)->dict:
     o = {k: v for k, v in o.items() if k in ('output_type', 'name', 'text', 'data', 'metadata', 'execution_count',
                                                 'ename', 'evalue', 'traceback')}
     if o['output_type'] == 'execute_result': o['execution_count'] = None
     if o['output_type'] in ('display_data', 'execute_result'): o.setdefault('metadata', {})
-    if 'data' in o:   # no widget manager on a static page: show the widget's text fallback
-        o['data'] = {k: v for k, v in o['data'].items() if k != 'application/vnd.jupyter.widget-view+json'}
+    if 'data' in o and WIDGET_MIME in o['data']:
+        # no widget manager on a static page: the widget's own HTML (a static snapshot, e.g. 04's scoring panel)
+        # shows instead, or else a note; never the repr text
+        o['data'] = {k: v for k, v in o['data'].items() if k != WIDGET_MIME}
+        o['data'].setdefault('text/html', WIDGET_NOTE)
     if 'data' in o and 'text/html' in o['data']:
         h = o['data']['text/html']; o['data']['text/html'] = offline_html(''.join(h) if isinstance(h, list) else h)
     if 'data' in o and 'text/markdown' in o['data']:
