@@ -22,8 +22,9 @@ def exercises(cs:list)->int:
     "Number of exercises: the numbered items of the Exercises section."
     return len(re.findall(r'^\d+\.\s', section(cs, 'Exercises'), re.M))
 
-def test_there_are_tutorials():
-    assert len(TUTORIALS) >= 1, TUTORIALS
+def test_the_four_tutorials_are_there():
+    expected = ['01_ratings_to_reward', '02_train_calibrate', '03_evaluate', '04_overoptimization']
+    assert set(expected) <= set(TUTORIALS), f'missing tutorials: {sorted(set(expected) - set(TUTORIALS))}'
 
 @pytest.mark.parametrize('name', TUTORIALS)
 def test_opens_with_title_objectives_prerequisites_and_time(name):
