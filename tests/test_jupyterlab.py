@@ -211,6 +211,7 @@ def test_scoring_panel_after_run_all(page):
     assert any(a != b for _, a, b in now['lines']), "the chart shows ranks that moved"
     assert sorted(now['labels']) == sorted(n for n, a, b in now['lines'] for y in (a, b) if y is not None), \
         f"the chart lost labels when it was redrawn: {now['labels']}"
+    page.watch.check()
     print(f'04_scoring: Run All took {took:.1f}s in JupyterLab')
 
 # ---------------------------------------------------------------- 06_calibration: the reliability diagram
@@ -225,4 +226,5 @@ def test_reliability_diagram_draws(page):
     diagram = [f for f in figs if f['title'].startswith('Reliability on')]
     assert diagram, f"no reliability diagram drawn; plotly figures on the page: {figs}"
     assert diagram[0]['data'] == 7 and diagram[0]['traces'] >= 7, diagram
+    page.watch.check()
     print(f'06_calibration: Run All took {took:.1f}s in JupyterLab')

@@ -83,8 +83,8 @@ def process(nbs:list[Path], jobs:int):
     if missing: raise DocsError(f"nbdev processing wrote no _proc/ copy of {', '.join(map(str, missing))}")
 
 # ---------------------------------------------------------------- step 2: execution
-# Run in the notebook's kernel before its first cell: every HTML plotly renderer (including the
-# `notebook_connected` one the notebooks use) becomes one that emits a bare div + Plotly.newPlot call,
+# Run in the notebook's kernel before its first cell: every HTML plotly renderer (including CDN ones such as
+# `notebook_connected`, should a notebook name one) becomes one that emits a bare div + Plotly.newPlot call,
 # with no plotly.js, no require.js and no MathJax from a CDN; pages load plotly.js from the site.
 PLOTLY_SETUP = '''
 try: import plotly.io as _pio
