@@ -6,13 +6,16 @@ in `make run`), writing to a temporary runs folder. From each run:
 * per stage: wall seconds (the manifest's `timings`) and peak resident memory of the process (the manifest's
   `records.memory`: Linux VmHWM, reset when the stage begins, so each stage's own peak);
 * the whole command: wall seconds from start to exit (start-up and imports included) beside the manifest's
-  `total_seconds`; the peak resident memory of its largest process (`wait4` rusage of the command, what
-  `/usr/bin/time -v` reports as "Maximum resident set size"); and the peak of the summed resident memory of the whole
-  process tree, sampled every 0.5 s (psutil, when installed);
+  `total_seconds`; its peak resident memory, the largest of the stages' peaks; and the peak of the summed resident
+  memory of the whole process tree, sampled every 0.5 s (psutil, when installed). The command's own rusage (`wait4`,
+  what `/usr/bin/time -v` reports as "Maximum resident set size") is kept too, but it is not the run's peak: the
+  per-stage reset of VmHWM resets the high-water mark that rusage reads, so it reports the peak since the last stage
+  began;
 * the CPU kind (`_common.cpu_kind`) and the 1-minute load average at the start, the highest seen and at the end.
 
     .venv/bin/python benchmarks/bench_pipeline.py               # -> benchmarks/results/pipeline-<cpu kind>.{json,md}
     .venv/bin/python benchmarks/bench_pipeline.py --runs quick  # only `rbnb run --quick` (minutes)
+    .venv/bin/python benchmarks/bench_pipeline.py --render      # the .md again from the .json, nothing run
 """
 import argparse, json, os, subprocess, sys, tempfile, threading, time
 from pathlib import Path
@@ -64,7 +67,7 @@ def rbnb_run(name:str, runs:Path)->dict:
     if p.returncode: raise RuntimeError(f"{' '.join(cmd[1:])} failed (exit {p.returncode}):\n{log.read_text()[-3000:]}")
     m = json.loads((runs/name/'manifest.json').read_text())
     return dict(command='rbnb ' + ' '.join(['run', *RUNS[name]]), manifest=m, wall_seconds=round(wall, 1),
-                largest_process_mib=round(usage.ru_maxrss / 1024, 1),
+                rusage_maxrss_mib=round(usage.ru_maxrss / 1024, 1),
                 tree_mib=None if w.tree_mib is None else round(w.tree_mib, 1),
                 load=dict(start=start, top=w.top_load, end=loadavg(), note=busy_note(w.top_load, os.cpu_count())))
 
@@ -81,10 +84,11 @@ def stage_table(m:dict)->pd.DataFrame:
 
 def summary(r:dict)->dict:
     "What the results file keeps of one run: the command's totals, the stage table and the manifest's details."
-    m = r['manifest']
+    m, stages = r['manifest'], stage_table(r['manifest'])
+    peak = max((v for k, v in m['records'].get('memory', {}).items() if k != 'how'), default=None)
     return dict(command=r['command'], wall_seconds=r['wall_seconds'], total_seconds=m['total_seconds'],
-                largest_process_mib=r['largest_process_mib'], tree_mib=r['tree_mib'], load=r['load'],
-                stages=stage_table(m).to_dict('records'), memory_how=m['records'].get('memory', {}).get('how'),
+                peak_mib=peak, tree_mib=r['tree_mib'], rusage_maxrss_mib=r['rusage_maxrss_mib'], load=r['load'],
+                stages=stages.to_dict('records'), memory_how=m['records'].get('memory', {}).get('how'),
                 timings_detail=m['records'].get('timings', {}), code=m['code'], started=m['started'])
 
 def report(r:dict)->str:
@@ -100,8 +104,9 @@ def report(r:dict)->str:
         x = r['runs'][name]; code = x['code']
         lines += [f"## `{x['command']}`", '',
                   f"**{x['wall_seconds']} s** ({x['wall_seconds'] / 60:.1f} min) from start to exit; the manifest's "
-                  f"total {x['total_seconds']} s. Peak resident memory: largest process **{x['largest_process_mib']} MiB**"
-                  + (f", whole process tree (sampled every 0.5 s) {x['tree_mib']} MiB" if x['tree_mib'] else '') + '. '
+                  f"total {x['total_seconds']} s. Peak resident memory **{x['peak_mib']} MiB** (the largest stage peak)"
+                  + (f"; whole process tree, sampled every 0.5 s, {x['tree_mib']} MiB" if x['tree_mib'] else '')
+                  + f"; the command's rusage {x['rusage_maxrss_mib']} MiB (since the last stage began). "
                   f"Started {x['started']}; code: {code.get('commit', code.get('version'))}"
                   f"{' (with uncommitted changes)' if code.get('dirty') else ''}. "
                   f"Load average at start {x['load']['start']}, highest {x['load']['top']}, at end {x['load']['end']}: "
@@ -114,11 +119,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--runs', default=','.join(RUNS), help=f"comma-separated, of {', '.join(RUNS)}")
     ap.add_argument('--out', type=Path, default=OUT, help='results folder')
+    ap.add_argument('--render', action='store_true', help='write the .md again from the .json; run nothing')
     args = ap.parse_args()
     names = [n.strip() for n in args.runs.split(',') if n.strip()]
     if bad := [n for n in names if n not in RUNS]: sys.exit(f"--runs: unknown run {bad[0]!r}; expected {', '.join(RUNS)}")
     kind = cpu_kind(); path = args.out/f'pipeline-{kind_slug(kind)}.json'
     r = json.loads(path.read_text()) if path.exists() else {}   # a run not repeated keeps its earlier result
+    if args.render: write_text(path.with_suffix('.md'), report(r)); print(report(r)); return
     r.update(machine=kind, versions=package_versions(('torch', 'transformers', 'trl', 'rewardbench_nb')))
     r.setdefault('runs', {})
     with tempfile.TemporaryDirectory() as tmp:
