@@ -21,8 +21,7 @@ __all__ = ['LEVELS', 'MAX_VALUES', 'LANDIS_KOCH', 'ID_COLUMNS', 'SPREADS', 'STAT
            'resampled_alphas', 'AlphaCI', 'bootstrap_counts', 'bootstrap_alpha', 'count_table', 'fleiss_kappa',
            'resampled_kappas', 'KappaCI', 'bootstrap_kappa', 'agreement_band', 'cohen_kappa', 'value_column',
            'check_ratings', 'reliability_matrix', 'quorum_split', 'review_queue', 'write_csv', 'item_domains',
-           'AgreementReport', 'agreement_report', 'AgreementConfig', 'add_agreement_args', 'report_html',
-           'run_agreement']
+           'AgreementReport', 'agreement_report', 'AgreementConfig', 'add_agreement_args', 'run_agreement']
 
 # %% ../nbs/03_agreement.ipynb #bc63803a
 LEVELS = ('nominal', 'ordinal', 'interval', 'ratio')
@@ -621,12 +620,6 @@ def _stage_ratings(run:Run, ctx:dict)->pd.DataFrame:
     run.add_input(f)
     return read_table(f, 'ratings', scale=ctx.get('rating_scale', '1-5'))
 
-def report_html(*reports:AgreementReport)->str:
-    "A self-contained HTML page with each report's table (alpha, kappa, CIs, bands) and forest plot."
-    parts = [f"<h2>{r.title}</h2>{r._repr_html_()}" + figure_html(r.figure(), f'agreement-{i}', include_plotlyjs=i == 0)
-             for i, r in enumerate(reports)]
-    head = "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Agreement</title></head><body>"
-    return head + ''.join(parts) + "</body></html>"
 
 # %% ../nbs/03_agreement.ipynb #795432d0
 def run_agreement(run:Run, cfg:AgreementConfig, ctx:dict):
@@ -645,7 +638,6 @@ def run_agreement(run:Run, cfg:AgreementConfig, ctx:dict):
     table = pd.concat([r.table.assign(dataset=r.title) for r in reports], ignore_index=True)
     for name, df in [('agreement.csv', table), ('below_quorum.csv', below), ('review_queue.csv', queue)]:
         write_csv(df, run.path('agreement', name))
-    write_text(run.path('agreement', 'report.html'), report_html(*reports))
     ctx.update(agreement=rep, ratings_quorum=kept, below_quorum=below, review_queue=queue)
 
 STAGE = Stage('agree', 'Inter-annotator agreement (alpha, kappa) with bootstrap CIs, quorum and disagreement flags.',

@@ -16,8 +16,9 @@ import rewardbench_nb
 
 # %% auto #0
 __all__ = ['STAGE_MODULES', 'STAGE_SECTIONS', 'RUN_UNTIL', 'load_stages', 'all_stages', 'stage_plan', 'Interrupted',
-           'stop_on_signals', 'default_config_dir', 'known_sections', 'explicit_keys', 'dtype_overrides',
-           'UnusedSetting', 'run_settings', 'check_plan', 'run_pipeline', 'run_targets', 'make_parser', 'main']
+           'stop_on_signals', 'default_config_dir', 'ReportNotWritten', 'write_run_report', 'known_sections',
+           'explicit_keys', 'dtype_overrides', 'UnusedSetting', 'run_settings', 'check_plan', 'run_pipeline',
+           'run_targets', 'make_parser', 'report_command', 'main']
 
 # %% ../nbs/90_cli.ipynb #f4a652df
 STAGE_MODULES = {'data':'data', 'curate':'curation', 'agree':'agreement', 'score':'scoring',
@@ -85,8 +86,13 @@ def _os_failure(stage:str, e:BaseException)->RBError:
     first = (str(e).splitlines() or [''])[0][:160]
     return RBError(f"{stage}: {os_reason(e)} ({type(e).__name__}: {first})")
 
+# %% ../nbs/90_cli.ipynb #9a1c0e01
 def _run_plan(run:Run, plan:list, stages:dict, cfg:dict, ctx:dict, progress:bool):
-    "Run each stage of `plan`; the manifest says complete, failed or interrupted."
+    "Run each stage of `plan`; the manifest says complete, failed or interrupted; report.html follows it."
+    try: _run_stages(run, plan, stages, cfg, ctx, progress)
+    finally: write_run_report(run.dir)
+
+def _run_stages(run:Run, plan:list, stages:dict, cfg:dict, ctx:dict, progress:bool):
     try:
         for name in tqdm(plan, desc='rbnb', unit='stage', disable=not progress): stages[name](run, cfg, ctx)
     except KeyboardInterrupt as e:
@@ -98,6 +104,16 @@ def _run_plan(run:Run, plan:list, stages:dict, cfg:dict, ctx:dict, progress:bool
         raise _os_failure(run.current, e) from e
     run.finish()
 
+
+# %% ../nbs/90_cli.ipynb #9a1c0e03
+class ReportNotWritten(UserWarning): "A run's report.html could not be written (the run itself is unaffected)."
+
+def write_run_report(run_dir)->Path|None:
+    "Write `run_dir/report.html` (11's `write_report`); a failure is a warning, never the run's own error."
+    from rewardbench_nb.report import write_report
+    try: return write_report(run_dir)
+    except Exception as e:
+        warnings.warn(f"{run_dir}/report.html not written: {type(e).__name__}: {e}", ReportNotWritten); return None
 
 # %% ../nbs/90_cli.ipynb #e8c0db89
 def known_sections(stages:dict)->set:
@@ -205,6 +221,15 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message): raise ConfigError(f"{message} (see `{self.prog} --help`)")
 
 
+# %% ../nbs/90_cli.ipynb #9a1c0e05
+def _report_parser(sub):
+    r = sub.add_parser('report', help='write report.html of a run folder again (any run, finished or not)',
+                       description='Build RUN_DIR/report.html from what the run folder holds; with --figures, also '
+                                   'every figure as RUN_DIR/figures/<name>.<format> (needs kaleido and Chromium).')
+    r.add_argument('run_dir', metavar='RUN_DIR', help='a run folder (runs/<id>)')
+    r.add_argument('--figures', nargs='+', choices=('png', 'svg', 'pdf'), default=[], metavar='FORMAT',
+                   help='also export every figure in these formats: png, svg, pdf')
+
 # %% ../nbs/90_cli.ipynb #588d3fcf
 def make_parser(stages:dict)->argparse.ArgumentParser:
     "The `rbnb` argument parser: `run` plus one subcommand per stage."
@@ -225,6 +250,7 @@ def make_parser(stages:dict)->argparse.ArgumentParser:
         _common(sp)
         for n in stage_plan(stages, [s.name]):  # the options of the stages it runs first too, e.g. --quarantine
             if stages[n].add_args: stages[n].add_args(sp if n == s.name else sp.add_argument_group(f'{n} options'))
+    _report_parser(sub)
     return p
 
 
@@ -237,6 +263,16 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 
 # %% ../nbs/90_cli.ipynb #74674f9d
 _PLAIN_WARNING = warnings.showwarning
+
+# %% ../nbs/90_cli.ipynb #9a1c0e07
+def report_command(args)->int:
+    "`rbnb report RUN_DIR [--figures FMT ...]`: write the run's report (and figures); 0 when done."
+    from rewardbench_nb.report import write_report, export_figures
+    print(f'rbnb: report: {write_report(args.run_dir)}')
+    if args.figures:
+        paths = export_figures(args.run_dir, args.figures)
+        print(f"rbnb: {len(paths)} figure files in {Path(args.run_dir)/'figures'}")
+    return 0
 
 # %% ../nbs/90_cli.ipynb #239b230f
 def _interrupted(e:KeyboardInterrupt)->str:
@@ -252,6 +288,7 @@ def main(argv=None)->int:
         argv = sys.argv[1:] if argv is None else list(argv)
         stages = load_stages(_command_stages(argv))
         args = make_parser(stages).parse_args(argv)
+        if args.command == 'report': return report_command(args)
         targets = run_targets(stages, args.until) if args.command == 'run' else [args.command]
         flags = [f'run.{k}=true' for k in ('online', 'trust_remote_code') if getattr(args, k)]
         run, ctx = run_pipeline(targets, args.config_dir or default_config_dir(), [*args.overrides, *flags], args.seed,
@@ -272,4 +309,4 @@ def main(argv=None)->int:
 def _command_stages(argv):
     "Stages the command line can run: one stage's plan, or all for `run` and help."
     cmd = next((a for a in argv if not a.startswith('-')), None)
-    return [cmd] if cmd in STAGE_MODULES else None
+    return [cmd] if cmd in STAGE_MODULES else [] if cmd == 'report' else None

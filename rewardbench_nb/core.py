@@ -495,11 +495,12 @@ def figure_html(fig,                      # a plotly figure
                 name:str,                 # its name on the page: the div id is `file_name(name)`
                 full_html:bool=False,     # a whole page, or a div to put in one
                 include_plotlyjs=False,   # True: plotly.js inside; False: the page loads it once; a path: a script src
+                **kwargs,                 # more of `fig.to_html`'s options (config, default_height, ...)
                )->str:
     "The figure as HTML with a fixed div id, so the same figure always gives the same bytes."
-    return fig.to_html(full_html=full_html, include_plotlyjs=include_plotlyjs, div_id=file_name(name))
+    return fig.to_html(full_html=full_html, include_plotlyjs=include_plotlyjs, div_id=file_name(name), **kwargs)
 
-def write_figure(path, fig, include_plotlyjs=True)->Path:
-    "Write `fig` as a standalone HTML page at `path` (atomically), its div named after the file."
-    return write_text(path, figure_html(fig, Path(path).stem, True, include_plotlyjs))
-
+def write_figure(path, fig)->Path:
+    "Save `fig` as plotly JSON at `path`, a name ending in `.plotly.json` (atomically; same figure, same bytes)."
+    if not str(path).endswith('.plotly.json'): raise ValueError(f"{path}: a figure file's name ends in .plotly.json")
+    return write_text(path, fig.to_json())

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 from fastcore.basics import patch
 from scipy import stats as sps
 from statsmodels.stats.contingency_tables import mcnemar
@@ -32,18 +33,18 @@ from .implicit_reward import ImplicitReward, architectures, check_implicit, is_c
 # %% auto #0
 __all__ = ['RB_COUNTS', 'PRIOR_SETS', 'RESULT_META', 'KINDS', 'BENCHMARKS', 'EXAMPLE_COLUMNS', 'SQUALITY_PROMPT', 'OUTCOMES',
            'SCORE_FIELDS', 'HEADER_FIELDS', 'MIN_TEMPERATURE', 'QUICK_SIZES', 'BASELINES', 'RUN_FIELDS', 'JOIN_RULE',
-           'CLAIMS', 'MADE_WITH', 'TEMPERATURE_FIELDS', 'STAGE', 'accuracy_from_scores', 'section_scores',
-           'best_of_n_credit', 'best_of_n_accuracy', 'rmbench_matrix', 'rmbench_accuracy', 'Benchmark',
-           'examples_frame', 'quiet_pair_set', 'set_examples', 'campaign_examples', 'squality_examples', 'infer_kind',
-           'local_benchmark', 'Suite', 'sample_rows', 'build_suite', 'ModelScores', 'outcomes', 'margins',
+           'EVAL_SECTIONS', 'CLAIMS', 'MADE_WITH', 'TEMPERATURE_FIELDS', 'STAGE', 'accuracy_from_scores',
+           'section_scores', 'best_of_n_credit', 'best_of_n_accuracy', 'rmbench_matrix', 'rmbench_accuracy',
+           'Benchmark', 'examples_frame', 'quiet_pair_set', 'set_examples', 'campaign_examples', 'squality_examples',
+           'infer_kind', 'local_benchmark', 'Suite', 'sample_rows', 'build_suite', 'ModelScores', 'outcomes', 'margins',
            'length_scores', 'position_scores', 'random_outcomes', 'candidate_inputs', 'score_texts', 'score_suite',
            'score_records', 'write_scores', 'check_header', 'read_scores', 'Resampler', 'interval', 'aggregate',
            'Scoreboard', 'paired_p', 'holm', 'fit_rows_temperature', 'benchmark_calibration', 'length_correlation',
            'margin_histogram', 'human_sets', 'human_correlations', 'leaked_prompts', 'leakage_flags', 'embed_texts',
            'ShiftScore', 'shift_score', 'benchmark_shift', 'ABPlan', 'best_of_candidates', 'assign_arms', 'ABResult',
            'ab_test', 'EvalConfig', 'check_eval_model', 'eval_settings', 'EvalReport', 'output_names', 'evaluate',
-           'scoreboard_figure', 'shift_figure', 'add_args', 'load_scorer', 'model_protocol', 'ClaimWarning',
-           'header_claims', 'ModelWarning', 'run_eval', 'main']
+           'scoreboard_figure', 'shift_figure', 'colour_by_group', 'add_args', 'load_scorer', 'model_protocol',
+           'ClaimWarning', 'header_claims', 'ModelWarning', 'run_eval', 'main']
 
 # %% ../nbs/07_evaluation.ipynb #25247f97
 _PAIR_COLS = ('subset', 'score_chosen', 'score_rejected')
@@ -955,7 +956,7 @@ def margin_histogram(suite:Suite, ms:ModelScores)->go.Figure:
     fig = go.Figure([go.Histogram(x=margins(g, ms), name=bn, opacity=0.6, nbinsx=40) for bn, g in groups])
     fig.add_vline(x=0, line_dash='dash', line_color='grey')
     return fig.update_layout(barmode='overlay', title=f'Margins r(chosen) - r(rejected): {ms.name}',
-                             xaxis_title='margin', yaxis_title='comparisons', template='plotly_white', width=720,
+                             xaxis_title='margin', yaxis_title='comparisons', template='plotly_white',
                              height=380)
 
 # %% ../nbs/07_evaluation.ipynb #6b5c19fa
@@ -1574,22 +1575,38 @@ def scoreboard_figure(long:pd.DataFrame)->go.Figure:
     "Benchmark scores (and the mean) of every model and baseline as grouped bars with 95% intervals."
     fig = go.Figure([go.Bar(x=g.benchmark, y=100 * g.score, name=m, error_y=_errors(g, 'score', 'low', 'high', 100))
                      for m, g in long.groupby('model', sort=False)])
-    return fig.update_layout(barmode='group', yaxis_title='score (%)', template='plotly_white', width=900, height=420,
+    return fig.update_layout(barmode='group', yaxis_title='score (%)', template='plotly_white', height=420,
                              title='Scores with 95% CIs')
 
 # %% ../nbs/07_evaluation.ipynb #ab9897d4
 def shift_figure(shift:pd.DataFrame, long:pd.DataFrame, models:list)->go.Figure:
-    "Accuracy of each model against the shift score of each benchmark, with both intervals."
-    fig = go.Figure()
-    for m in models:
+    "Accuracy of each model against the shift score of each benchmark, with both intervals: a colour per benchmark."
+    fig, colours, symbols = go.Figure(), qualitative.Dark24, ['circle', 'diamond', 'square', 'x', 'cross']
+    for j, m in enumerate(models):
         d = shift.merge(long[long.model == m], on='benchmark', suffixes=('_s', ''))
-        fig.add_scatter(x=d.shift_auc, y=100 * d.score, mode='markers+text', text=d.benchmark,
-                        textposition='top center', name=m, error_x=_errors(d, 'shift_auc', 'low_s', 'high_s'),
-                        error_y=_errors(d, 'score', 'low', 'high', 100))
+        for i, r in d.reset_index(drop=True).iterrows():
+            one = d.iloc[[i]]
+            fig.add_scatter(x=one.shift_auc, y=100 * one.score, mode='markers', name=f'{r.benchmark} ({m})',
+                            legendgroup=r.benchmark, marker=dict(color=colours[i % len(colours)],
+                                                                 symbol=symbols[j % len(symbols)], size=9),
+                            error_x=_errors(one, 'shift_auc', 'low_s', 'high_s'),
+                            error_y=_errors(one, 'score', 'low', 'high', 100))
     fig.add_hline(y=50, line_dash='dot', line_color='grey')
     return fig.update_layout(xaxis_title='shift score: AUC of telling benchmark prompts from training prompts',
-                             yaxis_title='score (%)', template='plotly_white', width=760, height=460,
+                             yaxis_title='score (%)', template='plotly_white', height=460,
                              title='Accuracy against measured domain shift')
+
+# %% ../nbs/07_evaluation.ipynb #7c0a1b02
+def colour_by_group(fig:go.Figure, palette=qualitative.Dark24)->go.Figure:
+    "One colour per legend group (lines, markers and bars of a group alike), none repeated within the palette's 24."
+    groups = list(dict.fromkeys(t.legendgroup or t.name for t in fig.data if t.name != 'perfect calibration'))
+    for t in fig.data:
+        g = t.legendgroup or t.name
+        if g in groups:
+            c = palette[groups.index(g) % len(palette)]
+            if 'line' in t and t.type == 'scatter': t.line.color = c
+            t.marker.color = c
+    return fig.update_layout(legend=dict(x=1.02, y=1, xanchor='left'))
 
 # %% ../nbs/07_evaluation.ipynb #512ac242
 @patch
@@ -1600,7 +1617,8 @@ def make_figures(self:EvalReport)->dict:
     if len(self.tables['shift']): f['shift'] = shift_figure(self.tables['shift'], self.tables['scores'], self.models)
     for m in self.models:
         b = self.tables['bins']; b = b[b.model == m]
-        if len(b): f[f'reliability: {m}'] = reliability_diagram(b, f'Reliability per benchmark (temperature): {m}')
+        if len(b): f[f'reliability: {m}'] = colour_by_group(
+                reliability_diagram(b, f'Reliability per benchmark (temperature): {m}'))
         f[f'margins: {m}'] = margin_histogram(self.suite, self.scores[m])
     self.figures = f
     return f
@@ -1630,7 +1648,7 @@ def to_dict(self:EvalReport)->dict:
 # %% ../nbs/07_evaluation.ipynb #4a24f89e
 @patch
 def write(self:EvalReport, folder)->dict:
-    "Write result files, score files, tables, report.json and report.html under `folder`; return {name: path}."
+    "Write result and score files, tables, report.json and figures (plotly JSON) under `folder`; return {name: path}."
     folder, out = Path(folder), {}
     fn = output_names([(m, {}) for m in self.scoreboard.names if m not in BASELINES])
     for n in self.scoreboard.names:
@@ -1639,7 +1657,8 @@ def write(self:EvalReport, folder)->dict:
         out[f'scores/{n}'] = write_scores(folder/'scores'/f'{fn[n]}.jsonl', self.suite, ms, self._score_header(n, ms))
     for k, t in self.tables.items(): out[k] = write_text(folder/f'{k}.csv', t.to_csv(index=t.index.name is not None))
     out['report.json'] = write_json(folder/'report.json', self.to_dict())
-    out['report.html'] = write_text(folder/'report.html', self.html())
+    figs = self.make_figures(); names = unique_file_names(figs)
+    for k, f in figs.items(): out[f'figures/{k}'] = write_figure(folder/'figures'/f'{names[k]}.plotly.json', f)
     return out
 
 # %% ../nbs/07_evaluation.ipynb #dc1f3cdb
@@ -1653,7 +1672,7 @@ _CSS = ('body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px} '
         'h2{margin-top:1.6em} .note{color:#555}')
 
 # %% ../nbs/07_evaluation.ipynb #d5c12551
-_SECTIONS = [  # (title, explanation, table key)
+EVAL_SECTIONS = [  # (title, explanation, table key): the report's sections, in order
     ('Scores', 'Rows: reward models and baselines. Columns: benchmarks, the mean last. Percent, 95% CI.', 'table'),
     ('RewardBench sections', 'RewardBench v1 sections of the RewardBench subsets present (per-prompt weighted).',
      'rewardbench'),
@@ -1681,7 +1700,7 @@ def sections(self:EvalReport)->list:
     T, sig = self.tables | dict(rewardbench=self.rewardbench()), self.tables.get('significance', pd.DataFrame())
     if len(sig): T |= dict(significance=sig[sig.level != 'subset'], significance_subsets=sig[sig.level == 'subset'])
     ab = self.ab._repr_markdown_().replace('\n', ' ') if self.ab else 'not run: no RM-Bench rows were scored'
-    return [(t, n, T.get(k, pd.DataFrame())) for t, n, k in _SECTIONS] + [('A/B test', ab, pd.DataFrame())]
+    return [(t, n, T.get(k, pd.DataFrame())) for t, n, k in EVAL_SECTIONS] + [('A/B test', ab, pd.DataFrame())]
 
 @patch
 def html(self:EvalReport)->str:

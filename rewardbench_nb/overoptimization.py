@@ -592,7 +592,7 @@ def plot_curves(oo:Overoptimization, title:str='Gold and proxy reward against d 
                                     name=f'{who}, RL fit', **kw)
         fig.update_xaxes(title_text='d = sqrt(KL)', row=1, col=j)
     fig.update_yaxes(title_text='reward (initial policy = 0, unit sd)', row=1, col=1)
-    return fig.update_layout(title=title, height=380, width=260 * len(names) + 200, template='plotly_white')
+    return fig.update_layout(title=title, height=380, template='plotly_white')
 
 # %% ../nbs/10_overoptimization.ipynb #7e1a5adc
 def plot_shift(oo:Overoptimization)->go.Figure:
@@ -605,7 +605,7 @@ def plot_shift(oo:Overoptimization)->go.Figure:
                         hovertemplate='%{text}<br>shift %{x:.3f}<br>gamma %{y:.3f}')
     return fig.update_layout(title='gamma under distribution shift',
                              xaxis_title="shift score (AUC of telling the prompts from the proxy's)",
-                             yaxis_title='gamma (best-of-n), log scale', yaxis_type='log', height=420, width=640,
+                             yaxis_title='gamma (best-of-n), log scale', yaxis_type='log', height=420,
                              template='plotly_white')
 
 # %% ../nbs/10_overoptimization.ipynb #bb5d1d29
@@ -618,7 +618,7 @@ def plot_sweep(oo:Overoptimization)->go.Figure:
                         error_y=dict(type='data', symmetric=False, array=t.high - t.estimate,
                                      arrayminus=t.estimate - t.low))
         fig.update_xaxes(title_text='training pairs', type='log', row=1, col=j)
-    return fig.update_layout(title='Proxy-data sweep', height=340, width=1100, template='plotly_white')
+    return fig.update_layout(title='Proxy-data sweep', height=340, template='plotly_white')
 
 # %% ../nbs/10_overoptimization.ipynb #6d72ba5b
 def _gold(cfg:GammaStageConfig, ctx:dict, run:Run):
@@ -637,14 +637,14 @@ def add_args(parser):
 
 # %% ../nbs/10_overoptimization.ipynb #f9b3c9e5
 def _write(oo:Overoptimization, run:Run):
-    "gamma/: curves, fits, sweep and shift as CSV, summary.json (no timings), and the plots as HTML."
+    "gamma/: curves, fits, sweep and shift as CSV, summary.json (no timings), and the plots as plotly JSON."
     for name in ('bon', 'rl', 'fits', 'sweep', 'shift'):
         write_text(run.path('gamma', f'{name}.csv'), getattr(oo, name).to_csv(index=False))
     f = oo.fits[(oo.fits.set == 'hh-rlhf-harmless') & (oo.fits.quantity.isin(['gamma', 'gold_peak']))]
     info = {k: v for k, v in oo.info.items() if k != 'seconds'}
     write_json(run.path('gamma', 'summary.json'), dict(**info, in_domain=f.to_dict('records')))  # no peak: null
     for name, fig in (('curves', plot_curves(oo)), ('shift', plot_shift(oo)), ('sweep', plot_sweep(oo))):
-        write_figure(run.path('gamma', f'{name}.html'), fig)
+        write_figure(run.path('gamma', f'{name}.plotly.json'), fig)
 
 # %% ../nbs/10_overoptimization.ipynb #2037e382
 @dataclass

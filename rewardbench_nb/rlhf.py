@@ -997,7 +997,7 @@ def plot_ppo(log:pd.DataFrame, evals:pd.DataFrame|None=None, title:str='PPO')->g
     for name, e in ([] if evals is None or 'reward' not in evals else evals.groupby('set')):
         fig.add_trace(go.Scatter(x=e.iteration, y=e.reward, mode='lines+markers', name=f'eval: {name}',
                                  line=dict(dash='dot')), row=1, col=1)
-    return fig.update_layout(title=title, height=720, width=1000, template='plotly_white',
+    return fig.update_layout(title=title, height=720, template='plotly_white',
                              legend=dict(orientation='h', y=-0.08))
 
 # %% ../nbs/09_rlhf.ipynb #3813eb51
@@ -1022,13 +1022,13 @@ def artifact_info(info:dict)->dict:
 
 # %% ../nbs/09_rlhf.ipynb #db0631e1
 def _write_outputs(res:PPOResult, out:Path):
-    "policy/ (08's layout), value.safetensors, log.csv, evals.csv, log.json, curves.html: none with timings."
+    "policy/ (08's layout), value.safetensors, log.csv, evals.csv, log.json, curves.plotly.json: none with timings."
     meta, numbers = dict(ppo=dict(info=artifact_info(res.info), config=asdict(res.config))), drop_timings(res.log)
     save_policy(res.model, res.tokenizer, out/'policy', meta)
     with atomic_path(out/'value.safetensors') as tmp: save_model(res.value_model, str(tmp))
     write_text(out/'log.csv', numbers.to_csv(index=False)); write_text(out/'evals.csv', res.evals.to_csv(index=False))
     write_json(out/'log.json', dict(**meta, log=numbers.to_dict('records'), evals=res.evals.to_dict('records')))
-    write_figure(out/'curves.html', plot_ppo(res.log, res.evals))
+    write_figure(out/'curves.plotly.json', plot_ppo(res.log, res.evals))
     if not res.config.keep_checkpoints: shutil.rmtree(out/'checkpoints', ignore_errors=True)
 
 # %% ../nbs/09_rlhf.ipynb #0c0d5667
@@ -1093,7 +1093,8 @@ def _init_distributed()->bool:
 def _script_parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m rewardbench_nb.rlhf',
                                 description='PPO on the shipped policy (one process, or under torchrun / accelerate).')
-    p.add_argument('--out', required=True, help='output folder (policy/, log.csv, log.json, curves.html, checkpoints/)')
+    p.add_argument('--out', required=True,
+                   help='output folder (policy/, log.csv, log.json, curves.plotly.json, checkpoints/)')
     p.add_argument('--reward', default='length', choices=('length', 'rm'),
                    help="'length': the known 8-word reward; 'rm': a reward model")
     p.add_argument('--reward-model', default=None,

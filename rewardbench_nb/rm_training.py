@@ -462,7 +462,7 @@ def plot_curves(history:pd.DataFrame, title:str='Reward model training')->go.Fig
         fig.add_trace(go.Scatter(x=h.epoch, y=h[key], name=f'{col} {key.removeprefix("eval_")}', mode='lines+markers'),
                       row=1, col=pos)
     fig.update_xaxes(title_text='epoch')
-    return fig.update_layout(title=title, height=380, width=900 if acc else 520, template='plotly_white')
+    return fig.update_layout(title=title, height=380, template='plotly_white')
 
 # %% ../nbs/05a_rm_training.ipynb #7315506b
 class EpochTimer(TrainerCallback):
@@ -582,7 +582,7 @@ def _make_trainer(cfg, rm:RewardModel, train:Prepared, evals:Prepared|None, out_
 
 # %% ../nbs/05a_rm_training.ipynb #6fbe4591
 def _write_log(out_dir:Path, log:dict, history:pd.DataFrame)->Path:
-    if len(history): write_figure(out_dir/'curves.html', plot_curves(history))
+    if len(history): write_figure(out_dir/'curves.plotly.json', plot_curves(history))
     return write_json(out_dir/'training_log.json', log)
 
 # %% ../nbs/05a_rm_training.ipynb #ffdebc06
@@ -687,7 +687,8 @@ def _script_parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog='python -m rewardbench_nb.rm_training',
         description='Train a reward model (one process, or under torchrun / accelerate launch).')
-    p.add_argument('--out', required=True, help='output folder (model/, training_log.json, curves.html, checkpoints/)')
+    p.add_argument('--out', required=True,
+                   help='output folder (model/, training_log.json, curves.plotly.json, checkpoints/)')
     p.add_argument('--config', default=None, help='a reward_model.toml (default: built-in defaults)')
     p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
                    help='override one setting, e.g. --set dtype=float32')

@@ -11,3 +11,20 @@ def one_thread():
     n = torch.get_num_threads(); torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+@pytest.fixture(scope='session')
+def quick_runs(tmp_path_factory):
+    "Two `rbnb run --quick` runs side by side, 'a' and 'b' (the second --quiet): (runs folder, {id: stderr})."
+    import subprocess, sys
+    from pathlib import Path
+    root, runs = Path(__file__).resolve().parents[1], tmp_path_factory.mktemp('quick_runs')
+    rbnb = str(Path(sys.executable).parent/'rbnb')
+    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1', 'SOURCE_DATE_EPOCH': '1767225600'}
+    procs = {rid: subprocess.Popen([rbnb, 'run', '--quick', '--runs-dir', str(runs), '--run-id', rid, *extra], cwd=root,
+                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for rid, extra in (('a', ()), ('b', ('--quiet',)))}  # side by side: the same numbers whatever shares the CPU
+    err = {}
+    for rid, p in procs.items():
+        err[rid] = p.communicate(timeout=900)[1]
+        assert p.returncode == 0, err[rid][-3000:]
+    return runs, err

@@ -46,16 +46,9 @@ def test_failed_run_writes_failed_manifest(tmp_path):
     m = json.loads((tmp_path/'runs'/'bad'/'manifest.json').read_text())
     assert m['status'] == 'failed' and 'nope.csv' in m['error']
 
-def test_quick_run_is_complete_and_reproducible(tmp_path):
+def test_quick_run_is_complete_and_reproducible(quick_runs):
     "Two quick runs at once, the second --quiet: both complete with the same bytes; progress bars (time left) only in the first."
-    env = {**os.environ, 'HF_HUB_OFFLINE': '1', 'TRANSFORMERS_OFFLINE': '1', 'SOURCE_DATE_EPOCH': '1767225600'}
-    err = {}
-    procs = {rid: subprocess.Popen([*RBNB, 'run', '--quick', '--runs-dir', str(tmp_path), '--run-id', rid, *extra], cwd=ROOT,
-                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for rid, extra in (('a', ()), ('b', ('--quiet',)))}  # side by side: the same numbers whatever shares the CPU
-    for rid, p in procs.items():
-        err[rid] = p.communicate(timeout=900)[1]
-        assert p.returncode == 0, err[rid][-3000:]
+    tmp_path, err = quick_runs
     assert re.search(r'rbnb: +\d+%\|', err['a']), err['a'][-2000:]                        # the stage bar
     assert 'train-rm:' in err['a'] and 'step' in err['a'] and '<' in err['a'], err['a'][-2000:]  # ETA: [elapsed<left]
     assert 'scoring:' in err['a']                                                                 # calibrate's bar
@@ -73,7 +66,8 @@ def test_quick_run_is_complete_and_reproducible(tmp_path):
     # curation date is SOURCE_DATE_EPOCH's); what differs between runs (times, machine measurements) is in the manifest
     differ = sorted(f for f in set(ma['outputs']) | set(mb['outputs']) if ma['outputs'].get(f) != mb['outputs'].get(f))
     assert differ == [], differ
-    assert any(f.endswith('.html') for f in ma['outputs']) and any(f.endswith('.parquet') for f in ma['outputs'])
+    assert any(f.endswith('.plotly.json') for f in ma['outputs']) and any(f.endswith('.parquet') for f in ma['outputs'])
+    assert not any(f.endswith('.html') for f in ma['outputs'])  # stage figures are drawn by the one report.html
     assert {'train-rm', 'ppo', 'gamma', 'eval'} <= set(ma['records']['timings'])
     mem = ma['records']['memory']   # every stage's peak memory, for users sizing a machine
     assert set(ma['timings']) <= set(mem) and all(mem[s] > 50 for s in ma['timings']), mem

@@ -210,7 +210,7 @@ def test_cli_eval_from_a_score_file(score_file, tmp_path):
     assert table.loc['length model'].tolist() == table.loc['longer'].tolist()   # the file holds the 'longer' scores
     rb = json.loads((out/'results'/'length_model.json').read_text())
     assert rb['model'] == 'length model' and 0 <= rb['llmbar-natural'] <= 1 and 'protocol' in rb
-    assert (out/'report.html').stat().st_size > 1e6
+    assert (out/'figures'/'scoreboard.plotly.json').is_file() and (tmp_path/'a'/'report.html').stat().st_size > 1e6
     assert json.loads((out/'report.json').read_text())['models'] == ['length model']
     m = json.loads((tmp_path/'a'/'manifest.json').read_text())
     assert m['status'] == 'complete' and str(score_file) in m['inputs']
@@ -340,8 +340,8 @@ def error_of(rc:int, err:list)->str:
     return lines[0]
 
 def failed_without_outputs(run_dir:Path):
-    "The run folder holds a manifest that says failed, and nothing else."
-    assert [p.name for p in run_dir.iterdir()] == ['manifest.json']
+    "The run folder holds a manifest that says failed and the report that shows it, and nothing else."
+    assert sorted(p.name for p in run_dir.iterdir()) == ['manifest.json', 'report.html']
     assert json.loads((run_dir/'manifest.json').read_text())['status'] == 'failed'
 
 @pytest.fixture
@@ -435,7 +435,7 @@ def test_claims_are_warned_as_one_line_each(claimed_run):
 def test_claims_are_in_the_report_notes(claimed_run):
     p, _, run = claimed_run
     assert json.loads((run/'eval'/'report.json').read_text())['notes'] == claims_of(p)
-    page = (run/'eval'/'report.html').read_text()
+    page = (run/'report.html').read_text()   # the run's report shows them, escaped
     assert all(f'<li>{html.escape(c)}</li>' in page for c in claims_of(p))
 
 def test_a_file_model_keeps_its_own_protocol_and_no_output_is_hidden(claimed_run):

@@ -6,7 +6,7 @@ import pytest
 NBS = Path(__file__).resolve().parents[1]/'nbs'
 TAUGHT = ['00_core', '00a_precision', '00b_text', '00c_simulation', '01_data', '02_curation', '03_agreement', '03a_stats',
           '04_scoring', '05_reward_model', '05a_rm_training', '05b_implicit_reward', '06_calibration', '07_evaluation',
-          '08_policy', '09_rlhf', '10_overoptimization', '90_cli']
+          '08_policy', '09_rlhf', '10_overoptimization', '11_report', '90_cli']
 TEST_CALL = re.compile(r'\b(test_eq|test_ne|test_close|test_fail|test_is|test_warns|expect_fail)\b|^\s*assert\b', re.M)
 
 def cells(name:str)->list:
@@ -65,3 +65,9 @@ def test_every_notebook_names_its_kernel(path):
     "JupyterLab asks for a kernel on every open of a notebook that names none."
     spec = json.loads(path.read_text(encoding='utf-8'))['metadata'].get('kernelspec', {})
     assert spec.get('name') == 'python3' and spec.get('language') == 'python', f'{path.name}: kernelspec {spec}'
+
+@pytest.mark.parametrize('path', sorted(NBS.rglob('*.ipynb')), ids=lambda p: str(p.relative_to(NBS)))
+def test_no_figure_needs_the_network(path):
+    "A CDN renderer leaves a blank box in an offline JupyterLab: figures use the default renderer."
+    text = path.read_text(encoding='utf-8')
+    assert not re.search(r'renderer\s*=\s*\\?["\'](notebook_connected|cdn|iframe_connected)', text), path.name

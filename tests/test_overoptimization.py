@@ -119,7 +119,7 @@ def test_stage_quick_with_a_saved_gold_model(tmp_path):
                  '--runs-dir', tmp_path, '--run-id', rid)
         assert r.returncode == 0, r.stderr[-3000:]
     files = lambda rid: {p.name: p.read_bytes() for p in sorted((tmp_path/rid/'gamma').iterdir())}
-    assert files('a') == files('b') and 'curves.html' in files('a')  # the same seed writes the same bytes
+    assert files('a') == files('b') and 'curves.plotly.json' in files('a')  # the same seed writes the same bytes
     runs = [tmp_path/'a'/'gamma']  # same seed, same numbers: test_cli's two whole quick runs compare gamma's tables too
     for name in ('bon.csv', 'fits.csv', 'sweep.csv', 'shift.csv', 'rl.csv'): assert len(pd.read_csv(runs[0]/name)), name
     summary = json.loads((runs[0]/'summary.json').read_text())

@@ -166,13 +166,13 @@ def test_stage_trains_on_a_pairs_file_and_loads_model(tmp_path):
     STAGE(run, cfg, ctx)
     res = ctx['rm_training']
     again = Run(tmp_path/'runs', {}, run_id='r2'); STAGE(again, cfg, dict(ctx))
-    for name in ('training_log.json', 'curves.html'):  # same seed, same rows: the same bytes
+    for name in ('training_log.json', 'curves.plotly.json'):  # same seed, same rows: the same bytes
         assert (run.dir/'reward_model'/name).read_bytes() == (again.dir/'reward_model'/name).read_bytes(), name
     assert len(res.timing['epochs']) == 1 and run.records['timings']['train-rm']['epochs'] == res.timing['epochs']
     for e in res.timing['epochs']: assert 0 < e['seconds'] and 0 < e['cpu_seconds'] and e['eval_seconds'] >= 0
     assert res.timing['trainer'][-1]['train_runtime'] > 0 and 'loadavg' in run.records['machine']['train-rm']
     assert run.settings['reward_model']['learning_rate'] == 3e-5 and run.records['precision']['reward-model']['requested'] == 'auto'
-    assert (run.dir/'reward_model'/'model'/'model.safetensors').exists() and (run.dir/'reward_model'/'curves.html').exists()
+    assert (run.dir/'reward_model'/'model'/'model.safetensors').exists() and (run.dir/'reward_model'/'curves.plotly.json').exists()
     assert set(res.metrics) == {'test'} and res.metrics['test']['n'] == 8  # the file has no validation rows: no curve, test once
     assert res.log['data']['train']['rows'] == 16 and res.log['seed'] == 0
     assert res.log['config']['learning_rate'] == 3e-5 and res.log['provenance']['file_sha256'] == run.inputs[str(f)]

@@ -360,6 +360,7 @@ def readme_text(proc_nb:dict, doc_url:str)->str:
     md, _ = MarkdownExporter().from_notebook_node(nb)
     # links to site pages (`core.html`) would 404 on a code host: point them at the documentation site
     md = re.sub(r'\]\((?!https?:|#|/|mailto:)([\w./-]+\.html(?:#[^)\s]*)?)\)', lambda m: f']({doc_url.rstrip("/")}/{m.group(1)})', md)
+    md = md.replace('](images/', '](nbs/images/')  # pictures live beside the notebooks; README sits one level up
     return md.strip() + '\n'
 
 def doc_url()->str:
@@ -420,6 +421,7 @@ def build_site(pages:list[tuple[Path, Path, str]]):
     import plotly
     shutil.copy2(Path(plotly.__file__).parent/'package_data'/'plotly.min.js', DOCS_SRC/PLOTLY_ASSET)
     shutil.copy2(ASSETS/'rbnb.css', DOCS_SRC/'assets'/'rbnb.css')
+    if (NBS/'images').is_dir(): shutil.copytree(NBS/'images', DOCS_SRC/'images', dirs_exist_ok=True)  # pictures in prose
     cfg = STAGE/'mkdocs.yml'
     cfg.write_text(yaml.safe_dump(mkdocs_config(nav), sort_keys=False))
     r = subprocess.run([sys.executable, '-m', 'mkdocs', 'build', '--clean', '-q', '-f', str(cfg)], cwd=ROOT,
@@ -448,7 +450,7 @@ def finish_site():
     if bad: raise DocsError("pages load scripts/stylesheets from the network (the site must work offline):\n  " + '\n  '.join(bad))
 
 # ---------------------------------------------------------------- main
-def build(only:str|None=None, jobs:int=2, timeout:float=300., cache:bool=True)->float:
+def build(only:str|None=None, jobs:int=2, timeout:float=900., cache:bool=True)->float:
     t0 = time.time()
     nbs = notebooks(only)
     print(f'docs: {len(nbs)} notebooks: {", ".join(r.with_suffix("").as_posix() for r in nbs)}', flush=True)
@@ -487,7 +489,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--only', help=f'comma-separated notebook names or globs (default: ${SEL_ENV} or all)')
     ap.add_argument('--jobs', type=int, default=min(2, os.cpu_count() or 1), help='notebooks executed at once')
-    ap.add_argument('--timeout', type=float, default=float(os.environ.get(TIMEOUT_ENV, 300)), help='seconds per notebook')
+    ap.add_argument('--timeout', type=float, default=float(os.environ.get(TIMEOUT_ENV, 900)), help='seconds per notebook')
     ap.add_argument('--rerun', action='store_true', help='execute every notebook even when its inputs did not change')
     ap.add_argument('--check-readme', action='store_true', help='only check README.md against nbs/index.ipynb')
     ap.add_argument('--readme', action='store_true', help='only write README.md from nbs/index.ipynb (no site build)')
