@@ -547,7 +547,8 @@ def figure(self:AgreementReport):
         fig.add_scatter(x=t.estimate, y=t.criterion + ' / ' + t.domain, mode='markers', name=STATISTICS[stat],
                         marker=dict(size=8, symbol=symbol, color=color),
                         error_x=dict(type='data', symmetric=False, array=t.ci_high - t.estimate,
-                                     arrayminus=t.estimate - t.ci_low),
+                                     arrayminus=t.estimate - t.ci_low,
+                                     color=color if isinstance(color, str) else 'dimgrey'),  # one colour, not a list
                         customdata=np.column_stack([t.n_units, t.ci_low, t.ci_high, t.band]),
                         hovertemplate=f'%{{y}}: {stat} %{{x:.3f}} [%{{customdata[1]:.3f}}, %{{customdata[2]:.3f}}], '
                                       '%{customdata[3]}, %{customdata[0]} units<extra></extra>')
@@ -557,7 +558,7 @@ def figure(self:AgreementReport):
                              yaxis=dict(autorange='reversed'),
                              height=max(250, 24 * n + 140), template='plotly_white',
                              margin=dict(l=10, r=10, t=50, b=40),
-                             legend=dict(orientation='h', y=-0.15))
+                             legend=dict(orientation='h', yanchor='bottom', y=1.0, xanchor='right', x=1))
 
 # %% ../nbs/03_agreement.ipynb #d3cafaed
 def agreement_report(ratings:pd.DataFrame,  # long ratings table (item, annotator, criterion, likert|value)

@@ -113,7 +113,8 @@ def write_run_report(run_dir)->Path|None:
     from rewardbench_nb.report import write_report
     try: return write_report(run_dir)
     except Exception as e:
-        warnings.warn(f"{run_dir}/report.html not written: {type(e).__name__}: {e}", ReportNotWritten); return None
+        why = str(e) if isinstance(e, RBError) else f"{run_dir}/report.html: {type(e).__name__}: {e}"
+        warnings.warn(f"report not written: {why}", ReportNotWritten); return None
 
 # %% ../nbs/90_cli.ipynb #e8c0db89
 def known_sections(stages:dict)->set:

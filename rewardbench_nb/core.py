@@ -365,14 +365,16 @@ def peak_memory_mib(reset:bool=False)->tuple[float, str]:
 @patch
 @contextmanager
 def stage(self:Run, name:str):
-    "Time a stage and note its peak memory into the manifest; `run.current` names it while it runs."
+    "Time a stage and note its peak memory; the manifest names it while it runs and is written again after it."
     t0, self.current = time.perf_counter(), name
     _, how = peak_memory_mib(reset=True)
+    self.finish('running')  # a run killed now (SIGKILL, out of memory, power) still says where it was
     try: yield
     finally:
         self.timings[name] = round(time.perf_counter() - t0, 3)
         self.record('memory', {name: peak_memory_mib()[0], 'how': how})
     self.current = None
+    self.finish('running')
 
 @patch
 def record(self:Run, key:str, value:dict):
@@ -414,13 +416,13 @@ def _outputs(run:Run)->dict:
             if p.is_file() and p.name not in ('manifest.json', RESERVE)}
 
 def manifest(run:Run, status:str='complete', error:str|None=None)->dict:
-    "The manifest of `run` as a dict."
+    "The manifest of `run` as a dict; outputs are hashed once the run has ended (not while it runs)."
     return dict(run_id=run.id, status=status, error=error, stage=run.current, seed=run.seed, config=run.config,
                 settings=run.settings, code=code_version(), versions=package_versions(), platform=platform.platform(),
                 argv=sys.argv, records=run.records,
                 started=dt.datetime.fromtimestamp(run.started).isoformat(timespec='seconds'),
                 total_seconds=round(time.time() - run.started, 3), timings=run.timings,
-                inputs=run.inputs, outputs=_outputs(run))
+                inputs=run.inputs, outputs={} if status == 'running' else _outputs(run))
 
 
 # %% ../nbs/00_core.ipynb #bd35618b

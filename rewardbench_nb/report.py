@@ -6,7 +6,7 @@ Docs: https://rewardbench-nb.github.io/rewardbench_nb/report.html.md"""
 
 # %% ../nbs/11_report.ipynb #6f2ed5e2
 from __future__ import annotations
-import contextvars, html, json, re, warnings
+import contextvars, hashlib, html, io, json, re, warnings
 from pathlib import Path
 import markdown
 import numpy as np, pandas as pd
@@ -19,11 +19,11 @@ from .scoring import plot_recovery
 from .evaluation import EVAL_SECTIONS
 
 # %% auto #0
-__all__ = ['STAGE_FOLDERS', 'SECTIONS', 'CSS', 'esc', 'md_html', 'table_html', 'figure_div', 'read_manifest', 'stage_state',
-           'stage_table', 'read_csv', 'read_json', 'read_text', 'saved_figures', 'data_section', 'curation_section',
-           'agreement_section', 'scoring_section', 'reward_model_section', 'calibration_section', 'evaluation_section',
-           'policy_section', 'ppo_section', 'gamma_section', 'manifest_section', 'ReportWarning', 'section_html',
-           'build_report', 'write_report', 'export_figures']
+__all__ = ['MANIFEST_FIELDS', 'STAGE_FOLDERS', 'SECTIONS', 'STATE_NOTES', 'CSS', 'esc', 'md_html', 'table_html', 'figure_div',
+           'read_manifest', 'stage_state', 'stage_table', 'read_text', 'read_json', 'read_csv', 'saved_figures',
+           'data_section', 'curation_section', 'agreement_section', 'scoring_section', 'reward_model_section',
+           'calibration_section', 'evaluation_section', 'policy_section', 'ppo_section', 'gamma_section',
+           'manifest_section', 'ReportWarning', 'section_html', 'build_report', 'write_report', 'export_figures']
 
 # %% ../nbs/11_report.ipynb #6b6945b9
 def esc(x)->str:
@@ -31,18 +31,22 @@ def esc(x)->str:
     return html.escape(str(x))
 
 def md_html(text:str)->str:
-    "Markdown as HTML, its text escaped first, headings two levels down; links only to web or in-page targets."
-    out = markdown.markdown(html.escape(text, quote=False), extensions=['tables'])
+    "Markdown as HTML, its text escaped first: no images (nothing fetched), links only to web or in-page targets."
+    md = markdown.Markdown(extensions=['tables'])
+    for p in ('image_link', 'image_reference', 'short_image_ref'): md.inlinePatterns.deregister(p)
+    out = md.convert(html.escape(text, quote=False))
+    out = re.sub(r'<code>(.*?)</code>', lambda c: '<code>' + c[1].replace('&amp;', '&') + '</code>', out, flags=re.S)
     out = re.sub(r'<(/?)h([1-4])>', lambda h: f'<{h[1]}h{int(h[2]) + 2}>', out)  # under the section's own heading
-    return re.sub(r'href="(?!https?://|#)[^"]*"', 'href="#"', out)
+    return re.sub(r'\s(?:src|srcset)="[^"]*"', '', re.sub(r'href="(?!https?://|#)[^"]*"', 'href="#"', out))
 
 # %% ../nbs/11_report.ipynb #67fd99af
-_DRAWN = contextvars.ContextVar('drawn', default=None)  # {name: figure} of the page being built, for export_figures
+_DRAWN = contextvars.ContextVar('drawn', default=None)  # {div id: figure} of the page being built
 
 # %% ../nbs/11_report.ipynb #8aa9a4bf
 def table_html(df:pd.DataFrame, digits:int=3, index:bool=False, fold:int=25)->str:
     "A DataFrame as an escaped HTML table: floats with `digits` decimals, missing values '-', folded past `fold` rows."
     if df is None or not len(df): return '<p class="note">(empty)</p>'
+    df = df.map(lambda v: np.nan if v is None else v)  # None (JSON null) reads '-' like NaN
     t = '<div class="scroll">' + df.to_html(index=index, float_format=lambda v: f'{v:.{digits}f}', border=0,
                                             na_rep='-', classes='t', escape=True) + '</div>'
     return t if len(df) <= fold else f'<details><summary>{len(df)} rows (open to show)</summary>{t}</details>'
@@ -51,19 +55,30 @@ def figure_div(fig, name:str)->str:
     "A figure (plotly Figure or its JSON text) as a div of the page, at the page's width; plotly.js not included."
     fig = pio.from_json(fig) if isinstance(fig, str) else fig
     if sum(t.showlegend is not False for t in fig.data) > 10: fig.update_layout(colorway=qualitative.Dark24)
-    fig.update_layout(width=None, autosize=True)
-    if (drawn := _DRAWN.get()) is not None: drawn[file_name(name)] = fig
-    return figure_html(fig, name, config=dict(responsive=True, displaylogo=False), default_width='100%',
+    fig.update_layout(width=None, autosize=True, images=[])  # a figure file's images would be fetched: none
+    drawn, div = _DRAWN.get(), file_name(name)
+    if drawn is not None:
+        if div in drawn: div = f"{div[:100]}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"  # names cut alike
+        drawn[div] = fig
+    return figure_html(fig, div, config=dict(responsive=True, displaylogo=False), default_width='100%',
                        default_height=f'{fig.layout.height or 450}px')
 
 # %% ../nbs/11_report.ipynb #1cd7cf7e
+MANIFEST_FIELDS = dict(run_id=str, status=str, error=(str, type(None)), stage=(str, type(None)), timings=dict,
+                       records=dict, versions=dict, inputs=dict, settings=dict, code=dict, argv=list)  # what it reads
+
 def read_manifest(run_dir)->dict:
-    "The run's manifest; RBError naming the file when it is missing or not a manifest."
-    p = Path(run_dir)/'manifest.json'
+    "The run's manifest, its fields typed; RBError naming the file (and field) when it is not a run's manifest."
+    d = Path(run_dir); p = d/'manifest.json'
+    if not d.is_dir(): raise RBError(f"{d}: not a folder: expected the folder of a run made by rbnb")
     if not p.is_file(): raise RBError(f"{p}: not found: expected the folder of a run made by rbnb")
     try: m = json.loads(decode_utf8(p.read_bytes(), p))
     except json.JSONDecodeError as e: raise RBError(f"{p}: line {e.lineno}: not JSON ({e.msg})") from None
     if not isinstance(m, dict) or 'run_id' not in m: raise RBError(f"{p}: not a run manifest (no run_id)")
+    for k, typ in MANIFEST_FIELDS.items():
+        if k in m and not isinstance(m[k], typ):
+            want = ' or '.join(t.__name__ for t in (typ if isinstance(typ, tuple) else (typ,)))
+            raise RBError(f"{p}: field '{k}' = {str(m[k])[:40]!r}: expected {want}")
     return m
 
 # %% ../nbs/11_report.ipynb #4b2cb448
@@ -72,7 +87,7 @@ STAGE_FOLDERS = {'data': 'data', 'curate': 'curation', 'agree': 'agreement', 'sc
                  'ppo': 'ppo', 'gamma': 'gamma'}  # pipeline order
 
 def stage_state(m:dict, stage:str)->str:
-    "'ran', 'failed: ...', 'interrupted', 'running' or 'did not run', from the manifest."
+    "'ran', 'failed: ...', 'interrupted', 'running' (still, or killed) or 'did not run', from the manifest."
     if m.get('stage') == stage and m.get('status') != 'complete':
         return {'failed': f"failed: {m.get('error')}", 'interrupted': 'interrupted'}.get(m.get('status'), 'running')
     return 'ran' if stage in m.get('timings', {}) else 'did not run'
@@ -85,18 +100,26 @@ def stage_table(m:dict)->pd.DataFrame:
                               peak_MiB=mem.get(s)) for s in STAGE_FOLDERS])
 
 # %% ../nbs/11_report.ipynb #666a681b
-def read_csv(path)->pd.DataFrame|None:
-    "A table the run wrote, or None when it is not there."
-    return pd.read_csv(path) if Path(path).is_file() else None
+def read_text(path)->str|None:
+    "A text file the run wrote, or None when it is not there; DataError naming it when it is not UTF-8."
+    return decode_utf8(Path(path).read_bytes(), path) if Path(path).is_file() else None
 
 def read_json(path):
-    "A JSON file the run wrote, or None when it is not there."
-    return json.loads(Path(path).read_text(encoding='utf-8')) if Path(path).is_file() else None
+    "A JSON file the run wrote, or None when it is not there; RBError naming it and the line when it is not JSON."
+    text = read_text(path)
+    try: return None if text is None else json.loads(text)
+    except json.JSONDecodeError as e: raise RBError(f"{path}: line {e.lineno}: not JSON ({e.msg})") from None
 
 # %% ../nbs/11_report.ipynb #3870a5ec
-def read_text(path)->str|None:
-    "A text file the run wrote, or None when it is not there."
-    return Path(path).read_text(encoding='utf-8') if Path(path).is_file() else None
+def read_csv(path, need=())->pd.DataFrame|None:
+    "A table the run wrote (with the columns in `need`), or None when it is not there; RBError naming what is wrong."
+    text = read_text(path)
+    if text is None: return None
+    try: df = pd.read_csv(io.StringIO(text))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+        raise RBError(f"{path}: not a CSV table ({str(e).splitlines()[0]})") from None
+    if missing := [c for c in need if c not in df]: raise RBError(f"{path}: no column {', '.join(missing)}")
+    return df
 
 def saved_figures(folder, prefix:str)->str:
     "Every figure a stage saved in `folder` (and its `figures/`), by name, as divs named `<prefix>-<name>`."
@@ -119,7 +142,8 @@ def curation_section(d:Path, m:dict)->str:
 # %% ../nbs/11_report.ipynb #eb8e74bd
 def agreement_section(d:Path, m:dict)->str:
     "Alpha and kappa over all items with CIs against the target, the domains that miss it, and the forest plots."
-    t, s = read_csv(d/'agreement.csv'), m.get('settings', {}).get('agreement', {})
+    t = read_csv(d/'agreement.csv', ['dataset', 'statistic', 'criterion', 'domain', 'estimate', 'passes'])
+    s = m.get('settings', {}).get('agreement', {})
     if t is None: return '<p class="note">no agreement table</p>'
     out = []
     for i, (title, g) in enumerate(t.groupby('dataset', sort=False)):
@@ -138,7 +162,7 @@ def agreement_section(d:Path, m:dict)->str:
 # %% ../nbs/11_report.ipynb #c97a7451
 def scoring_section(d:Path, m:dict)->str:
     "Weights, alpha, recovery of the truth against alpha, tie-breaks, the top ten items."
-    s, rec, scores = read_json(d/'summary.json') or {}, read_csv(d/'recovery.csv'), read_csv(d/'scores.csv')
+    s, rec, scores = read_json(d/'summary.json') or {}, read_csv(d/'recovery.csv', ['alpha', 'method', 'estimate', 'low', 'high']), read_csv(d/'scores.csv')
     head = pd.DataFrame([dict(**{f'w_{k}': v for k, v in s.get('weights', {}).items()}, alpha=s.get('alpha'),
                               items=s.get('n_items'), scored=s.get('n_scored'))])
     parts = [table_html(head)]
@@ -154,11 +178,12 @@ def scoring_section(d:Path, m:dict)->str:
 def reward_model_section(d:Path, m:dict)->str:
     "Accuracy on validation and test with CIs, what was trained on, the curves."
     log = read_json(d/'training_log.json') or {}
+    cols = ['split', 'accuracy', 'ci_low', 'ci_high', 'level', 'n', 'mean_margin']
     acc = pd.DataFrame([dict(split=k, **v) for k, v in log.get('metrics', {}).items()])
+    acc = acc[[c for c in cols if c in acc] + [c for c in acc if c not in cols]]
     rows = pd.DataFrame([dict(split=k, rows=v.get('rows')) for k, v in log.get('data', {}).items()
                          if isinstance(v, dict)])
-    figs = saved_figures(d, 'reward_model')
-    return table_html(acc) + table_html(rows) + figs
+    return table_html(acc) + table_html(rows) + saved_figures(d, 'reward_model')
 
 # %% ../nbs/11_report.ipynb #b3c45830
 def calibration_section(d:Path, m:dict)->str:
@@ -208,7 +233,7 @@ def ppo_section(d:Path, m:dict)->str:
 # %% ../nbs/11_report.ipynb #fd350045
 def gamma_section(d:Path, m:dict)->str:
     "gamma and the gold peak of every proxy with CIs, then the curves, gamma against shift and the sweep."
-    fits = read_csv(d/'fits.csv')
+    fits = read_csv(d/'fits.csv', ['name', 'set', 'quantity', 'estimate', 'low', 'high'])
     if fits is not None: fits = fits[fits.quantity.isin(['gamma', 'gold_peak'])]
     return table_html(fits) + saved_figures(d, 'gamma')
 
@@ -235,16 +260,21 @@ SECTIONS = [('data', 'Data', data_section), ('curate', 'Curation: dataset card a
 class ReportWarning(UserWarning): "A part of the run could not be shown in its report."
 
 # %% ../nbs/11_report.ipynb #68bf02b1
+STATE_NOTES = {'running': 'was still running when the run last wrote its manifest (it still runs, or was killed)',
+               'interrupted': 'was interrupted'}
+
 def section_html(run_dir:Path, m:dict, stage:str, title:str, body)->str:
     "One stage's section: its state, then what its folder holds (or the error that stopped reading it)."
     state, d = stage_state(m, stage), Path(run_dir)/STAGE_FOLDERS[stage]
     head = f'<h2 id="{stage}">{esc(title)}</h2>'
     if state == 'did not run': return head + f'<p class="note">This stage did not run in this run (rbnb {stage}).</p>'
-    note = '' if state == 'ran' else f'<p class="warn">This stage {esc(state)}; what it wrote is below.</p>'
+    said = esc(STATE_NOTES.get(state, state))
+    note = '' if state == 'ran' else f'<p class="warn">This stage {said}; what it wrote is below.</p>'
     try: return head + note + body(d, m)
     except Exception as e:
-        warnings.warn(f"{d}: the {stage} section cannot be shown: {type(e).__name__}: {e}", ReportWarning)
-        return head + note + f'<p class="warn">Could not be shown: {esc(type(e).__name__)}: {esc(e)}</p>'
+        why = str(e) if isinstance(e, RBError) else f"{d}: {type(e).__name__}: {e}"
+        warnings.warn(f"the {stage} section cannot be shown: {why}", ReportWarning)
+        return head + note + f'<p class="warn">Could not be shown: {esc(why)}</p>'
 
 # %% ../nbs/11_report.ipynb #1c9e50c7
 CSS = ('body{font-family:system-ui,sans-serif;margin:0 auto;padding:1em 2em;max-width:1100px;line-height:1.45} '
