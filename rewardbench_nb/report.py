@@ -162,7 +162,8 @@ def agreement_section(d:Path, m:dict)->str:
 # %% ../nbs/11_report.ipynb #c97a7451
 def scoring_section(d:Path, m:dict)->str:
     "Weights, alpha, recovery of the truth against alpha, tie-breaks, the top ten items."
-    s, rec, scores = read_json(d/'summary.json') or {}, read_csv(d/'recovery.csv', ['alpha', 'method', 'estimate', 'low', 'high']), read_csv(d/'scores.csv')
+    s, scores = read_json(d/'summary.json') or {}, read_csv(d/'scores.csv')
+    rec = read_csv(d/'recovery.csv', ['alpha', 'method', 'estimate', 'low', 'high'])
     head = pd.DataFrame([dict(**{f'w_{k}': v for k, v in s.get('weights', {}).items()}, alpha=s.get('alpha'),
                               items=s.get('n_items'), scored=s.get('n_scored'))])
     parts = [table_html(head)]
