@@ -293,7 +293,7 @@ def build_report(run_dir)->str:
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>rbnb run {esc(m["run_id"])}</title>'
             f'<style>{CSS}</style><script>window.PlotlyConfig = {{MathJaxConfig: "local"}};</script>'
             f'<script>{get_plotlyjs()}</script></head><body><h1>Run {esc(m["run_id"])}: {esc(m.get("status"))}</h1>'
-            f'<nav>{nav}</nav>{table_html(stage_table(m))}{body}'
+            f'<nav>{nav}</nav>{table_html(stage_table(m), 1)}{body}'
             f'<h2 id="manifest">Manifest</h2>{manifest_section(m)}</body></html>')
 
 # %% ../nbs/11_report.ipynb #de1d026d
