@@ -28,3 +28,19 @@ def quick_runs(tmp_path_factory):
         err[rid] = p.communicate(timeout=900)[1]
         assert p.returncode == 0, err[rid][-3000:]
     return runs, err
+
+@pytest.fixture(scope='session')
+def browser():
+    """Debian's chromium driven by playwright (never a downloaded browser): one for the whole session, since
+    playwright's sync API cannot run twice at once in one process (the docs site, JupyterLab and report tests share it)."""
+    from pathlib import Path
+    chromium = Path('/usr/bin/chromium')
+    if not chromium.exists():
+        pytest.fail(f"{chromium} is missing: run `bash tools/env.sh --browser` (it installs Debian's chromium)", pytrace=False)
+    from playwright.sync_api import sync_playwright
+    args = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+            '--disable-component-update', '--disable-sync']
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(chromium), args=args)
+        yield b
+        b.close()

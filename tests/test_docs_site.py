@@ -15,9 +15,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE, NBS = ROOT/'_site', ROOT/'nbs'
-CHROMIUM = Path('/usr/bin/chromium')
-CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-                 '--disable-component-update', '--disable-sync']
 # resources a page needs to render: none of them may come from the network
 NEEDED = {'document', 'script', 'stylesheet', 'font', 'xhr', 'fetch', 'websocket', 'eventsource', 'manifest'}
 
@@ -56,16 +53,7 @@ def base_url(site)->str:
     yield f'http://127.0.0.1:{srv.server_port}/'
     srv.shutdown(); srv.server_close()
 
-@pytest.fixture(scope='session')
-def browser():
-    "Debian's chromium driven by playwright (never a downloaded browser)."
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `bash tools/env.sh --browser` (it installs Debian's chromium)", pytrace=False)
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+# `browser`: the session's one Chromium (tests/conftest.py)
 
 # every plotly figure's drawn width (its svg: a fixed layout width overflows the 100% div) against the content
 # column (the article less its padding), with the figure's title to name it

@@ -14,8 +14,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT/'nbs'
 JUPYTER = Path(sys.executable).parent/'jupyter'
-CHROMIUM = Path('/usr/bin/chromium')
-CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking']
 NOTEBOOKS = ['04_scoring.ipynb', '06_calibration.ipynb']
 RUN_TIMEOUT = 120   # seconds for one notebook's Run All (each takes about 10 s in nbdev-test)
 
@@ -79,16 +77,7 @@ def lab(tmp_path_factory):
         except subprocess.TimeoutExpired: proc.kill(); proc.wait()
         log.close()
 
-@pytest.fixture(scope='module')
-def browser():
-    "Debian's chromium driven by playwright (never a downloaded browser)."
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `bash tools/env.sh --browser` (it installs Debian's chromium)", pytrace=False)
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+# `browser`: the session's one Chromium (tests/conftest.py)
 
 class Watch:
     "What a page asked of the network outside 127.0.0.1 (blocked) and what it logged as an error."

@@ -31,28 +31,24 @@ def test_one_report_one_plotly_and_the_same_page_for_the_same_seed(quick_runs):
     assert (runs/'a'/'report.html').stat().st_size < 8e6
     assert 'This stage did not run' not in pages['a'] and pages['a'].count('class="plotly-graph-div"') >= 12
 
-def test_every_section_and_figure_of_a_quick_run_draws_offline(quick_runs):
-    if not CHROMIUM.exists(): pytest.skip('Debian chromium is not installed (make test installs it)')
-    from playwright.sync_api import sync_playwright
+def test_every_section_and_figure_of_a_quick_run_draws_offline(quick_runs, browser):
     runs, _ = quick_runs
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=['--no-sandbox', '--disable-gpu',
-                                                                   '--disable-background-networking'])
-        page = b.new_page(viewport={'width': 1280, 'height': 900})
-        errors, outside = [], []
-        page.on('console', lambda m: errors.append(m.text) if m.type == 'error' else None)
-        page.on('pageerror', lambda e: errors.append(str(e)))
-        page.route('**/*', lambda r: r.continue_() if r.request.url.startswith('file:')
-                   else (outside.append(r.request.url), r.abort()))
-        page.goto((runs/'a'/'report.html').as_uri())
-        page.wait_for_function("[...document.querySelectorAll('.plotly-graph-div')].every(d => d._fullLayout)",
-                               timeout=60_000)
-        figs = page.evaluate("""[...document.querySelectorAll('.plotly-graph-div')].map(d => ({id: d.id,
-            traces: d.querySelectorAll('g.trace, g.point, path.js-line').length,
-            right: d.getBoundingClientRect().right, width: d.getBoundingClientRect().width}))""")
-        column = page.evaluate("document.body.getBoundingClientRect().right")
-        headings = page.evaluate("[...document.querySelectorAll('h2')].map(h => h.id)")
-        b.close()
+    ctx = browser.new_context(viewport={'width': 1280, 'height': 900})
+    page = ctx.new_page()
+    errors, outside = [], []
+    page.on('console', lambda m: errors.append(m.text) if m.type == 'error' else None)
+    page.on('pageerror', lambda e: errors.append(str(e)))
+    page.route('**/*', lambda r: r.continue_() if r.request.url.startswith('file:')
+               else (outside.append(r.request.url), r.abort()))
+    page.goto((runs/'a'/'report.html').as_uri())
+    page.wait_for_function("[...document.querySelectorAll('.plotly-graph-div')].every(d => d._fullLayout)",
+                           timeout=60_000)
+    figs = page.evaluate("""[...document.querySelectorAll('.plotly-graph-div')].map(d => ({id: d.id,
+        traces: d.querySelectorAll('g.trace, g.point, path.js-line').length,
+        right: d.getBoundingClientRect().right, width: d.getBoundingClientRect().width}))""")
+    column = page.evaluate("document.body.getBoundingClientRect().right")
+    headings = page.evaluate("[...document.querySelectorAll('h2')].map(h => h.id)")
+    ctx.close()
     assert not errors and not outside, (errors, outside)
     assert headings == ['data', 'curate', 'agree', 'score', 'train-rm', 'calibrate', 'eval', 'policy', 'ppo', 'gamma',
                         'manifest']
