@@ -533,6 +533,8 @@ def _ppo_all(policy, pools:dict, proxies:dict, gold_fn, encoder, cfg:GammaConfig
         t, g, p = rl_curve(res.log, tr, home.gold.std(), px.score(home.feats).std(), pool_baseline(home, px))
         curves.append(t.assign(name=name)[['name', *t]])
         if (t.d > 0).sum() >= 2: fits.append(_long(bootstrap_rl(t.d, g, p, cfg.n_boot, seed), name=name, form='rl'))
+    if not curves:  # no PPO proxies asked for: best-of-n only
+        return pd.DataFrame(columns=['name', 'iteration', 'kl', 'd', 'gold', 'proxy']), pd.DataFrame()
     return pd.concat(curves, ignore_index=True), (pd.concat(fits, ignore_index=True) if fits else pd.DataFrame())
 
 # %% ../nbs/10_overoptimization.ipynb #281827e7

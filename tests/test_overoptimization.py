@@ -110,6 +110,17 @@ def test_fit_and_gamma_bad_input():
 def rbnb(*args, timeout=600):
     return subprocess.run([*RBNB, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=ENV)
 
+def test_best_of_n_alone_when_no_proxy_is_trained_with_ppo(tmp_path):
+    "gamma.ppo_proxies = [] asks for best-of-n only: the stage completes, rl.csv is its header, no RL fits."
+    r = rbnb('gamma', '--quick', '--quiet', '--set', 'gamma.ppo_proxies=[]', '--set', 'gamma.gold="length"',
+             '--runs-dir', tmp_path, '--run-id', 'b')
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path/'b'/'gamma'
+    assert (out/'rl.csv').read_text().strip() == 'name,iteration,kl,d,gold,proxy'
+    fits = pd.read_csv(out/'fits.csv')
+    assert set(fits.form) == {'bon'} and fits.quantity.eq('gamma').any()
+    assert (tmp_path/'b'/'report.html').is_file()
+
 def test_stage_quick_with_a_saved_gold_model(tmp_path):
     "rbnb gamma --quick against a saved reward model (the untrained MiniLM here): every output, the gold recorded."
     from rewardbench_nb.reward_model import RewardModel
