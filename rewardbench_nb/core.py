@@ -330,6 +330,7 @@ class Run:
         if self.dir.exists(): raise RBError(f"{self.dir}: run folder exists already; choose another run id")
         self.config,self.seed,self.inputs,self.timings,self.records,self.settings = config,seed,{},{},{},{}
         self.started, self.current = time.time(), None
+        self.code, self.versions = code_version(), package_versions()  # of the code that runs: read once
         self._open()
 
     def path(self, *parts)->Path:
@@ -418,7 +419,7 @@ def _outputs(run:Run)->dict:
 def manifest(run:Run, status:str='complete', error:str|None=None)->dict:
     "The manifest of `run` as a dict; outputs are hashed once the run has ended (not while it runs)."
     return dict(run_id=run.id, status=status, error=error, stage=run.current, seed=run.seed, config=run.config,
-                settings=run.settings, code=code_version(), versions=package_versions(), platform=platform.platform(),
+                settings=run.settings, code=run.code, versions=run.versions, platform=platform.platform(),
                 argv=sys.argv, records=run.records,
                 started=dt.datetime.fromtimestamp(run.started).isoformat(timespec='seconds'),
                 total_seconds=round(time.time() - run.started, 3), timings=run.timings,

@@ -12,13 +12,12 @@ from pathlib import Path
 import numpy as np, torch
 from fastcore.basics import patch
 from safetensors import SafetensorError
-from tokenizers import Tokenizer
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 from .core import *
 from .precision import precision, resolve_dtype
 from .reward_model import (CPU_MAX_TOKENS, check_model_dir, check_texts, length_batches, map_batches,
-                                         quiet_transformers, split_turns, template_sha256)
+                                         plain_backend, quiet_transformers, split_turns, template_sha256)
 
 # %% auto #0
 __all__ = ['VARIANTS', 'DIALOGUE_ENCODING', 'CHAT_FORM', 'RESPONSE_TOKENS', 'dialogue_prompt', 'dialogue_response', 'chat_texts',
@@ -104,17 +103,9 @@ def check_not_policy(path,    # a model folder a stage will score with as a rewa
     return path
 
 # %% ../nbs/05b_implicit_reward.ipynb #36f2ebef
-def _backend(tokenizer)->Tokenizer:
-    "A copy of the tokenizer's Rust backend without padding or truncation."
-    bt = getattr(tokenizer, 'backend_tokenizer', None)
-    if bt is None: raise RBError(f"{type(tokenizer).__name__}: expected a fast (Rust `tokenizers`) tokenizer, "
-                                 "with a tokenizer.json")
-    bt = Tokenizer.from_str(bt.to_str()); bt.no_padding(); bt.no_truncation()
-    return bt
-
 def tokenizer_sha256(tokenizer)->str:
     "sha256 of what turns text into ids: the fast tokenizer's backend, padding and truncation aside."
-    return hashlib.sha256(_backend(tokenizer).to_str().encode('utf-8')).hexdigest()
+    return hashlib.sha256(plain_backend(tokenizer).to_str().encode('utf-8')).hexdigest()
 
 # %% ../nbs/05b_implicit_reward.ipynb #047c70db
 def _load_tokenizer(path:Path):
@@ -216,7 +207,7 @@ class ImplicitReward:
         self.variant, self.model, self.tokenizer = implicit_variant(reference, variant), model.eval(), tokenizer
         self.reference = reference.eval() if reference is not None else None
         self.requested_dtype, self.dtype = dtype, resolve_dtype(dtype, self.device, _DTYPES)
-        self.chat, self._backend = _uses_chat(tokenizer, encoding), _backend(tokenizer)
+        self.chat, self._backend = _uses_chat(tokenizer, encoding), plain_backend(tokenizer)
         self._models = [m for m in (self.model, self.reference) if m is not None]
         pos = [getattr(m.config, 'max_position_embeddings', None) or 10**9 for m in self._models]
         self.max_length = int(max_length or min(tokenizer.model_max_length, *pos))

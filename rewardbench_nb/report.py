@@ -285,11 +285,13 @@ CSS = ('body{font-family:system-ui,sans-serif;margin:0 auto;padding:1em 2em;max-
        'h2{margin-top:2em;border-bottom:1px solid #ccc} .note{color:#555} .warn{color:#a40} nav a{margin-right:.8em} '
        '.js-plotly-plot{margin:1em 0}')
 
-def build_report(run_dir)->str:
+def build_report(run_dir, drawn:dict|None=None)->str:
     "The run's report as one self-contained HTML page (plotly.js inlined once; every text from the run escaped)."
     run_dir = Path(run_dir); m = read_manifest(run_dir)
     nav = ''.join(f'<a href="#{s}">{esc(t.split(":")[0])}</a>' for s, t, _ in [*SECTIONS, ('manifest', 'Manifest', 0)])
-    body = ''.join(section_html(run_dir, m, s, t, f) for s, t, f in SECTIONS)
+    token = _DRAWN.set({} if drawn is None else drawn)  # the page's figures by div id: ids unique on the page
+    try: body = ''.join(section_html(run_dir, m, s, t, f) for s, t, f in SECTIONS)
+    finally: _DRAWN.reset(token)
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>rbnb run {esc(m["run_id"])}</title>'
             f'<style>{CSS}</style><script>window.PlotlyConfig = {{MathJaxConfig: "local"}};</script>'
             f'<script>{get_plotlyjs()}</script></head><body><h1>Run {esc(m["run_id"])}: {esc(m.get("status"))}</h1>'
@@ -316,10 +318,8 @@ def export_figures(run_dir, formats=('png', 'svg'), scale:float=2.)->list:
     bad = sorted(set(formats) - {'png', 'svg', 'pdf'})
     if bad: raise ConfigError(f"--figures {' '.join(bad)}: expected png, svg or pdf")
     _check_exporter()
-    drawn = {}; token = _DRAWN.set(drawn)
-    try: build_report(run_dir)
-    finally: _DRAWN.reset(token)
-    out = []
+    drawn, out = {}, []
+    build_report(run_dir, drawn)
     for name, fig in drawn.items():
         for fmt in formats:
             p = Path(run_dir)/'figures'/f'{name}.{fmt}'; p.parent.mkdir(exist_ok=True)

@@ -24,9 +24,9 @@ from .precision import *
 
 # %% auto #0
 __all__ = ['CPU_MAX_TOKENS', 'TINY_CHAT_TEMPLATE', 'PAIR_ENCODING', 'CHAT_ENCODING', 'default_model_path', 'check_model_dir',
-           'quiet_transformers', 'model_folder', 'custom_code', 'RewardModel', 'Encoded', 'text_list', 'check_texts',
-           'length_batches', 'collate_batch', 'map_batches', 'split_turns', 'template_sha256', 'build_tiny_chat_rm',
-           'pair_accuracy', 'rmbench_accuracy']
+           'quiet_transformers', 'model_folder', 'custom_code', 'plain_backend', 'RewardModel', 'Encoded', 'text_list',
+           'check_texts', 'length_batches', 'collate_batch', 'map_batches', 'split_turns', 'template_sha256',
+           'build_tiny_chat_rm', 'pair_accuracy', 'rmbench_accuracy']
 
 # %% ../nbs/05_reward_model.ipynb #9e1abe09
 def default_model_path()->Path:
@@ -194,7 +194,7 @@ def _int8_copy(model):
         return quantize_dynamic(model, spec, dtype=torch.qint8, inplace=False).eval()
 
 # %% ../nbs/05_reward_model.ipynb #414b596b
-def _plain_backend(tokenizer)->Tokenizer:
+def plain_backend(tokenizer)->Tokenizer:
     "A copy of the tokenizer's Rust backend without padding or truncation."
     bt = getattr(tokenizer, 'backend_tokenizer', None)
     if bt is None: raise RBError(f"{type(tokenizer).__name__}: expected a fast (Rust `tokenizers`) tokenizer, "
@@ -235,7 +235,7 @@ class RewardModel:
         if max_length and max_length > limit:
             raise ConfigError(f"max_length {max_length}: expected at most the model's {limit} positions")
         self.max_length = int(max_length or getattr(model.config, 'reward_max_length', None) or limit)
-        self.chat, self._backend = _uses_template(tokenizer, encoding), _plain_backend(tokenizer)
+        self.chat, self._backend = _uses_template(tokenizer, encoding), plain_backend(tokenizer)
         self._n_special = 0 if self.chat else tokenizer.num_special_tokens_to_add(pair=True)
         if self.max_length < self._n_special + 2:
             raise ConfigError(f"max_length {self.max_length}: expected at least {self._n_special + 2} tokens")
