@@ -12,23 +12,27 @@ import numpy as np, pandas as pd
 import torch, torch.nn.functional as F
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
+import scipy.stats
 from scipy.optimize import minimize
 from scipy.special import gammaln
 from .core import *
 from .data import load_pairs
 from .reward_model import CPU_MAX_TOKENS, RewardModel, collate_batch, length_batches, map_batches
 from .evaluation import embed_texts, shift_score
+from .stats import boot_counts
 from .policy import load_policy
 from .rlhf import (PPOConfig, as_dialogue, length_reward, rm_reward, sample_pool, score_texts,
                                   stage_reward_model, train_ppo)
 
 # %% auto #0
-__all__ = ['QUICK', 'COLORS', 'STAGE', 'kl_best_of_n', 'd_best_of_n', 'bon_weights', 'check_pool_scores', 'bon_curves',
-           'bon_estimate', 'check_curve', 'fit_bon', 'fit_rl', 'peak_bon', 'peak_rl', 'normalise', 'gamma',
-           'bootstrap_bon', 'embed', 'Pool', 'scored_pool', 'Proxy', 'gold_pairs', 'train_proxy', 'bon_analysis',
-           'TrackedReward', 'pool_baseline', 'rl_curve', 'bootstrap_rl', 'pool_shift', 'GammaConfig',
-           'check_gamma_config', 'Overoptimization', 'overoptimize', 'plot_curves', 'plot_shift', 'plot_sweep',
-           'add_args', 'GammaStageConfig', 'gamma_settings', 'run_gamma']
+__all__ = ['COMBINE', 'QUICK', 'IN_DOMAIN', 'SINGLE', 'CLAIMS', 'GAINS', 'COLORS', 'SET_SYMBOLS', 'TABLES', 'STAGE',
+           'kl_best_of_n', 'd_best_of_n', 'bon_weights', 'check_pool_scores', 'bon_curves', 'bon_estimate',
+           'check_curve', 'fit_bon', 'fit_rl', 'peak_bon', 'peak_rl', 'normalise', 'within_sd', 'within_prompt',
+           'gamma', 'bon_boot', 'bootstrap_bon', 'embed', 'Pool', 'proxy_prompts', 'scored_pool', 'Proxy', 'gold_pairs',
+           'fit_head', 'train_proxy', 'Ensemble', 'train_ensemble', 'bon_analysis', 'TrackedReward', 'pool_baseline',
+           'rl_curve', 'bootstrap_rl', 'pool_shift', 'GammaConfig', 'proxy_names', 'check_gamma_config',
+           'Overoptimization', 'bench_accuracy', 'seed_claims', 'ensemble_gains', 'overoptimize', 'plot_curves',
+           'plot_shift', 'plot_sweep', 'plot_claims', 'add_args', 'GammaStageConfig', 'gamma_settings', 'run_gamma']
 
 # %% ../nbs/10_overoptimization.ipynb #9077a5bd
 def _check_n(n, N:int|None=None)->int:
@@ -175,6 +179,20 @@ def normalise(scores,    # scores to normalise (any shape)
         raise DataError("reference scores have no spread: cannot normalise")
     return (_as_scores(scores, 'scores') - ref.mean()) / sd
 
+# %% ../nbs/10_overoptimization.ipynb #35e5a1f4
+def within_sd(scores)->float:
+    "Pooled within-prompt standard deviation of (prompts, samples) scores; DataError when it is 0."
+    c = _as_scores(scores, 'scores')
+    sd = float(np.sqrt(((c - c.mean(1, keepdims=True))**2).mean()))
+    if not np.isfinite(sd) or sd <= 0: raise DataError("scores have no spread within prompts: cannot normalise")
+    return sd
+
+def within_prompt(scores, # (prompts, samples) scores of the initial policy's samples
+                 )->np.ndarray:
+    "Scores minus their prompt's mean, over the pooled within-prompt standard deviation: each prompt centred on 0."
+    c = _as_scores(scores, 'scores')
+    return (c - c.mean(1, keepdims=True)) / within_sd(c)
+
 # %% ../nbs/10_overoptimization.ipynb #368558d8
 def _area_to(u, v, x):
     "Integral of |u t + v t^2| for t from 0 to x, exactly (vectorised over u, v)."
@@ -218,20 +236,31 @@ def _interval(est:float, boots:np.ndarray, level:float)->dict:
     lo, hi = np.quantile(b, [q, 1 - q], method='inverted_cdf') if len(b) else (np.nan, np.nan)
     return dict(estimate=float(est), low=float(lo), high=float(hi))
 
+# %% ../nbs/10_overoptimization.ipynb #38668ac8
+def _bon_stats(d:np.ndarray, G:np.ndarray, P:np.ndarray, top:int)->dict:
+    "Fits, gold peak, gamma of mean curves G, P (columns: resamples); the gold's drop from point `top` to the end."
+    return dict(_fit_rows(d, G, P, d.min(), d.max()), gold_drop=G[top] - G[-1], gold_end=G[-1])
+
+def bon_boot(gold_curves, proxy_curves, ns, # (prompts, len(ns)) per-prompt curves and their n
+             counts:np.ndarray,               # (resamples, prompts) from `resample_counts`
+            )->tuple:
+    "(estimates, bootstrap draws) of the best-of-n statistics: dicts of numbers and of arrays (a row of counts each)."
+    G, P = check_pool_scores(proxy_curves, gold_curves)[::-1]; d = d_best_of_n(ns)
+    if G.shape[1] != len(d): raise DataError(f"{G.shape[1]} curve columns for {len(d)} values of n")
+    top = int(G.mean(0).argmax())
+    resampled = lambda C: (counts @ C).T / len(C)
+    return _bon_stats(d, G.mean(0), P.mean(0), top), _bon_stats(d, resampled(G), resampled(P), top)
+
 # %% ../nbs/10_overoptimization.ipynb #e06905bf
 def bootstrap_bon(gold_curves,  # (prompts, len(ns)) per-prompt gold curves from `bon_curves`
                   proxy_curves, # (prompts, len(ns)) per-prompt proxy curves
                   ns,           # the n of each column
                   n_boot:int=1000, seed:int=0, level:float=0.95,
                  )->pd.DataFrame:
-    "Gold and proxy best-of-n fits, gold peak and gamma: estimates and percentile bootstrap CIs over prompts."
-    G, P = check_pool_scores(proxy_curves, gold_curves)[::-1]; d = d_best_of_n(ns)
-    if G.shape[1] != len(d): raise DataError(f"{G.shape[1]} curve columns for {len(d)} values of n")
-    idx = np.random.default_rng([seed, 11]).integers(0, len(G), (n_boot, len(G)))
-    est = _fit_rows(d, G.mean(0), P.mean(0), d.min(), d.max())
-    boot = _fit_rows(d, G[idx].mean(1).T, P[idx].mean(1).T, d.min(), d.max())
-    rows = [dict(quantity=k, **_interval(est[k], boot[k], level)) for k in est]
-    return pd.DataFrame(rows).set_index('quantity')
+    "Gold and proxy best-of-n fits, gold peak, gamma, gold drop: estimates and percentile bootstrap CIs over prompts."
+    counts = next(boot_counts(len(gold_curves), n_boot, [seed, 11])).astype(float)
+    est, boot = bon_boot(gold_curves, proxy_curves, ns, counts)
+    return pd.DataFrame([dict(quantity=k, **_interval(est[k], boot[k], level)) for k in est]).set_index('quantity')
 
 # %% ../nbs/10_overoptimization.ipynb #fda88e64
 def embed(encoder:RewardModel, # a RewardModel whose body embeds (its head is unused)
@@ -264,16 +293,23 @@ class Pool:
     def prompts(self)->list: return self.samples.prompt.iloc[::self.shape[1]].tolist()  # one per row of `gold`
 
 # %% ../nbs/10_overoptimization.ipynb #3467b90a
+def proxy_prompts(prompts, reads:str)->list:
+    "The prompt side of a proxy's input: the prompts ('dialogue') or empty strings ('response': the reply alone)."
+    if reads not in ('response', 'dialogue'): raise ConfigError(f"reads = {reads!r}: expected 'response' or 'dialogue'")
+    return list(prompts) if reads == 'dialogue' else [''] * len(prompts)
+
 def scored_pool(policy, prompts, # (model, tokenizer) and prompt texts
                 n:int,           # samples per prompt
                 gold_fn,         # gold reward function (prompts, responses) -> scores
                 encoder:RewardModel, seed:int=0,
+                reads:str='response', # what the proxies read: the reply alone, or the whole 'dialogue'
                 **sampling,      # max_prompt_tokens, max_new_tokens, temperature, dtype (09's `sample_pool`)
                )->Pool:
-    "Sample n replies per prompt, score them with the gold reward and embed them."
+    "Sample n replies per prompt, score them with the gold reward and embed them as the proxies read them."
     s = sample_pool(policy, prompts, n, seed, **sampling)
     s['gold'] = score_texts(gold_fn, s.prompt, s.response)
-    return Pool(s, s.gold.to_numpy().reshape(-1, n), embed(encoder, s.prompt.tolist(), s.response.tolist()))
+    feats = embed(encoder, proxy_prompts(s.prompt, reads), s.response.tolist())
+    return Pool(s, s.gold.to_numpy().reshape(-1, n), feats)
 
 # %% ../nbs/10_overoptimization.ipynb #64e8b679
 @dataclass
@@ -312,6 +348,12 @@ def _bt_loss(w, X, y, l2):
     return loss, grad
 
 # %% ../nbs/10_overoptimization.ipynb #87cf6bfd
+def fit_head(X:np.ndarray, y:np.ndarray, # embedding differences and labels (1: the first sample won)
+             l2:float=1e-3)->np.ndarray:
+    "Weights of a linear Bradley-Terry head, by L-BFGS on the mean loss plus (l2 / 2)|w|^2 (float64, deterministic)."
+    X = np.asarray(X, np.float64)
+    return minimize(_bt_loss, np.zeros(X.shape[1]), (X, y, l2), jac=True, method='L-BFGS-B').x
+
 def train_proxy(pool:Pool, name:str, # pairs pool (2 samples per prompt) and the proxy's name
                 pairs:int|None=None, noise:float=0., domain:str='hh-rlhf-harmless',
                 l2:float=1e-3,       # L2 penalty on the head's weights
@@ -319,26 +361,74 @@ def train_proxy(pool:Pool, name:str, # pairs pool (2 samples per prompt) and the
     "Fit a proxy head on gold-labelled pairs from `pool`."
     X, y = gold_pairs(pool, pairs, noise, seed)
     if len(y) < 2 or len(set(y)) < 2: raise DataError(f"proxy {name!r}: {len(y)} usable pairs, expected both labels")
-    X = X.astype(np.float64); res = minimize(_bt_loss, np.zeros(X.shape[1]), (X, y, l2), jac=True, method='L-BFGS-B')
-    acc = float(((X @ res.x > 0) == (y > 0.5)).mean())
-    return Proxy(name, res.x, len(y), noise, domain, acc, pool.prompts[:pairs])
+    w = fit_head(X, y, l2)
+    acc = float(((X @ w > 0) == (y > 0.5)).mean())
+    return Proxy(name, w, len(y), noise, domain, acc, pool.prompts[:pairs])
+
+# %% ../nbs/10_overoptimization.ipynb #dd6e18e6
+COMBINE = ('mean', 'wco', 'uwo')
+
+@dataclass
+class Ensemble:
+    "Proxy heads combined into one reward (Coste et al. 2024): mean, worst case (WCO) or mean less variance (UWO)."
+    name:str                # e.g. 'small-ensemble-wco'
+    members:list            # Proxy heads, each fitted on a bootstrap resample of the same pairs
+    combine:str             # 'mean', 'wco' (the lowest member) or 'uwo' (mean - uwo_weight * variance)
+    uwo_weight:float        # lambda of UWO
+    centre:np.ndarray       # each member's mean score over its training samples
+    scale:np.ndarray        # and its standard deviation there: members are compared on one scale
+    pairs:int; noise:float; domain:str; train_accuracy:float; train_prompts:list  # as a Proxy's
+    def member_scores(self, feats:np.ndarray)->np.ndarray:
+        "(members, rows) standardised scores."
+        return (np.stack([m.score(feats) for m in self.members]) - self.centre[:, None]) / self.scale[:, None]
+    def score(self, feats:np.ndarray)->np.ndarray:
+        S = self.member_scores(feats)
+        if self.combine == 'wco': return S.min(0)
+        return S.mean(0) - (self.uwo_weight * S.var(0) if self.combine == 'uwo' else 0.)
+    def __repr__(self): return f"Ensemble({self.name!r}, {len(self.members)} x {self.pairs} pairs, {self.combine})"
+
+# %% ../nbs/10_overoptimization.ipynb #d606b9a9
+def train_ensemble(pool:Pool, base:str, # pairs pool and the single proxy it mirrors (its data, noise, domain)
+                   pairs:int|None=None, noise:float=0., domain:str='hh-rlhf-harmless',
+                   size:int=5,          # members
+                   uwo_weight:float=1.0, l2:float=1e-3, seed:int=0)->dict:
+    "'<base>-ensemble-<combine>' for each combine: `size` heads, each fitted on a bootstrap resample of the pairs."
+    X, y = gold_pairs(pool, pairs, noise, seed)
+    draws = np.random.default_rng([seed, 23]).integers(0, len(y), (size, len(y)))
+    members = [Proxy(f'{base}-member-{j}', fit_head(X[i], y[i], l2), len(y), noise, domain, np.nan,
+                     pool.prompts[:pairs]) for j, i in enumerate(draws)]
+    S = np.stack([m.score(pool.feats) for m in members])
+    centre, scale = S.mean(1), S.std(1)
+    out = {}
+    for how in COMBINE:
+        e = Ensemble(f'{base}-ensemble-{how}', members, how, uwo_weight, centre, scale, len(y), noise, domain, np.nan,
+                     pool.prompts[:pairs])
+        both = e.score(pool.feats).reshape(-1, 2)[:pairs][pool.gold[:pairs, 0] != pool.gold[:pairs, 1]]
+        e.train_accuracy = float(((both[:, 0] > both[:, 1]) == (y > 0.5)).mean())
+        out[e.name] = e
+    return out
 
 # %% ../nbs/10_overoptimization.ipynb #35d6ec77
-def bon_analysis(pool:Pool, proxy:Proxy, n_boot:int=1000, seed:int=0)->tuple:
-    "(curve table: n, d, gold, proxy; fits table with bootstrap CIs) of best-of-n by `proxy` on `pool`."
-    ps = proxy.score(pool.feats).reshape(pool.shape); ns = list(range(1, pool.shape[1] + 1))
-    G, P = bon_curves(normalise(ps, ps), normalise(pool.gold, pool.gold), ns)
+def _curves(pool:Pool, proxy, n_max:int)->tuple:
+    "Per-prompt best-of-n gold and proxy curves of `proxy` on `pool`, n = 1..n_max, both on the within-prompt scale."
+    ns = list(range(1, n_max + 1))
+    G, P = bon_curves(within_prompt(proxy.score(pool.feats).reshape(pool.shape)), within_prompt(pool.gold), ns)
+    return G, P, ns
+
+def bon_analysis(pool:Pool, proxy, n_boot:int=1000, seed:int=0, n_max:int|None=None)->tuple:
+    "(curve table: n, d, gold, proxy; fits table with bootstrap CIs) of best-of-n by `proxy` on `pool`, n <= n_max."
+    G, P, ns = _curves(pool, proxy, n_max or pool.shape[1])
     curve = pd.DataFrame(dict(n=ns, d=d_best_of_n(ns), gold=G.mean(0), proxy=P.mean(0)))
     return curve, bootstrap_bon(G, P, ns, n_boot, seed)
 
 # %% ../nbs/10_overoptimization.ipynb #fae679c8
 class TrackedReward:
     "Reward function of a proxy (what PPO optimises) that records proxy and gold scores of every rollout it sees."
-    def __init__(self, proxy:Proxy, encoder:RewardModel, gold_fn):
-        self.proxy, self.encoder, self.gold_fn, self.calls = proxy, encoder, gold_fn, []
+    def __init__(self, proxy, encoder:RewardModel, gold_fn, reads:str='response'):
+        self.proxy, self.encoder, self.gold_fn, self.reads, self.calls = proxy, encoder, gold_fn, reads, []
         self.__name__ = f'proxy({proxy.name})'
     def __call__(self, prompts, responses):
-        p = self.proxy.score(embed(self.encoder, list(prompts), list(responses)))
+        p = self.proxy.score(embed(self.encoder, proxy_prompts(prompts, self.reads), list(responses)))
         self.calls.append(dict(prompts=list(prompts), proxy=p, gold=score_texts(self.gold_fn, prompts, responses)))
         return p.tolist()
 
@@ -374,12 +464,14 @@ def rl_curve(log:pd.DataFrame,        # train_ppo's log (one row per iteration)
 # %% ../nbs/10_overoptimization.ipynb #4c2dcc09
 def bootstrap_rl(d, gold, proxy, # d per iteration; (iterations, rollouts) normalised gold and proxy scores
                  n_boot:int=1000, seed:int=0, level:float=0.95)->pd.DataFrame:
-    "Gold and proxy RL-form fits and the gold peak: estimates and percentile CIs over resampled rollouts."
-    idx = np.random.default_rng([seed, 17]).integers(0, gold.shape[1], (n_boot, gold.shape[1]))
+    "Gold and proxy RL-form fits, gold peak and gold drop: estimates and percentile CIs over resampled rollouts."
+    counts = next(boot_counts(gold.shape[1], n_boot, [seed, 17])).astype(float).T / gold.shape[1]
+    top = int(gold.mean(1).argmax())
     def stats(G, P):
         (ag, bg), (ap, bp) = _fit(d, G, 'rl'), _fit(d, P, 'rl')
-        return dict(gold_alpha=ag, gold_beta=bg, gold_peak=peak_rl(ag, bg), proxy_alpha=ap, proxy_beta=bp)
-    est, boot = stats(gold.mean(1), proxy.mean(1)), stats(gold[:, idx].mean(2), proxy[:, idx].mean(2))
+        return dict(gold_alpha=ag, gold_beta=bg, gold_peak=peak_rl(ag, bg), proxy_alpha=ap, proxy_beta=bp,
+                    gold_drop=G[top] - G[-1])
+    est, boot = stats(gold.mean(1), proxy.mean(1)), stats(gold @ counts, proxy @ counts)
     return pd.DataFrame([dict(quantity=k, **_interval(est[k], boot[k], level)) for k in est]).set_index('quantity')
 
 # %% ../nbs/10_overoptimization.ipynb #d3761bfd
@@ -395,20 +487,26 @@ def pool_shift(proxy:Proxy, pool:Pool, seed:int=0, n_boot:int=1000,
 class GammaConfig:
     "Settings of the `gamma` stage (configs/gamma.toml)."
     gold:str = 'rm'                  # 'rm': train-rm's model (or --gamma-reward-model); 'length': the known reward
+    reads:str = 'response'           # what the proxies read: 'response' (the reply alone) or 'dialogue' (prompt too)
     train_pairs:int = 256            # gold-labelled pairs (hh-rlhf train prompts) of the 'full' and 'noisy' proxies
     small_pairs:int = 32             # pairs of the 'small' proxy
     noise:float = 0.25               # label-flip rate of the 'noisy' proxy
     other_domain:list = field(default_factory=lambda: [
         'llmbar-natural', 'llmbar-adver-neighbor', 'llmbar-adver-GPTInst', 'llmbar-adver-GPTOut',
         'llmbar-adver-manual'])      # prompts of the 'other-domain' proxy's pairs
-    sweep:list = field(default_factory=lambda: [16, 32, 64, 128, 256])  # training-set sizes of the proxy-data sweep
-    pool_prompts:int = 64            # hh-rlhf validation prompts in the best-of-n pool
-    pool_size:int = 16               # N: samples per prompt; best-of-n for n = 1..N
+    sweep:list = field(default_factory=lambda: [16, 64, 128])  # more training-set sizes: proxies 'sweep-<pairs>'
+    ensembles:list = field(default_factory=lambda: ['small', 'noisy'])  # proxies mirrored by ensembles
+    ensemble_size:int = 5            # heads per ensemble, each on a bootstrap resample of the proxy's pairs
+    uwo_weight:float = 1.0           # lambda of the uncertainty-weighted ensemble: mean - lambda * variance
+    pool_prompts:int = 192           # hh-rlhf validation prompts in the in-domain best-of-n pool
+    pool_size:int = 256              # N: samples per prompt; best-of-n for n = 1..N
     shift_sets:list = field(default_factory=lambda: ['rmbench-chat', 'rmbench-safety-response', 'mtbench-human',
                                                      'judgebench-gpt4o'])  # shipped sets whose prompts shift
-    shift_prompts:int = 16           # prompts per shift set
-    ppo_proxies:list = field(default_factory=lambda: ['full', 'small', 'noisy', 'other-domain'])  # PPO against each
-    ppo_iterations:int = 6           # PPO iterations per proxy
+    shift_prompts:int = 48           # prompts per shift set
+    shift_pool_size:int = 64         # samples per prompt of the shift pools (gamma against shift: n up to this)
+    bench_pairs:int = 128            # gold-labelled pairs per set for each proxy's benchmark accuracy
+    ppo_proxies:list = field(default_factory=lambda: ['small', 'small-ensemble-uwo'])  # PPO against each
+    ppo_iterations:int = 20          # PPO iterations per proxy
     ppo_batch_size:int = 16          # rollouts per iteration
     ppo_kl_coef:float = 0.01         # KL penalty per token (small: let the policy move)
     ppo_learning_rate:float = 3e-4   # policy learning rate
@@ -418,43 +516,63 @@ class GammaConfig:
     rm_max_length:int = 128          # tokens per (prompt, response) for the gold reward model and the encoder
 
 # %% ../nbs/10_overoptimization.ipynb #a8d67aa3
-QUICK = dict(train_pairs=32, small_pairs=12, other_domain=['llmbar-natural'], sweep=[12, 32], pool_prompts=6,
-             pool_size=4, shift_sets=['rmbench-chat'], shift_prompts=6, ppo_proxies=['small'], ppo_iterations=2,
-             ppo_batch_size=4, max_new_tokens=12, n_boot=200)
+QUICK = dict(train_pairs=32, small_pairs=12, other_domain=['llmbar-natural'], sweep=[20], ensembles=['small'],
+             ensemble_size=3, pool_prompts=6, pool_size=4, shift_sets=['rmbench-chat'], shift_prompts=6,
+             shift_pool_size=4, bench_pairs=16, ppo_proxies=['small'], ppo_iterations=2, ppo_batch_size=4,
+             max_new_tokens=12, n_boot=200)
+IN_DOMAIN = 'hh-rlhf-harmless'   # the proxies' own kind of prompts: its train split for pairs, validation for pools
 
+# %% ../nbs/10_overoptimization.ipynb #e62b303d
+SINGLE = ('full', 'small', 'noisy', 'other-domain')
+
+def proxy_names(cfg:GammaConfig)->list:
+    "Every proxy the experiment trains, in table order: the four single ones, the sweep, the ensembles."
+    ens = [f'{b}-ensemble-{how}' for b in cfg.ensembles for how in COMBINE]
+    return [*SINGLE, *(f'sweep-{k}' for k in cfg.sweep), *ens]
+
+# %% ../nbs/10_overoptimization.ipynb #765139d0
 def check_gamma_config(cfg:GammaConfig)->GammaConfig:
     "Raise ConfigError for settings no run could use; return `cfg`."
     bad = lambda k, want: ConfigError(f"gamma.{k} = {getattr(cfg, k)!r}: expected {want}")
     for k in ('train_pairs', 'small_pairs', 'pool_prompts', 'shift_prompts', 'ppo_iterations', 'ppo_batch_size',
-              'max_new_tokens', 'n_boot', 'rm_max_length'):
+              'max_new_tokens', 'n_boot', 'rm_max_length', 'bench_pairs'):
         if getattr(cfg, k) < 1: raise bad(k, 'a positive integer')
-    if cfg.pool_size < 3: raise bad('pool_size', 'at least 3 (a fit needs 2 points with n > 1)')
+    for k in ('pool_size', 'shift_pool_size'):
+        if getattr(cfg, k) < 3: raise bad(k, 'at least 3 (a fit needs 2 points with n > 1)')
+    if cfg.shift_pool_size > cfg.pool_size: raise bad('shift_pool_size', f'at most pool_size ({cfg.pool_size})')
     if cfg.gold not in ('rm', 'length'): raise bad('gold', "'rm' or 'length'")
+    if cfg.reads not in ('response', 'dialogue'): raise bad('reads', "'response' or 'dialogue'")
     if not 0 <= cfg.noise < 0.5: raise bad('noise', 'a label-flip rate in [0, 0.5)')
-    unknown = set(cfg.ppo_proxies) - {'full', 'small', 'noisy', 'other-domain'}
-    if unknown: raise bad('ppo_proxies', "names among 'full', 'small', 'noisy', 'other-domain'")
-    if not cfg.sweep or min(cfg.sweep) < 2 or max(cfg.sweep) > cfg.train_pairs:
+    if cfg.ensemble_size < 2: raise bad('ensemble_size', 'at least 2 heads')
+    if cfg.uwo_weight < 0: raise bad('uwo_weight', 'a weight >= 0')
+    if set(cfg.ensembles) - {'full', 'small', 'noisy'}: raise bad('ensembles', "names among 'full', 'small', 'noisy'")
+    if set(cfg.ppo_proxies) - set(proxy_names(cfg)): raise bad('ppo_proxies', f"names among {proxy_names(cfg)}")
+    if any(k < 2 or k > cfg.train_pairs for k in cfg.sweep):
         raise bad('sweep', f'pair counts between 2 and train_pairs ({cfg.train_pairs})')
+    if len(set(proxy_names(cfg))) < len(proxy_names(cfg)): raise bad('sweep', 'distinct pair counts')
     return cfg
 
 # %% ../nbs/10_overoptimization.ipynb #9cf6b5c3
 @dataclass
 class Overoptimization:
-    "Curves, fits, sweep and shift tables of one run of the toy Gao et al. setup."
-    bon:pd.DataFrame      # name (of the proxy), set, n, d, gold, proxy: mean best-of-n curves
-    rl:pd.DataFrame       # name, iteration, kl, d, gold, proxy: PPO curves
-    fits:pd.DataFrame     # name, set, form, quantity, estimate, low, high
-    sweep:pd.DataFrame    # pairs, quantity, estimate, low, high
-    shift:pd.DataFrame    # name, set, shift (AUC), shift_low, shift_high, gamma, low, high
-    proxies:dict          # name -> Proxy
-    info:dict             # settings, timings, gold reward
+    "Every table of one run of the toy Gao et al. setup."
+    bon:pd.DataFrame       # name (of the proxy), set, n, d, gold, proxy: mean best-of-n curves
+    rl:pd.DataFrame        # name, iteration, kl, d, gold, proxy: PPO curves
+    fits:pd.DataFrame      # name, set, form, quantity, estimate, low, high (the in-domain set first)
+    sweep:pd.DataFrame     # pairs, quantity, estimate, low, high: in-domain fits against training-set size
+    shift:pd.DataFrame     # name, set, shift (AUC), shift_low, shift_high, gamma, low, high (n up to shift_pool_size)
+    accuracy:pd.DataFrame  # name, set, accuracy, low, high, pairs: agreement with the gold on benchmark pairs
+    ensembles:pd.DataFrame # name, baseline, quantity, estimate, low, high: ensemble minus its single proxy
+    claims:pd.DataFrame    # claim, statistic, expected, estimate, low, high, points, verdict
+    proxies:dict           # name -> Proxy or Ensemble
+    info:dict              # settings, timings, gold reward
     def _repr_markdown_(self):
-        f = self.fits[(self.fits.set == 'hh-rlhf-harmless') & (self.fits.form == 'bon')]
-        f = f.set_index(['name', 'quantity'])
+        f = self.fits[(self.fits.set == IN_DOMAIN) & (self.fits.form == 'bon')].set_index(['name', 'quantity'])
         cell = lambda p, q: f"{f.estimate[p, q]:.3f} [{f.low[p, q]:.3f}, {f.high[p, q]:.3f}]"
-        rows = [f"| {p} | {cell(p, 'gamma')} | {cell(p, 'gold_peak')} |" for p in self.proxies]
-        return '\n'.join(["| proxy | gamma, in-domain best-of-n (95% CI) | gold peak d* (95% CI) |",
-                          "| --- | --- | --- |", *rows])
+        rows = [f"| {p} | {cell(p, 'gamma')} | {cell(p, 'gold_peak')} | {cell(p, 'gold_drop')} |"
+                for p in self.proxies]
+        head = "| proxy | gamma, in-domain best-of-n (95% CI) | gold peak d* (95% CI) | gold drop (95% CI) |"
+        return '\n'.join([head, "| --- | --- | --- | --- |", *rows])
 
 # %% ../nbs/10_overoptimization.ipynb #3ce624eb
 def _prompts(name:str, n:int, seed:int)->list:
@@ -469,25 +587,28 @@ def _pools(policy, gold_fn, encoder, cfg:GammaConfig, seed:int, kw:dict)->dict:
     "The pools of one experiment: 'pairs', 'other-pairs', the in-domain pool and one per shift set."
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        train, val = (load_pairs('hh-rlhf-harmless', split=s).prompt.tolist() for s in ('train', 'validation'))
+        train, val = (load_pairs(IN_DOMAIN, split=s).prompt.tolist() for s in ('train', 'validation'))
     other = [p for i, name in enumerate(cfg.other_domain) for p in _prompts(name, cfg.train_pairs, seed + i)]
     other = [other[i] for i in np.random.default_rng([seed, 19]).permutation(len(other))]
-    pool = lambda P, n, k: scored_pool(policy, P, n, gold_fn, encoder, seed=seed * 1000 + k, **kw)
+    def pool(prompts, n, k): return scored_pool(policy, prompts, n, gold_fn, encoder, seed * 1000 + k, cfg.reads, **kw)
     out = {'pairs': pool(train[:cfg.train_pairs], 2, 1), 'other-pairs': pool(other[:cfg.train_pairs], 2, 2),
-           'hh-rlhf-harmless': pool(val[:cfg.pool_prompts], cfg.pool_size, 3)}
+           IN_DOMAIN: pool(val[:cfg.pool_prompts], cfg.pool_size, 3)}
     for k, name in enumerate(cfg.shift_sets):
-        out[name] = pool(_prompts(name, cfg.shift_prompts, seed), cfg.pool_size, 4 + k)
+        out[name] = pool(_prompts(name, cfg.shift_prompts, seed), cfg.shift_pool_size, 4 + k)
     return out
 
 # %% ../nbs/10_overoptimization.ipynb #ecde5039
 def _proxies(pools:dict, cfg:GammaConfig, seed:int)->dict:
-    "The four proxies: full, small (less data), noisy (flipped labels), other-domain (another domain's prompts)."
+    "Every proxy, by name: full, small, noisy, other-domain, 'sweep-<pairs>', and the ensembles of `cfg.ensembles`."
     p, kw = pools['pairs'], dict(l2=cfg.l2, seed=seed)
-    return {'full': train_proxy(p, 'full', cfg.train_pairs, **kw),
-            'small': train_proxy(p, 'small', cfg.small_pairs, **kw),
-            'noisy': train_proxy(p, 'noisy', cfg.train_pairs, cfg.noise, **kw),
-            'other-domain': train_proxy(pools['other-pairs'], 'other-domain', cfg.train_pairs,
-                                        domain='+'.join(cfg.other_domain), **kw)}
+    data = {'full': dict(pairs=cfg.train_pairs), 'small': dict(pairs=cfg.small_pairs),
+            'noisy': dict(pairs=cfg.train_pairs, noise=cfg.noise), **{f'sweep-{k}': dict(pairs=k) for k in cfg.sweep}}
+    out = {name: train_proxy(p, name, **a, **kw) for name, a in data.items()}
+    out['other-domain'] = train_proxy(pools['other-pairs'], 'other-domain', cfg.train_pairs,
+                                      domain='+'.join(cfg.other_domain), **kw)
+    for base in cfg.ensembles:
+        out.update(train_ensemble(p, base, size=cfg.ensemble_size, uwo_weight=cfg.uwo_weight, **data[base], **kw))
+    return {name: out[name] for name in proxy_names(cfg)}
 
 # %% ../nbs/10_overoptimization.ipynb #9178113d
 def _long(fits:pd.DataFrame, **keys)->pd.DataFrame:
@@ -495,42 +616,151 @@ def _long(fits:pd.DataFrame, **keys)->pd.DataFrame:
     return fits.reset_index().assign(**keys)[[*keys, 'quantity', 'estimate', 'low', 'high']]
 
 # %% ../nbs/10_overoptimization.ipynb #1c69f93f
-def _bon_all(pools:dict, proxies:dict, cfg:GammaConfig, seed:int, dtype:str='float32')->tuple:
-    "(curves, fits, shift) of best-of-n by every proxy on the in-domain and shift pools."
-    curves, fits, shift = [], [], []
-    for set_name in ['hh-rlhf-harmless', *cfg.shift_sets]:
+def _best_of_n(pools:dict, proxies:dict, cfg:GammaConfig, seed:int)->tuple:
+    "(curves, fits, draws) of best-of-n by every proxy on every pool; draws[(name, set)]: `bon_boot`'s output."
+    curves, fits, draws = [], [], {}
+    for set_name in [IN_DOMAIN, *cfg.shift_sets]:
         pool = pools[set_name]
+        counts = next(boot_counts(pool.shape[0], cfg.n_boot, [seed, 11])).astype(float)
         for name, px in proxies.items():
-            curve, f = bon_analysis(pool, px, cfg.n_boot, seed); keys = dict(name=name, set=set_name)
-            curves.append(curve.assign(**keys)[[*keys, *curve]]); fits.append(_long(f, **keys, form='bon'))
-            g = f.loc['gamma']
-            s = pool_shift(px, pool, seed, cfg.n_boot, dtype); nan = float('nan')
-            shift.append(dict(**keys, shift=s.auc if s else nan, shift_low=s.low if s else nan,
-                              shift_high=s.high if s else nan, gamma=g.estimate, low=g.low, high=g.high))
-    return pd.concat(curves, ignore_index=True), pd.concat(fits, ignore_index=True), pd.DataFrame(shift)
+            G, P, ns = _curves(pool, px, pool.shape[1])
+            est, boot = draws[name, set_name] = bon_boot(G, P, ns, counts)
+            keys = dict(name=name, set=set_name)
+            curves.append(pd.DataFrame(dict(**keys, n=ns, d=d_best_of_n(ns), gold=G.mean(0), proxy=P.mean(0))))
+            fits += [dict(**keys, form='bon', quantity=q, **_interval(est[q], boot[q], 0.95)) for q in est]
+    return pd.concat(curves, ignore_index=True), pd.DataFrame(fits), draws
 
 # %% ../nbs/10_overoptimization.ipynb #9dca9fe1
-def _sweep(pools:dict, cfg:GammaConfig, seed:int)->pd.DataFrame:
-    "alpha, beta, d* and gamma of proxies trained on each number of pairs in `cfg.sweep`, on the in-domain pool."
+def _sweep_table(fits:pd.DataFrame, cfg:GammaConfig)->pd.DataFrame:
+    "In-domain best-of-n fits of the noise-free in-domain proxies (small, the sweep, full) against their pairs."
+    sizes = {'small': cfg.small_pairs, 'full': cfg.train_pairs, **{f'sweep-{k}': k for k in cfg.sweep}}
+    f = fits[(fits.set == IN_DOMAIN) & (fits.form == 'bon') & fits.name.isin(list(sizes))]
+    f = f.assign(pairs=f.name.map(sizes)).sort_values(['pairs', 'quantity'], kind='stable')
+    return f[['pairs', 'quantity', 'estimate', 'low', 'high']].reset_index(drop=True)
+
+# %% ../nbs/10_overoptimization.ipynb #18d6a518
+def _shift_table(pools:dict, proxies:dict, cfg:GammaConfig, seed:int, dtype:str)->tuple:
+    "(table, gamma draws by (name, set)): gamma at n <= shift_pool_size on every pool against its shift score."
+    n_max, rows, draws, scores = cfg.shift_pool_size, [], {}, {}
+    for set_name in [IN_DOMAIN, *cfg.shift_sets]:
+        pool = pools[set_name]
+        counts = next(boot_counts(pool.shape[0], cfg.n_boot, [seed, 11])).astype(float)
+        for name, px in proxies.items():
+            est, boot = bon_boot(*_curves(pool, px, n_max), counts)
+            draws[name, set_name] = boot['gamma']
+            key = (tuple(px.train_prompts), set_name)  # proxies trained on the same prompts share one shift score
+            if key not in scores: scores[key] = pool_shift(px, pool, seed, cfg.n_boot, dtype)
+            s, nan = scores[key], float('nan')
+            rows.append(dict(name=name, set=set_name, shift=s.auc if s else nan, shift_low=s.low if s else nan,
+                             shift_high=s.high if s else nan, **_interval(est['gamma'], boot['gamma'], 0.95)))
+    return pd.DataFrame(rows).rename(columns={'estimate': 'gamma'}), draws
+
+# %% ../nbs/10_overoptimization.ipynb #59389b11
+def _bench_rows(name:str, n:int, seed:int)->pd.DataFrame:
+    "At most n pairs of shipped set `name` (hh-rlhf: its validation split), a seeded sample, prompts in dialogue form."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        t = load_pairs(name, split='validation') if name == IN_DOMAIN else load_pairs(name)
+    t = t.sample(frac=1, random_state=seed).head(n)
+    first = lambda col: [r[0] if isinstance(r, list) else r for r in col]  # RM-Bench: three styles, the first kept
+    return t.assign(prompt=[p if p.lstrip().startswith('Human:') else as_dialogue(p) for p in t.prompt],
+                    chosen=first(t.chosen), rejected=first(t.rejected))
+
+def bench_accuracy(proxies:dict, gold_fn, encoder:RewardModel, # proxies by name, the gold reward, their encoder
+                   sets:list,            # shipped pair sets, the in-domain one first
+                   pairs:int=128, reads:str='response', n_boot:int=1000, seed:int=0)->tuple:
+    "Each proxy's agreement with the gold on benchmark pairs: (table: name, set, accuracy, low, high, pairs; draws)."
+    rows, draws = [], {}
+    for k, set_name in enumerate(sets):
+        t = _bench_rows(set_name, pairs, seed)
+        gc, gr = (score_texts(gold_fn, t.prompt, t[c]) for c in ('chosen', 'rejected'))
+        keep, label = gc != gr, gc > gr
+        fc, fr = (embed(encoder, proxy_prompts(t.prompt, reads), t[c].tolist())[keep] for c in ('chosen', 'rejected'))
+        counts = next(boot_counts(int(keep.sum()), n_boot, [seed, 31 + k])).astype(float)
+        for name, px in proxies.items():
+            sc, sr = px.score(fc), px.score(fr)
+            right = np.where(sc == sr, 0.5, (sc > sr) == label[keep])
+            est, boot = draws[name, set_name] = float(right.mean()), counts @ right / len(right)
+            ci = _interval(est, boot, 0.95)
+            rows.append(dict(name=name, set=set_name, accuracy=ci['estimate'], low=ci['low'], high=ci['high'],
+                             pairs=len(right)))
+    return pd.DataFrame(rows), draws
+
+# %% ../nbs/10_overoptimization.ipynb #68b907b9
+def _spearman_rows(x:np.ndarray, y:np.ndarray)->np.ndarray:
+    "Spearman correlation across rows (the proxies) for each column (a resample): x, y of shape (proxies, draws)."
+    rx, ry = (scipy.stats.rankdata(a, axis=0) for a in (x, y))
+    rx, ry = rx - rx.mean(0), ry - ry.mean(0)
+    with np.errstate(invalid='ignore', divide='ignore'):
+        return (rx * ry).sum(0) / np.sqrt((rx**2).sum(0) * (ry**2).sum(0))
+
+def _verdict(low:float, high:float, sign:int)->str:
+    "What an interval says of a claim that predicts a statistic of sign `sign` (+1 or -1)."
+    lo, hi = sorted((sign * low, sign * high))
+    if not np.isfinite([lo, hi]).all(): return 'not measured'
+    return 'supported' if lo > 0 else 'contradicted' if hi < 0 else 'not shown (the interval includes 0)'
+
+# %% ../nbs/10_overoptimization.ipynb #cd9e8fab
+CLAIMS = {'gamma ranks in-domain accuracy': ('spearman', -1),
+          'gamma ranks the accuracy drop under shift': ('spearman', 1),
+          'gamma grows with the shift score': ('slope', 1)}
+
+def seed_claims(names:list,     # the proxies compared
+                bon:dict,       # (name, set) -> (estimates, draws) of `bon_boot`
+                accuracy:dict,  # (name, set) -> (accuracy, draws) of `bench_accuracy`
+                shift:pd.DataFrame, shift_draws:dict, # the shift table and (name, set) -> gamma draws at its n
+                sets:list,      # the benchmark sets, the in-domain one first
+                level:float=0.95)->pd.DataFrame:
+    "The seed's claims about gamma: each a statistic over proxies, its bootstrap interval, and what the interval says."
+    home, shifted = sets[0], sets[1:]
+    gam = lambda j: np.array([bon[n, home][j]['gamma'] for n in names])
+    acc = lambda s, j: np.array([accuracy[n, s][j] for n in names])
+    drop = lambda j: acc(home, j) - np.mean([acc(s, j) for s in shifted], 0)
+    rho = lambda x, y: _spearman_rows(x.reshape(len(x), -1), y.reshape(len(y), -1))
+    t = shift.dropna(subset=['shift'])
+    x = t['shift'].to_numpy() - t['shift'].mean()
+    y_est, y_boot = t.gamma.to_numpy(), np.stack([shift_draws[k] for k in zip(t.name, t.set)])
+    slope = lambda y: (x[:, None] * (y - y.mean(0))).sum(0) / (x**2).sum()
+    values = {'gamma ranks in-domain accuracy': (rho(gam(0), acc(home, 0))[0], rho(gam(1), acc(home, 1))),
+              'gamma ranks the accuracy drop under shift': (rho(gam(0), drop(0))[0], rho(gam(1), drop(1))),
+              'gamma grows with the shift score': (slope(y_est[:, None])[0], slope(y_boot))}
     rows = []
-    for k in cfg.sweep:
-        px = train_proxy(pools['pairs'], f'sweep-{k}', k, l2=cfg.l2, seed=seed)
-        rows.append(_long(bon_analysis(pools['hh-rlhf-harmless'], px, cfg.n_boot, seed)[1], pairs=k))
-    return pd.concat(rows, ignore_index=True)
+    for claim, (est, boot) in values.items():
+        stat, sign = CLAIMS[claim]
+        ci = _interval(est, boot, level)
+        rows.append(dict(claim=claim, statistic=stat, expected='positive' if sign > 0 else 'negative', **ci,
+                         points=len(t) if stat == 'slope' else len(names),
+                         verdict=_verdict(ci['low'], ci['high'], sign)))
+    return pd.DataFrame(rows)
+
+# %% ../nbs/10_overoptimization.ipynb #cb76d304
+GAINS = ('gamma', 'gold_peak', 'gold_drop', 'gold_end')
+
+def ensemble_gains(bon:dict, names:list, home:str, level:float=0.95)->pd.DataFrame:
+    "Each ensemble minus the single proxy it mirrors, in-domain: paired bootstrap intervals of the difference."
+    rows = []
+    for name in (n for n in names if '-ensemble-' in n):
+        single = name.split('-ensemble-')[0]
+        (e, eb), (s, sb) = bon[name, home], bon[single, home]
+        with np.errstate(invalid='ignore'):
+            rows += [dict(name=name, baseline=single, quantity=q, **_interval(e[q] - s[q], eb[q] - sb[q], level))
+                     for q in GAINS]
+    return pd.DataFrame(rows, columns=['name', 'baseline', 'quantity', 'estimate', 'low', 'high'])
 
 # %% ../nbs/10_overoptimization.ipynb #88f57799
 def _ppo_all(policy, pools:dict, proxies:dict, gold_fn, encoder, cfg:GammaConfig, seed:int, progress:bool,
              dtype:str='auto')->tuple:
-    "(RL curves, RL fits) of a short PPO run against each proxy in `cfg.ppo_proxies`."
+    "(RL curves, RL fits) of a PPO run against each proxy in `cfg.ppo_proxies`."
     pc = PPOConfig(batch_size=cfg.ppo_batch_size, minibatch_size=min(8, cfg.ppo_batch_size), ppo_epochs=4,
                    learning_rate=cfg.ppo_learning_rate, kl_coef=cfg.ppo_kl_coef, max_new_tokens=cfg.max_new_tokens,
                    missing_eos='none', dtype=dtype)
-    home, curves, fits = pools['hh-rlhf-harmless'], [], []
+    home, curves, fits = pools[IN_DOMAIN], [], []
     train = home.samples.drop_duplicates('prompt_id').prompt.tolist()
     for name in cfg.ppo_proxies:
-        tr, px = TrackedReward(proxies[name], encoder, gold_fn), proxies[name]
+        tr, px = TrackedReward(proxies[name], encoder, gold_fn, cfg.reads), proxies[name]
         res = train_ppo(*policy, tr, train, cfg.ppo_iterations, seed, pc, progress=progress)
-        t, g, p = rl_curve(res.log, tr, home.gold.std(), px.score(home.feats).std(), pool_baseline(home, px))
+        spread = [within_sd(x) for x in (home.gold, px.score(home.feats).reshape(home.shape))]
+        t, g, p = rl_curve(res.log, tr, *spread, pool_baseline(home, px))
         curves.append(t.assign(name=name)[['name', *t]])
         if (t.d > 0).sum() >= 2: fits.append(_long(bootstrap_rl(t.d, g, p, cfg.n_boot, seed), name=name, form='rl'))
     if not curves:  # no PPO proxies asked for: best-of-n only
@@ -544,22 +774,27 @@ def overoptimize(policy,              # (model, tokenizer): the initial policy
                  cfg:GammaConfig|None=None, seed:int=0, progress:bool=False,
                  dtype:str='auto',    # precision of sampling, PPO and the shift encoder: auto, float32 or bfloat16
                 )->Overoptimization:
-    "The toy Gao et al. setup: pools, proxies, best-of-n and PPO curves, fits with CIs, sweep, gamma against shift."
+    "The toy Gao et al. setup: pools, proxies, best-of-n and PPO curves, fits with CIs, ensembles, the seed's claims."
     cfg, t = check_gamma_config(cfg or GammaConfig()), {'start': time.perf_counter()}
-    kw = dict(max_new_tokens=cfg.max_new_tokens, dtype=dtype)
-    pools = _pools(policy, gold_fn, encoder, cfg, seed, kw); t['pools'] = time.perf_counter()
-    proxies = _proxies(pools, cfg, seed)
-    bon, fits, shift = _bon_all(pools, proxies, cfg, seed, dtype); sweep = _sweep(pools, cfg, seed)
+    pools = _pools(policy, gold_fn, encoder, cfg, seed, dict(max_new_tokens=cfg.max_new_tokens, dtype=dtype))
+    t['pools'] = time.perf_counter()
+    proxies, sets = _proxies(pools, cfg, seed), [IN_DOMAIN, *cfg.shift_sets]
+    bon, fits, draws = _best_of_n(pools, proxies, cfg, seed)
+    shift, shift_draws = _shift_table(pools, proxies, cfg, seed, dtype)
+    acc, acc_draws = bench_accuracy(proxies, gold_fn, encoder, sets, cfg.bench_pairs, cfg.reads, cfg.n_boot, seed)
+    claims = seed_claims(list(proxies), draws, acc_draws, shift, shift_draws, sets)
     t['bon'] = time.perf_counter()
     rl, rl_fits = _ppo_all(policy, pools, proxies, gold_fn, encoder, cfg, seed, progress, dtype)
     t['ppo'] = time.perf_counter()
-    fits = pd.concat([fits, rl_fits.assign(set='hh-rlhf-harmless')], ignore_index=True) if len(rl_fits) else fits
+    fits = pd.concat([fits, rl_fits.assign(set=IN_DOMAIN)], ignore_index=True) if len(rl_fits) else fits
+    fits = fits.iloc[np.argsort(fits.set.ne(IN_DOMAIN).to_numpy(), kind='stable')].reset_index(drop=True)
     secs = dict(pools=t['pools'] - t['start'], best_of_n=t['bon'] - t['pools'], ppo=t['ppo'] - t['bon'])
     info = dict(config=asdict(cfg), seed=seed, gold=getattr(gold_fn, '__name__', type(gold_fn).__name__), dtype=dtype,
                 seconds={k: round(v, 2) for k, v in secs.items()},
                 proxies={k: dict(pairs=p.pairs, noise=p.noise, domain=p.domain, train_accuracy=p.train_accuracy)
                          for k, p in proxies.items()})
-    return Overoptimization(bon, rl, fits, sweep, shift, proxies, info)
+    return Overoptimization(bon, rl, fits, _sweep_table(fits, cfg), shift, acc, ensemble_gains(draws, list(proxies),
+                            IN_DOMAIN), claims, proxies, info)
 
 # %% ../nbs/10_overoptimization.ipynb #f05d7a23
 COLORS = {'gold': '#d4a017', 'proxy': '#1f77b4'}
@@ -572,43 +807,60 @@ def _fit_line(fits:pd.DataFrame, proxy:str, form:str, who:str, d:np.ndarray)->np
     return d * (a - b * (d if form == 'bon' else np.log(np.where(d > 0, d, 1.))))
 
 # %% ../nbs/10_overoptimization.ipynb #8808d514
-def plot_curves(oo:Overoptimization, title:str='Gold and proxy reward against d = sqrt(KL)')->go.Figure:
+def plot_curves(oo:Overoptimization, names:list|None=None, # proxies to draw (default: all but the sweep)
+                title:str='Gold and proxy reward against d = sqrt(KL)', cols:int=4)->go.Figure:
     "One panel per proxy: best-of-n and PPO points with Gao et al.'s fitted forms, gold and proxy."
-    names = list(oo.proxies); fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True)
-    for j, name in enumerate(names, 1):
-        b, r = oo.bon[(oo.bon.name == name) & (oo.bon.set == 'hh-rlhf-harmless')], oo.rl[oo.rl.name == name]
+    names = names or [n for n in oo.proxies if not n.startswith('sweep-')]
+    rows = -(-len(names) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, shared_yaxes=True, vertical_spacing=0.12)
+    for j, name in enumerate(names):
+        at = dict(row=j // cols + 1, col=j % cols + 1)
+        b, r = oo.bon[(oo.bon.name == name) & (oo.bon.set == IN_DOMAIN)], oo.rl[oo.rl.name == name]
         for who in ('gold', 'proxy'):
-            kw = dict(legendgroup=who, showlegend=j == 1, row=1, col=j)
-            fig.add_scatter(x=b.d, y=b[who], mode='markers', marker=dict(color=COLORS[who]),
+            kw = dict(legendgroup=who, showlegend=j == 0, **at)
+            fig.add_scatter(x=b.d, y=b[who], mode='markers', marker=dict(color=COLORS[who], size=4),
                             name=f'{who}, best-of-n', **kw)
-            dd = np.linspace(0, b.d.max(), 50); line = _fit_line(oo.fits, name, 'bon', who, dd)
+            dd = np.linspace(0, b.d.max(), 50)
+            line = _fit_line(oo.fits, name, 'bon', who, dd)
             if line is not None:
                 fig.add_scatter(x=dd, y=line, mode='lines', line=dict(color=COLORS[who], dash='solid' if who == 'gold'
                                 else 'dash'), name=f'{who}, bon fit', **kw)
             if len(r):
                 fig.add_scatter(x=r.d, y=r[who], mode='markers', marker=dict(color=COLORS[who], symbol='x'),
                                 name=f'{who}, PPO', **kw)
-                dr = np.linspace(0, r.d.max(), 50); line = _fit_line(oo.fits, name, 'rl', who, dr)
-                if line is not None:
-                    fig.add_scatter(x=dr, y=line, mode='lines', line=dict(color=COLORS[who], dash='dot'),
-                                    name=f'{who}, RL fit', **kw)
-        fig.update_xaxes(title_text='d = sqrt(KL)', row=1, col=j)
-    fig.update_yaxes(title_text='reward (initial policy = 0, unit sd)', row=1, col=1)
-    return fig.update_layout(title=title, height=380, template='plotly_white')
+        fig.update_xaxes(title_text='d = sqrt(KL)', **at)
+    fig.update_yaxes(title_text='reward (within-prompt sd)', col=1)
+    return fig.update_layout(title=title, height=320 * rows + 80, template='plotly_white')
 
 # %% ../nbs/10_overoptimization.ipynb #7e1a5adc
+SET_SYMBOLS = ['circle', 'square', 'diamond', 'triangle-up', 'star', 'cross', 'hexagon', 'triangle-down']
+
 def plot_shift(oo:Overoptimization)->go.Figure:
-    "gamma against the shift score of each prompt set from a proxy's training prompts; a colour per proxy, CIs as bars."
-    fig = go.Figure()
-    for name, t in oo.shift.groupby('name', sort=False):
-        bars = lambda v, lo, hi: dict(type='data', symmetric=False, array=hi - v, arrayminus=v - lo)
-        fig.add_scatter(x=t['shift'], y=t.gamma, mode='markers', name=name, text=t.set, marker=dict(size=9),
-                        error_x=bars(t['shift'], t.shift_low, t.shift_high), error_y=bars(t.gamma, t.low, t.high),
+    "gamma of every proxy on every prompt set against the set's shift from the proxy's training prompts, with the fit."
+    t, home = oo.shift, oo.shift[oo.shift.set == IN_DOMAIN].set_index('name')
+    differs = (t.low > t.name.map(home.high)) | (t.high < t.name.map(home.low))
+    symbol = dict(zip(t.set.unique(), SET_SYMBOLS * 4))
+    fig, bars = go.Figure(), lambda v, lo, hi: dict(type='data', symmetric=False, array=hi - v, arrayminus=v - lo)
+    for name, g in t.groupby('name', sort=False):
+        open_ = [s + ('' if d else '-open') for s, d in zip(g.set.map(symbol), differs[g.index])]
+        fig.add_scatter(x=g['shift'], y=g.gamma, mode='markers', name=name, text=g.set,
+                        marker=dict(size=10, symbol=open_, line=dict(width=1.5)),
+                        error_x=bars(g['shift'], g.shift_low, g.shift_high), error_y=bars(g.gamma, g.low, g.high),
                         hovertemplate='%{text}<br>shift %{x:.3f}<br>gamma %{y:.3f}')
-    return fig.update_layout(title='gamma under distribution shift',
-                             xaxis_title="shift score (AUC of telling the prompts from the proxy's)",
-                             yaxis_title='gamma (best-of-n), log scale', yaxis_type='log', height=420,
-                             template='plotly_white')
+    for s, sym in symbol.items():
+        fig.add_scatter(x=[None], y=[None], mode='markers', marker=dict(symbol=sym, color='grey', size=10),
+                        name=f'set: {s}', legendgroup='sets')
+    c = oo.claims.set_index('claim').loc['gamma grows with the shift score']
+    x = np.linspace(t['shift'].min(), t['shift'].max(), 2)
+    fig.add_scatter(x=x, y=t.gamma.mean() + c.estimate * (x - t['shift'].mean()), mode='lines', name='fitted slope',
+                    line=dict(color='black', dash='dot'))
+    title = (f"gamma against prompt shift: slope {c.estimate:.2f} [{c.low:.2f}, {c.high:.2f}] per unit of AUC, "
+             f"{c.verdict}<br><sup>filled: gamma differs from the same proxy's in-domain gamma "
+             "(the 95% intervals do not overlap); open: it does not</sup>")
+    return fig.update_layout(title=title, height=520, template='plotly_white',
+                             xaxis_title="shift of the set's prompts from the proxy's training prompts "
+                                         "(classifier AUC: 0.5 = none, 1 = fully apart)",
+                             yaxis_title=f'gamma at n <= {oo.info["config"]["shift_pool_size"]}')
 
 # %% ../nbs/10_overoptimization.ipynb #bb5d1d29
 def plot_sweep(oo:Overoptimization)->go.Figure:
@@ -621,6 +873,26 @@ def plot_sweep(oo:Overoptimization)->go.Figure:
                                      arrayminus=t.estimate - t.low))
         fig.update_xaxes(title_text='training pairs', type='log', row=1, col=j)
     return fig.update_layout(title='Proxy-data sweep', height=340, template='plotly_white')
+
+# %% ../nbs/10_overoptimization.ipynb #9da05f62
+def plot_claims(oo:Overoptimization)->go.Figure:
+    "gamma against in-domain benchmark accuracy and against the accuracy drop on the shifted sets, a point per proxy."
+    f = oo.fits[(oo.fits.set == IN_DOMAIN) & (oo.fits.form == 'bon') & (oo.fits.quantity == 'gamma')].set_index('name')
+    a = oo.accuracy.pivot(index='name', columns='set', values='accuracy').loc[f.index]
+    shifted = [s for s in a.columns if s != IN_DOMAIN]
+    ys = {'in-domain accuracy': a[IN_DOMAIN], 'accuracy drop on the shifted sets': a[IN_DOMAIN] - a[shifted].mean(1)}
+    c = oo.claims.set_index('claim')
+    titles = [f"{k}: Spearman {c.estimate[n]:.2f} [{c.low[n]:.2f}, {c.high[n]:.2f}]"
+              for k, n in zip(ys, ['gamma ranks in-domain accuracy', 'gamma ranks the accuracy drop under shift'])]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=titles)
+    for j, (label, y) in enumerate(ys.items(), 1):
+        fig.add_scatter(x=f.estimate, y=y, mode='markers+text', text=f.index, textposition='top center',
+                        error_x=dict(type='data', symmetric=False, array=f.high - f.estimate,
+                                     arrayminus=f.estimate - f.low), showlegend=False, row=1, col=j)
+        fig.update_xaxes(title_text='gamma (in-domain best-of-n)', row=1, col=j)
+        fig.update_yaxes(title_text=label, row=1, col=j)
+    return fig.update_layout(title="The seed's claims: does gamma predict a proxy's benchmark accuracy?", height=460,
+                             template='plotly_white')
 
 # %% ../nbs/10_overoptimization.ipynb #6d72ba5b
 def _gold(cfg:GammaStageConfig, ctx:dict, run:Run):
@@ -638,15 +910,17 @@ def add_args(parser):
                         help='gamma: a saved reward model folder as the gold reward (default: the train-rm model)')
 
 # %% ../nbs/10_overoptimization.ipynb #f9b3c9e5
+TABLES = ('bon', 'rl', 'fits', 'sweep', 'shift', 'accuracy', 'ensembles', 'claims')
+
 def _write(oo:Overoptimization, run:Run):
-    "gamma/: curves, fits, sweep and shift as CSV, summary.json (no timings), and the plots as plotly JSON."
-    for name in ('bon', 'rl', 'fits', 'sweep', 'shift'):
-        write_text(run.path('gamma', f'{name}.csv'), getattr(oo, name).to_csv(index=False))
-    f = oo.fits[(oo.fits.set == 'hh-rlhf-harmless') & (oo.fits.quantity.isin(['gamma', 'gold_peak']))]
+    "gamma/: every table as CSV, summary.json (no timings), and the plots as plotly JSON."
+    for name in TABLES: write_text(run.path('gamma', f'{name}.csv'), getattr(oo, name).to_csv(index=False))
+    f = oo.fits[(oo.fits.set == IN_DOMAIN) & (oo.fits.quantity.isin(['gamma', 'gold_peak', 'gold_drop']))]
     info = {k: v for k, v in oo.info.items() if k != 'seconds'}
-    write_json(run.path('gamma', 'summary.json'), dict(**info, in_domain=f.to_dict('records')))  # no peak: null
-    for name, fig in (('curves', plot_curves(oo)), ('shift', plot_shift(oo)), ('sweep', plot_sweep(oo))):
-        write_figure(run.path('gamma', f'{name}.plotly.json'), fig)
+    write_json(run.path('gamma', 'summary.json'), dict(**info, in_domain=f.to_dict('records'),  # no peak: null
+                                                       claims=oo.claims.to_dict('records')))
+    figures = dict(curves=plot_curves(oo), shift=plot_shift(oo), claims=plot_claims(oo), sweep=plot_sweep(oo))
+    for name, fig in figures.items(): write_figure(run.path('gamma', f'{name}.plotly.json'), fig)
 
 # %% ../nbs/10_overoptimization.ipynb #2037e382
 @dataclass

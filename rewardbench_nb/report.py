@@ -19,11 +19,12 @@ from .scoring import plot_recovery
 from .evaluation import EVAL_SECTIONS
 
 # %% auto #0
-__all__ = ['MANIFEST_FIELDS', 'STAGE_FOLDERS', 'SECTIONS', 'STATE_NOTES', 'CSS', 'esc', 'md_html', 'table_html', 'figure_div',
-           'read_manifest', 'stage_state', 'stage_table', 'read_text', 'read_json', 'read_csv', 'saved_figures',
-           'data_section', 'curation_section', 'agreement_section', 'scoring_section', 'reward_model_section',
-           'calibration_section', 'evaluation_section', 'policy_section', 'ppo_section', 'gamma_section',
-           'manifest_section', 'ReportWarning', 'section_html', 'build_report', 'write_report', 'export_figures']
+__all__ = ['MANIFEST_FIELDS', 'STAGE_FOLDERS', 'GAMMA_TABLES', 'SECTIONS', 'STATE_NOTES', 'CSS', 'esc', 'md_html', 'table_html',
+           'figure_div', 'read_manifest', 'stage_state', 'stage_table', 'read_text', 'read_json', 'read_csv',
+           'saved_figures', 'data_section', 'curation_section', 'agreement_section', 'scoring_section',
+           'reward_model_section', 'calibration_section', 'evaluation_section', 'policy_section', 'ppo_section',
+           'gamma_section', 'manifest_section', 'ReportWarning', 'section_html', 'build_report', 'write_report',
+           'export_figures']
 
 # %% ../nbs/11_report.ipynb #6b6945b9
 def esc(x)->str:
@@ -232,11 +233,24 @@ def ppo_section(d:Path, m:dict)->str:
     return ''.join(parts) + saved_figures(d, 'ppo')
 
 # %% ../nbs/11_report.ipynb #fd350045
+GAMMA_TABLES = [('The seed\'s claims about gamma', 'Each claim as a statistic over the proxies with its 95% bootstrap '
+                 'interval, and what the interval says.', 'claims.csv',
+                 ['claim', 'statistic', 'expected', 'estimate', 'low', 'high', 'points', 'verdict']),
+                ('gamma, gold peak and gold drop in-domain', 'Best-of-n on the in-domain pool; a gold drop whose '
+                 'interval is above 0 is a gold curve that turns down.', 'fits.csv',
+                 ['name', 'set', 'form', 'quantity', 'estimate', 'low', 'high']),
+                ('Ensembles against their single proxy', 'Ensemble minus single proxy, paired bootstrap over the same '
+                 'prompts.', 'ensembles.csv', ['name', 'baseline', 'quantity', 'estimate', 'low', 'high'])]
+
 def gamma_section(d:Path, m:dict)->str:
-    "gamma and the gold peak of every proxy with CIs, then the curves, gamma against shift and the sweep."
-    fits = read_csv(d/'fits.csv', ['name', 'set', 'quantity', 'estimate', 'low', 'high'])
-    if fits is not None: fits = fits[fits.quantity.isin(['gamma', 'gold_peak'])]
-    return table_html(fits) + saved_figures(d, 'gamma')
+    "The seed's claims, gamma, gold peak and drop per proxy in-domain, the ensembles' gains, then every figure."
+    parts = []
+    for title, note, file, need in GAMMA_TABLES:
+        t = read_csv(d/file, need)
+        if t is not None and len(t) and file == 'fits.csv':
+            t = t[(t.set == t.set.iloc[0]) & (t.form == 'bon') & t.quantity.isin(['gamma', 'gold_peak', 'gold_drop'])]
+        if t is not None: parts.append(f'<h3>{esc(title)}</h3><p class="note">{esc(note)}</p>{table_html(t)}')
+    return ''.join(parts) + saved_figures(d, 'gamma')
 
 # %% ../nbs/11_report.ipynb #31b749e0
 def manifest_section(m:dict)->str:

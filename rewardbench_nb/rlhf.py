@@ -160,6 +160,16 @@ def _step(model, ids, mask, pos, cache):
     out = model(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True, logits_to_keep=1)
     return out.logits[:, -1].float(), out.cache
 
+# %% ../nbs/09_rlhf.ipynb #b0d734be
+def _prefill(model, query, mask, pos):
+    "`_step` over the prompts, each run of identical consecutive rows (a best-of-n pool's) computed once and repeated."
+    same = torch.cat([torch.tensor([False]), ((query[1:] == query[:-1]) & (mask[1:] == mask[:-1])).all(1).cpu()])
+    if not same.any(): return _step(model, query, mask, pos, None)
+    first = (~same).nonzero()[:, 0]; counts = torch.diff(first, append=torch.tensor([len(query)]))
+    logits, cache = _step(model, query[first], mask[first], pos[first], None)
+    cache.batch_repeat_interleave(counts.to(logits.device))
+    return logits.repeat_interleave(counts.to(logits.device), 0), cache
+
 # %% ../nbs/09_rlhf.ipynb #6a064799
 @torch.no_grad()
 def sample(model, query:torch.Tensor, qmask:torch.Tensor, # left-padded prompt ids and mask
@@ -171,7 +181,7 @@ def sample(model, query:torch.Tensor, qmask:torch.Tensor, # left-padded prompt i
     "(response ids padded after EOS, their mask, ended-with-EOS flags) for each prompt."
     dev = model.device; gens = [torch.Generator().manual_seed(s) for s in seeds]
     mask, pos = qmask.to(dev), position_ids(qmask).to(dev)
-    logits, cache = _step(model, query.to(dev), mask, pos, None)
+    logits, cache = _prefill(model, query.to(dev), mask, pos)
     nxt, done, toks = pos[:, -1:] + 1, torch.zeros(len(query), dtype=torch.bool, device=dev), []
     for t in range(max_new_tokens):
         z = logits / temperature + gumbel(gens, logits.shape[-1]).to(dev) if temperature > 0 else logits
@@ -1037,18 +1047,23 @@ def sample_pool(policy,                 # (model, tokenizer), or a PPOResult
                 n:int,                  # samples per prompt
                 seed:int=0,             # pool seed
                 max_prompt_tokens:int=96, max_new_tokens:int=48, temperature:float=1.0, dtype:str='auto',
+                chunk:int=2048,         # rows sampled at once: memory holds the cache of this many rows
                )->pd.DataFrame:
     "n sampled responses per prompt: prompt_id, sample, prompt, response, tokens, ended."
-    model, tok = as_policy(policy); P = _check_prompts(prompts)
+    model, tok = as_policy(policy)
+    P = _check_prompts(prompts)
     if n < 1: raise ConfigError(f"best-of-n: n = {n}: expected at least 1")
     ids = [(i, k) for i in range(len(P)) for k in range(n)]
-    seeds = [row_seed(seed, POOL, i, k) for i, k in ids]
     bf16 = resolve_dtype(dtype, model.device, _DTYPES) == 'bfloat16'
-    rows = generate_rows(model, tok, [P[i] for i, _ in ids], seeds, max_prompt_tokens, max_new_tokens, temperature,
-                         bf16)
+    def rows(part):
+        seeds = [row_seed(seed, POOL, i, k) for i, k in part]
+        return generate_rows(model, tok, [P[i] for i, _ in part], seeds, max_prompt_tokens, max_new_tokens,
+                             temperature, bf16)
+    parts = [rows(ids[s:s + chunk]) for s in range(0, len(ids), chunk)]
+    resp, rmask, ended = (torch.cat([part[k] for part in parts]) for k in ('resp', 'rmask', 'ended'))
     return pd.DataFrame(dict(prompt_id=[i for i, _ in ids], sample=[k for _, k in ids], prompt=[P[i] for i, _ in ids],
-                             response=tok.batch_decode(rows['resp'], skip_special_tokens=True),
-                             tokens=rows['rmask'].sum(1).numpy(), ended=rows['ended'].numpy()))
+                             response=tok.batch_decode(resp, skip_special_tokens=True),
+                             tokens=rmask.sum(1).numpy(), ended=ended.numpy()))
 
 def pick_best(pool:pd.DataFrame, # from `sample_pool`, with a `score` column (and optionally `flagged`)
               n:int,             # choose among the first n samples of each prompt

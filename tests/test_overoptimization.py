@@ -134,7 +134,20 @@ def test_stage_quick_with_a_saved_gold_model(tmp_path):
     runs = [tmp_path/'a'/'gamma']  # same seed, same numbers: test_cli's two whole quick runs compare gamma's tables too
     for name in ('bon.csv', 'fits.csv', 'sweep.csv', 'shift.csv', 'rl.csv'): assert len(pd.read_csv(runs[0]/name)), name
     summary = json.loads((runs[0]/'summary.json').read_text())
-    assert summary['gold'].startswith('rm_reward') and set(summary['proxies']) == {'full', 'small', 'noisy', 'other-domain'}
+    assert summary['gold'].startswith('rm_reward') and set(summary['proxies']) == set(O.proxy_names(O.GammaConfig(**O.QUICK)))
+    fits, bon = pd.read_csv(runs[0]/'fits.csv'), pd.read_csv(runs[0]/'bon.csv')  # the contract outside checks rely on
+    assert list(fits.columns) == ['name', 'set', 'form', 'quantity', 'estimate', 'low', 'high']
+    assert fits.set.iloc[0] == 'hh-rlhf-harmless' and fits.set.drop_duplicates().iloc[0] == 'hh-rlhf-harmless'
+    home = fits[(fits.set == 'hh-rlhf-harmless') & (fits.form == 'bon')]
+    for q in ('gamma', 'gold_peak', 'gold_alpha', 'gold_beta', 'gold_drop'):
+        assert set(home[home.quantity == q].name) == set(summary['proxies']), q
+    assert list(bon.columns) == ['name', 'set', 'n', 'd', 'gold', 'proxy']
+    assert {n for n in summary['proxies'] if 'ensemble' in n} == {'small-ensemble-mean', 'small-ensemble-wco',
+                                                                  'small-ensemble-uwo'}
+    claims = pd.read_csv(runs[0]/'claims.csv')
+    assert list(claims.claim) == list(O.CLAIMS) and claims.verdict.isin(
+        ['supported', 'contradicted', 'not shown (the interval includes 0)', 'not measured']).all()
+    assert set(pd.read_csv(runs[0]/'ensembles.csv').baseline) == {'small'}
     assert 'seconds' not in summary and summary['dtype'] == summary['config']['dtype'] == 'float32'
     manifest = json.loads((tmp_path/'a'/'manifest.json').read_text())
     p = manifest['records']['precision']
@@ -157,3 +170,44 @@ def test_bad_settings_fail_before_any_stage(tmp_path, capsys, args, msg):
     rc, err = main(['gamma', '--quiet', *args, '--runs-dir', str(tmp_path), '--run-id', 'x']), capsys.readouterr().err
     assert (rc, [l for l in err.splitlines() if l.startswith('rbnb:')]) == (2, [f'rbnb: error: {msg}'])
     assert 'Traceback' not in err and not (tmp_path/'x').exists()
+
+def test_gold_drop_is_the_paired_drop_from_the_highest_point():
+    "gold_drop: mean gold at the estimate's best n minus at the largest n; every resample measures the same two points."
+    rng = np.random.default_rng(5); s, z = rng.normal(size=(300, 32)), rng.normal(size=(300, 32))
+    ns = list(range(1, 33)); G, P = O.bon_curves(s + 1.5 * z, s - 0.4 * z**2, ns)  # the proxy likes z; the gold not
+    top = int(G.mean(0).argmax()); assert 0 < top < len(ns) - 1  # the gold curve rises, then falls
+    f = O.bootstrap_bon(G, P, ns, n_boot=400, seed=1)
+    assert f.loc['gold_drop', 'estimate'] == pytest.approx(G.mean(0)[top] - G.mean(0)[-1])
+    assert f.loc['gold_drop', 'low'] > 0 and f.loc['gold_end', 'estimate'] == pytest.approx(G.mean(0)[-1])
+    from rewardbench_nb.stats import boot_counts
+    counts = next(boot_counts(len(G), 400, [1, 11])).astype(float)
+    est, boot = O.bon_boot(G, P, ns, counts)
+    manual = counts @ (G[:, top] - G[:, -1]) / len(G)
+    assert np.allclose(boot['gold_drop'], manual) and est['gold_drop'] == f.loc['gold_drop', 'estimate']
+    rising = O.bootstrap_bon(*O.bon_curves(s + z, s + z, ns), ns, n_boot=100)  # proxy = gold: best at the largest n
+    assert rising.loc['gold_drop', ['estimate', 'low', 'high']].tolist() == [0, 0, 0]
+
+def test_within_prompt_removes_each_prompts_level():
+    x = np.array([[1., 2., 3.], [101., 102., 103.]])
+    assert np.allclose(O.within_prompt(x), O.within_prompt(x - x.mean(1, keepdims=True)))
+    assert np.allclose(O.within_prompt(x).mean(1), 0) and math.isclose((O.within_prompt(x)**2).mean(), 1)
+    with pytest.raises(DataError, match='no spread within prompts'): O.within_prompt(np.ones((2, 3)))
+
+def test_spearman_rows_and_verdicts_match_scipy():
+    from scipy.stats import spearmanr
+    rng = np.random.default_rng(6); x, y = rng.normal(size=(9, 5)), rng.normal(size=(9, 5))
+    assert np.allclose(O._spearman_rows(x, y), [spearmanr(x[:, j], y[:, j]).statistic for j in range(5)])
+    assert O._verdict(0.1, 0.5, 1) == 'supported' and O._verdict(-0.5, -0.1, -1) == 'supported'
+    assert O._verdict(-0.5, -0.1, 1) == 'contradicted' and O._verdict(-0.1, 0.3, 1).startswith('not shown')
+    assert O._verdict(np.nan, 0.3, 1) == 'not measured'
+
+def test_ensemble_combinations():
+    "mean, worst case and uncertainty-weighted scores of standardised members; members differ; names carry 'ensemble'."
+    rng = np.random.default_rng(7); feats = rng.normal(size=(40, 6))
+    members = [O.Proxy(f'm{j}', rng.normal(size=6), 10, 0., 'x', 1., []) for j in range(3)]
+    S = np.stack([m.score(feats) for m in members]); c, sd = S.mean(1), S.std(1)
+    e = {how: O.Ensemble(f'e-ensemble-{how}', members, how, 0.5, c, sd, 10, 0., 'x', 1., []) for how in O.COMBINE}
+    Z = (S - c[:, None]) / sd[:, None]
+    assert np.allclose(e['mean'].score(feats), Z.mean(0)) and np.allclose(e['wco'].score(feats), Z.min(0))
+    assert np.allclose(e['uwo'].score(feats), Z.mean(0) - 0.5 * Z.var(0))
+    assert (e['wco'].score(feats) <= e['mean'].score(feats) + 1e-12).all()
