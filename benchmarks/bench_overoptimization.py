@@ -5,7 +5,7 @@ holds the defaults, as in `make run`); the lab size adds `--set` overrides. The 
 trains at its defaults (`rbnb run --until train-rm`, run here first unless `--gold DIR` names one). From each run:
 
 * wall seconds of the command and of the stage's steps (pools, best-of-n, PPO: the manifest's `timings`);
-* in-domain gamma, gold drop and gold peak of every proxy with their 95% intervals, and the checks of issue 19:
+* in-domain gamma, gold drop and gold peak of every proxy with their 95% intervals, and the checks the stage is for:
   how many gold curves turn down significantly (gold drop's interval above 0), whether the proxies with the highest
   and the lowest gamma have disjoint intervals, the share of gammas whose interval spans at most a factor 3;
 * the seed's claims (rank correlations and slope with intervals and verdicts) and the ensembles' gains;
@@ -14,6 +14,8 @@ trains at its defaults (`rbnb run --until train-rm`, run here first unless `--go
     .venv/bin/python benchmarks/bench_overoptimization.py               # -> results/overoptimization-<kind>.{json,md}
     .venv/bin/python benchmarks/bench_overoptimization.py --sizes default --gold runs/<id>/reward_model/model
     .venv/bin/python benchmarks/bench_overoptimization.py --render      # the .md again from the .json, nothing run
+
+A run of some sizes keeps the recorded results of the others (same CPU kind).
 """
 import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -27,9 +29,11 @@ from _common import busy_note, cpu_kind, kind_slug, loadavg
 OUT = Path(__file__).resolve().parent/'results'
 ROOT = Path(__file__).resolve().parents[1]
 RBNB = str(Path(sys.executable).parent/'rbnb')
-LAB = dict(pool_prompts=228, pool_size=256, shift_prompts=64, shift_pool_size=64, bench_pairs=256,
+LAB = dict(pool_prompts=228, pool_size=512, shift_prompts=64, shift_pool_size=64, bench_pairs=256,
            ppo_iterations=40, ppo_proxies=['small', 'small-ensemble-uwo', 'full'])
 SIZES = {'default': {}, 'lab': LAB}
+GAIN_COLUMNS = ['name', 'baseline', 'quantity', 'estimate', 'low', 'high']
+CLAIM_COLUMNS = ['claim', 'statistic', 'expected', 'estimate', 'low', 'high', 'points', 'verdict']
 
 def rbnb(*args)->tuple:
     "Run `rbnb ARGS` from the repository root: (wall seconds, completed process); stops the benchmark on failure."
@@ -44,7 +48,7 @@ def train_gold(runs:Path)->tuple:
     return runs/'gold'/'reward_model'/'model', round(secs, 1)
 
 def checks(fits:pd.DataFrame)->dict:
-    "Issue 19's checks on the in-domain best-of-n fits."
+    "The checks the stage is for, on the in-domain best-of-n fits."
     f = fits[(fits.set == fits.set.iloc[0]) & (fits.form == 'bon')].set_index(['quantity', 'name'])
     g, drop = f.loc['gamma'], f.loc['gold_drop']
     hi, lo = g.estimate.idxmax(), g.estimate.idxmin()
@@ -86,11 +90,11 @@ def render(res:dict)->str:
                   f"{c['extremes_apart']}",
                   f"- in-domain gammas whose interval spans at most a factor 3: {c['share_within_factor_3']:.0%}",
                   f"- ensembles reported: {', '.join(c['ensembles'])}", '',
-                  '### The seed\'s claims', '', md_table(pd.DataFrame(r['claims']).round(3)), '',
+                  '### The seed\'s claims', '', md_table(pd.DataFrame(r['claims'])[CLAIM_COLUMNS].round(3)), '',
                   '### In-domain best-of-n', '',
                   md_table(pd.DataFrame(r['in_domain'])[['name', 'quantity', 'estimate', 'low', 'high']].round(3)), '',
                   '### Ensembles minus their single proxy (paired bootstrap)', '',
-                  md_table(pd.DataFrame(r['ensembles']).round(3)), '']
+                  md_table(pd.DataFrame(r['ensembles'])[GAIN_COLUMNS].round(3)), '']
         if r['ppo']:
             p = pd.DataFrame(r['ppo'])
             lines += ['### PPO (RL form)', '', md_table(p[p.quantity.isin(['gold_peak', 'gold_drop'])][
@@ -109,6 +113,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         gold, gold_secs = (a.gold.resolve(), None) if a.gold else train_gold(Path(tmp))
         runs = [measure(s, gold, Path(tmp)) for s in a.sizes]
+    kept = json.loads(path.with_suffix('.json').read_text())['runs'] if path.with_suffix('.json').exists() else []
+    runs = [r for r in kept if r['size'] not in a.sizes] + runs  # sizes not measured now keep their last record
+    runs = sorted(runs, key=lambda r: list(SIZES).index(r['size']))
     top = max(x for r in runs for pair in r['load'] for x in pair[:1])
     res = dict(machine=kind, versions=package_versions(), gold_seconds=gold_secs, runs=runs,
                busy=busy_note(top, kind['cores']))
