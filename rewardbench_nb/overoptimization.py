@@ -11,6 +11,7 @@ from dataclasses import dataclass, asdict, field
 import numpy as np, pandas as pd
 import torch, torch.nn.functional as F
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 import scipy.stats
 from scipy.optimize import minimize
@@ -811,7 +812,7 @@ def plot_curves(oo:Overoptimization, names:list|None=None, # proxies to draw (de
                 title:str='Gold and proxy reward against d = sqrt(KL)', cols:int=4)->go.Figure:
     "One panel per proxy: best-of-n and PPO points with Gao et al.'s fitted forms, gold and proxy."
     names = names or [n for n in oo.proxies if not n.startswith('sweep-')]
-    rows = -(-len(names) // cols)
+    rows, first_ppo = -(-len(names) // cols), next((n for n in names if (oo.rl.name == n).any()), None)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, shared_yaxes=True, vertical_spacing=0.12)
     for j, name in enumerate(names):
         at = dict(row=j // cols + 1, col=j % cols + 1)
@@ -827,7 +828,7 @@ def plot_curves(oo:Overoptimization, names:list|None=None, # proxies to draw (de
                                 else 'dash'), name=f'{who}, bon fit', **kw)
             if len(r):
                 fig.add_scatter(x=r.d, y=r[who], mode='markers', marker=dict(color=COLORS[who], symbol='x'),
-                                name=f'{who}, PPO', **kw)
+                                name=f'{who}, PPO', **{**kw, 'showlegend': name == first_ppo})
         fig.update_xaxes(title_text='d = sqrt(KL)', **at)
     fig.update_yaxes(title_text='reward (within-prompt sd)', col=1)
     return fig.update_layout(title=title, height=320 * rows + 80, template='plotly_white')
@@ -835,9 +836,11 @@ def plot_curves(oo:Overoptimization, names:list|None=None, # proxies to draw (de
 # %% ../nbs/10_overoptimization.ipynb #7e1a5adc
 SET_SYMBOLS = ['circle', 'square', 'diamond', 'triangle-up', 'star', 'cross', 'hexagon', 'triangle-down']
 
-def plot_shift(oo:Overoptimization)->go.Figure:
-    "gamma of every proxy on every prompt set against the set's shift from the proxy's training prompts, with the fit."
-    t, home = oo.shift, oo.shift[oo.shift.set == IN_DOMAIN].set_index('name')
+def plot_shift(oo:Overoptimization, names:list|None=None, # proxies drawn (default: the single ones)
+              )->go.Figure:
+    "gamma of proxies on every prompt set against the set's shift from the proxy's training prompts, with the fit."
+    names = names or [n for n in SINGLE if n in oo.proxies]
+    t, home = oo.shift[oo.shift.name.isin(names)], oo.shift[oo.shift.set == IN_DOMAIN].set_index('name')
     differs = (t.low > t.name.map(home.high)) | (t.high < t.name.map(home.low))
     symbol = dict(zip(t.set.unique(), SET_SYMBOLS * 4))
     fig, bars = go.Figure(), lambda v, lo, hi: dict(type='data', symmetric=False, array=hi - v, arrayminus=v - lo)
@@ -851,16 +854,18 @@ def plot_shift(oo:Overoptimization)->go.Figure:
         fig.add_scatter(x=[None], y=[None], mode='markers', marker=dict(symbol=sym, color='grey', size=10),
                         name=f'set: {s}', legendgroup='sets')
     c = oo.claims.set_index('claim').loc['gamma grows with the shift score']
-    x = np.linspace(t['shift'].min(), t['shift'].max(), 2)
-    fig.add_scatter(x=x, y=t.gamma.mean() + c.estimate * (x - t['shift'].mean()), mode='lines', name='fitted slope',
-                    line=dict(color='black', dash='dot'))
+    every = oo.shift.dropna(subset=['shift'])
+    x = np.linspace(every['shift'].min(), every['shift'].max(), 2)
+    fig.add_scatter(x=x, y=every.gamma.mean() + c.estimate * (x - every['shift'].mean()), mode='lines',
+                    name=f'slope fitted over all {every.name.nunique()} proxies', line=dict(color='black', dash='dot'))
     title = (f"gamma against prompt shift: slope {c.estimate:.2f} [{c.low:.2f}, {c.high:.2f}] per unit of AUC, "
              f"{c.verdict}<br><sup>filled: gamma differs from the same proxy's in-domain gamma "
              "(the 95% intervals do not overlap); open: it does not</sup>")
-    return fig.update_layout(title=title, height=520, template='plotly_white',
+    return fig.update_layout(title=title, height=640, template='plotly_white', yaxis_type='log',
+                             colorway=qualitative.Dark24, legend=dict(font=dict(size=10)),
                              xaxis_title="shift of the set's prompts from the proxy's training prompts "
                                          "(classifier AUC: 0.5 = none, 1 = fully apart)",
-                             yaxis_title=f'gamma at n <= {oo.info["config"]["shift_pool_size"]}')
+                             yaxis_title=f'gamma at n <= {oo.info["config"]["shift_pool_size"]} (log scale)')
 
 # %% ../nbs/10_overoptimization.ipynb #bb5d1d29
 def plot_sweep(oo:Overoptimization)->go.Figure:
@@ -886,13 +891,16 @@ def plot_claims(oo:Overoptimization)->go.Figure:
               for k, n in zip(ys, ['gamma ranks in-domain accuracy', 'gamma ranks the accuracy drop under shift'])]
     fig = make_subplots(rows=1, cols=2, subplot_titles=titles)
     for j, (label, y) in enumerate(ys.items(), 1):
-        fig.add_scatter(x=f.estimate, y=y, mode='markers+text', text=f.index, textposition='top center',
-                        error_x=dict(type='data', symmetric=False, array=f.high - f.estimate,
-                                     arrayminus=f.estimate - f.low), showlegend=False, row=1, col=j)
-        fig.update_xaxes(title_text='gamma (in-domain best-of-n)', row=1, col=j)
+        for k, name in enumerate(f.index):
+            g, colour = f.loc[[name]], qualitative.Dark24[k % 24]
+            fig.add_scatter(x=g.estimate, y=y[[name]], mode='markers', name=name, legendgroup=name, showlegend=j == 1,
+                            marker=dict(size=9, color=colour), row=1, col=j,
+                            error_x=dict(type='data', symmetric=False, array=g.high - g.estimate,
+                                         arrayminus=g.estimate - g.low, color=colour))
+        fig.update_xaxes(title_text='gamma, in-domain best-of-n (log scale)', type='log', row=1, col=j)
         fig.update_yaxes(title_text=label, row=1, col=j)
-    return fig.update_layout(title="The seed's claims: does gamma predict a proxy's benchmark accuracy?", height=460,
-                             template='plotly_white')
+    return fig.update_layout(title="The seed's claims: does gamma predict a proxy's benchmark accuracy?", height=560,
+                             template='plotly_white', legend=dict(font=dict(size=10)))
 
 # %% ../nbs/10_overoptimization.ipynb #6d72ba5b
 def _gold(cfg:GammaStageConfig, ctx:dict, run:Run):
