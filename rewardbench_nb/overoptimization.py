@@ -246,7 +246,8 @@ def bon_boot(gold_curves, proxy_curves, ns, # (prompts, len(ns)) per-prompt curv
              counts:np.ndarray,               # (resamples, prompts) from `resample_counts`
             )->tuple:
     "(estimates, bootstrap draws) of the best-of-n statistics: dicts of numbers and of arrays (a row of counts each)."
-    G, P = check_pool_scores(proxy_curves, gold_curves)[::-1]; d = d_best_of_n(ns)
+    G, P = check_pool_scores(proxy_curves, gold_curves)[::-1]
+    d = d_best_of_n(ns)
     if G.shape[1] != len(d): raise DataError(f"{G.shape[1]} curve columns for {len(d)} values of n")
     top = int(G.mean(0).argmax())
     resampled = lambda C: (counts @ C).T / len(C)
@@ -378,7 +379,11 @@ class Ensemble:
     uwo_weight:float        # lambda of UWO
     centre:np.ndarray       # each member's mean score over its training samples
     scale:np.ndarray        # and its standard deviation there: members are compared on one scale
-    pairs:int; noise:float; domain:str; train_accuracy:float; train_prompts:list  # as a Proxy's
+    pairs:int               # as a Proxy's: pairs, label noise, domain, training accuracy, training prompts
+    noise:float
+    domain:str
+    train_accuracy:float
+    train_prompts:list
     def member_scores(self, feats:np.ndarray)->np.ndarray:
         "(members, rows) standardised scores."
         return (np.stack([m.score(feats) for m in self.members]) - self.centre[:, None]) / self.scale[:, None]
