@@ -586,7 +586,11 @@ def _prompts(name:str, n:int, seed:int)->list:
     with warnings.catch_warnings():
         warnings.simplefilter('ignore'); t = load_pairs(name)
     t = t.drop_duplicates('prompt').sample(frac=1, random_state=seed).head(n)
-    return [p if p.lstrip().startswith('Human:') else as_dialogue(p) for p in t.prompt]
+    return _dialogues(t.prompt)
+
+def _dialogues(prompts)->list:
+    "Prompts in the Human/Assistant form the policy knows: hh-rlhf dialogues as they are, plain questions framed."
+    return [p if p.lstrip().startswith('Human:') else as_dialogue(p) for p in prompts]
 
 # %% ../nbs/10_overoptimization.ipynb #20cddeaa
 def _pools(policy, gold_fn, encoder, cfg:GammaConfig, seed:int, kw:dict)->dict:
@@ -645,14 +649,16 @@ def _sweep_table(fits:pd.DataFrame, cfg:GammaConfig)->pd.DataFrame:
     return f[['pairs', 'quantity', 'estimate', 'low', 'high']].reset_index(drop=True)
 
 # %% ../nbs/10_overoptimization.ipynb #18d6a518
-def _shift_table(pools:dict, proxies:dict, cfg:GammaConfig, seed:int, dtype:str)->tuple:
+def _shift_table(pools:dict, proxies:dict, bon:dict, # `_best_of_n`'s draws: reused where they cover n <= n_max
+                 cfg:GammaConfig, seed:int, dtype:str)->tuple:
     "(table, gamma draws by (name, set)): gamma at n <= shift_pool_size on every pool against its shift score."
     n_max, rows, draws, scores = cfg.shift_pool_size, [], {}, {}
     for set_name in [IN_DOMAIN, *cfg.shift_sets]:
         pool = pools[set_name]
         counts = next(boot_counts(pool.shape[0], cfg.n_boot, [seed, 11])).astype(float)
         for name, px in proxies.items():
-            est, boot = bon_boot(*_curves(pool, px, n_max), counts)
+            same = pool.shape[1] == n_max  # a shift pool: best-of-n has measured it at exactly these n
+            est, boot = bon[name, set_name] if same else bon_boot(*_curves(pool, px, n_max), counts)
             draws[name, set_name] = boot['gamma']
             key = (tuple(px.train_prompts), set_name)  # proxies trained on the same prompts share one shift score
             if key not in scores: scores[key] = pool_shift(px, pool, seed, cfg.n_boot, dtype)
@@ -669,7 +675,7 @@ def _bench_rows(name:str, n:int, seed:int)->pd.DataFrame:
         t = load_pairs(name, split='validation') if name == IN_DOMAIN else load_pairs(name)
     t = t.sample(frac=1, random_state=seed).head(n)
     first = lambda col: [r[0] if isinstance(r, list) else r for r in col]  # RM-Bench: three styles, the first kept
-    return t.assign(prompt=[p if p.lstrip().startswith('Human:') else as_dialogue(p) for p in t.prompt],
+    return t.assign(prompt=_dialogues(t.prompt),
                     chosen=first(t.chosen), rejected=first(t.rejected))
 
 def bench_accuracy(proxies:dict, gold_fn, encoder:RewardModel, # proxies by name, the gold reward, their encoder
@@ -786,7 +792,7 @@ def overoptimize(policy,              # (model, tokenizer): the initial policy
     t['pools'] = time.perf_counter()
     proxies, sets = _proxies(pools, cfg, seed), [IN_DOMAIN, *cfg.shift_sets]
     bon, fits, draws = _best_of_n(pools, proxies, cfg, seed)
-    shift, shift_draws = _shift_table(pools, proxies, cfg, seed, dtype)
+    shift, shift_draws = _shift_table(pools, proxies, draws, cfg, seed, dtype)
     acc, acc_draws = bench_accuracy(proxies, gold_fn, encoder, sets, cfg.bench_pairs, cfg.reads, cfg.n_boot, seed)
     claims = seed_claims(list(proxies), draws, acc_draws, shift, shift_draws, sets)
     t['bon'] = time.perf_counter()
