@@ -23,7 +23,8 @@ def cpu_flags(cpuinfo:str|None=None, # text of /proc/cpuinfo; None = read it (em
              )->set:
     "The instruction-set flags the CPU reports (x86 `flags`, ARM `Features`)."
     if cpuinfo is None:
-        p = Path('/proc/cpuinfo'); cpuinfo = p.read_text() if p.exists() else ''
+        info_file = Path('/proc/cpuinfo')
+        cpuinfo = info_file.read_text() if info_file.exists() else ''
     line = next((l for l in cpuinfo.splitlines() if l.split(':')[0].strip() in ('flags', 'Features')), '')
     return set(line.split(':', 1)[1].split()) if ':' in line else set()
 
@@ -66,13 +67,20 @@ def matmul_gflops(dtype:torch.dtype,        # torch.float32 or torch.bfloat16
                  )->float:
     "Best GFLOP/s of a (tokens x in) @ (in x out) product on `device`, on one CPU thread."
     m, k, n = shape
-    a, b = torch.randn(m, k, device=device).to(dtype), torch.randn(k, n, device=device).to(dtype)
+    a = torch.randn(m, k, device=device).to(dtype)
+    b = torch.randn(k, n, device=device).to(dtype)
     sync = torch.cuda.synchronize if torch.device(device).type == 'cuda' else (lambda: None)
-    threads = torch.get_num_threads(); torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
-        a @ b; sync(); best, end = float('inf'), time.perf_counter() + budget
+        a @ b  # warm-up: the first product allocates and picks its kernel
+        sync()
+        best, end = float('inf'), time.perf_counter() + budget
         for i in range(20):
-            t = time.perf_counter(); a @ b; sync(); best = min(best, time.perf_counter() - t)
+            start = time.perf_counter()
+            a @ b
+            sync()
+            best = min(best, time.perf_counter() - start)
             if i and time.perf_counter() > end: break
     finally: torch.set_num_threads(threads)
     return 2 * m * k * n / best / 1e9
@@ -108,9 +116,10 @@ def _precision(device_type:str)->Precision:
     isa, flags = torch.backends.cpu.get_cpu_capability(), cpu_flags()
     cuda_bf16 = device_type == 'cuda' and torch.cuda.is_bf16_supported()
     measure = device_type == 'cpu' and _cpu_native(isa, flags)[0]
-    g16, g32 = bf16_speedup('cpu') if measure else (None, None)
-    dtype, why = choose_dtype(device_type, isa, flags, cuda_bf16, g16 / g32 if measure else None)
-    return Precision(dtype, why, device_type, isa, tuple(sorted(flags & set(BF16_FLAGS))), g16, g32)
+    bf16_gflops, fp32_gflops = bf16_speedup('cpu') if measure else (None, None)
+    speedup = bf16_gflops / fp32_gflops if measure else None
+    dtype, why = choose_dtype(device_type, isa, flags, cuda_bf16, speedup)
+    return Precision(dtype, why, device_type, isa, tuple(sorted(flags & set(BF16_FLAGS))), bf16_gflops, fp32_gflops)
 
 # %% ../nbs/00a_precision.ipynb #648eedba
 def precision(device=None, # torch device or its type; None = 'cuda' when available, else 'cpu'
