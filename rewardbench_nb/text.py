@@ -9,15 +9,15 @@ from __future__ import annotations
 import hashlib, re, unicodedata
 
 # %% auto #0
-__all__ = ['normalise_text', 'text_key', 'shingle_list', 'shingles', 'jaccard_sets', 'jaccard']
+__all__ = ['PUNCTUATION', 'normalise_text', 'text_key', 'shingle_list', 'shingles', 'jaccard_sets', 'jaccard']
 
 # %% ../nbs/00b_text.ipynb #f1fcb035
-_PUNCT = re.compile(r'[^\w\s]')
+PUNCTUATION = re.compile(r'[^\w\s]')  # neither a word character nor whitespace
 
 def normalise_text(text:str, # any text
                   )->str:    # NFKC, lowercased, punctuation stripped, whitespace collapsed
     "The form of `text` that duplicate detection compares."
-    return ' '.join(_PUNCT.sub('', unicodedata.normalize('NFKC', text).lower()).split())
+    return ' '.join(PUNCTUATION.sub('', unicodedata.normalize('NFKC', text).lower()).split())
 
 # %% ../nbs/00b_text.ipynb #b0a24dde
 def text_key(text:str)->str:
