@@ -21,8 +21,8 @@ __all__ = ['SEED_LIMIT', 'CRITERIA', 'DOMAINS', 'TRACKED_PACKAGES', 'RESERVE', '
            'DataError', 'seed_everything', 'RunConfig', 'build_config', 'decode_utf8', 'read_toml', 'parse_override',
            'Config', 'load_config', 'section', 'errno_of', 'os_reason', 'atomic_path', 'json_ready', 'write_text',
            'write_json', 'code_version', 'sha256_file', 'package_versions', 'table_sha256', 'file_name',
-           'unique_file_names', 'check_run_id', 'Run', 'peak_memory_mib', 'manifest', 'Stage', 'quick_sizes',
-           'check_numbers', 'figure_html', 'write_figure']
+           'unique_file_names', 'check_run_id', 'Run', 'peak_memory_mib', 'manifest', 'figure_html', 'write_figure',
+           'Stage', 'quick_sizes', 'check_numbers']
 
 # %% ../nbs/00_core.ipynb #6d2fb040
 class RBError(Exception):
@@ -52,7 +52,8 @@ class DataError(RBError):
 def seed_everything(seed:int=0, # the run's seed
                    )->np.random.Generator:
     "Seed python, numpy and torch; return a numpy Generator from `seed`."
-    random.seed(seed); np.random.seed(seed % 2**32)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # numpy's global seed takes 0 .. 2**32 - 1 only
     if 'torch' in sys.modules: sys.modules['torch'].manual_seed(seed)
     return np.random.default_rng(seed)
 
@@ -434,6 +435,21 @@ def finish(self:Run, status:str='complete', error:str|None=None)->Path:
     return write_json(self.dir/'manifest.json', manifest(self, status, error))
 
 
+# %% ../nbs/00_core.ipynb #2ccee381
+def figure_html(fig,                      # a plotly figure
+                name:str,                 # its name on the page: the div id is `file_name(name)`
+                full_html:bool=False,     # a whole page, or a div to put in one
+                include_plotlyjs=False,   # True: plotly.js inside; False: the page loads it once; a path: a script src
+                **kwargs,                 # more of `fig.to_html`'s options (config, default_height, ...)
+               )->str:
+    "The figure as HTML with a fixed div id, so the same figure always gives the same bytes."
+    return fig.to_html(full_html=full_html, include_plotlyjs=include_plotlyjs, div_id=file_name(name), **kwargs)
+
+def write_figure(path, fig)->Path:
+    "Save `fig` as plotly JSON at `path`, a name ending in `.plotly.json` (atomically; same figure, same bytes)."
+    if not str(path).endswith('.plotly.json'): raise ValueError(f"{path}: a figure file's name ends in .plotly.json")
+    return write_text(path, fig.to_json())
+
 # %% ../nbs/00_core.ipynb #32624924
 @dataclass
 class Stage:
@@ -492,18 +508,3 @@ def check_numbers(settings,      # a resolved settings dataclass
         if want: raise ConfigError(f"{section}.{f.name} = {getattr(settings, f.name)!r}: expected {want}")
     return settings
 
-
-# %% ../nbs/00_core.ipynb #2ccee381
-def figure_html(fig,                      # a plotly figure
-                name:str,                 # its name on the page: the div id is `file_name(name)`
-                full_html:bool=False,     # a whole page, or a div to put in one
-                include_plotlyjs=False,   # True: plotly.js inside; False: the page loads it once; a path: a script src
-                **kwargs,                 # more of `fig.to_html`'s options (config, default_height, ...)
-               )->str:
-    "The figure as HTML with a fixed div id, so the same figure always gives the same bytes."
-    return fig.to_html(full_html=full_html, include_plotlyjs=include_plotlyjs, div_id=file_name(name), **kwargs)
-
-def write_figure(path, fig)->Path:
-    "Save `fig` as plotly JSON at `path`, a name ending in `.plotly.json` (atomically; same figure, same bytes)."
-    if not str(path).endswith('.plotly.json'): raise ValueError(f"{path}: a figure file's name ends in .plotly.json")
-    return write_text(path, fig.to_json())
