@@ -163,9 +163,12 @@ def borda_table(preferences:pd.DataFrame, # item_a, item_b, winner (and optional
                )->pd.DataFrame:
     "Per item: wins, ties, losses, judgements, group, raw win share and normalised Borda score."
     a, b, wa, wb, wt = _pref_arrays(preferences, items)
-    codes, uniq = pd.factorize(pd.concat([a, b], ignore_index=True)); ia, ib = codes[:len(a)], codes[len(a):]
-    n_items = len(uniq); cnt = lambda idx, m: np.bincount(idx[m], minlength=n_items)
-    wins = cnt(ia, wa) + cnt(ib, wb); ties = cnt(ia, wt) + cnt(ib, wt)
+    codes, uniq = pd.factorize(pd.concat([a, b], ignore_index=True))
+    ia, ib = codes[:len(a)], codes[len(a):]
+    n_items = len(uniq)
+    count = lambda idx, mask: np.bincount(idx[mask], minlength=n_items)
+    wins = count(ia, wa) + count(ib, wb)
+    ties = count(ia, wt) + count(ib, wt)
     n = np.bincount(codes, minlength=n_items)
     df = pd.DataFrame(dict(wins=wins, ties=ties, losses=n - wins - ties, n_comparisons=n, raw=(wins + 0.5*ties)/n,
                            group=_groups_of(uniq, ia, ib, a, b, preferences, groups)),
@@ -223,7 +226,8 @@ def _refine(block, key, desc, tol):
     ks, bs = k[order], block[order]
     with np.errstate(invalid='ignore'):
         new = np.r_[True, (bs[1:] != bs[:-1]) | ~(np.abs(ks[1:] - ks[:-1]) <= tol) & (ks[1:] != ks[:-1])]
-    out = np.empty(len(k), np.int64); out[order] = np.cumsum(new)
+    out = np.empty(len(k), np.int64)
+    out[order] = np.cumsum(new)
     return out
 
 def _hash_key(seed:int)->str: return f"{int(seed) % 10**16:016d}"
@@ -243,17 +247,20 @@ def rank_items(table:pd.DataFrame,  # indexed by item: final, wins, rating_var a
             (table[top].to_numpy(float), True, tol), (table['rating_var'].to_numpy(float), False, tol),
             (h, False, 0), (pd.factorize(ids, sort=True)[0], False, 0)]
     levels, block = [], np.zeros(len(table), np.int64)
-    for key, desc, t in keys: block = _refine(block, key, desc, t); levels.append(block)
+    for key, desc, t in keys:
+        block = _refine(block, key, desc, t)
+        levels.append(block)
     order = np.argsort(block, kind='stable')
     return _placed(table.iloc[order], np.stack([l[order] for l in levels]), top)
 
-def _placed(out, L, top):
-    "Add rank and tie_break to the sorted table; L holds each level's block ids in rank order."
-    same = (L[:, 1:] == L[:, :-1]).sum(0)                   # levels shared with the item above
+def _placed(out, levels, top):
+    "Add rank and tie_break to the sorted table; `levels` holds each level's block ids in rank order."
+    same = (levels[:, 1:] == levels[:, :-1]).sum(0)                   # levels shared with the item above
     depth = np.maximum(np.r_[0, same], np.r_[same, 0])        # deepest rule against either neighbour
     ok = np.isfinite(out['final'].to_numpy(float))
     names = np.array(['', 'wins', f'{top} score', 'rating variance', 'hash', 'item id'], dtype=object)
-    rank = pd.array(np.where(ok, np.cumsum(ok), 0), dtype='Int64').copy(); rank[~ok] = pd.NA
+    rank = pd.array(np.where(ok, np.cumsum(ok), 0), dtype='Int64').copy()
+    rank[~ok] = pd.NA
     return out.assign(rank=rank, tie_break=np.where(ok, names[np.minimum(depth, 5)], 'unscored'))
 
 # %% ../nbs/04_scoring.ipynb #4a8aa58f
@@ -326,8 +333,9 @@ def rescore(scores:Scores,              # a previous result
     "Re-weight and re-rank `scores` without reading the ratings and preferences again."
     w = check_weights(weights) if weights is not None else scores.weights
     a = scores.alpha if alpha is None else check_alpha(alpha)
-    p = scores.parts
-    return Scores(_combine(p, w, a, scores.tol, scores.seed, p['missing']), w, a, scores.tol, scores.seed, p)
+    parts = scores.parts
+    table = _combine(parts, w, a, scores.tol, scores.seed, parts['missing'])
+    return Scores(table, w, a, scores.tol, scores.seed, parts)
 
 # %% ../nbs/04_scoring.ipynb #67609e44
 def _rank_moves(start:pd.Series, now:pd.Series, k:int)->list:
@@ -391,7 +399,9 @@ def scoring_widget(scores:Scores,  # a result of `score_items`: the starting wei
     box._repr_mimebundle_ = lambda **kw: {**W.VBox._repr_mimebundle_(box, **kw), 'text/html': _snapshot_html(box)}
     def update(change=None):
         raw = {c: s.value for c, s in sliders.items()}
-        if not sum(raw.values()) > 0: shown.value = '<b>all weights are zero</b>: raise one to rank the items'; return
+        if not sum(raw.values()) > 0:
+            shown.value = '<b>all weights are zero</b>: raise one to rank the items'
+            return
         w = normalise_weights(raw)
         weights = ', '.join(f'{c} <b>{v:.2f}</b>' for c, v in w.items())
         shown.value = f'normalised: {weights}; alpha <b>{alpha.value:.2f}</b>'
