@@ -320,10 +320,11 @@ def find_problems(df:pd.DataFrame,   # the table to check
     for col, check in checks.items():
         clean[col], why = check_column(df[col], check, **options)
         probs += [(i, col, why[i]) for i in np.flatnonzero(pd.notna(why))]
-    bad = np.zeros(len(df), bool); bad[[p[0] for p in probs]] = True
+    bad = np.zeros(len(df), bool)
+    bad[[p[0] for p in probs]] = True
     probs += _row_problems(clean, ~bad, kind, known_items, unit, lines)
-    p = pd.DataFrame(probs, columns=['pos', 'field', 'reason']).sort_values('pos', kind='stable', ignore_index=True)
-    return clean, p.assign(line=lines[p.pos.to_numpy(int)] if len(p) else [])
+    found = pd.DataFrame(probs, columns=['pos', 'field', 'reason']).sort_values('pos', kind='stable', ignore_index=True)
+    return clean, found.assign(line=lines[found.pos.to_numpy(int)] if len(found) else [])
 
 # %% ../nbs/01_data.ipynb #574b007a
 class DataWarning(UserWarning):
@@ -349,7 +350,8 @@ def _quarantine_path(quarantine, file)->Path|None:
     "Where the quarantine file goes: the given path, or next to `file` when `quarantine` is True."
     if quarantine is True:
         if file is None: return None
-        f = Path(file); return f.with_name(f.name + ('.quarantine.csv' if f.suffix == '.csv' else '.quarantine.jsonl'))
+        f = Path(file)
+        return f.with_name(f.name + ('.quarantine.csv' if f.suffix == '.csv' else '.quarantine.jsonl'))
     return Path(quarantine)
 
 # %% ../nbs/01_data.ipynb #b8261c3c
@@ -400,10 +402,10 @@ def validate(df:pd.DataFrame,     # the table to check (a list of records is rea
     if not empty_ok and not len(df) and not unreadable: raise _no_rows(kind, checks, file)
     clean, probs = find_problems(df, kind, lines, known_items, unit, **options)
     if len(probs) and not quarantine:
-        p, more = probs.iloc[0], len(probs) - 1
+        first, more = probs.iloc[0], len(probs) - 1
         hint = (f" ({more} more problem(s); pass quarantine= to set bad rows aside and keep the good ones)"
                 if more else '')
-        raise DataError(p.reason + hint, file, int(p.line), p.field)
+        raise DataError(first.reason + hint, file, int(first.line), first.field)
     keep, attrs = (_set_aside(df, probs, list(unreadable), file, quarantine) if len(probs) or len(unreadable)
                    else (np.ones(len(df), bool), []))
     out = df[keep].reset_index(drop=True)
@@ -477,14 +479,17 @@ def _json_records(text:str, path):
     "(objects, start line of each) of a JSON array, or `DataError` at the line of a syntax error."
     dec, nl = json.JSONDecoder(), [m.start() for m in re.finditer('\n', text)]
     def skip(i):
-        m = _NONBLANK.search(text, i); return m.start() if m else len(text)
+        m = _NONBLANK.search(text, i)
+        return m.start() if m else len(text)
     line = lambda i: bisect.bisect(nl, i) + 1
     try:
         i = skip(0)
         if text[i:i+1] != '[': raise DataError("expected a JSON array of objects ([{...}, ...])", path, line(i))
         recs, starts, i = [], [], skip(i + 1)
         while text[i:i+1] != ']':
-            obj, j = dec.raw_decode(text, i); recs.append(obj); starts.append(line(i))
+            obj, j = dec.raw_decode(text, i)
+            recs.append(obj)
+            starts.append(line(i))
             i = skip(j)
             if text[i:i+1] == ',': i = skip(i + 1)
             elif text[i:i+1] != ']': raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
@@ -514,7 +519,9 @@ def _read_csv(path:Path, strict:bool=True):
         for rec in reader:
             start, prev = prev + 1, reader.line_num
             if not rec: continue
-            if len(rec) == len(header): rows.append(rec); lines.append(start)
+            if len(rec) == len(header):
+                rows.append(rec)
+                lines.append(start)
             else:
                 bad.append(_bad_line(strict, path, start,
                                      f"expected {len(header)} fields (as in the header), got {len(rec)}",
@@ -767,7 +774,8 @@ def _parsed_squality()->pd.DataFrame:
     bad = []
     rows = [r for ln, p, qs in zip(lines, raw['passage-id'], raw['questions'])
             for r in _squality_rows(p, int(ln), qs, bad)]
-    df = pd.DataFrame(rows); df.attrs['quarantine'] = bad
+    df = pd.DataFrame(rows)
+    df.attrs['quarantine'] = bad
     return df
 
 def load_ratings(name:str='squality', # a shipped ratings set: 'squality'
@@ -875,7 +883,8 @@ def _load_pair_sets(run:Run, names:list)->dict:
         warnings.simplefilter('ignore', DataWarning)  # the summary and the quarantine files report them
         pairs = {n: load_pairs(n) for n in names}
     for n, df in pairs.items():
-        run.add_input(pair_file(n)); _write_parquet(df, run.path('data', 'pairs', f'{n}.parquet'))
+        run.add_input(pair_file(n))
+        _write_parquet(df, run.path('data', 'pairs', f'{n}.parquet'))
         if len(quarantined(df)): _write_quarantine(run.path('data', 'pairs', f'{n}.quarantine.csv'), quarantined(df))
     with atomic_path(run.path('data', 'pairs_summary.csv')) as tmp: pairs_summary(pairs).to_csv(tmp, index=False)
     return pairs
@@ -886,7 +895,9 @@ def _user_campaign(run:Run, cfg:DataConfig, args)->dict:
     tables = {}
     for kind in ('prompts', 'ratings', 'preferences'):
         f = getattr(args, kind, None)
-        if f is None: tables[kind] = None; continue
+        if f is None:
+            tables[kind] = None
+            continue
         run.add_input(f)
         q = run.path('data', f'{kind}.quarantine.csv') if getattr(args, 'quarantine', False) else None
         scale = dict(scale=cfg.rating_scale) if kind == 'ratings' else {}
@@ -909,7 +920,8 @@ def _known_items(tables:dict, kind:str):
 def run_data(run:Run, cfg:DataConfig, ctx:dict):
     "The data stage: shipped pair sets, SQuALITY ratings and the campaign (simulated unless files are given)."
     ctx['pairs'] = _load_pair_sets(run, cfg.pair_sets)
-    ctx['squality'] = load_ratings('squality'); run.add_input(data_dir()/RATING_FILES['squality'])
+    ctx['squality'] = load_ratings('squality')
+    run.add_input(data_dir()/RATING_FILES['squality'])
     args = ctx.get('args')
     given = any(getattr(args, k, None) for k in ('prompts', 'ratings', 'preferences'))
     ctx['campaign'], tables = (None, _user_campaign(run, cfg, args)) if given else _simulated_campaign(cfg, ctx)
