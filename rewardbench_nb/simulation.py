@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from .core import CRITERIA, DOMAINS, ConfigError
-from .text import normalise_text, shingles, jaccard
+from .text import PUNCTUATION, normalise_text, shingles, jaccard, jaccard_sets
 
 # %% auto #0
 __all__ = ['DOMAIN_TEXT', 'NOUNS', 'ADJECTIVES', 'VERBS', 'GENERAL_WORDS', 'TEMPLATES', 'DOMAIN_TEMPLATES', 'PERSONAS', 'LEADS',
@@ -365,7 +365,8 @@ def _pick(rng, options, n): return np.asarray(options, dtype=object)[rng.integer
 def _by_domain(domains)->list:
     "[(domain, row indices)] in domain order (hash-grouped: no sort of 200,000 strings)."
     codes, names = pd.factorize(np.asarray(domains, dtype=object))
-    order = np.argsort(codes, kind='stable'); bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+    order = np.argsort(codes, kind='stable')
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
     return [(names[i], order[bounds[i]:bounds[i + 1]]) for i in np.argsort(np.asarray(names, dtype=str))]
 
 # %% ../nbs/00c_simulation.ipynb #ae8ac6a8
@@ -396,17 +397,21 @@ def prompt_parts(rng:np.random.Generator, # random source
                  n_keywords=(9, 12),      # how many keywords a prompt asks to cover
                 )->dict:
     "Prompt texts with their domain, topic and keywords: {column: array}, one row per item."
-    n, domains, (plo, phi), (klo, khi) = len(domains), np.asarray(domains, dtype=object), n_phrases, n_keywords
+    n, domains = len(domains), np.asarray(domains, dtype=object)
+    (min_phrases, max_phrases), (min_keywords, max_keywords) = n_phrases, n_keywords
     topic = _per_domain(rng, domains, lambda d: DOMAIN_TEXT[d]['topics'])
     template = _per_domain(rng, domains, templates)
-    phrases = (_pick(rng, DETERMINERS, (n, phi)) + ' ' + _pick(rng, ADJECTIVES, (n, phi)) + ' '
-               + _pick(rng, NOUNS, (n, phi)))
-    keywords, n_kw = _words(rng, domains, GENERAL_WORDS, khi, 1/3), rng.integers(klo, khi + 1, n)
+    phrases = (_pick(rng, DETERMINERS, (n, max_phrases)) + ' ' + _pick(rng, ADJECTIVES, (n, max_phrases)) + ' '
+               + _pick(rng, NOUNS, (n, max_phrases)))
+    keywords = _words(rng, domains, GENERAL_WORDS, max_keywords, 1/3)
+    n_kw = rng.integers(min_keywords, max_keywords + 1, n)
     asker, role, lead, context, frame = (_pick(rng, o, n) for o in (PERSONAS, PERSONAS, LEADS, CONTEXTS, FRAMES))
-    ph, kw = _join(phrases, rng.integers(plo, phi + 1, n)), _join(keywords, n_kw)
-    text = np.array([(l.format(persona=a) + ' ' if l else '') + t.format(topic=tp, field=d.replace('-', ' '), persona=r)
-                     + f' {c} {p}. {f} {k}.' for l, a, t, tp, d, r, c, p, f, k
-                     in zip(lead, asker, template, topic, domains, role, context, ph, frame, kw)], dtype=object)
+    phrase_text = _join(phrases, rng.integers(min_phrases, max_phrases + 1, n))
+    keyword_text = _join(keywords, n_kw)
+    fields = zip(lead, asker, template, topic, domains, role, context, phrase_text, frame, keyword_text)
+    text = np.array([(l.format(persona=a) + ' ' if l else '')
+                     + t.format(topic=tp, field=d.replace('-', ' '), persona=r) + f' {c} {p}. {f} {k}.'
+                     for l, a, t, tp, d, r, c, p, f, k in fields], dtype=object)
     return dict(text=text, domain=domains, topic=topic, keywords=keywords, n_keywords=n_kw)
 
 def make_prompts(rng:np.random.Generator, domains:np.ndarray, **kwargs)->pd.DataFrame:
@@ -416,11 +421,9 @@ def make_prompts(rng:np.random.Generator, domains:np.ndarray, **kwargs)->pd.Data
                              keywords=[list(r[:k]) for r, k in zip(p['keywords'], p['n_keywords'])]))
 
 # %% ../nbs/00c_simulation.ipynb #603d341f
-_PUNCT = re.compile(r"[^\w\s]")
-
 def _exact_variant(text:str, rng)->str:
     "`text` with its case, spacing or punctuation changed (same normalised text)."
-    ops = [str.lower, str.upper, lambda t: t.replace(' ', '  '), lambda t: _PUNCT.sub('', t),
+    ops = [str.lower, str.upper, lambda t: t.replace(' ', '  '), lambda t: PUNCTUATION.sub('', t),
            lambda t: '  ' + t + ' \n', lambda t: t.rstrip('.?') + '!!', lambda t: t.replace(', ', ' , ')]
     out = text
     for i in rng.choice(len(ops), rng.integers(1, 4), replace=False): out = ops[i](out)
@@ -446,12 +449,16 @@ def _edit(words:list, rng)->list:
 # %% ../nbs/00c_simulation.ipynb #9806f322
 def _near_variant(text:str, rng, min_jaccard:float=0.85, tries:int=50)->str:
     "`text` after 1-2 small edits, with shingle Jaccard >= `min_jaccard`."
-    base, sh = normalise_text(text), shingles(text)
+    original_norm, original_shingles = normalise_text(text), shingles(text)
     for t in range(tries):
         words = text.split()
-        for _ in range(1 if t >= tries // 2 else rng.integers(1, 3)): words = _edit(words, rng)
-        out = ' '.join(words); so = shingles(out)
-        if normalise_text(out) != base and len(sh & so) / len(sh | so) >= min_jaccard: return out
+        n_edits = 1 if t >= tries // 2 else rng.integers(1, 3)
+        for _ in range(n_edits):
+            words = _edit(words, rng)
+        out = ' '.join(words)
+        close = jaccard_sets(original_shingles, shingles(out)) >= min_jaccard
+        if close and normalise_text(out) != original_norm:
+            return out
     raise RuntimeError(f"no near duplicate with Jaccard >= {min_jaccard} of: {text!r}")
 
 # %% ../nbs/00c_simulation.ipynb #19c01284
@@ -462,10 +469,12 @@ def plant_duplicates(rng:np.random.Generator, # random source
                      min_jaccard:float=0.85,  # least shingle Jaccard of a near duplicate with its original
                     )->pd.DataFrame:
     "Turn shares of the items into duplicates; return (row, dup_of_row, dup_kind) of each."
-    n = len(parts['text']); ne, nn = round(exact_rate * n), round(near_rate * n)
+    n = len(parts['text'])
+    n_exact, n_near = round(exact_rate * n), round(near_rate * n)
+    n_dups = n_exact + n_near
     perm = rng.permutation(n)
-    dups, origs = perm[:ne + nn], perm[ne + nn: 2 * (ne + nn)]
-    kind = np.array(['exact'] * ne + ['near'] * nn, dtype=object)
+    dups, origs = perm[:n_dups], perm[n_dups:2 * n_dups]
+    kind = np.array(['exact'] * n_exact + ['near'] * n_near, dtype=object)
     new = [_exact_variant(t, rng) if k == 'exact' else _near_variant(t, rng, min_jaccard)
            for t, k in zip(parts['text'][origs], kind)]
     for col in ('domain', 'topic', 'keywords', 'n_keywords'): parts[col][dups] = parts[col][origs]
@@ -484,14 +493,16 @@ def latent_quality(rng:np.random.Generator, # random source
                    rho_other:float=0.6,     # ... with the other criteria
                   )->pd.DataFrame:
     "Overall quality and per-criterion qualities (columns `quality`, `quality_<criterion>`)."
-    n = len(domains); gen = sources == 'generated'
-    mu = np.where(gen, SOURCE_SHIFT['generated']['mean'], 0.); sd = np.where(gen, SOURCE_SHIFT['generated']['sd'], 1.)
+    n = len(domains)
+    generated = sources == 'generated'
+    mu = np.where(generated, SOURCE_SHIFT['generated']['mean'], 0.)
+    sd = np.where(generated, SOURCE_SHIFT['generated']['sd'], 1.)
     q = np.array([difficulty[d] for d in domains]) + mu + sd * rng.standard_normal(n)
     out = {'quality': q}
     focus = np.array([DOMAINS[d] for d in domains], dtype=object)
     for c in CRITERIA:
         rho = np.where(focus == c, rho_focus, rho_other)
-        shift = gen * SOURCE_SHIFT['generated']['shift'].get(c, 0.)
+        shift = generated * SOURCE_SHIFT['generated']['shift'].get(c, 0.)
         out[f'quality_{c}'] = rho * q + np.sqrt(1 - rho**2) * rng.standard_normal(n) + shift
     return pd.DataFrame(out)
 
@@ -542,7 +553,8 @@ def _sentences(rng, levels:np.ndarray, pools:list)->np.ndarray:
     "One sentence per item from `pools[level]`."
     out = np.empty(len(levels), object)
     for lv, pool in enumerate(pools):
-        idx = np.flatnonzero(levels == lv); out[idx] = _pick(rng, pool, len(idx))
+        idx = np.flatnonzero(levels == lv)
+        out[idx] = _pick(rng, pool, len(idx))
     return out
 
 # %% ../nbs/00c_simulation.ipynb #664da68f
@@ -555,14 +567,14 @@ def make_responses(rng:np.random.Generator, # random source
     "Response texts whose sentences follow the noisy level of each criterion's quality."
     n, topic, keywords = len(truth), np.asarray(prompts['topic'], dtype=object), prompts['keywords']
     keywords = keywords[:, :4].tolist() if getattr(keywords, 'ndim', 1) == 2 else list(keywords)
-    lv = {c: np.digitize(truth[f'quality_{c}'].values + text_noise * rng.standard_normal(n), LEVEL_CUTS)
+    level = {c: np.digitize(truth[f'quality_{c}'].values + text_noise * rng.standard_normal(n), LEVEL_CUTS)
           for c in CRITERIA}
-    sent = {c: _sentences(rng, lv[c], RESPONSE_SENTENCES[c]) for c in CRITERIA}
-    gen = sources == 'generated'
-    opening = np.where(gen, _pick(rng, STYLE['generated'][0], n), _pick(rng, STYLE['human'][0], n))
-    closing = np.where(gen, _pick(rng, STYLE['generated'][1], n), _pick(rng, STYLE['human'][1], n))
-    parts = zip(opening, sent['usefulness'], topic, keywords, lv['usefulness'],
-                sent['factuality'], sent['safety'], sent['alignment'], closing)
+    sentence = {c: _sentences(rng, level[c], RESPONSE_SENTENCES[c]) for c in CRITERIA}
+    generated = sources == 'generated'
+    opening = np.where(generated, _pick(rng, STYLE['generated'][0], n), _pick(rng, STYLE['human'][0], n))
+    closing = np.where(generated, _pick(rng, STYLE['generated'][1], n), _pick(rng, STYLE['human'][1], n))
+    parts = zip(opening, sentence['usefulness'], topic, keywords, level['usefulness'],
+                sentence['factuality'], sentence['safety'], sentence['alignment'], closing)
     return [' '.join(s for s in (o, u.format(topic=t), _cover(kw, k), f, sa, al, cl) if s)
             for o, u, t, kw, k, f, sa, al, cl in parts]
 
@@ -576,7 +588,8 @@ def assign_groups(rng:np.random.Generator, # random source
     df = df.sort_values(['domain', 'key'])
     df['block'] = df.groupby('domain', sort=False).cumcount().values // size
     codes = df.groupby(['domain', 'block'], sort=False).ngroup().values
-    out = np.full(len(domains), -1); out[df.index.values] = codes
+    out = np.full(len(domains), -1)
+    out[df.index.values] = codes
     return out
 
 # %% ../nbs/00c_simulation.ipynb #30164bed
@@ -607,12 +620,12 @@ def make_annotators(rng:np.random.Generator, # random source
     counts = np.floor([p['share'] * n for p in POPULATIONS.values()]).astype(int)
     counts[np.argmax(counts)] += n - counts.sum()
     pop = rng.permutation(np.repeat(list(POPULATIONS), counts))
-    par = pd.DataFrame([POPULATIONS[p] for p in pop])
+    traits = pd.DataFrame([POPULATIONS[p] for p in pop])
     z = rng.standard_normal((n, 4))
-    bias = np.sqrt(BUDGET_SPLIT['bias'] * D) * (par.bias.values + 0.6 * z[:, 0])
+    bias = np.sqrt(BUDGET_SPLIT['bias'] * D) * (traits.bias.values + 0.6 * z[:, 0])
     severity = np.exp(min(0.25, np.sqrt(BUDGET_SPLIT['severity'] * D)) * z[:, 1])
-    noise = np.sqrt(BUDGET_SPLIT['noise'] * D) * par.noise.values * np.exp(0.2 * z[:, 2] - 0.04)
-    workload = par.workload.values * np.exp(0.5 * z[:, 3])
+    noise = np.sqrt(BUDGET_SPLIT['noise'] * D) * traits.noise.values * np.exp(0.2 * z[:, 2] - 0.04)
+    workload = traits.workload.values * np.exp(0.5 * z[:, 3])
     width = max(3, len(str(n - 1)))
     return pd.DataFrame(dict(annotator=[f'a{i:0{width}d}' for i in range(n)], population=pop,
                              workload=workload / workload.sum(),
@@ -635,25 +648,31 @@ def rate(rng:np.random.Generator,  # random source
          annotators:pd.DataFrame,  # from `make_annotators`
         )->pd.DataFrame:
     "Long Likert table: item, annotator, criterion, likert (1..5)."
-    n, k = raters.shape; C = len(CRITERIA)
-    a = np.repeat(raters[:, :, None], C, axis=2)
-    mu = 3 + annotators.severity.values[a] * quality[:, None, :] + annotators.bias.values[a]
-    likert = np.clip(np.rint(mu + annotators.noise.values[a] * rng.standard_normal((n, k, C))), 1, 5).astype(np.int64)
-    return pd.DataFrame(dict(item=np.repeat(items, k * C), annotator=annotators.annotator.values[a.ravel()],
+    n, k = raters.shape
+    n_crit = len(CRITERIA)
+    who = np.repeat(raters[:, :, None], n_crit, axis=2)  # (item, rater, criterion) -> annotator index
+    mu = 3 + annotators.severity.values[who] * quality[:, None, :] + annotators.bias.values[who]
+    noise = annotators.noise.values[who] * rng.standard_normal((n, k, n_crit))
+    likert = np.clip(np.rint(mu + noise), 1, 5).astype(np.int64)
+    return pd.DataFrame(dict(item=np.repeat(items, k * n_crit), annotator=annotators.annotator.values[who.ravel()],
                              criterion=np.tile(np.array(CRITERIA, dtype=object), n * k), likert=likert.ravel()))
 
 # %% ../nbs/00c_simulation.ipynb #56fa6120
 def _group_pairs(groups:np.ndarray)->tuple:
     "All (row_i, row_j, group) pairs of rows in the same group."
-    order = np.argsort(groups, kind='stable'); g = groups[order]
-    starts = np.r_[0, np.flatnonzero(np.diff(g)) + 1]; sizes = np.diff(np.r_[starts, len(g)])
-    pi, pj = [], []
+    order = np.argsort(groups, kind='stable')
+    sorted_groups = groups[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_groups)) + 1]
+    sizes = np.diff(np.r_[starts, len(sorted_groups)])
+    rows_i, rows_j = [], []
     for s in np.unique(sizes):
         base = starts[sizes == s]
         for u in range(s):
-            for v in range(u + 1, s): pi.append(order[base + u]); pj.append(order[base + v])
-    if not pi: return np.empty(0, int), np.empty(0, int)
-    return np.concatenate(pi), np.concatenate(pj)
+            for v in range(u + 1, s):
+                rows_i.append(order[base + u])
+                rows_j.append(order[base + v])
+    if not rows_i: return np.empty(0, int), np.empty(0, int)
+    return np.concatenate(rows_i), np.concatenate(rows_j)
 
 def compare(rng:np.random.Generator,  # random source
             items:np.ndarray,         # item ids (rated items only)
@@ -666,14 +685,16 @@ def compare(rng:np.random.Generator,  # random source
            )->pd.DataFrame:
     "Pairwise judgements: item_a, item_b, annotator, winner (an item id or 'tie')."
     i, j = _group_pairs(groups)
-    swap = rng.random(len(i)) < 0.5; i, j = np.where(swap, j, i), np.where(swap, i, j)
+    swap = rng.random(len(i)) < 0.5
+    i, j = np.where(swap, j, i), np.where(swap, i, j)
     pick = np.argsort(rng.random((len(i), group_raters.shape[1])), axis=1)[:, :judges]
-    a = np.take_along_axis(group_raters[groups[i]], pick, axis=1).ravel()
+    who = np.take_along_axis(group_raters[groups[i]], pick, axis=1).ravel()
     i, j = np.repeat(i, judges), np.repeat(j, judges)
-    seen = annotators.severity.values[a] * (quality[i] - quality[j])
-    d = seen + np.sqrt(2) * annotators.noise.values[a] * rng.standard_normal(len(a))
-    winner = np.where(d > tie_margin, items[i], np.where(d < -tie_margin, items[j], 'tie'))
-    return pd.DataFrame(dict(item_a=items[i], item_b=items[j], annotator=annotators.annotator.values[a], winner=winner))
+    seen = annotators.severity.values[who] * (quality[i] - quality[j])
+    perceived = seen + np.sqrt(2) * annotators.noise.values[who] * rng.standard_normal(len(who))
+    winner = np.where(perceived > tie_margin, items[i], np.where(perceived < -tie_margin, items[j], 'tie'))
+    return pd.DataFrame(dict(item_a=items[i], item_b=items[j], annotator=annotators.annotator.values[who],
+                             winner=winner))
 
 # %% ../nbs/00c_simulation.ipynb #e19af17a
 @dataclass
@@ -757,7 +778,8 @@ def simulate(n_prompts:int|None=None,    # prompts; None = the preset's (15,000 
     prompts, truth = _items(rng, n, shares, difficulty, exact_dup_rate, near_dup_rate, human_share, response_share,
                             group_size)
     ann = make_annotators(rng(8), n_annotators, agreement)
-    rt, pf = _judgements(rng, prompts, truth, ann, raters_per_item, judges_per_pair, tie_margin, ratings, preferences)
+    rating_table, preference_table = _judgements(rng, prompts, truth, ann, raters_per_item, judges_per_pair, tie_margin,
+                                                 ratings, preferences)
     params = dict(preset=preset, n_prompts=n, seed=seed, agreement=agreement, exact_dup_rate=exact_dup_rate,
                   near_dup_rate=near_dup_rate, n_annotators=n_annotators, raters_per_item=raters_per_item,
                   group_size=group_size, human_share=human_share, judges_per_pair=judges_per_pair,
@@ -765,7 +787,7 @@ def simulate(n_prompts:int|None=None,    # prompts; None = the preset's (15,000 
                   response_share=response_share, ratings=ratings, preferences=preferences, domain_shares=shares,
                   domain_difficulty=difficulty, noise_budget=noise_budget(agreement), budget_split=dict(BUDGET_SPLIT),
                   populations={k: dict(v) for k, v in POPULATIONS.items()}, min_near_jaccard=0.85)
-    return Campaign(prompts, rt, pf, truth, ann, params)
+    return Campaign(prompts, rating_table, preference_table, truth, ann, params)
 
 # %% ../nbs/00c_simulation.ipynb #b4060aa0
 def _items(rng, n, shares, difficulty, exact_rate, near_rate, human_share, response_share, group_size):
@@ -776,14 +798,17 @@ def _items(rng, n, shares, difficulty, exact_rate, near_rate, human_share, respo
     dups = plant_duplicates(rng(4), parts, exact_rate, near_rate)
     domains = parts['domain']
     sources = np.where(rng(5).random(n) < human_share, 'human', 'generated').astype(object)
-    has_resp = np.zeros(n, bool); has_resp[rng(5).permutation(n)[:round(response_share * n)]] = True
+    has_resp = np.zeros(n, bool)
+    has_resp[rng(5).permutation(n)[:round(response_share * n)]] = True
     truth = latent_quality(rng(6), domains, sources, difficulty)
     response = np.array(make_responses(rng(7), parts, truth, sources), dtype=object)
     groups = assign_groups(rng(9), np.where(has_resp, domains, None), group_size)
     width = max(6, len(str(n - 1)))
     ids = np.array([f'p{i:0{width}d}' for i in range(n)], dtype=object)
-    dup_of = np.full(n, None, object); dup_of[dups.row.values] = ids[dups.dup_of_row.values]
-    kind = np.full(n, None, object); kind[dups.row.values] = dups.dup_kind.values
+    dup_of = np.full(n, None, object)
+    dup_of[dups.row.values] = ids[dups.dup_of_row.values]
+    kind = np.full(n, None, object)
+    kind[dups.row.values] = dups.dup_kind.values
     gw = max(5, len(str(groups.max())))
     prompts = pd.DataFrame(dict(id=ids, text=parts['text'], response=np.where(has_resp, response, None),
                                 domain=domains, source=sources,
@@ -807,11 +832,12 @@ def _judgements(rng, prompts, truth, ann, k, judges, tie_margin, ratings, prefer
     if not rated.any() or not (ratings or preferences):
         return _empty(RATING_COLUMNS, ('likert',)), _empty(PREFERENCE_COLUMNS)
     raters = draw_raters(rng(10), ann.workload.values, groups.max() + 1, k)
-    qc = truth[[f'quality_{c}' for c in CRITERIA]].values[rated]
-    rt = rate(rng(11), items, qc, raters[groups], ann) if ratings else _empty(RATING_COLUMNS, ('likert',))
-    pf = (compare(rng(12), items, truth.quality.values[rated], groups, raters, ann, judges, tie_margin)
+    criterion_quality = truth[[f'quality_{c}' for c in CRITERIA]].values[rated]
+    rating_table = (rate(rng(11), items, criterion_quality, raters[groups], ann) if ratings
+                    else _empty(RATING_COLUMNS, ('likert',)))
+    preference_table = (compare(rng(12), items, truth.quality.values[rated], groups, raters, ann, judges, tie_margin)
           if preferences else _empty(PREFERENCE_COLUMNS))
-    return rt, pf
+    return rating_table, preference_table
 
 # %% ../nbs/00c_simulation.ipynb #3158b2e3
 def max_jaccard(texts,          # texts to compare pairwise
@@ -823,12 +849,13 @@ def max_jaccard(texts,          # texts to compare pairwise
     vocab, rows, cols = {}, [], []
     for i, t in enumerate(texts):
         ids = [vocab.setdefault(s, len(vocab)) for s in shingles(t, k)]
-        rows += [i] * len(ids); cols += ids
-    X = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(texts), len(vocab)))
-    size, best = np.asarray(X.sum(1)).ravel(), np.zeros(len(texts))
+        rows += [i] * len(ids)
+        cols += ids
+    incidence = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(texts), len(vocab)))
+    size, best = np.asarray(incidence.sum(1)).ravel(), np.zeros(len(texts))
     for s in range(0, len(texts), block):
-        inter = (X[s:s+block] @ X.T).toarray()
-        jac = inter / (size[s:s+block, None] + size[None, :] - inter)
+        overlap = (incidence[s:s+block] @ incidence.T).toarray()
+        jac = overlap / (size[s:s+block, None] + size[None, :] - overlap)
         jac[np.arange(len(jac)), np.arange(s, s + len(jac))] = 0
         best[s:s+block] = jac.max(1)
     return best
