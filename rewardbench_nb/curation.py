@@ -67,7 +67,8 @@ def _shingle_hashes(norms:list[str], k:int)->tuple[np.ndarray, np.ndarray]:
     norms = [t if len(t) >= k or not t else '\0'*(k-len(t)) + t for t in norms]
     lens = np.fromiter(map(len, norms), np.int64, len(norms))
     cps = np.frombuffer((''.join(norms) + '\0'*k).encode('utf-32-le'), np.uint32).astype(np.uint64)
-    n = int(lens.sum()); h = np.zeros(n, np.uint64)
+    n = int(lens.sum())
+    h = np.zeros(n, np.uint64)
     for j in range(k): h = h * np.uint64(_MUL) + cps[j:j+n]
     within = np.arange(n) - np.repeat(np.cumsum(lens) - lens, lens)
     keep = within <= np.repeat(lens - k, lens)
@@ -75,8 +76,10 @@ def _shingle_hashes(norms:list[str], k:int)->tuple[np.ndarray, np.ndarray]:
 
 # %% ../nbs/02_curation.ipynb #c1cddfd9
 def _fmix32(h:np.ndarray)->np.ndarray:
-    h = h ^ (h >> np.uint32(16)); h = h * np.uint32(0x85EBCA6B)
-    h = h ^ (h >> np.uint32(13)); h = h * np.uint32(0xC2B2AE35)
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
     return h ^ (h >> np.uint32(16))
 
 def _permutations(num_perm:int, seed:int)->tuple[np.ndarray, np.ndarray]:
@@ -95,7 +98,9 @@ def _chunks(lens:np.ndarray, budget:int):
     start, total = 0, 0
     for i, n in enumerate(lens):
         total += n
-        if total >= budget: yield start, i+1; start, total = i+1, 0
+        if total >= budget:
+            yield start, i+1
+            start, total = i+1, 0
     if start < len(lens): yield start, len(lens)
 
 # %% ../nbs/02_curation.ipynb #b88ff236
@@ -169,18 +174,22 @@ def _band_keys(sig:np.ndarray, b:int, r:int)->np.ndarray:
     for i in range(b):
         h = np.full(len(sig), (i + 1) * 0xD6E8FEB86659FD93 % 2**64, np.uint64)
         for v in sig[:, i*r:(i+1)*r].T.astype(np.uint64):
-            h = (h ^ v) * np.uint64(_MUL); h ^= h >> np.uint64(29)
+            h = (h ^ v) * np.uint64(_MUL)
+            h ^= h >> np.uint64(29)
         keys[:, i] = h
     return keys
 
 def _equal_key_pairs(keys:np.ndarray, items:np.ndarray)->np.ndarray:
     "Pairs (i <= j) of `items` that share a key: sort once, then pair positions `off` apart inside each run."
-    order = np.argsort(keys, kind='stable'); k, it = keys[order], items[order]
+    order = np.argsort(keys, kind='stable')
+    k, it = keys[order], items[order]
     out, off, idx = [], 1, np.flatnonzero(k[1:] == k[:-1])
     while len(idx):
         a, b = it[idx], it[idx + off]
         out.append(np.stack([np.minimum(a, b), np.maximum(a, b)], 1))
-        off += 1; idx = idx[idx + off < len(k)]; idx = idx[k[idx] == k[idx + off]]
+        off += 1
+        idx = idx[idx + off < len(k)]
+        idx = idx[k[idx] == k[idx + off]]
     return np.concatenate(out) if out else np.empty((0, 2), np.int64)
 
 # %% ../nbs/02_curation.ipynb #0c98dfac
@@ -214,7 +223,10 @@ def _verify(norms, pairs, threshold, k, sig)->tuple[np.ndarray, np.ndarray]:
 def _union_find(n:int, pairs:np.ndarray)->np.ndarray:
     "Label of each of `n` items: the smallest index of its connected component."
     ds, labels = DisjointSet(), np.arange(n)
-    for i, j in pairs.tolist(): ds.add(i); ds.add(j); ds.merge(i, j)
+    for i, j in pairs.tolist():
+        ds.add(i)
+        ds.add(j)
+        ds.merge(i, j)
     for members in ds.subsets(): labels[list(members)] = min(members)
     return labels
 
@@ -235,7 +247,8 @@ def _check_params(threshold, num_perm, shingle, engine, where=''):
 @contextmanager
 def _gc_paused():
     "Pause Python's cyclic garbage collector (millions of small sets and tuples otherwise trigger full scans)."
-    was = gc.isenabled(); gc.disable()
+    was = gc.isenabled()
+    gc.disable()
     try: yield
     finally:
         if was: gc.enable()
@@ -248,15 +261,18 @@ def near_clusters(norms:list[str], threshold=0.8, num_perm=128, shingle=5, seed=
 def _near_clusters_(norms, threshold, num_perm, shingle, seed, engine)->dict:
     t = [time.perf_counter()]
     exact = _first_positions(hashlib.blake2b(s.encode('utf-8'), digest_size=16).digest() for s in norms)
-    reps = np.flatnonzero(exact == np.arange(len(norms))); rep_norms = [norms[i] for i in reps]
+    reps = np.flatnonzero(exact == np.arange(len(norms)))
+    rep_norms = [norms[i] for i in reps]
     t.append(time.perf_counter())
     sig = (_signatures_numpy if engine == 'numpy' else _signatures_datasketch)(rep_norms, num_perm, shingle, seed)
     t.append(time.perf_counter())
     cand = _lsh_pairs(sig, threshold, seed, engine) if len(reps) > 1 else np.empty((0, 2), np.int64)
     t.append(time.perf_counter())
-    pairs, sims = _verify(rep_norms, cand, threshold, shingle, sig); t.append(time.perf_counter())
+    pairs, sims = _verify(rep_norms, cand, threshold, shingle, sig)
+    t.append(time.perf_counter())
     rep_labels = reps[_union_find(len(reps), pairs)]
-    labels = rep_labels[np.searchsorted(reps, exact)]; t.append(time.perf_counter())
+    labels = rep_labels[np.searchsorted(reps, exact)]
+    t.append(time.perf_counter())
     steps = ('exact', 'minhash', 'lsh', 'verify', 'union_find')
     return dict(labels=labels, exact=exact, pairs=reps[pairs] if len(pairs) else pairs, similarity=sims,
                 n_candidates=len(cand),
@@ -295,7 +311,9 @@ def true_clusters(truth:pd.DataFrame, # the simulator's truth: id, dup_of (the o
     parent = dict(zip(truth['id'], truth['dup_of']))
     def root(i):
         seen = set()
-        while i in parent and pd.notna(parent[i]) and i not in seen: seen.add(i); i = parent[i]
+        while i in parent and pd.notna(parent[i]) and i not in seen:
+            seen.add(i)
+            i = parent[i]
         return i
     return np.array([root(i) for i in ids], dtype=object)
 
@@ -361,10 +379,13 @@ def dedup(prompts:pd.DataFrame, # Prompts table: id, text, domain, source (+ res
     "Cluster exact and near duplicates and keep one representative per cluster."
     _check_params(threshold, num_perm, shingle, engine)
     check_prompts(prompts, required=('id', 'text'))
-    t0 = time.perf_counter(); norms = [normalise_text(t) for t in prompts['text']]; t_norm = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    norms = [normalise_text(t) for t in prompts['text']]
+    t_norm = time.perf_counter() - t0
     nc = near_clusters(norms, threshold, num_perm, shingle, seed, engine)
     t0 = time.perf_counter()
-    rep = _representatives(nc['labels'], prompts, keep); exact = nc['exact']
+    rep = _representatives(nc['labels'], prompts, keep)
+    exact = nc['exact']
     kind = np.where(rep == np.arange(len(rep)), 'kept', np.where(exact == exact[rep], 'exact', 'near'))
     ids = prompts['id'].to_numpy()
     table = prompts.reset_index(drop=True).assign(cluster=nc['labels'], representative=ids[rep], kind=kind,
@@ -505,7 +526,8 @@ def write_splits(folder,              # output folder
                 )->list[Path]:
     "Write `<name>.csv` and `<name>.parquet` (id, split) atomically."
     df = pd.DataFrame({'id': list(ids), 'split': list(split)})
-    folder = Path(folder); out = []
+    folder = Path(folder)
+    out = []
     for ext, write in (('csv', lambda p: df.to_csv(p, index=False)),
                        ('parquet', lambda p: df.to_parquet(p, index=False))):
         with atomic_path(folder/f'{name}.{ext}') as tmp: write(tmp)
@@ -526,7 +548,8 @@ def _domain_table(items:pd.DataFrame, target:dict|None)->tuple[pd.DataFrame, obj
     missing = sorted(set(obs.index) - set(target))
     if missing:
         raise DataError(f"domains {missing} have no target share (targets cover {len(target)} domains)", field='domain')
-    t = pd.Series(target, dtype=float); t = t / t.sum()
+    t = pd.Series(target, dtype=float)
+    t = t / t.sum()
     obs = obs.reindex(t.index, fill_value=0)
     test = stats.chisquare(obs.to_numpy(), t.to_numpy() * obs.sum())
     tab = pd.DataFrame({'domain': t.index, 'n': obs.to_numpy(), 'target': t.to_numpy(),
@@ -563,10 +586,11 @@ def population_p(item_codes:np.ndarray,  # item index of each rating
                  item_split:np.ndarray,  # split index of each item
                  n_perm:int=999, seed:int=0)->float:
     "Permutation p-value of split x population independence, permuting the split labels of items."
-    C = np.zeros((len(item_split), pop_codes.max() + 1)); np.add.at(C, (item_codes, pop_codes), 1)
-    S = item_split.max() + 1
-    stat = lambda s: stats.chi2_contingency(np.stack([np.bincount(s, weights=C[:, j], minlength=S)
-                                                      for j in range(C.shape[1])]), correction=False).statistic
+    per_item = np.zeros((len(item_split), pop_codes.max() + 1))  # ratings of each item by each population
+    np.add.at(per_item, (item_codes, pop_codes), 1)
+    n_splits = item_split.max() + 1
+    stat = lambda s: stats.chi2_contingency(np.stack([np.bincount(s, weights=per_item[:, j], minlength=n_splits)
+                                                      for j in range(per_item.shape[1])]), correction=False).statistic
     rng, obs = np.random.default_rng(seed), stat(item_split)
     return (1 + sum(stat(rng.permutation(item_split)) >= obs - 1e-9 for _ in range(n_perm))) / (n_perm + 1)
 
@@ -610,7 +634,8 @@ def audit(items:pd.DataFrame,       # curated items: domain, source, split (+ re
          )->Audit:
     "Audit domain, source, length and annotator-population balance of a split set."
     dom, test = _domain_table(items, target_shares)
-    src, sp = _source_table(items); ln, lp, col = _length_table(items)
+    src, sp = _source_table(items)
+    ln, lp, col = _length_table(items)
     if item_split is None: item_split = pd.Series(items['split'].to_numpy(), index=items['id'].to_numpy())
     pop, pp = _population_table(ratings, annotators, item_split, seed)
     return Audit(dom, float(test.statistic), float(test.pvalue), src, sp, ln, lp, col, pop, pp,
@@ -636,7 +661,8 @@ def sections(self:Audit)->list[tuple[str,str,pd.DataFrame|None]]:
            (f'Length of {self.length_of} (characters)', f"Kruskal-Wallis across splits: p = {_fmt_p(self.length_p)}",
             self.lengths)]
     if self.populations is not None:
-        pop = self.populations.copy(); share_rows = pop.population != 'n_ratings'
+        pop = self.populations.copy()
+        share_rows = pop.population != 'n_ratings'
         cols = [c for c in pop.columns if c != 'population']
         pop[cols] = pop[cols].astype(object)
         pop.loc[share_rows, cols] = pop.loc[share_rows, cols].map(lambda v: f'{100*v:.1f}%')
@@ -794,7 +820,8 @@ def curate(prompts:pd.DataFrame,          # Prompts table: id, text, domain, sou
            timestamp:str|None=None,       # the run's timestamp (default: now, UTC)
           )->Curation:
     "Dedup, split, audit and document a Prompts table."
-    cfg = cfg or CurationConfig(); check_prompts(prompts)
+    cfg = cfg or CurationConfig()
+    check_prompts(prompts)
     dd = dedup(prompts, cfg.threshold, cfg.num_perm, cfg.shingle, seed, cfg.keep, cfg.engine)
     kept = dd.kept.reset_index(drop=True)
     splits = make_splits(kept, cfg.test_frac, cfg.holdout_domains, seed, validation_frac=cfg.validation_frac)
@@ -813,7 +840,8 @@ def curate(prompts:pd.DataFrame,          # Prompts table: id, text, domain, sou
 @patch
 def write(self:Curation, folder)->dict:
     "Write every artifact under `folder` atomically; return {name: path}."
-    folder = Path(folder); out = {}
+    folder = Path(folder)
+    out = {}
     def put(name, fname, fn):
         with atomic_path(folder/fname) as tmp: fn(tmp)
         out[name] = folder/fname
@@ -830,7 +858,8 @@ def write(self:Curation, folder)->dict:
 
 @patch
 def _repr_markdown_(self:Curation)->str:
-    s = self.dedup.summary(); c = self.curated['split'].value_counts()
+    s = self.dedup.summary()
+    c = self.curated['split'].value_counts()
     return (f"**Curation** `{self.version}`: {s['n_input']:,} prompts → {s['n_kept']:,} kept ({s['n_exact']:,} exact, "
             f"{s['n_near']:,} near duplicates removed); "
             + ', '.join(f"{k} {v:,}" for k, v in c.items()) + f"; held out: {', '.join(self.holdout) or 'none'}; "
@@ -847,7 +876,8 @@ def _inputs(run:Run, ctx:dict)->tuple[pd.DataFrame, dict]:
     "Prompts and the side tables to audit them with, from `--prompts FILE` or the data stage."
     path, camp = getattr(ctx.get('args'), 'prompts', None), ctx.get('campaign')
     if path:  # a user's file; their ratings (if the data stage read them) but no simulated campaign
-        run.add_input(path); sha = sha256_file(path)
+        run.add_input(path)
+        sha = sha256_file(path)
         src = dict(input=Path(path).name, license='as supplied by the user (not recorded)',
                    provenance=f'user file, sha256 {sha}')
         user = camp is None
