@@ -95,7 +95,8 @@ def fit_temperature(margins,                # signed margins of the validation p
                     bounds:tuple=(1e-4, 1e4), # smallest and largest temperature searched
                    )->float:
     "Temperature T minimising the NLL of sigmoid(margin / T) (bounded search over log T)."
-    m = check_margins(margins); y = check_labels(labels, len(m))
+    m = check_margins(margins)
+    y = check_labels(labels, len(m))
     if not 0 < bounds[0] < bounds[1]: raise ConfigError(f"temperature bounds {bounds}: expected 0 < low < high")
     r = minimize_scalar(_nll_log_t, bounds=np.log(bounds), args=(m, y), method='bounded', options=dict(xatol=1e-9))
     return float(np.exp(r.x))
@@ -106,7 +107,8 @@ def fit_isotonic(margins,              # signed margins of the validation pairs
                  symmetric:bool=True,  # also fit on each pair in the other order, so p(-m) = 1 - p(m)
                 )->IsotonicRegression:
     "A fitted non-decreasing map from margin to P(first response preferred)."
-    m = check_margins(margins); y = check_labels(labels, len(m))
+    m = check_margins(margins)
+    y = check_labels(labels, len(m))
     if symmetric: m, y = np.r_[m, -m], np.r_[y, 1 - y]
     return IsotonicRegression(y_min=0, y_max=1, out_of_bounds='clip').fit(m, y)
 
@@ -116,7 +118,8 @@ def reliability_bins(probs,          # P(label 1) of each pair
                      n_bins:int=15,  # equal-width bins over [0, 1]
                     )->pd.DataFrame:
     "Per-bin count, mean probability (confidence), share of label 1 (accuracy) and their gap."
-    p = check_probs(probs); y = check_labels(labels, len(p))
+    p = check_probs(probs)
+    y = check_labels(labels, len(p))
     if n_bins < 1: raise ConfigError(f"n_bins {n_bins}: expected at least 1")
     edges = np.linspace(0, 1, n_bins + 1)
     idx = np.searchsorted(edges, p, side='right') - 1  # [lo, hi); p == 1 -> bin n_bins, alone
@@ -140,11 +143,13 @@ def mce(probs, labels, n_bins:int=15)->float:
 # %% ../nbs/06_calibration.ipynb #1ebc3417
 def brier(probs, labels)->float:
     "Brier score: mean squared error of the probability."
-    p = check_probs(probs); return float(brier_score_loss(check_labels(labels, len(p)), p))
+    p = check_probs(probs)
+    return float(brier_score_loss(check_labels(labels, len(p)), p))
 
 def nll(probs, labels)->float:
     "Negative log-likelihood (log loss), probabilities clipped at machine epsilon."
-    p = check_probs(probs); return float(log_loss(check_labels(labels, len(p)), p, labels=[0, 1]))
+    p = check_probs(probs)
+    return float(log_loss(check_labels(labels, len(p)), p, labels=[0, 1]))
 
 # %% ../nbs/06_calibration.ipynb #a6accaae
 METHODS = ('uncalibrated', 'temperature', 'isotonic')
@@ -187,7 +192,9 @@ def domain_table(report:CalibrationReport, margins, labels,
                  domains,  # domain of each pair
                 )->pd.DataFrame:
     "Pairs, accuracy, and ECE and Brier of each method, per domain (and over all pairs)."
-    m = check_margins(margins); y = check_labels(labels, len(m)); d = np.asarray(list(domains), dtype=object)
+    m = check_margins(margins)
+    y = check_labels(labels, len(m))
+    d = np.asarray(list(domains), dtype=object)
     if len(d) != len(m):
         raise DataError(f"{len(d)} domains for {len(m)} pairs: expected one domain per pair", field='domains')
     rows = []
@@ -209,16 +216,20 @@ def calibrate(fit_margins,          # signed margins of the validation pairs
               n_bins:int=15,        # equal-width bins of ECE / MCE
              )->CalibrationReport:
     "Fit temperature and isotonic maps on validation pairs; measure all methods on test pairs."
-    fm = check_margins(fit_margins); fy = check_labels(fit_labels, len(fm))
-    tm = check_margins(test_margins); ty = check_labels(test_labels, len(tm))
-    T, iso = fit_temperature(fm, fy), fit_isotonic(fm, fy)
-    r = CalibrationReport(T, iso, None, None, None, len(fm), len(tm), n_bins, _accuracy(tm, ty))
-    probs = {k: r.probs(tm, k) for k in METHODS}
-    r.metrics = pd.DataFrame([dict(method=k, **calibration_metrics(p, ty, n_bins)) for k, p in probs.items()])
-    r.bins = pd.concat([reliability_bins(p, ty, n_bins).assign(method=k) for k, p in probs.items()], ignore_index=True)
-    r.per_domain = domain_table(r, tm, ty, ['all'] * len(tm) if test_domains is None else test_domains)
-    if test_domains is None: r.per_domain = r.per_domain.iloc[[-1]].reset_index(drop=True)
-    return r
+    fit_m = check_margins(fit_margins)
+    fit_y = check_labels(fit_labels, len(fit_m))
+    test_m = check_margins(test_margins)
+    test_y = check_labels(test_labels, len(test_m))
+    rep = CalibrationReport(fit_temperature(fit_m, fit_y), fit_isotonic(fit_m, fit_y), None, None, None,
+                            len(fit_m), len(test_m), n_bins, _accuracy(test_m, test_y))
+    probs = {k: rep.probs(test_m, k) for k in METHODS}
+    rep.metrics = pd.DataFrame([dict(method=k, **calibration_metrics(p, test_y, n_bins)) for k, p in probs.items()])
+    rep.bins = pd.concat([reliability_bins(p, test_y, n_bins).assign(method=k) for k, p in probs.items()],
+                         ignore_index=True)
+    domains = ['all'] * len(test_m) if test_domains is None else test_domains
+    rep.per_domain = domain_table(rep, test_m, test_y, domains)
+    if test_domains is None: rep.per_domain = rep.per_domain.iloc[[-1]].reset_index(drop=True)
+    return rep
 
 # %% ../nbs/06_calibration.ipynb #43e8cae3
 _COLORS = dict(uncalibrated='#636efa', temperature='#ef553b', isotonic='#00cc96')
@@ -347,7 +358,8 @@ def _stage_tables(cfg:CalibrationConfig, ctx:dict)->tuple:
         if len(t) and isinstance(t.chosen.iloc[0], (list, tuple, np.ndarray)):
             raise ConfigError(f"calibration.transfer_sets: '{name}' holds style variants per pair; "
                               "expected a two-response pair set")
-        transfer[name] = _sample(t, n, seed); inputs.append(p)
+        transfer[name] = _sample(t, n, seed)
+        inputs.append(p)
     return fit, test, transfer, inputs
 
 # %% ../nbs/06_calibration.ipynb #172f44f5
@@ -370,9 +382,10 @@ def run_calibration(run:Run, cfg:CalibrationConfig, ctx:dict):
     allp = pd.concat([p.reindex(columns=cols) for p in parts], ignore_index=True)
     m, y = flip_pairs(rm.score_pairs(allp, cfg.batch_size, progress=not ctx.get('quiet', False)), ctx.get('seed', 0))
     run.record('precision', {'calibrate': rm.precision})
-    role = allp.role.to_numpy(); f, t = role == 'fit', role == 'test'
-    rep = calibrate(m[f], y[f], m[t], y[t], allp.domain[t], cfg.n_bins)
-    rep.per_domain = domain_table(rep, m[~f], y[~f], allp.domain[~f])
+    role = allp.role.to_numpy()
+    is_fit, is_test = role == 'fit', role == 'test'
+    rep = calibrate(m[is_fit], y[is_fit], m[is_test], y[is_test], allp.domain[is_test], cfg.n_bins)
+    rep.per_domain = domain_table(rep, m[~is_fit], y[~is_fit], allp.domain[~is_fit])
     out = allp[['id', 'set', 'role', 'domain']].assign(margin=m, first_is_chosen=y,
                                                         **{f'p_{k}': rep.probs(m, k) for k in METHODS})
     _write_artifacts(run, rep, out)
