@@ -135,9 +135,10 @@ def block_order(n_blocks:int, steps:int, batch_size:int, seed:int)->np.ndarray:
 @contextmanager
 def one_thread():
     "Run torch on one intra-op thread inside the block."
-    n = torch.get_num_threads(); torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try: yield
-    finally: torch.set_num_threads(n)
+    finally: torch.set_num_threads(threads)
 
 def map_shards(fn,            # fn(shard) -> result
                shards:list,   # the pieces of work
@@ -198,9 +199,14 @@ def train_steps(model, X:torch.Tensor, cfg:PolicyConfig, progress:bool=False)->l
             grads = lambda s: lm_grads(model, xb[torch.from_numpy(s)], len(xb), bf16)
             outs = map_shards(grads, split_rows(range(len(xb)), workers), workers)
             with one_thread():
-                sum_grads(params, [g for g, _ in outs]); torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step(); opt.zero_grad(set_to_none=True); sched.step()
-            losses.append(sum(l for _, l in outs)); bar.update(); bar.set_postfix(loss=f'{losses[-1]:.3f}')
+                sum_grads(params, [g for g, _ in outs])
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                sched.step()
+            losses.append(sum(loss for _, loss in outs))
+            bar.update()
+            bar.set_postfix(loss=f'{losses[-1]:.3f}')
     model.eval()
     return losses
 
@@ -306,7 +312,9 @@ def save_policy(model, tokenizer, out_dir, log:dict)->Path:
     "Write model, tokenizer and `log` (as build_log.json) to `out_dir`, atomically."
     out = Path(out_dir)
     with atomic_path(out) as tmp:
-        with quiet_transformers(): model.save_pretrained(tmp); tokenizer.save_pretrained(tmp)
+        with quiet_transformers():
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
         write_json(Path(tmp)/'build_log.json', log)
         if out.exists(): shutil.rmtree(out)
     return out
@@ -319,10 +327,13 @@ def build_policy(cfg:PolicyConfig|None=None, # settings; None = defaults
     "Train tokenizer and model on the train split; (model, tokenizer, build log with the timings)."
     cfg, t0 = check_policy_config(cfg or PolicyConfig()), time.perf_counter()
     texts = corpus('train')
-    tok = train_tokenizer(texts, cfg.vocab_size); model = make_model(cfg, tok)
-    X = blocks(tok, texts, cfg.context); t1 = time.perf_counter()
+    tok = train_tokenizer(texts, cfg.vocab_size)
+    model = make_model(cfg, tok)
+    X = blocks(tok, texts, cfg.context)
+    t1 = time.perf_counter()
     with quiet_transformers(): losses = train_steps(model, X, cfg, progress)
-    t2 = time.perf_counter(); val = corpus('validation')
+    t2 = time.perf_counter()
+    val = corpus('validation')
     spec = build_spec(cfg, texts)
     ppl = dict(validation=perplexity(model, tok, val, cfg.context), unigram=unigram_perplexity(tok, texts, val))
     seconds = dict(prepare=round(t1 - t0, 2), train=round(t2 - t1, 2), total=round(time.perf_counter() - t0, 2))
@@ -370,7 +381,8 @@ def _read_policy(path:Path, device=None)->tuple:
 def default_policy_dir(progress:bool=True)->Path:
     "The shipped policy folder, else the cached build of the default spec (built now when missing)."
     if (shipped_policy_dir()/'build_log.json').is_file(): return shipped_policy_dir()
-    cfg = PolicyConfig(); cached = cache_dir()/f'policy-{spec_id(build_spec(cfg, corpus("train")))}'
+    cfg = PolicyConfig()
+    cached = cache_dir()/f'policy-{spec_id(build_spec(cfg, corpus("train")))}'
     if not (cached/'build_log.json').is_file():
         print(f'rewardbench_nb: no shipped policy; building the default one into {cached} (minutes)', file=sys.stderr)
         build_policy(cfg, cached, progress)
@@ -420,7 +432,8 @@ def _stage_policy(run:Run, cfg:PolicyStageConfig, progress:bool)->tuple:
         return *load_policy(path), path, 'shipped' if path == shipped_policy_dir() else 'cache', log
     bcfg = PolicyConfig(**{k: getattr(cfg, k) for k in asdict(PolicyConfig())})
     _, _, log = build_policy(bcfg, run.path('policy', 'model'), progress)
-    run.record('timings', {'policy-build': log['seconds']}); run.record('machine', {'policy-build': log['machine']})
+    run.record('timings', {'policy-build': log['seconds']})
+    run.record('machine', {'policy-build': log['machine']})
     return *load_policy(run.path('policy', 'model')), run.path('policy', 'model'), 'built', log
 
 def _samples_md(prompts, replies)->str:
@@ -479,7 +492,8 @@ def main(argv=None)->int:
         cfg = build_config(PolicyConfig, given, '--set')
         _, _, log = build_policy(cfg, a.out, progress=not a.quiet)
     except RBError as e:
-        print(f'policy: error: {e}', file=sys.stderr); return 2
+        print(f'policy: error: {e}', file=sys.stderr)
+        return 2
     print(json.dumps(dict(out=a.out, perplexity=log['perplexity'], seconds=log['seconds'],
                           precision=log['precision']['used'])))
     return 0
