@@ -168,7 +168,8 @@ def state_dict_sha256(model)->str:
     h = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
         t = v.detach().to('cpu').contiguous().reshape(-1)
-        h.update(f'{k}:{t.dtype}:{tuple(v.shape)}|'.encode()); h.update(t.view(torch.uint8).numpy().tobytes())
+        h.update(f'{k}:{t.dtype}:{tuple(v.shape)}|'.encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
 def model_identity(model, folder=None)->dict:
@@ -295,18 +296,20 @@ def texts(self:ImplicitReward, prompt:str, response:str)->tuple:
 @patch
 def encode(self:ImplicitReward, prompts, responses)->LMInputs:
     "Token ids of each (prompt, response): the two tokenized apart and joined, the prompt cut from its start to fit."
-    P, R = check_texts(prompts, responses)
-    T = [self.texts(p, r) for p, r in zip(P, R)]
-    EP = self._backend.encode_batch([p for p, _ in T], add_special_tokens=not self.chat)
-    ER = self._backend.encode_batch([r for _, r in T], add_special_tokens=False)
-    ids, start, pc, rc = [], [], [], []
-    for i, (p, r) in enumerate(zip(EP, ER)):
+    prompts, responses = check_texts(prompts, responses)
+    texts = [self.texts(p, r) for p, r in zip(prompts, responses)]
+    prompt_enc = self._backend.encode_batch([p for p, _ in texts], add_special_tokens=not self.chat)
+    response_enc = self._backend.encode_batch([r for _, r in texts], add_special_tokens=False)
+    ids, start, prompt_cut, response_cut = [], [], [], []
+    for i, (p, r) in enumerate(zip(prompt_enc, response_enc)):
         if not p.ids: raise DataError("no tokens: the response's first token needs one before it", line=i + 1,
                                       field='prompt')
-        kp, kr = _fit(len(p.ids), len(r.ids), self.max_length)
-        ids.append(p.ids[len(p.ids) - kp:] + r.ids[:kr]); start.append(kp)
-        pc.append(kp < len(p.ids)); rc.append(kr < len(r.ids))
-    return LMInputs(ids, np.array(start, int), np.array(pc, bool), np.array(rc, bool))
+        keep_p, keep_r = _fit(len(p.ids), len(r.ids), self.max_length)
+        ids.append(p.ids[len(p.ids) - keep_p:] + r.ids[:keep_r])
+        start.append(keep_p)
+        prompt_cut.append(keep_p < len(p.ids))
+        response_cut.append(keep_r < len(r.ids))
+    return LMInputs(ids, np.array(start, int), np.array(prompt_cut, bool), np.array(response_cut, bool))
 
 # %% ../nbs/05b_implicit_reward.ipynb #d8f5d4d7
 def _positions(mask:torch.Tensor, start:torch.Tensor)->tuple:
@@ -330,10 +333,13 @@ def _response_logprobs(model, apart:bool, ids, mask, start, bf16:bool=False)->to
 # %% ../nbs/05b_implicit_reward.ipynb #4ef88323
 def _collate(enc:LMInputs, idx, pad_id:int)->tuple:
     "(ids, attention mask) of the inputs `idx`, right-padded to the longest of them."
-    n = max(len(enc.ids[i]) for i in idx)
-    x = np.full((len(idx), n), pad_id, np.int64); m = np.zeros_like(x)
-    for j, i in enumerate(idx): k = len(enc.ids[i]); x[j, :k], m[j, :k] = enc.ids[i], 1
-    return torch.from_numpy(x), torch.from_numpy(m)
+    longest = max(len(enc.ids[i]) for i in idx)
+    ids = np.full((len(idx), longest), pad_id, np.int64)
+    mask = np.zeros_like(ids)
+    for row, i in enumerate(idx):
+        n = len(enc.ids[i])
+        ids[row, :n], mask[row, :n] = enc.ids[i], 1
+    return torch.from_numpy(ids), torch.from_numpy(mask)
 
 # %% ../nbs/05b_implicit_reward.ipynb #6857a0b3
 @patch
