@@ -76,7 +76,7 @@ def bench_iteration(n_iter:int=6)->dict:
 def bench_bon(n:int=4, n_prompts:int=64)->dict:
     model, tok = load_policy(); rm = RewardModel.load(max_length=256); P = prompts('validation')[:n_prompts]
     pool, tg, _ = timed(lambda: R.sample_pool((model, tok), P, n))
-    _, ts, _ = timed(lambda: R.score_texts(R.rm_reward(rm), pool.prompt, pool.response))
+    _, ts, _ = timed(lambda: R.score_responses(R.rm_reward(rm), pool.prompt, pool.response))
     return dict(n=n, prompts=n_prompts, samples=len(pool), generate_seconds=tg, score_seconds=ts,
                 samples_per_second=round(len(pool) / (tg + ts), 2), generated_per_second=round(len(pool) / tg, 2), scored_per_second=round(len(pool) / ts, 2))
 

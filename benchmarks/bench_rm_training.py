@@ -36,7 +36,7 @@ from rewardbench_nb.precision import precision
 from rewardbench_nb.reward_model import RewardModel
 from rewardbench_nb.rm_training import (RewardModelConfig, accuracy_ci, base_model, length_table, quiet, train_dtype,
                                         train_reward_model, prepare_pairs, PairCollator)
-from rewardbench_nb.stats import boot_counts
+from rewardbench_nb.resampling import boot_counts
 from _common import busy_note, cpu_kind, kind_slug, loadavg
 
 ROOT = Path(__file__).resolve().parents[1]

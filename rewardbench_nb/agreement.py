@@ -14,6 +14,7 @@ from fastcore.basics import patch
 from statsmodels.stats import inter_rater
 from .core import *
 from .data import read_table, validate
+from .resampling import kind_counts, percentile_interval
 
 # %% auto #0
 __all__ = ['LEVELS', 'MAX_VALUES', 'LANDIS_KOCH', 'ID_COLUMNS', 'SPREADS', 'STATISTICS', 'STAGE', 'AlphaUndefined',
@@ -170,13 +171,6 @@ def _kinds(counts:np.ndarray)->tuple:
     "Distinct rows of `counts` and how many units have each."
     return np.unique(counts, axis=0, return_counts=True)
 
-def _kind_draws(rng, freq:np.ndarray, size:int)->np.ndarray:
-    "`size` resamples of `freq.sum()` units as counts per kind: multinomial(n, freq/n), drawn the cheaper way."
-    n, k = int(freq.sum()), len(freq)
-    if n > 8 * k: return rng.multinomial(n, freq / n, size=size)
-    kind = np.repeat(np.arange(k), freq)[rng.integers(0, n, (size, n))]
-    return np.bincount((kind + k * np.arange(size)[:, None]).ravel(), minlength=size * k).reshape(size, k)
-
 # %% ../nbs/03_agreement.ipynb #ad4162e6
 def bootstrap_counts(values:np.ndarray,    # sorted distinct values
                      counts:np.ndarray,    # units x values counts of pairable units
@@ -191,12 +185,10 @@ def bootstrap_counts(values:np.ndarray,    # sorted distinct values
     if not 0 < ci < 1: raise ConfigError(f"ci must be between 0 and 1, got {ci}")
     if n_boot < 1: raise ConfigError(f"n_boot must be at least 1, got {n_boot}")
     kinds, freq = _kinds(counts)
-    rng = np.random.default_rng(seed)
-    boot = np.concatenate([resampled_alphas(values, kinds, _kind_draws(rng, freq, min(chunk, n_boot - s)), level)
-                           for s in range(0, n_boot, chunk)])
-    ok = boot[~np.isnan(boot)]
-    lo, hi = np.quantile(ok, [(1 - ci) / 2, (1 + ci) / 2]) if len(ok) else (np.nan, np.nan)
-    return AlphaCI(a, float(lo), float(hi), len(counts), n_boot, n_boot - len(ok))
+    boot = np.concatenate([resampled_alphas(values, kinds, draws, level)
+                           for draws in kind_counts(freq, n_boot, seed, chunk)])
+    low, high = percentile_interval(boot, ci)
+    return AlphaCI(a, low, high, len(counts), n_boot, int(np.isnan(boot).sum()))
 
 def bootstrap_alpha(data,                 # raters x units matrix, NaN for missing cells
                     level:str='interval', # level of measurement
@@ -266,12 +258,9 @@ def bootstrap_kappa(table,           # subjects x categories counts, the same nu
     if not 0 < ci < 1: raise ConfigError(f"ci must be between 0 and 1, got {ci}")
     if n_boot < 1: raise ConfigError(f"n_boot must be at least 1, got {n_boot}")
     kinds, freq = _kinds(np.asarray(table))
-    rng = np.random.default_rng(seed)
-    boot = np.concatenate([resampled_kappas(kinds, _kind_draws(rng, freq, min(chunk, n_boot - s)))
-                           for s in range(0, n_boot, chunk)])
-    ok = boot[~np.isnan(boot)]
-    lo, hi = np.quantile(ok, [(1 - ci) / 2, (1 + ci) / 2]) if len(ok) else (np.nan, np.nan)
-    return KappaCI(k, float(lo), float(hi), len(table), n_boot, n_boot - len(ok))
+    boot = np.concatenate([resampled_kappas(kinds, draws) for draws in kind_counts(freq, n_boot, seed, chunk)])
+    low, high = percentile_interval(boot, ci)
+    return KappaCI(k, low, high, len(table), n_boot, int(np.isnan(boot).sum()))
 
 # %% ../nbs/03_agreement.ipynb #e632a758
 LANDIS_KOCH = ((0.2, 'slight'), (0.4, 'fair'), (0.6, 'moderate'), (0.8, 'substantial'), (1.0, 'almost perfect'))

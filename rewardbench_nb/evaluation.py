@@ -19,7 +19,8 @@ from threadpoolctl import threadpool_limits
 from .core import *
 from .data import (RATING_FILES, RB_SECTIONS, DataWarning, jsonl_records, data_dir,
                                  load_ratings, pair_file, pair_set, read_table, row_splits, simulate_campaign)
-from .stats import boot_counts, corr_cis
+from .resampling import boot_counts, percentile_interval
+from .stats import corr_cis
 from .calibration import (number_array, calibration_metrics, fit_temperature, flip_pairs, pref_prob,
                                         reliability_bins, reliability_diagram)
 from .curation import near_clusters, holdout_domains, md_table, near_duplicates, normalise_text
@@ -38,13 +39,13 @@ __all__ = ['RB_COUNTS', 'PRIOR_SETS', 'RESULT_META', 'KINDS', 'BENCHMARKS', 'EXA
            'Benchmark', 'examples_frame', 'quiet_pair_set', 'set_examples', 'campaign_examples', 'squality_examples',
            'infer_kind', 'local_benchmark', 'Suite', 'sample_rows', 'build_suite', 'ModelScores', 'outcomes', 'margins',
            'length_scores', 'position_scores', 'random_outcomes', 'candidate_inputs', 'score_texts', 'score_suite',
-           'score_records', 'write_scores', 'check_header', 'read_scores', 'Resampler', 'interval', 'aggregate',
-           'Scoreboard', 'paired_p', 'holm', 'fit_rows_temperature', 'benchmark_calibration', 'length_correlation',
+           'score_records', 'write_scores', 'check_header', 'read_scores', 'Resampler', 'aggregate', 'Scoreboard',
+           'paired_p', 'holm', 'fit_rows_temperature', 'benchmark_calibration', 'length_correlation',
            'margin_histogram', 'human_sets', 'human_correlations', 'leaked_prompts', 'leakage_flags', 'embed_texts',
            'ShiftScore', 'shift_score', 'benchmark_shift', 'ABPlan', 'best_of_candidates', 'assign_arms', 'ABResult',
            'ab_test', 'EvalConfig', 'check_eval_model', 'eval_settings', 'EvalReport', 'output_names', 'evaluate',
            'scoreboard_figure', 'shift_figure', 'colour_by_group', 'add_args', 'load_scorer', 'model_protocol',
-           'ClaimWarning', 'header_claims', 'ModelWarning', 'run_eval', 'main']
+           'ClaimWarning', 'header_claims', 'ModelWarning', 'run_eval', 'init_distributed', 'main']
 
 # %% ../nbs/07_evaluation.ipynb #25247f97
 _PAIR_COLS = ('subset', 'score_chosen', 'score_rejected')
@@ -727,14 +728,6 @@ class Resampler:
                 out[s] = (x.sum(0) / ok.sum(0), (C @ x) / (C @ ok))
         return out
 
-# %% ../nbs/07_evaluation.ipynb #0731e0bf
-def interval(boot:np.ndarray, ci:float=0.95)->tuple:
-    "Percentile interval of resampled values along the first axis (NaN resamples ignored)."
-    a = (1 - ci) / 2
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', RuntimeWarning)
-        return np.nanquantile(boot, a, axis=0), np.nanquantile(boot, 1 - a, axis=0)
-
 # %% ../nbs/07_evaluation.ipynb #c7e1b36b
 def _nanavg(vals:list, weights)->np.ndarray:
     "Weighted mean over a list of equal-shape arrays, NaN entries ignored (NaN where all are)."
@@ -782,7 +775,7 @@ def long(self:Scoreboard)->pd.DataFrame:
     "model, benchmark, score, low, high, n (rows with an outcome) for every model and benchmark, and the mean."
     rows, V, none = [], self.V['correct'], [np.nan] * len(self.names)
     for b, (p, bt) in [*self.bench.items(), ('mean', self.mean)]:
-        lo, hi = interval(bt, self.ci)
+        lo, hi = percentile_interval(bt, self.ci)
         n = (~np.isnan(V[(self.rows['benchmark'] == b).to_numpy()])).sum(0) if b != 'mean' else none
         rows += [dict(model=m, benchmark=b, score=p[j], low=lo[j], high=hi[j], n=n[j])
                  for j, m in enumerate(self.names)]
@@ -810,7 +803,7 @@ def subset_long(self:Scoreboard)->pd.DataFrame:
     rows = []
     for b, subs in self.subsets.items():
         for s in subs:
-            (p, bt), lo_hi = self.sub[s], interval(self.sub[s][1], self.ci)
+            (p, bt), lo_hi = self.sub[s], percentile_interval(self.sub[s][1], self.ci)
             for j, m in enumerate(self.names):
                 n = int((~np.isnan(self.V['correct'][self.rs.rows[s], j])).sum())
                 r = dict(model=m, benchmark=b, subset=s, n=n, score=p[j], low=lo_hi[0][j], high=lo_hi[1][j])
@@ -877,7 +870,7 @@ def compare(self:Scoreboard, a:str, b:str, alpha:float=0.05)->pd.DataFrame:
     "Model a minus model b: per benchmark and mean (paired bootstrap), per subset (McNemar / sign test, Holm-adjusted)."
     rows = []
     for bn, (p, bt) in self.paired(a, b).items():
-        lo, hi = interval(bt, self.ci)
+        lo, hi = percentile_interval(bt, self.ci)
         noise = bool(lo <= 0 <= hi) if not np.isnan(p) else None
         rows.append(dict(model=a, vs=b, level='benchmark' if bn != 'mean' else 'mean', benchmark=bn, subset='', diff=p,
                          low=lo, high=hi, p=np.nan, p_holm=np.nan, inside_noise=noise))
@@ -889,7 +882,7 @@ def ranks(self:Scoreboard)->pd.DataFrame:
     "Rank by the mean over benchmarks (1 = best) of each model that has a mean, with the 95% interval of its rank."
     p, bt = self.mean; ok = ~np.isnan(p)
     if not ok.any(): return pd.DataFrame(columns=['model', 'mean', 'rank', 'rank_low', 'rank_high'])
-    r = sps.rankdata(-bt[:, ok], axis=1, method='min'); lo, hi = interval(r, self.ci)
+    r = sps.rankdata(-bt[:, ok], axis=1, method='min'); lo, hi = percentile_interval(r, self.ci)
     names, rank = [m for m, k in zip(self.names, ok) if k], sps.rankdata(-p[ok], method='min').astype(int)
     t = pd.DataFrame(dict(model=names, mean=p[ok], rank=rank, rank_low=lo, rank_high=hi))
     return t.sort_values('rank', ignore_index=True)
@@ -902,7 +895,7 @@ def length_verdict(self:Scoreboard, model:str)->pd.DataFrame:
     for bn, (p, _) in self.bench.items():
         k = {m: p[self.names.index(m)] for m in ('longer', 'shorter') if m in self.names}
         if not k or np.isnan(p[j]): continue
-        best = max(k, key=k.get); d, bt = self.paired(best, model)[bn]; lo, hi = interval(bt, self.ci)
+        best = max(k, key=k.get); d, bt = self.paired(best, model)[bn]; lo, hi = percentile_interval(bt, self.ci)
         rows.append(dict(model=model, benchmark=bn, score=p[j], length_rule=best, length_score=k[best], diff=d, low=lo,
                          high=hi, solved_by_length='no' if d <= 0 else 'yes' if lo > 0 else 'within noise'))
     return pd.DataFrame(rows)
@@ -1135,7 +1128,7 @@ def shift_score(reference,          # (n, d) embeddings of the reference sample 
     X, y = np.vstack([X0, X1]), np.r_[np.zeros(len(X0)), np.ones(len(X1))]
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     p = cross_val_predict(LogisticRegression(max_iter=2000), X, y, cv=cv, method='predict_proba')[:, 1]
-    lo, hi = interval(_auc_boot(p, y, n_boot, seed), ci)
+    lo, hi = percentile_interval(_auc_boot(p, y, n_boot, seed), ci)
     return ShiftScore(float(roc_auc_score(y, p)), float(lo), float(hi), len(X0), len(X1), folds, n_boot)
 
 # %% ../nbs/07_evaluation.ipynb #8c888f6f
@@ -1174,7 +1167,7 @@ def gap(self:Scoreboard, model:str)->dict:
     if not inn or not out: return dict(model=model, gap=np.nan, low=np.nan, high=np.nan, in_domain=inn, shifted=out)
     mean = lambda bs, k: np.mean([self.bench[b][k][..., j] for b in bs], 0)
     f = lambda k: mean(inn, k) - mean(out, k)
-    lo, hi = interval(f(1), self.ci)
+    lo, hi = percentile_interval(f(1), self.ci)
     return dict(model=model, gap=float(f(0)), low=float(lo), high=float(hi), in_domain=inn, shifted=out)
 
 # %% ../nbs/07_evaluation.ipynb #9657613e
@@ -1199,7 +1192,7 @@ def reweighted(self:Scoreboard, model:str, target:dict)->tuple:
     rows['weight'] = t / rows.source_share
     none = [np.nan, np.full(self.rs.n_boot, np.nan)]
     est = [sum(w * acc[d][k] for w, d in zip(t, acc)) for k in (1, 2)] if cov else none
-    lo, hi = interval(est[1], self.ci)
+    lo, hi = percentile_interval(est[1], self.ci)
     pooled = float(sum(w * acc[d][1] for w, d in zip(rows.source_share, acc)))
     return dict(model=model, reweighted=float(est[0]), low=float(lo), high=float(hi), coverage=float(cov),
                 pooled=pooled), rows
@@ -1434,7 +1427,7 @@ def _comparisons(sb:Scoreboard, models:list, alpha:float)->pd.DataFrame:
 # %% ../nbs/07_evaluation.ipynb #b6b23c09
 def _measure_rows(sb:Scoreboard, bn:str, measure:str, pb:tuple)->list:
     "One row per model of an aggregate (point, resamples) with its interval."
-    lo, hi = interval(pb[1], sb.ci)
+    lo, hi = percentile_interval(pb[1], sb.ci)
     return [dict(model=m, benchmark=bn, measure=measure, score=pb[0][j], low=lo[j], high=hi[j])
             for j, m in enumerate(sb.names)]
 
@@ -2022,11 +2015,12 @@ def _script_parser()->argparse.ArgumentParser:
     p.add_argument('--quick', action='store_true', help='quick_rows rows per subset')
     return p
 
-def _init_distributed()->str:
-    "Join the torchrun / accelerate process group when launched under one; the device of this process."
+# %% ../nbs/07_evaluation.ipynb #d15a0b02
+def init_distributed()->str:
+    "Join the process group of a torchrun / accelerate launch (gloo on CPU, NCCL on GPU); this process's device."
     import torch, torch.distributed as dist
     cuda = torch.cuda.is_available()
-    if int(os.environ.get('WORLD_SIZE', '1')) > 1 and not dist.is_initialized():
+    if int(os.environ.get('WORLD_SIZE', '1')) > 1 and dist.is_available() and not dist.is_initialized():
         dist.init_process_group('nccl' if cuda else 'gloo')
     return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if cuda else 'cpu'
 
@@ -2040,7 +2034,7 @@ def _script_scores(a)->tuple:
     cfg = eval_settings(build_config(EvalConfig, raw, a.config or '--set'), ctx)
     check_eval_model(argparse.Namespace(eval_model=a.model, eval_reference=a.reference,
                                         eval_reference_free=a.reference_free), cfg.dtype)
-    rm = load_scorer(a.model, a.reference, a.reference_free, cfg.dtype, a.seed, _init_distributed())
+    rm = load_scorer(a.model, a.reference, a.reference_free, cfg.dtype, a.seed, init_distributed())
     train, _ = _train_prompts(cfg, {}, _training_log({}, a.model, False))
     suite = _stage_suite(cfg, {}, a.seed, a.quick, train)
     return suite, rm, _score_model(rm, suite, _display_name(a.model), cfg, {}, False, a.seed)[0], cfg

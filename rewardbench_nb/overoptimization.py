@@ -20,9 +20,9 @@ from .core import *
 from .data import load_pairs
 from .reward_model import CPU_MAX_TOKENS, RewardModel, collate_batch, length_batches, map_batches
 from .evaluation import embed_texts, shift_score
-from .stats import boot_counts
+from .resampling import boot_counts, percentile_interval
 from .policy import load_policy
-from .rlhf import (PPOConfig, as_dialogue, length_reward, rm_reward, sample_pool, score_texts,
+from .rlhf import (PPOConfig, as_dialogue, length_reward, rm_reward, sample_pool, score_responses,
                                   stage_reward_model, train_ppo)
 
 # %% auto #0
@@ -233,9 +233,8 @@ def _fit_rows(d, G, P, lo, hi)->dict:
 # %% ../nbs/10_overoptimization.ipynb #1fe8b29a
 def _interval(est:float, boots:np.ndarray, level:float)->dict:
     "Estimate and percentile interval; order statistics (no interpolation), so an infinite peak stays infinite."
-    b = boots[~np.isnan(boots)]; q = (1 - level) / 2
-    lo, hi = np.quantile(b, [q, 1 - q], method='inverted_cdf') if len(b) else (np.nan, np.nan)
-    return dict(estimate=float(est), low=float(lo), high=float(hi))
+    low, high = percentile_interval(boots, level, method='inverted_cdf')
+    return dict(estimate=float(est), low=low, high=high)
 
 # %% ../nbs/10_overoptimization.ipynb #38668ac8
 def _bon_stats(d:np.ndarray, G:np.ndarray, P:np.ndarray, top:int)->dict:
@@ -309,7 +308,7 @@ def scored_pool(policy, prompts, # (model, tokenizer) and prompt texts
                )->Pool:
     "Sample n replies per prompt, score them with the gold reward and embed them as the proxies read them."
     s = sample_pool(policy, prompts, n, seed, **sampling)
-    s['gold'] = score_texts(gold_fn, s.prompt, s.response)
+    s['gold'] = score_responses(gold_fn, s.prompt, s.response)
     feats = embed(encoder, proxy_prompts(s.prompt, reads), s.response.tolist())
     return Pool(s, s.gold.to_numpy().reshape(-1, n), feats)
 
@@ -435,7 +434,7 @@ class TrackedReward:
         self.__name__ = f'proxy({proxy.name})'
     def __call__(self, prompts, responses):
         p = self.proxy.score(embed(self.encoder, proxy_prompts(prompts, self.reads), list(responses)))
-        self.calls.append(dict(prompts=list(prompts), proxy=p, gold=score_texts(self.gold_fn, prompts, responses)))
+        self.calls.append(dict(prompts=list(prompts), proxy=p, gold=score_responses(self.gold_fn, prompts, responses)))
         return p.tolist()
 
 # %% ../nbs/10_overoptimization.ipynb #cf8e41dd
@@ -685,7 +684,7 @@ def bench_accuracy(proxies:dict, gold_fn, encoder:RewardModel, # proxies by name
     rows, draws = [], {}
     for k, set_name in enumerate(sets):
         t = _bench_rows(set_name, pairs, seed)
-        gc, gr = (score_texts(gold_fn, t.prompt, t[c]) for c in ('chosen', 'rejected'))
+        gc, gr = (score_responses(gold_fn, t.prompt, t[c]) for c in ('chosen', 'rejected'))
         keep, label = gc != gr, gc > gr
         fc, fr = (embed(encoder, proxy_prompts(t.prompt, reads), t[c].tolist())[keep] for c in ('chosen', 'rejected'))
         counts = next(boot_counts(int(keep.sum()), n_boot, [seed, 31 + k])).astype(float)

@@ -26,7 +26,7 @@ from .precision import *
 __all__ = ['CPU_MAX_TOKENS', 'TINY_CHAT_TEMPLATE', 'PAIR_ENCODING', 'CHAT_ENCODING', 'default_model_path', 'check_model_dir',
            'quiet_transformers', 'model_folder', 'custom_code', 'plain_backend', 'RewardModel', 'Encoded', 'text_list',
            'check_texts', 'length_batches', 'collate_batch', 'map_batches', 'split_turns', 'template_sha256',
-           'build_tiny_chat_rm', 'pair_accuracy', 'rmbench_accuracy']
+           'build_tiny_chat_rm', 'pair_accuracy', 'rmbench_margin_accuracy']
 
 # %% ../nbs/05_reward_model.ipynb #9e1abe09
 def default_model_path()->Path:
@@ -675,7 +675,7 @@ def pair_accuracy(margins, # r(chosen) - r(rejected), any shape
     return float((m > 0).mean())
 
 # %% ../nbs/05_reward_model.ipynb #6888ed8a
-def rmbench_accuracy(margins, # (n, k, k) margins [row, chosen style, rejected style]
+def rmbench_margin_accuracy(margins, # (n, k, k) margins [row, chosen style, rejected style]
                     )->dict:
     "RM-Bench accuracy: hard (chosen plainer), normal (same style), easy (chosen fancier) and their mean."
     m = np.asarray(margins, float)

@@ -24,7 +24,10 @@ from .data import load_pairs
 from .precision import precision, resolve_dtype
 from .reward_model import RewardModel, model_folder
 from .curation import md_table
-from .evaluation import (ABPlan, ModelScores, Scoreboard, Suite, ab_test, margins, outcomes,
+from .resampling import mean_ci
+from .rm_training import find_checkpoint, last_checkpoint, previous_checkpoint
+from .evaluation import (ABPlan, ModelScores, Scoreboard, Suite, ab_test, init_distributed, margins,
+                                       outcomes,
                                        random_outcomes, sample_rows, score_suite)
 from .implicit_reward import ImplicitReward, check_not_policy
 from .policy import (ASSISTANT, HUMAN, check_policy, dialogue_text, load_policy, map_shards, one_thread,
@@ -34,16 +37,16 @@ from .policy import (ASSISTANT, HUMAN, check_policy, dialogue_text, load_policy,
 __all__ = ['TOXIC_WORDS', 'REFUSAL_PATTERNS', 'VIOLATIONS', 'ROLLOUT', 'EVAL', 'POOL', 'CKPT_FILES', 'PLOTTED', 'QUICK',
            'IMPLICIT_SKIPPED', 'STAGE', 'PPOConfig', 'check_ppo_config', 'length_reward', 'as_dialogue',
            'encode_prompts', 'position_ids', 'row_seed', 'gumbel', 'response_mask', 'sample', 'response_logits',
-           'token_logprobs', 'entropy', 'ValueModel', 'response_values', 'RewardError', 'score_texts', 'rm_reward',
+           'token_logprobs', 'entropy', 'ValueModel', 'response_values', 'RewardError', 'score_responses', 'rm_reward',
            'ensemble', 'kl_estimate', 'RewardNorm', 'eos_penalty', 'token_rewards', 'masked_mean', 'whiten', 'gae',
            'ppo_losses', 'KLController', 'generate_rows', 'score_tokens', 'advantages', 'ppo_update', 'make_optimizer',
            'is_refusal', 'Guardrails', 'red_team_prompts', 'token_f1', 'as_policy', 'as_reward', 'EvalResult',
-           'mean_ci', 'evaluate', 'psi', 'drift', 'weights_sha256', 'run_spec', 'save_checkpoint', 'check_checkpoint',
-           'load_checkpoint', 'last_checkpoint', 'check_spec', 'find_checkpoint', 'PPORun', 'iteration_prompts',
-           'explained_variance', 'ppo_iteration', 'PPOResult', 'train_ppo', 'plot_ppo', 'drop_timings', 'artifact_info',
-           'sample_pool', 'pick_best', 'BestOfN', 'best_of_n', 'main', 'compare_policies', 'policy_ab_units',
-           'PolicyAB', 'ab_test_policies', 'ImplicitComparison', 'implicit_comparison', 'PPOStageConfig',
-           'stage_reward_model', 'add_args', 'check_ppo_resume', 'check_ppo_stage', 'ppo_settings', 'run_ppo']
+           'evaluate_policy', 'psi', 'drift', 'weights_sha256', 'run_spec', 'save_checkpoint', 'check_checkpoint',
+           'load_checkpoint', 'check_spec', 'PPORun', 'iteration_prompts', 'explained_variance', 'ppo_iteration',
+           'PPOResult', 'train_ppo', 'plot_ppo', 'drop_timings', 'artifact_info', 'sample_pool', 'pick_best', 'BestOfN',
+           'best_of_n', 'main', 'compare_policies', 'policy_ab_units', 'PolicyAB', 'ab_test_policies',
+           'ImplicitComparison', 'implicit_comparison', 'PPOStageConfig', 'stage_reward_model', 'add_args',
+           'check_ppo_resume', 'check_ppo_stage', 'ppo_settings', 'run_ppo']
 
 # %% ../nbs/09_rlhf.ipynb #0afbc2e3
 @dataclass
@@ -239,8 +242,8 @@ class RewardError(RBError): "A reward function failed or returned unusable score
 def _fn_name(fn)->str: return getattr(fn, '__name__', None) or type(fn).__name__
 
 # %% ../nbs/09_rlhf.ipynb #9ae52d33
-def score_texts(reward_fn,   # reward_fn(prompts, responses) -> list of floats
-                prompts, responses)->np.ndarray:
+def score_responses(reward_fn,   # reward_fn(prompts, responses) -> list of floats
+                    prompts, responses)->np.ndarray:
     "The reward of each response as float64, checked: RewardError names the function, and the row at fault."
     name, n = _fn_name(reward_fn), len(responses)
     try: out = reward_fn(list(prompts), list(responses))
@@ -271,7 +274,7 @@ def ensemble(*fns,                   # reward functions
     "A reward function that is the weighted mean of `fns`' scores."
     w = np.ones(len(fns)) / len(fns) if weights is None else np.asarray(weights, float) / np.sum(weights)
     def reward(prompts, responses):
-        return sum(wi * score_texts(f, prompts, responses) for wi, f in zip(w, fns)).tolist()
+        return sum(wi * score_responses(f, prompts, responses) for wi, f in zip(w, fns)).tolist()
     reward.__name__ = 'ensemble(' + ', '.join(_fn_name(f) for f in fns) + ')'
     return reward
 
@@ -599,7 +602,7 @@ def _column(table, name:str):
 # %% ../nbs/09_rlhf.ipynb #fa37ae5c
 @dataclass
 class EvalResult:
-    "What `evaluate` measured: one row per response, and the summary."
+    "What `evaluate_policy` measured: one row per response, and the summary."
     table:pd.DataFrame   # prompt_id, sample, prompt, response, tokens, ended, reward, reference_f1, refusal, violations
     summary:dict         # n, mean reward and its bootstrap CI, mean F1, length, EOS rate, violation rates
     def _repr_markdown_(self):
@@ -610,23 +613,17 @@ class EvalResult:
                 *[(f'{v} rate', f"{s[v]:.3f}") for v in (*VIOLATIONS, 'refusal')]]
         return '| | |\n|---|---|\n' + '\n'.join(f'| {k} | {v} |' for k, v in rows)
 
-def mean_ci(x, n_boot:int=1000, seed:int=0, level:float=0.95)->tuple:
-    "(mean, low, high): percentile bootstrap interval of the mean."
-    x = np.asarray(x, float); rng = np.random.default_rng(seed)
-    boot = x[rng.integers(0, len(x), (n_boot, len(x)))].mean(1)
-    return float(x.mean()), *map(float, np.quantile(boot, [(1 - level) / 2, (1 + level) / 2]))
-
 # %% ../nbs/09_rlhf.ipynb #02a663ab
-def evaluate(policy,                 # (model, tokenizer), or a PPOResult
-             prompts,                # prompt texts, or a table: prompt (+ optional expect, error, reference)
-             reward_model=None,      # a RewardModel or a reward function; None = no reward
-             references=None,        # reference responses, one per prompt: token F1 against them
-             guard:Guardrails|None=None, # checks (default: Guardrails())
-             n:int=1,                # responses per prompt
-             seed:int=0,             # evaluation seed (same seed, same responses)
-             max_prompt_tokens:int=96, max_new_tokens:int=48, temperature:float=1.0,
-             dtype:str='auto',       # generation precision ('auto': bf16 only where native)
-            )->EvalResult:
+def evaluate_policy(policy,                 # (model, tokenizer), or a PPOResult
+                    prompts,                # prompt texts, or a table: prompt (+ optional expect, error, reference)
+                    reward_model=None,      # a RewardModel or a reward function; None = no reward
+                    references=None,        # reference responses, one per prompt: token F1 against them
+                    guard:Guardrails|None=None, # checks (default: Guardrails())
+                    n:int=1,                # responses per prompt
+                    seed:int=0,             # evaluation seed (same seed, same responses)
+                    max_prompt_tokens:int=96, max_new_tokens:int=48, temperature:float=1.0,
+                    dtype:str='auto',       # generation precision ('auto': bf16 only where native)
+                   )->EvalResult:
     "Generate for a fixed prompt set and score: reward model, reference metric, guardrails; summary with CIs."
     model, tok = as_policy(policy); P = _check_prompts(prompts); fn = as_reward(reward_model)
     references = references if references is not None else _column(prompts, 'reference')
@@ -638,7 +635,7 @@ def evaluate(policy,                 # (model, tokenizer), or a PPOResult
     texts = tok.batch_decode(rows['resp'], skip_special_tokens=True)
     t = pd.DataFrame(dict(prompt_id=[i for i, _ in ids], sample=[k for _, k in ids], prompt=[P[i] for i, _ in ids],
                           response=texts, tokens=rows['rmask'].sum(1).numpy(), ended=rows['ended'].numpy()))
-    if fn is not None: t['reward'] = score_texts(fn, t.prompt, texts)
+    if fn is not None: t['reward'] = score_responses(fn, t.prompt, texts)
     if references is not None: t['reference_f1'] = [token_f1(r, references[i]) for (i, _), r in zip(ids, texts)]
     ex, er = (_column(prompts, c) for c in ('expect', 'error'))
     per_row = lambda col: col and [col[i] for i, _ in ids]
@@ -768,30 +765,12 @@ def load_checkpoint(folder, policy, vm:ValueModel, opt)->dict:
     return state
 
 # %% ../nbs/09_rlhf.ipynb #cf2c8f0b
-def last_checkpoint(folder)->Path|None:
-    "Newest checkpoint `iter-<n>` under `folder` whose state.json parses, or None."
-    done = []
-    for p in Path(folder).glob('iter-*'):
-        try: json.loads((p/'state.json').read_text()); done.append((int(p.name.split('-')[1]), p))
-        except (OSError, ValueError): continue
-    return max(done)[1] if done else None
-
 def check_spec(spec:dict, saved:dict, where)->None:
     "ConfigError naming what differs between this run and the checkpoint's, in the keys `spec` has."
     diff = [k for k in spec['config'] if saved['config'].get(k) != spec['config'][k]]
     diff += [k for k in ('seed', 'world_size', 'policy_sha256', 'prompts_sha256', 'reward')
              if k in spec and saved.get(k) != spec[k]]
     if diff: raise ConfigError(f"{where}: cannot resume, this run differs from the checkpoint's in {', '.join(diff)}")
-
-# %% ../nbs/09_rlhf.ipynb #7619b669
-def find_checkpoint(resume)->Path:
-    "The checkpoint path `resume` names: itself, else the newest under it or its checkpoints/; ConfigError if none."
-    p = Path(resume)
-    if not p.exists(): raise ConfigError(f"{p}: no such checkpoint or folder to resume from")
-    is_one = any((p/f).exists() for f in ('state.json', 'optimizer.pt'))  # files only a checkpoint has
-    ck = p if is_one else last_checkpoint(p) or last_checkpoint(p/'checkpoints')
-    if ck is None: raise ConfigError(f"{p}: no checkpoint to resume from (expected iter-<n>/state.json)")
-    return ck
 
 # %% ../nbs/09_rlhf.ipynb #b633d569
 @dataclass
@@ -833,7 +812,7 @@ def _rollout(r:PPORun, it:int)->tuple:
                          r.bf16, r.workers)
     rows.update(score_tokens(r.policy, r.ref, r.vm, rows, c.temperature, r.bf16, r.workers)); t1 = time.perf_counter()
     texts = r.tok.batch_decode(rows['resp'], skip_special_tokens=True)
-    rows['raw'] = torch.tensor(score_texts(r.fn, prompts, texts), dtype=torch.float32); t2 = time.perf_counter()
+    rows['raw'] = torch.tensor(score_responses(r.fn, prompts, texts), dtype=torch.float32); t2 = time.perf_counter()
     flags = r.guard.check(prompts, texts); as_long = lambda col: torch.tensor(flags[col].to_numpy()).long()
     rows.update(toxic=as_long('toxic'), refusal=as_long('refusal'), ended=rows['ended'].long())
     return _gather(rows, world), dict(generate=t1 - t0, reward=t2 - t1)
@@ -861,8 +840,9 @@ def _evaluate_sets(r:PPORun, it:int)->None:
     "Evaluate each eval set after `it` iterations; append rows with drift against the first and previous evaluation."
     c, s = r.cfg, r.state
     for name, table in r.sets.items():
-        ev = evaluate((r.policy, r.tok), table, r.fn, guard=r.guard, seed=r.seed, max_prompt_tokens=c.max_prompt_tokens,
-                      max_new_tokens=c.max_new_tokens, temperature=c.temperature, dtype=c.dtype)
+        ev = evaluate_policy((r.policy, r.tok), table, r.fn, guard=r.guard, seed=r.seed,
+                             max_prompt_tokens=c.max_prompt_tokens, max_new_tokens=c.max_new_tokens,
+                             temperature=c.temperature, dtype=c.dtype)
         now = ev.table.reward.tolist()
         d0, d1 = drift(s['eval_rewards'].setdefault(name, now), now), drift(s['eval_last'].get(name, now), now)
         s['evals'].append(dict(iteration=it, set=name, **ev.summary, **{f'{k}_vs_start': v for k, v in d0.items()},
@@ -1092,19 +1072,12 @@ def best_of_n(policy, prompts, reward_fn, # policy, prompt texts, reward functio
              )->BestOfN:
     "Sample n responses per prompt from the unchanged policy, score them, keep the best of each."
     pool = sample_pool(policy, prompts, n, seed, **sampling)
-    pool['score'] = score_texts(as_reward(reward_fn), pool.prompt, pool.response)
+    pool['score'] = score_responses(as_reward(reward_fn), pool.prompt, pool.response)
     if guard is not None:
         pool['flagged'] = guard.check(pool.prompt, pool.response)[list(VIOLATIONS)].any(axis=1).to_numpy()
     return BestOfN(n, pool, pick_best(pool, n))
 
 # %% ../nbs/09_rlhf.ipynb #b66969ab
-def _init_distributed()->bool:
-    "Open the process group of a torchrun / accelerate launch job (gloo on CPU, NCCL on GPU); False outside one."
-    if int(os.environ.get('WORLD_SIZE', '1')) <= 1 or not torch.distributed.is_available(): return False
-    if not torch.distributed.is_initialized():
-        torch.distributed.init_process_group('nccl' if torch.cuda.is_available() else 'gloo')
-    return True
-
 def _script_parser()->argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='python -m rewardbench_nb.rlhf',
                                 description='PPO on the shipped policy (one process, or under torchrun / accelerate).')
@@ -1127,7 +1100,7 @@ def main(argv=None)->int:
     "Command-line PPO; the first process prints the last log row as JSON."
     a = _script_parser().parse_args(argv)
     try:
-        _init_distributed()
+        init_distributed()
         cfg = build_config(PPOConfig, dict(parse_override(f'rlhf.{o}')[1:] for o in a.overrides), '--set')
         model, tok = load_policy()
         with warnings.catch_warnings():
@@ -1145,7 +1118,7 @@ def main(argv=None)->int:
 # %% ../nbs/09_rlhf.ipynb #091dc5f4
 def _bon_table(initial, prompts:pd.DataFrame, reward_fn, n:int, seed:int, guard:Guardrails,
                sampling:dict)->pd.DataFrame:
-    "The best-of-n reply of `initial` per prompt, checked by the guardrails, in `evaluate`'s table shape."
+    "The best-of-n reply of `initial` per prompt, checked by the guardrails, in `evaluate_policy`'s table shape."
     b = best_of_n(initial, prompts.prompt, reward_fn, n, seed, guard, **sampling).best
     b = b.rename(columns={'score': 'reward'}).drop(columns='flagged', errors='ignore').reset_index(drop=True)
     per_prompt = lambda col: col and [col[i] for i in b.prompt_id]
@@ -1155,7 +1128,7 @@ def _bon_table(initial, prompts:pd.DataFrame, reward_fn, n:int, seed:int, guard:
 
 # %% ../nbs/09_rlhf.ipynb #14b8db04
 def compare_policies(initial, ppo,   # the initial policy and the PPO policy: (model, tokenizer) or a PPOResult
-                     prompts:pd.DataFrame, # prompt (+ optional expect, error: see `evaluate`)
+                     prompts:pd.DataFrame, # prompt (+ optional expect, error: see `evaluate_policy`)
                      reward_fn,      # reward function or RewardModel: what PPO optimised
                      best_of:int=4,  # n of the best-of-n arm
                      seed:int=0, guard:Guardrails|None=None,
@@ -1163,7 +1136,7 @@ def compare_policies(initial, ppo,   # the initial policy and the PPO policy: (m
                     )->dict:
     "Name -> one scored, checked reply per prompt: 'initial', 'best-of-n', 'ppo', and the initial policy's 'reference'."
     guard, fn = guard or Guardrails(), as_reward(reward_fn)
-    ev = lambda pol, s: evaluate(pol, prompts, fn, guard=guard, seed=s, **sampling).table
+    ev = lambda pol, s: evaluate_policy(pol, prompts, fn, guard=guard, seed=s, **sampling).table
     return {'initial': ev(initial, seed), f'best-of-{best_of}': _bon_table(initial, prompts, fn, best_of, seed, guard,
                                                                            sampling),
             'ppo': ev(ppo, seed), 'reference': ev(initial, seed + 1)}
@@ -1351,12 +1324,6 @@ def _comparison(res:PPOResult, model, tok, fn, cfg:PPOStageConfig, seed:int, gua
     return pd.DataFrame(rows), ab_test_policies(replies, P.expect.notna().to_numpy(), plan, seed)
 
 # %% ../nbs/09_rlhf.ipynb #79cd12b5
-def _previous_checkpoint(run:Run)->Path|None:
-    "Newest checkpoint left by an unfinished ppo stage in another run folder next to `run`."
-    found = [c for d in run.dir.parent.glob('*/ppo/checkpoints')
-             if d.parent.parent != run.dir and (c := last_checkpoint(d))]
-    return max(found, key=lambda c: c.stat().st_mtime) if found else None
-
 def add_args(parser):
     "The options of `rbnb ppo`."
     parser.add_argument('--ppo-reward-model', dest='ppo_reward_model', metavar='DIR',
@@ -1441,7 +1408,7 @@ def run_ppo(run:Run, cfg:PPOStageConfig, ctx:dict):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore'); P = load_pairs('hh-rlhf-harmless', split='train').prompt.tolist()
     resume = getattr(args, 'ppo_resume', None)
-    resume = (_previous_checkpoint(run) or False) if resume is True else (resume or False)
+    resume = (previous_checkpoint(run, 'ppo') or False) if resume is True else (resume or False)
     ppo_cfg = PPOConfig(**{k: getattr(cfg, k) for k in asdict(PPOConfig())})
     res = train_ppo(model, tok, fn, P, cfg.iterations, seed, ppo_cfg, run.path('ppo'), resume, sets, guard,
                     progress=not ctx.get('quiet', False))

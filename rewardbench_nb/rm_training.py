@@ -25,20 +25,22 @@ from trl.trainer.reward_trainer import DataCollatorForPreference
 from trl.trainer.utils import disable_dropout_in_model, pad
 from .core import *
 from .data import load_pairs, pair_file, pair_set, read_table, row_splits, validate
-from .stats import boot_counts, corr_cis
+from .resampling import boot_counts, percentile_interval
+from .stats import corr_cis
 from .precision import precision, resolve_dtype
 from .reward_model import RewardModel, quiet_transformers
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['TRAIN_DTYPES', 'QUICK', 'QUICK_EVAL_ROWS', 'STAGE', 'RewardModelConfig', 'check_config', 'check_rows', 'freeze',
-           'base_model', 'with_length', 'length_table', 'LengthGroupedSampler', 'padded_tokens', 'PairCollator',
-           'ScoreCollator', 'accuracy_ci', 'PairwiseRewardTrainer', 'ScoreRegressionTrainer', 'last_checkpoint',
-           'train_spec', 'read_json', 'check_resume', 'check_weights_only', 'resume_files', 'check_safetensors',
-           'check_checkpoint', 'check_weights_fit', 'Prepared', 'prepare_pairs', 'prepare_scored', 'world_size',
-           'train_dtype', 'trainer_args', 'history_frame', 'trainer_timings', 'plot_curves', 'EpochTimer',
-           'StepProgress', 'evaluate_pairs', 'evaluate_scored', 'TrainResult', 'quiet', 'train_reward_model',
-           'add_args', 'apply_args', 'main', 'scored_items', 'check_resume_path', 'train_rm_settings', 'run_train_rm']
+__all__ = ['TRAIN_DTYPES', 'CHECKPOINT_KINDS', 'QUICK', 'QUICK_EVAL_ROWS', 'STAGE', 'RewardModelConfig', 'check_config',
+           'check_rows', 'freeze', 'base_model', 'with_length', 'length_table', 'LengthGroupedSampler', 'padded_tokens',
+           'PairCollator', 'ScoreCollator', 'accuracy_ci', 'PairwiseRewardTrainer', 'ScoreRegressionTrainer',
+           'last_checkpoint', 'train_spec', 'read_json', 'check_resume', 'check_weights_only', 'resume_files',
+           'check_safetensors', 'check_checkpoint', 'check_weights_fit', 'Prepared', 'prepare_pairs', 'prepare_scored',
+           'world_size', 'train_dtype', 'trainer_args', 'history_frame', 'trainer_timings', 'plot_training',
+           'EpochTimer', 'StepProgress', 'evaluate_pairs', 'evaluate_scored', 'TrainResult', 'quiet', 'find_checkpoint',
+           'train_reward_model', 'add_args', 'apply_args', 'main', 'scored_items', 'previous_checkpoint',
+           'check_resume_path', 'train_rm_settings', 'run_train_rm']
 
 # %% ../nbs/05a_rm_training.ipynb #2919e1eb
 @dataclass
@@ -226,8 +228,8 @@ def accuracy_ci(correct,            # 0/1 (or bool) per pair
     "Accuracy with a percentile bootstrap interval over pairs."
     c = np.asarray(correct, dtype=float)
     boot = np.concatenate([cnt @ c / len(c) for cnt in boot_counts(len(c), n_boot, seed, chunk=500)])
-    lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
-    return dict(accuracy=float(c.mean()), ci_low=float(lo), ci_high=float(hi), n=len(c), n_boot=n_boot, level=level)
+    low, high = percentile_interval(boot, level)
+    return dict(accuracy=float(c.mean()), ci_low=low, ci_high=high, n=len(c), n_boot=n_boot, level=level)
 
 # %% ../nbs/05a_rm_training.ipynb #c1e8b68f
 class _GroupedSampling:
@@ -256,12 +258,17 @@ class ScoreRegressionTrainer(_GroupedSampling, Trainer):
         return (loss, out) if return_outputs else loss
 
 # %% ../nbs/05a_rm_training.ipynb #7413a88e
+CHECKPOINT_KINDS = {PREFIX_CHECKPOINT_DIR: 'trainer_state.json', 'iter': 'state.json'}  # prefix -> file written last
+
 def last_checkpoint(folder)->Path|None:
-    "Newest complete `checkpoint-<step>` under `folder` (its trainer_state.json parses), or None."
+    "Newest complete checkpoint under `folder`: `checkpoint-<step>` (train-rm) or `iter-<n>` (ppo), or None."
     done = []
-    for p in Path(folder).glob(f'{PREFIX_CHECKPOINT_DIR}-*'):
-        try: json.loads((p/'trainer_state.json').read_text()); done.append((int(p.name.rsplit('-', 1)[1]), p))
-        except (OSError, ValueError): continue
+    for prefix, state in CHECKPOINT_KINDS.items():
+        for p in Path(folder).glob(f'{prefix}-*'):
+            try:
+                json.loads((p/state).read_text())
+                done.append((int(p.name.rsplit('-', 1)[1]), p))
+            except (OSError, ValueError): continue
     return max(done)[1] if done else None
 
 # %% ../nbs/05a_rm_training.ipynb #d172c44e
@@ -451,7 +458,7 @@ def trainer_timings(log_history:list)->list:
             if any(map(_clock, h))]
 
 # %% ../nbs/05a_rm_training.ipynb #50791d1e
-def plot_curves(history:pd.DataFrame, title:str='Reward model training')->go.Figure:
+def plot_training(history:pd.DataFrame, title:str='Reward model training')->go.Figure:
     "Loss and accuracy (train and held-out) against the epoch."
     acc = 'accuracy' in history or 'eval_accuracy' in history
     fig = make_subplots(rows=1, cols=2 if acc else 1, subplot_titles=('loss', 'accuracy') if acc else ('loss',))
@@ -551,18 +558,22 @@ def quiet():
         if ds_bars: datasets.enable_progress_bars()
 
 # %% ../nbs/05a_rm_training.ipynb #5c9a7b20
-def _resume_from(resume, out_dir:Path)->Path|None:
-    ("The checkpoint to resume from: False -> None; True -> newest under out_dir/checkpoints (None if none); "
-     "a path -> that checkpoint.")
-    if resume is False or resume is None: return None
-    if resume is True: return last_checkpoint(out_dir/'checkpoints')
+def find_checkpoint(resume)->Path:
+    "The checkpoint the path `resume` names: itself, else the newest under it or its checkpoints/; ConfigError if none."
     p = Path(resume)
     if not p.exists(): raise ConfigError(f"{p}: no such checkpoint or folder to resume from")
-    is_one = any((p/f).exists() for f in ('trainer_state.json', 'optimizer.pt', 'scheduler.pt'))  # the Trainer's own
+    is_one = any((p/f).exists() for f in (*CHECKPOINT_KINDS.values(), 'optimizer.pt'))  # files only checkpoints have
     found = p if is_one else last_checkpoint(p) or last_checkpoint(p/'checkpoints')
     if found is None:
-        raise ConfigError(f"{p}: no complete checkpoint to resume from (expected checkpoint-<step>/trainer_state.json)")
+        kinds = ' or '.join(f'{prefix}-<n>/{state}' for prefix, state in CHECKPOINT_KINDS.items())
+        raise ConfigError(f"{p}: no complete checkpoint to resume from (expected {kinds})")
     return found
+
+def _resume_from(resume, out_dir:Path)->Path|None:
+    "The checkpoint to resume: False -> None; True -> newest under out_dir/checkpoints (or None); a path -> its own."
+    if resume is False or resume is None: return None
+    if resume is True: return last_checkpoint(out_dir/'checkpoints')
+    return find_checkpoint(resume)
 
 # %% ../nbs/05a_rm_training.ipynb #61b0f9c2
 def _make_trainer(cfg, rm:RewardModel, train:Prepared, evals:Prepared|None, out_dir:Path, callbacks:list):
@@ -582,7 +593,7 @@ def _make_trainer(cfg, rm:RewardModel, train:Prepared, evals:Prepared|None, out_
 
 # %% ../nbs/05a_rm_training.ipynb #6fbe4591
 def _write_log(out_dir:Path, log:dict, history:pd.DataFrame)->Path:
-    if len(history): write_figure(out_dir/'curves.plotly.json', plot_curves(history))
+    if len(history): write_figure(out_dir/'curves.plotly.json', plot_training(history))
     return write_json(out_dir/'training_log.json', log)
 
 # %% ../nbs/05a_rm_training.ipynb #ffdebc06
@@ -783,9 +794,9 @@ def _scored_rows(cfg:RewardModelConfig, args, ctx:dict)->tuple:
     return train, val if len(val) else None, test if len(test) else None, prov
 
 # %% ../nbs/05a_rm_training.ipynb #e747d97a
-def _previous_checkpoint(run:Run)->Path|None:
-    "Newest complete checkpoint left by an unfinished train-rm in another run folder next to `run`."
-    found = [c for d in run.dir.parent.glob('*/reward_model/checkpoints')
+def previous_checkpoint(run:Run, folder:str='reward_model')->Path|None:
+    "Newest complete checkpoint in `<other run>/<folder>/checkpoints` of the run folders next to `run`."
+    found = [c for d in run.dir.parent.glob(f'*/{folder}/checkpoints')
              if d.parent.parent != run.dir and (c := last_checkpoint(d))]
     return max(found, key=lambda c: c.stat().st_mtime) if found else None
 
@@ -827,7 +838,7 @@ def run_train_rm(run:Run, cfg:RewardModelConfig, ctx:dict):
                               else _pair_rows(cfg, args, ctx, run))
     val, test = _held_out(run, val, test, ctx.get('quick', False))
     resume = getattr(args, 'rm_resume', None)
-    resume = (_previous_checkpoint(run) or False) if resume is True else (resume or False)
+    resume = (previous_checkpoint(run) or False) if resume is True else (resume or False)
     res = train_reward_model(train, cfg, run.path('reward_model'), eval_pairs=val, resume=resume, test_pairs=test,
                              provenance=prov | dict(train_split=cfg.train_split, eval_split=cfg.eval_split,
                                                     test_split=cfg.test_split),

@@ -13,22 +13,10 @@ from scipy.special import ndtr, ndtri
 from threadpoolctl import threadpool_limits
 from fastcore.basics import patch
 from .core import ConfigError, DataError
+from .resampling import boot_counts, percentile_interval
 
 # %% auto #0
-__all__ = ['METHODS', 'boot_counts', 'resample_corr', 'CorrCI', 'corr_cis', 'bootstrap_corr_ci']
-
-# %% ../nbs/03a_stats.ipynb #3f4f6f78
-def boot_counts(n:int,             # number of pairs
-                n_boot:int,        # number of resamples
-                seed:int=0,        # seed of `np.random.default_rng`
-                chunk:int|None=None, # resamples per yielded block (None: all at once)
-               ):
-    "Yield `chunk x n` blocks of resample counts, drawn like `scipy.stats.bootstrap`."
-    rng, chunk = np.random.default_rng(seed), chunk or n_boot
-    for start in range(0, n_boot, chunk):
-        b = min(chunk, n_boot - start)
-        idx = rng.integers(0, n, (b, n))
-        yield np.bincount((idx + n*np.arange(b)[:, None]).ravel(), minlength=b*n).reshape(b, n)
+__all__ = ['METHODS', 'resample_corr', 'CorrCI', 'corr_cis', 'bootstrap_corr_ci']
 
 # %% ../nbs/03a_stats.ipynb #aea5bdad
 def _ends(sorted_keys):
@@ -188,14 +176,12 @@ def _bca_levels(boot, est, jack, alpha):
 
 # %% ../nbs/03a_stats.ipynb #d242518b
 def _boot(plan, methods, n_boot, seed):
-    "Bootstrap distributions {method: (n_boot,)} in blocks of about 4M counts."
-    out, n = {m: [] for m in methods}, plan.n
-    rng, chunk = np.random.default_rng(seed), max(1, (1 << 22)//plan.npad)
-    for start in range(0, n_boot, chunk):
-        b = min(chunk, n_boot - start)
-        lexidx = plan.pos[rng.integers(0, n, (b, n))]       # draws as scipy, mapped to lex positions
-        Wl = np.bincount((lexidx + plan.npad*np.arange(b)[:, None]).ravel(), minlength=b*plan.npad)
-        for m, v in plan.stats(Wl.reshape(b, plan.npad), methods).items(): out[m].append(v)
+    "Bootstrap distributions {method: (n_boot,)}: `boot_counts` in blocks of about 4M counts, in lex order."
+    out = {m: [] for m in methods}
+    for W in boot_counts(plan.n, n_boot, seed, chunk=max(1, (1 << 22)//plan.npad)):
+        Wl = np.zeros((len(W), plan.npad), W.dtype)
+        Wl[:, plan.pos] = W
+        for m, v in plan.stats(Wl, methods).items(): out[m].append(v)
     return {m: np.concatenate(v) for m, v in out.items()}
 
 def _jackknife(plan, methods):
@@ -211,9 +197,8 @@ def _jackknife(plan, methods):
 def _interval(boot, est, jack, ci, ci_method):
     ok = boot[np.isfinite(boot)]
     if not len(ok): return np.nan, np.nan
-    alpha = (1 - ci)/2
-    levels = _bca_levels(ok, est, jack, alpha) if ci_method == 'bca' else (alpha, 1 - alpha)
-    return tuple(float(v) for v in np.quantile(ok, levels))
+    if ci_method == 'percentile': return percentile_interval(ok, ci)
+    return tuple(float(v) for v in np.quantile(ok, _bca_levels(ok, est, jack, (1 - ci)/2)))
 
 def corr_cis(x, y,                    # paired samples (1-D, finite, same length)
              methods=METHODS,         # 'spearman', 'kendall' or both (sharing the resamples)
@@ -223,7 +208,8 @@ def corr_cis(x, y,                    # paired samples (1-D, finite, same length
              ci_method:str='percentile', # 'percentile' or 'bca'
             )->list[CorrCI]:
     "Point estimates and paired-bootstrap CIs of rank correlations, one `CorrCI` per method."
-    x, y = _check_xy(x, y); methods = _check_methods(methods)
+    x, y = _check_xy(x, y)
+    methods = _check_methods(methods)
     if not 0 < ci < 1: raise ConfigError(f"ci: expected a confidence level in (0, 1), got {ci}")
     if int(n_boot) < 1: raise ConfigError(f"n_boot: expected at least 1 resample, got {n_boot}")
     if ci_method not in ('percentile', 'bca'):

@@ -5,9 +5,10 @@ import numpy as np, pandas as pd, pytest
 from rewardbench_nb import cli
 from rewardbench_nb import evaluation as ev
 from rewardbench_nb.core import DataError, RBError, write_text
+from rewardbench_nb.resampling import percentile_interval
 from rewardbench_nb.evaluation import (BENCHMARKS, JOIN_RULE, STAGE, ClaimWarning, EvalConfig, Resampler, Scoreboard,
                                        accuracy_from_scores, aggregate, best_of_n_accuracy, build_suite, header_claims,
-                                       interval, length_scores, outcomes, output_names, random_outcomes, read_scores,
+                                       length_scores, outcomes, output_names, random_outcomes, read_scores,
                                        rmbench_accuracy, section_scores, write_scores)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +76,7 @@ def test_resampler_handles_missing_outcomes():
     p, bt = Resampler(['s'] * 3, n_boot=20, seed=0).means(V)['s']
     np.testing.assert_allclose(p, [2/3, 1.0])
     assert np.all((bt[:, 1] == 1) | np.isnan(bt[:, 1]))
-    lo, hi = interval(bt)
+    lo, hi = percentile_interval(bt)
     assert lo[0] <= p[0] <= hi[0]
 
 # --- score files: every mistake is a clear error naming file, line and field -----------------------

@@ -4,9 +4,10 @@ from pathlib import Path
 import pytest
 
 NBS = Path(__file__).resolve().parents[1]/'nbs'
-TAUGHT = ['00_core', '00a_precision', '00b_text', '00c_simulation', '01_data', '02_curation', '03_agreement', '03a_stats',
-          '04_scoring', '05_reward_model', '05a_rm_training', '05b_implicit_reward', '06_calibration', '07_evaluation',
-          '08_policy', '09_rlhf', '10_overoptimization', '11_report', '90_cli', '98_notation', '99_traceability']
+TAUGHT = ['00_core', '00a_precision', '00b_text', '00c_simulation', '00d_resampling', '01_data', '02_curation',
+          '03_agreement', '03a_stats', '04_scoring', '05_reward_model', '05a_rm_training', '05b_implicit_reward',
+          '06_calibration', '07_evaluation', '08_policy', '09_rlhf', '10_overoptimization', '11_report', '90_cli',
+          '98_notation', '99_traceability']
 TEST_CALL = re.compile(r'\b(test_eq|test_ne|test_close|test_fail|test_is|test_warns|expect_fail)\b|^\s*assert\b', re.M)
 
 def cells(name:str)->list:

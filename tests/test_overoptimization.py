@@ -179,7 +179,7 @@ def test_gold_drop_is_the_paired_drop_from_the_highest_point():
     f = O.bootstrap_bon(G, P, ns, n_boot=400, seed=1)
     assert f.loc['gold_drop', 'estimate'] == pytest.approx(G.mean(0)[top] - G.mean(0)[-1])
     assert f.loc['gold_drop', 'low'] > 0 and f.loc['gold_end', 'estimate'] == pytest.approx(G.mean(0)[-1])
-    from rewardbench_nb.stats import boot_counts
+    from rewardbench_nb.resampling import boot_counts
     counts = next(boot_counts(len(G), 400, [1, 11])).astype(float)
     est, boot = O.bon_boot(G, P, ns, counts)
     manual = counts @ (G[:, top] - G[:, -1]) / len(G)

@@ -3,7 +3,7 @@ import json, os, platform, shutil, subprocess, sys
 import numpy as np, pandas as pd, pytest, torch
 from rewardbench_nb.core import DataError, ConfigError, RBError
 from rewardbench_nb.data import load_pairs
-from rewardbench_nb.reward_model import RewardModel, default_model_path, pair_accuracy, rmbench_accuracy
+from rewardbench_nb.reward_model import RewardModel, default_model_path, pair_accuracy, rmbench_margin_accuracy
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -145,9 +145,9 @@ def test_rmbench_three_by_three(rm):
     r_c = rm.score(rmb.prompt, rmb.chosen.map(lambda v: v[1]))
     r_r = rm.score(rmb.prompt, rmb.rejected.map(lambda v: v[2]))
     np.testing.assert_allclose(m[:, 1, 2], r_c - r_r, atol=1e-5)
-    acc = rmbench_accuracy(m)
+    acc = rmbench_margin_accuracy(m)
     assert set(acc) == {'hard', 'normal', 'easy', 'mean'} and abs(acc['mean'] - np.mean(m > 0)) < 1e-12
-    with pytest.raises(DataError, match=r'expected \(n, k, k\)'): rmbench_accuracy(m[:, 0])
+    with pytest.raises(DataError, match=r'expected \(n, k, k\)'): rmbench_margin_accuracy(m[:, 0])
 
 AVX2 = {'ATEN_CPU_CAPABILITY': 'avx2', 'ONEDNN_MAX_CPU_ISA': 'AVX2', 'MKL_ENABLE_INSTRUCTIONS': 'AVX2'}
 PROBE = '''

@@ -7,6 +7,7 @@ from rewardbench_nb.core import ConfigError, DataError, RBError
 from rewardbench_nb.data import load_pairs
 from rewardbench_nb.policy import load_policy
 from rewardbench_nb import rlhf as R
+from rewardbench_nb.rm_training import last_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, 'HF_HUB_OFFLINE': '1', 'TOKENIZERS_PARALLELISM': 'false'}
@@ -52,13 +53,13 @@ def test_resume_after_sigkill_matches_uninterrupted(reference, tmp_path):
     p = subprocess.Popen([sys.executable, '-m', 'rewardbench_nb.rlhf', '--out', str(out), *TINY], env=ENV,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t0 = time.time()
-    while R.last_checkpoint(out/'checkpoints') is None:
+    while last_checkpoint(out/'checkpoints') is None:
         assert p.poll() is None, 'the run ended before its first checkpoint'
         assert time.time() - t0 < 300, 'no checkpoint after 5 minutes'
         time.sleep(0.02)
     os.kill(p.pid, signal.SIGKILL); p.wait()
     assert p.returncode == -signal.SIGKILL and not (out/'log.csv').exists()
-    killed_at = int(R.last_checkpoint(out/'checkpoints').name.split('-')[1])
+    killed_at = int(last_checkpoint(out/'checkpoints').name.split('-')[1])
     assert killed_at < 4
     assert R.main(['--out', str(out), *TINY, '--resume']) == 0
     meta = json.loads((out/'log.json').read_text())['ppo']['info']
@@ -251,7 +252,8 @@ def test_resume_settings_are_checked_before_any_stage(reference, tmp_path, capsy
         2, [f"rbnb: error: {tmp_path/'no'}: no such checkpoint or folder to resume from"], False, False)
     (tmp_path/'empty').mkdir()
     assert resume_error(capsys, tmp_path, tmp_path/'empty') == (
-        2, [f"rbnb: error: {tmp_path/'empty'}: no checkpoint to resume from (expected iter-<n>/state.json)"],
+        2, [f"rbnb: error: {tmp_path/'empty'}: no complete checkpoint to resume from "
+            "(expected checkpoint-<n>/trainer_state.json or iter-<n>/state.json)"],
         False, False)
 
 def test_reward_model_max_length_past_its_positions(tmp_path):

@@ -184,13 +184,13 @@ def test_stage_trains_on_a_pairs_file_and_loads_model(tmp_path):
     assert np.abs(m - m32).max() < 0.05 * max(np.abs(m32).max(), 1e-3)
 
 def test_stage_resume_finds_the_unfinished_run(tmp_path):
-    from rewardbench_nb.rm_training import _previous_checkpoint
+    from rewardbench_nb.rm_training import previous_checkpoint
     for name, steps in [('a', [3]), ('b', []), ('c', [2, 5])]:
         for st in steps:
             ck = tmp_path/name/'reward_model'/'checkpoints'/f'checkpoint-{st}'; ck.mkdir(parents=True)
             (ck/'trainer_state.json').write_text('{}'); time.sleep(0.01)
     run = Run(tmp_path, {}, run_id='new')
-    assert _previous_checkpoint(run) == tmp_path/'c'/'reward_model'/'checkpoints'/'checkpoint-5'
+    assert previous_checkpoint(run) == tmp_path/'c'/'reward_model'/'checkpoints'/'checkpoint-5'
 
 def test_regression_stage_trains_on_the_curated_scored_campaign(tmp_path):
     "`rbnb train-rm --set reward_model.objective=regression`: the score stage's finals on curation's train split."
@@ -307,4 +307,4 @@ def test_resume_from_a_path_without_a_checkpoint(tmp_path, capsys):
         2, [f'rbnb: error: {missing}: no such checkpoint or folder to resume from'], False, False)
     assert resume_error(capsys, tmp_path, empty) == (
         2, [f'rbnb: error: {empty}: no complete checkpoint to resume from '
-            '(expected checkpoint-<step>/trainer_state.json)'], False, False)
+            '(expected checkpoint-<n>/trainer_state.json or iter-<n>/state.json)'], False, False)
