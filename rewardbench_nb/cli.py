@@ -62,13 +62,17 @@ def stage_plan(stages:dict, targets)->list:
 # %% ../nbs/90_cli.ipynb #21452dce
 class Interrupted(KeyboardInterrupt):
     "The run was stopped by a signal (SIGINT or SIGTERM)."
-    def __init__(self, signum:int): self.signum = signum; super().__init__(signal.Signals(signum).name)
+    def __init__(self, signum:int):
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
 
 # %% ../nbs/90_cli.ipynb #85a6c451
 @contextmanager
 def stop_on_signals():
     "Turn SIGINT and SIGTERM into `Interrupted` inside the block (main thread only), so the run can write its manifest."
-    if threading.current_thread() is not threading.main_thread(): yield; return
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     def stop(signum, frame): raise Interrupted(signum)
     old = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try: yield
@@ -97,7 +101,8 @@ def _run_stages(run:Run, plan:list, stages:dict, cfg:dict, ctx:dict, progress:bo
         for name in tqdm(plan, desc='rbnb', unit='stage', disable=not progress): stages[name](run, cfg, ctx)
     except KeyboardInterrupt as e:
         run.finish('interrupted', f'{type(e).__name__}: {e}' if str(e) else 'KeyboardInterrupt')
-        e.run_dir = run.dir; raise
+        e.run_dir = run.dir
+        raise
     except BaseException as e:
         run.finish('failed', f'{type(e).__name__}: {e}')
         if isinstance(e, RBError) or errno_of(e) is None: raise
@@ -114,7 +119,8 @@ def write_run_report(run_dir)->Path|None:
     try: return write_report(run_dir)
     except Exception as e:
         why = str(e) if isinstance(e, RBError) else f"{run_dir}/report.html: {type(e).__name__}: {e}"
-        warnings.warn(f"report not written: {why}", ReportNotWritten); return None
+        warnings.warn(f"report not written: {why}", ReportNotWritten)
+        return None
 
 # %% ../nbs/90_cli.ipynb #e8c0db89
 def known_sections(stages:dict)->set:
@@ -126,7 +132,8 @@ def explicit_keys(overrides)->dict:
     "{section: keys} set on the command line: they win over the toy sizes of --quick."
     out = {}
     for o in overrides:
-        name, key, _ = parse_override(o); out.setdefault(name, set()).add(key)
+        name, key, _ = parse_override(o)
+        out.setdefault(name, set()).add(key)
     return out
 
 # %% ../nbs/90_cli.ipynb #3f79d554
@@ -191,7 +198,8 @@ RUN_UNTIL = 'gamma'  # the last stage of a plain `rbnb run`: the whole pipeline
 
 def run_targets(stages:dict, until:str|None=None)->list:
     "Stages `rbnb run --until until` runs: every stage up to and including it, in order (default `RUN_UNTIL`)."
-    names = list(stages); until = until or (RUN_UNTIL if RUN_UNTIL in names else names[-1])
+    names = list(stages)
+    until = until or (RUN_UNTIL if RUN_UNTIL in names else names[-1])
     return names[:names.index(until) + 1]
 
 # %% ../nbs/90_cli.ipynb #a85e4690
@@ -295,9 +303,11 @@ def main(argv=None)->int:
         run, ctx = run_pipeline(targets, args.config_dir or default_config_dir(), [*args.overrides, *flags], args.seed,
                                 args.quick, args.runs_dir, args.run_id, args, stages, not args.quiet, args.dtype)
     except RBError as e:
-        print(f'rbnb: error: {e}', file=sys.stderr); return 2
+        print(f'rbnb: error: {e}', file=sys.stderr)
+        return 2
     except OSError as e:
-        print(f"rbnb: error: {f'{e.filename}: ' if e.filename else ''}{os_reason(e)}", file=sys.stderr); return 2
+        print(f"rbnb: error: {f'{e.filename}: ' if e.filename else ''}{os_reason(e)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as e:
         print(_interrupted(e), file=sys.stderr)
         return 128 + getattr(e, 'signum', signal.SIGINT)

@@ -70,7 +70,8 @@ MANIFEST_FIELDS = dict(run_id=str, status=str, error=(str, type(None)), stage=(s
 
 def read_manifest(run_dir)->dict:
     "The run's manifest, its fields typed; RBError naming the file (and field) when it is not a run's manifest."
-    d = Path(run_dir); p = d/'manifest.json'
+    d = Path(run_dir)
+    p = d/'manifest.json'
     if not d.is_dir(): raise RBError(f"{d}: not a folder: expected the folder of a run made by rbnb")
     if not p.is_file(): raise RBError(f"{p}: not found: expected the folder of a run made by rbnb")
     try: m = json.loads(decode_utf8(p.read_bytes(), p))
@@ -313,7 +314,8 @@ CSS = ('body{font-family:system-ui,sans-serif;margin:0 auto;padding:1em 2em;max-
 
 def build_report(run_dir, drawn:dict|None=None)->str:
     "The run's report as one self-contained HTML page (plotly.js inlined once; every text from the run escaped)."
-    run_dir = Path(run_dir); m = read_manifest(run_dir)
+    run_dir = Path(run_dir)
+    m = read_manifest(run_dir)
     nav = ''.join(f'<a href="#{s}">{esc(t.split(":")[0])}</a>' for s, t, _ in [*SECTIONS, ('manifest', 'Manifest', 0)])
     token = _DRAWN.set({} if drawn is None else drawn)  # the page's figures by div id: ids unique on the page
     try: body = ''.join(section_html(run_dir, m, s, t, f) for s, t, f in SECTIONS)
@@ -348,7 +350,8 @@ def export_figures(run_dir, formats=('png', 'svg'), scale:float=2.)->list:
     build_report(run_dir, drawn)
     for name, fig in drawn.items():
         for fmt in formats:
-            p = Path(run_dir)/'figures'/f'{name}.{fmt}'; p.parent.mkdir(exist_ok=True)
+            p = Path(run_dir)/'figures'/f'{name}.{fmt}'
+            p.parent.mkdir(exist_ok=True)
             with atomic_path(p) as tmp: fig.write_image(tmp, format=fmt, width=1000, scale=scale)
             out.append(p)
     return out
