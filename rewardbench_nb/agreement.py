@@ -21,8 +21,8 @@ __all__ = ['LEVELS', 'MAX_VALUES', 'LANDIS_KOCH', 'ID_COLUMNS', 'SPREADS', 'STAT
            'pairable_counts', 'matrix_counts', 'coincidences', 'distances', 'alpha_from_counts', 'krippendorff_alpha',
            'resampled_alphas', 'AlphaCI', 'bootstrap_counts', 'bootstrap_alpha', 'count_table', 'fleiss_kappa',
            'resampled_kappas', 'KappaCI', 'bootstrap_kappa', 'agreement_band', 'cohen_kappa', 'value_column',
-           'check_ratings', 'reliability_matrix', 'quorum_split', 'review_queue', 'write_csv', 'item_domains',
-           'AgreementReport', 'agreement_report', 'AgreementConfig', 'add_agreement_args', 'run_agreement']
+           'check_ratings', 'reliability_matrix', 'quorum_split', 'review_queue', 'item_domains', 'AgreementReport',
+           'agreement_report', 'write_csv', 'AgreementConfig', 'add_agreement_args', 'run_agreement']
 
 # %% ../nbs/03_agreement.ipynb #bc63803a
 LEVELS = ('nominal', 'ordinal', 'interval', 'ratio')
@@ -306,7 +306,8 @@ def cohen_kappa(a,                # ratings of rater A
     if len(bad): raise DataError(f"missing rating at position {bad[0]}: Cohen's kappa needs both raters on every item")
     cats = _categories(a, b, labels)
     pos = {v: i for i, v in enumerate(cats)}
-    o = np.zeros((len(cats), len(cats))); np.add.at(o, ([pos[v] for v in a], [pos[v] for v in b]), 1 / len(a))
+    o = np.zeros((len(cats), len(cats)))
+    np.add.at(o, ([pos[v] for v in a], [pos[v] for v in b]), 1 / len(a))
     w, e = _cohen_weights(cats, weights), np.outer(o.sum(1), o.sum(0))
     if not (w * e).sum() > 0:
         raise AlphaUndefined("kappa is undefined: both raters used a single category (no variation)")
@@ -388,12 +389,6 @@ def review_queue(ratings:pd.DataFrame, # long ratings table
     widest = hit[['item', 'criterion', 'ratings', 'spread', 'reason']].sort_values(
         ['spread', 'item', 'criterion'], ascending=[False, True, True], kind='stable')
     return widest.reset_index(drop=True)
-
-# %% ../nbs/03_agreement.ipynb #f26ab41d
-def write_csv(df:pd.DataFrame, path)->Path:
-    "Write `df` as CSV to `path` atomically."
-    with atomic_path(path) as tmp: df.to_csv(tmp, index=False)
-    return Path(path)
 
 # %% ../nbs/03_agreement.ipynb #f19ba3cb
 def _group_seed(seed:int, *names)->list:
@@ -480,8 +475,9 @@ def _criterion_rows(ratings, vcol, c, dom, level, n_boot, ci, target, seed)->lis
     if dom is None: return rows
     item_dom = pd.Series(items).map(dom).to_numpy()
     for d in sorted(set(item_dom)):
-        sub = counts[item_dom == d]; used = sub.sum(0) > 0
-        rows += _group_rows(c, d, values[used], sub[:, used], *args)
+        in_domain = counts[item_dom == d]
+        used = in_domain.sum(0) > 0
+        rows += _group_rows(c, d, values[used], in_domain[:, used], *args)
     return rows
 
 # %% ../nbs/03_agreement.ipynb #4331017a
@@ -573,6 +569,12 @@ def agreement_report(ratings:pd.DataFrame,  # long ratings table (item, annotato
     rows = [r for c in (criteria or have)
             for r in _criterion_rows(ratings, vcol, c, dom, level, n_boot, ci, target, seed)]
     return AgreementReport(pd.DataFrame(rows), level, n_boot, ci, target, title)
+
+# %% ../nbs/03_agreement.ipynb #f26ab41d
+def write_csv(df:pd.DataFrame, path)->Path:
+    "Write `df` as CSV to `path` atomically."
+    with atomic_path(path) as tmp: df.to_csv(tmp, index=False)
+    return Path(path)
 
 # %% ../nbs/03_agreement.ipynb #8042f6fa
 @dataclass
