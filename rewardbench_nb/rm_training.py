@@ -35,11 +35,11 @@ from tqdm.auto import tqdm
 __all__ = ['TRAIN_DTYPES', 'CHECKPOINT_KINDS', 'QUICK', 'QUICK_EVAL_ROWS', 'STAGE', 'RewardModelConfig', 'check_config',
            'check_rows', 'freeze', 'base_model', 'with_length', 'length_table', 'LengthGroupedSampler', 'padded_tokens',
            'PairCollator', 'ScoreCollator', 'accuracy_ci', 'PairwiseRewardTrainer', 'ScoreRegressionTrainer',
-           'last_checkpoint', 'train_spec', 'read_json', 'check_resume', 'check_weights_only', 'resume_files',
-           'check_safetensors', 'check_checkpoint', 'check_weights_fit', 'Prepared', 'prepare_pairs', 'prepare_scored',
-           'world_size', 'train_dtype', 'trainer_args', 'history_frame', 'trainer_timings', 'plot_training',
-           'EpochTimer', 'StepProgress', 'evaluate_pairs', 'evaluate_scored', 'TrainResult', 'quiet', 'find_checkpoint',
-           'train_reward_model', 'add_args', 'apply_args', 'main', 'scored_items', 'previous_checkpoint',
+           'Prepared', 'prepare_pairs', 'prepare_scored', 'world_size', 'train_dtype', 'trainer_args', 'history_frame',
+           'trainer_timings', 'plot_training', 'EpochTimer', 'StepProgress', 'evaluate_pairs', 'evaluate_scored',
+           'TrainResult', 'quiet', 'train_reward_model', 'train_spec', 'scored_items', 'last_checkpoint', 'read_json',
+           'check_resume', 'check_weights_only', 'resume_files', 'check_safetensors', 'check_checkpoint',
+           'check_weights_fit', 'find_checkpoint', 'add_args', 'apply_args', 'main', 'previous_checkpoint',
            'check_resume_path', 'train_rm_settings', 'run_train_rm']
 
 # %% ../nbs/05a_rm_training.ipynb #2919e1eb
@@ -190,8 +190,9 @@ class LengthGroupedSampler:
 # %% ../nbs/05a_rm_training.ipynb #df0db317
 def padded_tokens(lengths, order, batch_size:int)->int:
     "Tokens processed when `order` is cut into batches padded to their longest row."
-    L = np.asarray(lengths)[order]
-    return int(sum(L[i:i + batch_size].max() * len(L[i:i + batch_size]) for i in range(0, len(L), batch_size)))
+    ordered = np.asarray(lengths)[order]
+    batches = (ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size))
+    return int(sum(b.max() * len(b) for b in batches))
 
 # %% ../nbs/05a_rm_training.ipynb #729f600e
 def _pad_rows(rows, value:int)->torch.Tensor: return pad([torch.tensor(r) for r in rows], value, padding_side='right')
@@ -257,116 +258,6 @@ class ScoreRegressionTrainer(_GroupedSampling, Trainer):
         loss = F.mse_loss(out.logits.squeeze(-1).float(), labels.float())
         return (loss, out) if return_outputs else loss
 
-# %% ../nbs/05a_rm_training.ipynb #7413a88e
-CHECKPOINT_KINDS = {PREFIX_CHECKPOINT_DIR: 'trainer_state.json', 'iter': 'state.json'}  # prefix -> file written last
-
-def last_checkpoint(folder)->Path|None:
-    "Newest complete checkpoint under `folder`: `checkpoint-<step>` (train-rm) or `iter-<n>` (ppo), or None."
-    done = []
-    for prefix, state in CHECKPOINT_KINDS.items():
-        for p in Path(folder).glob(f'{prefix}-*'):
-            try:
-                json.loads((p/state).read_text())
-                done.append((int(p.name.rsplit('-', 1)[1]), p))
-            except (OSError, ValueError): continue
-    return max(done)[1] if done else None
-
-# %% ../nbs/05a_rm_training.ipynb #d172c44e
-_NOT_TRAINING = ('save_steps', 'keep_checkpoints', 'evals_per_epoch', 'eval_batch_size', 'n_boot', 'eval_split',
-                 'dataset', 'train_split')
-
-def train_spec(cfg:RewardModelConfig, data_sha256:str, world:int)->dict:
-    "What must match for a checkpoint to be resumed: the training settings and the data hash."
-    return dict(config={k: v for k, v in asdict(cfg).items() if k not in _NOT_TRAINING}, data_sha256=data_sha256,
-                world_size=world)
-
-# %% ../nbs/05a_rm_training.ipynb #fd5b591c
-def read_json(f)->dict:
-    "The JSON object in file `f`; DataError naming `f` when it is not UTF-8, not JSON, or not an object."
-    f = Path(f); text = decode_utf8(f.read_bytes(), f)
-    try: obj = json.loads(text)
-    except ValueError as e: raise DataError(f"not valid JSON ({e})", f) from None
-    if not isinstance(obj, dict): raise DataError(f"expected a JSON object, got {type(obj).__name__}", f)
-    return obj
-
-# %% ../nbs/05a_rm_training.ipynb #f920dd31
-def check_resume(spec:dict, ckpt_dir)->None:
-    "ConfigError when `ckpt_dir`'s train_spec.json differs from `spec` in a key `spec` has."
-    f = Path(ckpt_dir)/'train_spec.json'
-    if not f.exists():
-        raise ConfigError(f"{f}: missing; cannot tell whether these checkpoints belong to this data and config")
-    old = read_json(f)
-    if not isinstance(old.get('config'), dict): raise DataError("not a train_spec (no 'config' object)", f)
-    diff = [k for k in spec['config'] if old['config'].get(k) != spec['config'][k]]
-    diff += [k for k in ('data_sha256', 'world_size') if k in spec and old.get(k) != spec[k]]
-    if diff:
-        raise ConfigError(f"{ckpt_dir}: cannot resume, the checkpoints were trained with different {', '.join(diff)} "
-                          f"(was {', '.join(repr(old['config'].get(k, old.get(k))) for k in diff)})")
-
-# %% ../nbs/05a_rm_training.ipynb #ea04631b
-_TORCH_STATE = ('*.pt', '*.pth', 'pytorch_model*.bin')  # what the Trainer reads back with torch.load on resume
-_STATE_KEYS = {'optimizer.pt': ('state', 'param_groups'), 'scheduler.pt': ('last_epoch',),
-               'rng_state': ('python', 'numpy', 'cpu')}  # file name (or its start) -> the keys the Trainer reads
-
-# %% ../nbs/05a_rm_training.ipynb #939db190
-def _weights_only(f:Path):
-    "What torch file `f` holds, read as weights only (tensors mapped, not read); RBError naming `f` otherwise."
-    try:
-        with warnings.catch_warnings(), safe_globals():
-            warnings.simplefilter('ignore')
-            return torch.load(f, map_location='cpu', weights_only=True, mmap=zipfile.is_zipfile(f))
-    except pickle.UnpicklingError:
-        raise RBError(f"{f}: not a weights-only checkpoint (torch.load(weights_only=True) refuses it), "
-                      "so it is not loaded") from None
-    except Exception as e: raise RBError(f"{f}: unreadable checkpoint file ({type(e).__name__})") from None
-
-# %% ../nbs/05a_rm_training.ipynb #68ee18ce
-def check_weights_only(ckpt)->Path:
-    "`ckpt`, once each torch file the Trainer reads on resume loads as weights only and holds what it reads."
-    for f in sorted(p for pat in _TORCH_STATE for p in Path(ckpt).glob(pat)):
-        state, keys = _weights_only(f), next((v for k, v in _STATE_KEYS.items() if f.name.startswith(k)), ())
-        if lost := [k for k in keys if not isinstance(state, dict) or k not in state]:
-            raise RBError(f"{f}: holds no {', '.join(map(repr, lost))}, which the Trainer reads on resume")
-    return Path(ckpt)
-
-# %% ../nbs/05a_rm_training.ipynb #16cb097f
-_RESUME_STATE = ('model.safetensors', 'trainer_state.json', 'optimizer.pt', 'scheduler.pt')
-
-def resume_files(world:int=1)->tuple:
-    "The files an exact resume reads: weights, Trainer state, optimizer and scheduler, each process's RNG state."
-    return (*_RESUME_STATE, *(['rng_state.pth'] if world == 1 else [f'rng_state_{i}.pth' for i in range(world)]))
-
-# %% ../nbs/05a_rm_training.ipynb #92b4d7e9
-def check_safetensors(f)->Path:
-    "`f`, once its safetensors header reads and covers the file; DataError naming `f` otherwise."
-    try:
-        with safe_open(str(f), 'pt'): return Path(f)
-    except SafetensorError as e: raise DataError(f"not a readable safetensors file ({e})", f) from None
-
-def check_checkpoint(ckpt, world:int=1)->Path:
-    "`ckpt`, once every file an exact resume reads is there and readable; RBError naming the first at fault."
-    ckpt = Path(ckpt)
-    if missing := [n for n in resume_files(world) if not (ckpt/n).is_file()]:
-        raise DataError(f"incomplete checkpoint: missing {', '.join(missing)}; resuming without "
-                        f"{'it' if len(missing) == 1 else 'them'} would not continue the same training", ckpt)
-    try: step = TrainerState(**read_json(ckpt/'trainer_state.json')).global_step
-    except TypeError as e: raise DataError(f"not a Trainer state ({e})", ckpt/'trainer_state.json') from None
-    if not isinstance(step, int) or step < 0:
-        raise DataError(f"global_step = {step!r}: expected an integer >= 0", ckpt/'trainer_state.json')
-    for f in (ckpt/'config.json', ckpt.parent/'train_spec.json'):
-        if f.exists(): read_json(f)
-    for f in sorted(ckpt.glob('*.safetensors')): check_safetensors(f)
-    return check_weights_only(ckpt)
-
-# %% ../nbs/05a_rm_training.ipynb #33436950
-def check_weights_fit(f, model)->None:
-    "DataError naming safetensors file `f` unless its tensors are `model`'s, by name and shape."
-    with safe_open(str(f), 'pt') as g: got = {k: tuple(g.get_slice(k).get_shape()) for k in g.keys()}
-    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    if bad := sorted(set(got) ^ set(want)) or [k for k in want if got[k] != want[k]]:
-        raise DataError(f"weights of another model: {len(bad)} tensors differ in name or shape (e.g. {bad[0]}); "
-                        "resuming would not continue the same training", f)
-
 # %% ../nbs/05a_rm_training.ipynb #21bdcb76
 @dataclass
 class Prepared:
@@ -381,9 +272,10 @@ class Prepared:
 
 # %% ../nbs/05a_rm_training.ipynb #e260fc9e
 def _truncation(encs:list, rows:int)->dict:
-    pc, rc = (np.stack([getattr(e, k) for e in encs]) for k in ('prompt_cut', 'response_cut'))
-    return dict(rows=rows, inputs=int(pc.size), prompt_truncated=int(pc.sum()), response_truncated=int(rc.sum()),
-                rows_with_truncation=int((pc | rc).any(0).sum()), dropped=0)
+    prompt_cut, response_cut = (np.stack([getattr(e, k) for e in encs]) for k in ('prompt_cut', 'response_cut'))
+    return dict(rows=rows, inputs=int(prompt_cut.size), prompt_truncated=int(prompt_cut.sum()),
+                response_truncated=int(response_cut.sum()),
+                rows_with_truncation=int((prompt_cut | response_cut).any(0).sum()), dropped=0)
 
 # %% ../nbs/05a_rm_training.ipynb #085dc5d2
 def _types(rm:RewardModel)->bool: return 'token_type_ids' in rm.tokenizer.model_input_names
@@ -500,7 +392,9 @@ class StepProgress(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kw):
         if self.bar is not None and logs and 'loss' in logs: self.bar.set_postfix(loss=f"{logs['loss']:.3f}")
     def on_train_end(self, args, state, control, **kw):
-        if self.bar is not None: self.bar.close(); self.bar = None
+        if self.bar is None: return
+        self.bar.close()
+        self.bar = None
 
 # %% ../nbs/05a_rm_training.ipynb #2bbca32c
 def evaluate_pairs(rm:RewardModel, pairs:pd.DataFrame, cfg:RewardModelConfig)->dict:
@@ -551,24 +445,14 @@ class TrainResult:
 @contextmanager
 def quiet():
     "Silence transformers' and datasets' progress bars and load reports inside the block."
-    ds_bars = datasets.is_progress_bar_enabled(); datasets.disable_progress_bars()
+    ds_bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
     try:
         with quiet_transformers(): yield
     finally:
         if ds_bars: datasets.enable_progress_bars()
 
-# %% ../nbs/05a_rm_training.ipynb #5c9a7b20
-def find_checkpoint(resume)->Path:
-    "The checkpoint the path `resume` names: itself, else the newest under it or its checkpoints/; ConfigError if none."
-    p = Path(resume)
-    if not p.exists(): raise ConfigError(f"{p}: no such checkpoint or folder to resume from")
-    is_one = any((p/f).exists() for f in (*CHECKPOINT_KINDS.values(), 'optimizer.pt'))  # files only checkpoints have
-    found = p if is_one else last_checkpoint(p) or last_checkpoint(p/'checkpoints')
-    if found is None:
-        kinds = ' or '.join(f'{prefix}-<n>/{state}' for prefix, state in CHECKPOINT_KINDS.items())
-        raise ConfigError(f"{p}: no complete checkpoint to resume from (expected {kinds})")
-    return found
-
+# %% ../nbs/05a_rm_training.ipynb #b2bbcc78
 def _resume_from(resume, out_dir:Path)->Path|None:
     "The checkpoint to resume: False -> None; True -> newest under out_dir/checkpoints (or None); a path -> its own."
     if resume is False or resume is None: return None
@@ -610,6 +494,15 @@ def train_reward_model(
     "Train a reward model on `pairs` (Bradley-Terry) or scored items (MSE) and write model, log and curve to `out_dir`."
     with quiet(): return _train(pairs, cfg, out_dir, eval_pairs, test_pairs, resume, provenance, progress)
 
+# %% ../nbs/05a_rm_training.ipynb #d172c44e
+_NOT_TRAINING = ('save_steps', 'keep_checkpoints', 'evals_per_epoch', 'eval_batch_size', 'n_boot', 'eval_split',
+                 'dataset', 'train_split')  # do not change the weights
+
+def train_spec(cfg:RewardModelConfig, data_sha256:str, world:int)->dict:
+    "What must match for a checkpoint to be resumed: the training settings and the data hash."
+    return dict(config={k: v for k, v in asdict(cfg).items() if k not in _NOT_TRAINING}, data_sha256=data_sha256,
+                world_size=world)
+
 # %% ../nbs/05a_rm_training.ipynb #65eeda84
 def _log(cfg, spec, ckpt, trainer, train:Prepared, evals, provenance, history)->dict:
     "The training log (without the held-out metrics): nothing in it depends on the machine's speed or load."
@@ -646,19 +539,161 @@ def _train(pairs, cfg, out_dir, eval_pairs, test_pairs, resume, provenance, prog
     timer, timing = EpochTimer(), dict(prepare_seconds=round(time.perf_counter() - t0, 2))
     trainer = _make_trainer(cfg, rm, train, evals, out, [timer, StepProgress(disable=not progress)])
     if trainer.is_world_process_zero(): write_json(out/'checkpoints'/'train_spec.json', spec)
-    t1 = time.perf_counter(); trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
+    t1 = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(ckpt) if ckpt else None)
     timing.update(train_seconds=round(time.perf_counter() - t1, 2), epochs=timer.epochs,
                   trainer=trainer_timings(trainer.state.log_history))
     history = history_frame(trainer.state.log_history)
     log, metrics = _log(cfg, spec, ckpt, trainer, train, evals, provenance, history), {}
     if trainer.is_world_process_zero():
-        rm.model.eval(); rm.save(out/'model'); t2 = time.perf_counter()
+        rm.model.eval()
+        rm.save(out/'model')
+        t2 = time.perf_counter()
         metrics = _final_metrics(cfg, out/'model', dict(validation=eval_pairs, test=test_pairs))
         log.update(metrics=metrics, test_read_once=test_pairs is not None)
         timing.update(eval_seconds=round(time.perf_counter() - t2, 2), total_seconds=round(time.perf_counter() - t0, 2))
         _write_log(out, log, history)
         if not cfg.keep_checkpoints: shutil.rmtree(out/'checkpoints', ignore_errors=True)
     return TrainResult(out/'model', out/'training_log.json', metrics, history, log, timing, _machine())
+
+# %% ../nbs/05a_rm_training.ipynb #12c150fb
+def scored_items(prompts:pd.DataFrame,      # Prompts table: id, text, response (+ domain)
+                 scores:pd.DataFrame,       # 04_scoring table, indexed by item id
+                 score_column:str='final',  # the regression target
+                 splits:pd.DataFrame|None=None, # id, split of 02_curation; None = the prompt's hash split
+                )->pd.DataFrame:
+    ("Rows id, prompt, response, (domain,) score and split for regression; "
+     "`attrs['left_out']` counts what was left out and why.")
+    numeric = [c for c in scores.columns if pd.api.types.is_numeric_dtype(scores[c]) and c != 'rank']
+    if score_column not in numeric:
+        raise ConfigError(f"reward_model.score_column = {score_column!r}: "
+                          f"expected a score column, one of {', '.join(numeric)}")
+    df = prompts.rename(columns={'text': 'prompt'})[
+        ['id', 'prompt', 'response', *(['domain'] if 'domain' in prompts else [])]].copy()
+    df[score_column] = df['id'].map(scores[score_column]).astype(float)
+    df['split'] = (df['id'].map(splits.set_index('id')['split']).fillna('removed') if splits is not None
+                   else row_splits(df))
+    no_response = ~df.response.map(lambda r: isinstance(r, str) and r.strip() != '')
+    unscored, removed = (df[score_column].isna() & ~no_response,
+                         (df.split == 'removed') & ~no_response & df[score_column].notna())
+    out = df[~(no_response | unscored | removed)].reset_index(drop=True)
+    out.attrs['left_out'] = dict(no_response=int(no_response.sum()), unscored=int(unscored.sum()),
+                                 removed_by_curation=int(removed.sum()))
+    return out
+
+# %% ../nbs/05a_rm_training.ipynb #7413a88e
+CHECKPOINT_KINDS = {PREFIX_CHECKPOINT_DIR: 'trainer_state.json', 'iter': 'state.json'}  # prefix -> file written last
+
+def last_checkpoint(folder)->Path|None:
+    "Newest complete checkpoint under `folder`: `checkpoint-<step>` (train-rm) or `iter-<n>` (ppo), or None."
+    done = []
+    for prefix, state in CHECKPOINT_KINDS.items():
+        for p in Path(folder).glob(f'{prefix}-*'):
+            try:
+                json.loads((p/state).read_text())
+                done.append((int(p.name.rsplit('-', 1)[1]), p))
+            except (OSError, ValueError): continue
+    return max(done)[1] if done else None
+
+# %% ../nbs/05a_rm_training.ipynb #fd5b591c
+def read_json(f)->dict:
+    "The JSON object in file `f`; DataError naming `f` when it is not UTF-8, not JSON, or not an object."
+    f = Path(f)
+    text = decode_utf8(f.read_bytes(), f)
+    try: obj = json.loads(text)
+    except ValueError as e: raise DataError(f"not valid JSON ({e})", f) from None
+    if not isinstance(obj, dict): raise DataError(f"expected a JSON object, got {type(obj).__name__}", f)
+    return obj
+
+# %% ../nbs/05a_rm_training.ipynb #f920dd31
+def check_resume(spec:dict, ckpt_dir)->None:
+    "ConfigError when `ckpt_dir`'s train_spec.json differs from `spec` in a key `spec` has."
+    f = Path(ckpt_dir)/'train_spec.json'
+    if not f.exists():
+        raise ConfigError(f"{f}: missing; cannot tell whether these checkpoints belong to this data and config")
+    old = read_json(f)
+    if not isinstance(old.get('config'), dict): raise DataError("not a train_spec (no 'config' object)", f)
+    diff = [k for k in spec['config'] if old['config'].get(k) != spec['config'][k]]
+    diff += [k for k in ('data_sha256', 'world_size') if k in spec and old.get(k) != spec[k]]
+    if diff:
+        raise ConfigError(f"{ckpt_dir}: cannot resume, the checkpoints were trained with different {', '.join(diff)} "
+                          f"(was {', '.join(repr(old['config'].get(k, old.get(k))) for k in diff)})")
+
+# %% ../nbs/05a_rm_training.ipynb #ea04631b
+_TORCH_STATE = ('*.pt', '*.pth', 'pytorch_model*.bin')  # what the Trainer reads back with torch.load on resume
+_STATE_KEYS = {'optimizer.pt': ('state', 'param_groups'), 'scheduler.pt': ('last_epoch',),
+               'rng_state': ('python', 'numpy', 'cpu')}  # file name (or its start) -> the keys the Trainer reads
+
+# %% ../nbs/05a_rm_training.ipynb #939db190
+def _weights_only(f:Path):
+    "What torch file `f` holds, read as weights only (tensors mapped, not read); RBError naming `f` otherwise."
+    try:
+        with warnings.catch_warnings(), safe_globals():
+            warnings.simplefilter('ignore')
+            return torch.load(f, map_location='cpu', weights_only=True, mmap=zipfile.is_zipfile(f))
+    except pickle.UnpicklingError:
+        raise RBError(f"{f}: not a weights-only checkpoint (torch.load(weights_only=True) refuses it), "
+                      "so it is not loaded") from None
+    except Exception as e: raise RBError(f"{f}: unreadable checkpoint file ({type(e).__name__})") from None
+
+# %% ../nbs/05a_rm_training.ipynb #68ee18ce
+def check_weights_only(ckpt)->Path:
+    "`ckpt`, once each torch file the Trainer reads on resume loads as weights only and holds what it reads."
+    for f in sorted(p for pat in _TORCH_STATE for p in Path(ckpt).glob(pat)):
+        state, keys = _weights_only(f), next((v for k, v in _STATE_KEYS.items() if f.name.startswith(k)), ())
+        if lost := [k for k in keys if not isinstance(state, dict) or k not in state]:
+            raise RBError(f"{f}: holds no {', '.join(map(repr, lost))}, which the Trainer reads on resume")
+    return Path(ckpt)
+
+# %% ../nbs/05a_rm_training.ipynb #16cb097f
+_RESUME_STATE = ('model.safetensors', 'trainer_state.json', 'optimizer.pt', 'scheduler.pt')
+
+def resume_files(world:int=1)->tuple:
+    "The files an exact resume reads: weights, Trainer state, optimizer and scheduler, each process's RNG state."
+    return (*_RESUME_STATE, *(['rng_state.pth'] if world == 1 else [f'rng_state_{i}.pth' for i in range(world)]))
+
+# %% ../nbs/05a_rm_training.ipynb #92b4d7e9
+def check_safetensors(f)->Path:
+    "`f`, once its safetensors header reads and covers the file; DataError naming `f` otherwise."
+    try:
+        with safe_open(str(f), 'pt'): return Path(f)
+    except SafetensorError as e: raise DataError(f"not a readable safetensors file ({e})", f) from None
+
+def check_checkpoint(ckpt, world:int=1)->Path:
+    "`ckpt`, once every file an exact resume reads is there and readable; RBError naming the first at fault."
+    ckpt = Path(ckpt)
+    if missing := [n for n in resume_files(world) if not (ckpt/n).is_file()]:
+        raise DataError(f"incomplete checkpoint: missing {', '.join(missing)}; resuming without "
+                        f"{'it' if len(missing) == 1 else 'them'} would not continue the same training", ckpt)
+    try: step = TrainerState(**read_json(ckpt/'trainer_state.json')).global_step
+    except TypeError as e: raise DataError(f"not a Trainer state ({e})", ckpt/'trainer_state.json') from None
+    if not isinstance(step, int) or step < 0:
+        raise DataError(f"global_step = {step!r}: expected an integer >= 0", ckpt/'trainer_state.json')
+    for f in (ckpt/'config.json', ckpt.parent/'train_spec.json'):
+        if f.exists(): read_json(f)
+    for f in sorted(ckpt.glob('*.safetensors')): check_safetensors(f)
+    return check_weights_only(ckpt)
+
+# %% ../nbs/05a_rm_training.ipynb #33436950
+def check_weights_fit(f, model)->None:
+    "DataError naming safetensors file `f` unless its tensors are `model`'s, by name and shape."
+    with safe_open(str(f), 'pt') as g: got = {k: tuple(g.get_slice(k).get_shape()) for k in g.keys()}
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if bad := sorted(set(got) ^ set(want)) or [k for k in want if got[k] != want[k]]:
+        raise DataError(f"weights of another model: {len(bad)} tensors differ in name or shape (e.g. {bad[0]}); "
+                        "resuming would not continue the same training", f)
+
+# %% ../nbs/05a_rm_training.ipynb #5c9a7b20
+def find_checkpoint(resume)->Path:
+    "The checkpoint the path `resume` names: itself, else the newest under it or its checkpoints/; ConfigError if none."
+    p = Path(resume)
+    if not p.exists(): raise ConfigError(f"{p}: no such checkpoint or folder to resume from")
+    is_one = any((p/f).exists() for f in (*CHECKPOINT_KINDS.values(), 'optimizer.pt'))  # files only checkpoints have
+    found = p if is_one else last_checkpoint(p) or last_checkpoint(p/'checkpoints')
+    if found is None:
+        kinds = ' or '.join(f'{prefix}-<n>/{state}' for prefix, state in CHECKPOINT_KINDS.items())
+        raise ConfigError(f"{p}: no complete checkpoint to resume from (expected {kinds})")
+    return found
 
 # %% ../nbs/05a_rm_training.ipynb #2b585414
 def add_args(parser):
@@ -723,31 +758,6 @@ def main(argv=None)->int:
         print(f'rm_training: error: {e}', file=sys.stderr); return 2
     if int(os.environ.get('RANK', '0')) == 0: print(json.dumps(json_ready(res.metrics)))
     return 0
-
-# %% ../nbs/05a_rm_training.ipynb #12c150fb
-def scored_items(prompts:pd.DataFrame,      # Prompts table: id, text, response (+ domain)
-                 scores:pd.DataFrame,       # 04_scoring table, indexed by item id
-                 score_column:str='final',  # the regression target
-                 splits:pd.DataFrame|None=None, # id, split of 02_curation; None = the prompt's hash split
-                )->pd.DataFrame:
-    ("Rows id, prompt, response, (domain,) score and split for regression; "
-     "`attrs['left_out']` counts what was left out and why.")
-    numeric = [c for c in scores.columns if pd.api.types.is_numeric_dtype(scores[c]) and c != 'rank']
-    if score_column not in numeric:
-        raise ConfigError(f"reward_model.score_column = {score_column!r}: "
-                          f"expected a score column, one of {', '.join(numeric)}")
-    df = prompts.rename(columns={'text': 'prompt'})[
-        ['id', 'prompt', 'response', *(['domain'] if 'domain' in prompts else [])]].copy()
-    df[score_column] = df['id'].map(scores[score_column]).astype(float)
-    df['split'] = (df['id'].map(splits.set_index('id')['split']).fillna('removed') if splits is not None
-                   else row_splits(df))
-    no_response = ~df.response.map(lambda r: isinstance(r, str) and r.strip() != '')
-    unscored, removed = (df[score_column].isna() & ~no_response,
-                         (df.split == 'removed') & ~no_response & df[score_column].notna())
-    out = df[~(no_response | unscored | removed)].reset_index(drop=True)
-    out.attrs['left_out'] = dict(no_response=int(no_response.sum()), unscored=int(unscored.sum()),
-                                 removed_by_curation=int(removed.sum()))
-    return out
 
 # %% ../nbs/05a_rm_training.ipynb #a0457469
 QUICK = dict(max_pairs=128, epochs=1.0, max_length=lambda v: min(v, 128), evals_per_epoch=0)  # --quick's settings
