@@ -1,6 +1,10 @@
 "Helpers shared by the benchmark scripts: what machine ran them, which CPU capability torch used, and how busy it was."
-import os, platform
+import json, os, platform, subprocess, sys, time
 from pathlib import Path
+
+OUT = Path(__file__).resolve().parent/'results'
+ROOT = Path(__file__).resolve().parents[1]
+RBNB = str(Path(sys.executable).parent/'rbnb')
 
 # Environment variables that cap the instruction set torch, oneDNN and MKL use: how an AVX2-only CPU is emulated.
 ISA_CAPS = ('ATEN_CPU_CAPABILITY', 'ONEDNN_MAX_CPU_ISA', 'MKL_ENABLE_INSTRUCTIONS')
@@ -41,3 +45,25 @@ def busy_note(top:float,    # highest 1-minute load seen during the run
     if top > threads + 1: return (f'the machine was BUSY: 1-minute load up to {top:.2f} while our {threads} threads ran, so other work shared '
                                   'the cores; absolute numbers are pessimistic and noisy, ratios measured in turns are the meaningful part')
     return f'the machine was otherwise idle: 1-minute load at most {top:.2f}, of which our own {threads} threads account for up to {threads}'
+
+def rbnb(*args)->tuple:
+    "Run `rbnb ARGS` from the repository root: (wall seconds, completed process); stops the benchmark on failure."
+    t = time.perf_counter()
+    r = subprocess.run([RBNB, *map(str, args)], cwd=ROOT, capture_output=True, text=True)
+    if r.returncode: sys.exit(f"rbnb {' '.join(map(str, args))} failed:\n{r.stderr[-3000:]}")
+    return time.perf_counter() - t, r
+
+def train_rm(runs:Path, run_id:str='base')->tuple:
+    "train-rm at its defaults in `runs/run_id`: (run folder, seconds)."
+    secs, _ = rbnb('run', '--until', 'train-rm', '--quiet', '--runs-dir', runs, '--run-id', run_id)
+    return runs/run_id, round(secs, 1)
+
+def record_args(ap, name:str, render)->tuple:
+    "Parse the script's options plus --render: (args, CPU kind, record path without suffix); --render rewrites the .md and exits."
+    ap.add_argument('--render', action='store_true', help='write the .md again from the .json; run nothing')
+    a, kind = ap.parse_args(), cpu_kind()
+    path = OUT/f'{name}-{kind_slug(kind)}'
+    if a.render:
+        path.with_suffix('.md').write_text(render(json.loads(path.with_suffix('.json').read_text())))
+        sys.exit(0)
+    return a, kind, path

@@ -18,7 +18,7 @@ seed 0, and the transfer sets). From it:
     .venv/bin/python benchmarks/bench_calibration.py --run runs/<id>   # a run folder that train-rm wrote
     .venv/bin/python benchmarks/bench_calibration.py --render       # the .md again from the .json, nothing run
 """
-import argparse, json, os, subprocess, sys, tempfile, time
+import argparse, os, tempfile, time
 from pathlib import Path
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
@@ -28,23 +28,12 @@ from rewardbench_nb.curation import md_table
 from rewardbench_nb.reward_model import RewardModel
 from rewardbench_nb.calibration import (METHODS, STAGE, calibration_metrics, ece, fit_isotonic, fit_temperature,
                                         pref_prob)
-from _common import busy_note, cpu_kind, kind_slug, loadavg
+from _common import busy_note, loadavg, record_args, train_rm
 
-OUT = Path(__file__).resolve().parent/'results'
-ROOT = Path(__file__).resolve().parents[1]
-RBNB = str(Path(sys.executable).parent/'rbnb')
 N_BOOT, SEED = 1000, 0
 QUANTITIES = ('ece', 'brier', 'nll')
 METRIC_COLUMNS = ['method', 'ece', 'mce', 'brier', 'nll']
 BIN_COLUMNS = ['method', 'bin', 'count', 'confidence', 'accuracy', 'gap']
-
-def train_rm(runs:Path)->tuple:
-    "train-rm at its defaults: (run folder, seconds)."
-    t = time.perf_counter()
-    r = subprocess.run([RBNB, 'run', '--until', 'train-rm', '--quiet', '--runs-dir', str(runs), '--run-id', 'base'],
-                       cwd=ROOT, capture_output=True, text=True)
-    if r.returncode: sys.exit(f"rbnb run --until train-rm failed:\n{r.stderr[-3000:]}")
-    return runs/'base', round(time.perf_counter() - t, 1)
 
 def stage(model_dir:Path, tmp:Path)->tuple:
     "The calibrate stage at its defaults on the saved model: (report, scored pairs, precision, seconds)."
@@ -121,11 +110,7 @@ def render(res:dict)->str:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--run', type=Path, help='a run folder holding reward_model/model (default: run train-rm here)')
-    ap.add_argument('--render', action='store_true', help='write the .md again from the .json')
-    a = ap.parse_args()
-    kind = cpu_kind()
-    path = OUT/f'calibration-{kind_slug(kind)}'
-    if a.render: return write_text(path.with_suffix('.md'), render(json.loads(path.with_suffix('.json').read_text())))
+    a, kind, path = record_args(ap, 'calibration', render)
     load = [loadavg()]
     with tempfile.TemporaryDirectory() as tmp:
         run_dir, train_secs = (a.run.resolve(), None) if a.run else train_rm(Path(tmp)/'runs')

@@ -17,35 +17,20 @@ trains at its defaults (`rbnb run --until train-rm`, run here first unless `--go
 
 A run of some sizes keeps the recorded results of the others (same CPU kind).
 """
-import argparse, json, os, subprocess, sys, tempfile, time
+import argparse, json, os, tempfile
 from pathlib import Path
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
 os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 import numpy as np, pandas as pd
 from rewardbench_nb.core import package_versions, write_json, write_text
 from rewardbench_nb.curation import md_table
-from _common import busy_note, cpu_kind, kind_slug, loadavg
+from _common import OUT, busy_note, loadavg, rbnb, record_args, train_rm
 
-OUT = Path(__file__).resolve().parent/'results'
-ROOT = Path(__file__).resolve().parents[1]
-RBNB = str(Path(sys.executable).parent/'rbnb')
 LAB = dict(pool_prompts=228, pool_size=512, shift_prompts=64, shift_pool_size=64, bench_pairs=256,
            ppo_iterations=40, ppo_proxies=['small', 'small-ensemble-uwo', 'full'])
 SIZES = {'default': {}, 'lab': LAB}
 GAIN_COLUMNS = ['name', 'baseline', 'quantity', 'estimate', 'low', 'high']
 CLAIM_COLUMNS = ['claim', 'statistic', 'expected', 'estimate', 'low', 'high', 'points', 'verdict']
-
-def rbnb(*args)->tuple:
-    "Run `rbnb ARGS` from the repository root: (wall seconds, completed process); stops the benchmark on failure."
-    t = time.perf_counter()
-    r = subprocess.run([RBNB, *map(str, args)], cwd=ROOT, capture_output=True, text=True)
-    if r.returncode: sys.exit(f"rbnb {' '.join(map(str, args))} failed:\n{r.stderr[-3000:]}")
-    return time.perf_counter() - t, r
-
-def train_gold(runs:Path)->tuple:
-    "train-rm at its defaults: (model folder, seconds)."
-    secs, _ = rbnb('run', '--until', 'train-rm', '--quiet', '--runs-dir', runs, '--run-id', 'gold')
-    return runs/'gold'/'reward_model'/'model', round(secs, 1)
 
 def checks(fits:pd.DataFrame)->dict:
     "The checks the stage is for, on the in-domain best-of-n fits."
@@ -105,13 +90,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--sizes', nargs='+', choices=list(SIZES), default=list(SIZES))
     ap.add_argument('--gold', type=Path, help='a saved reward model folder (default: train one with train-rm)')
-    ap.add_argument('--render', action='store_true', help='write the .md again from the .json')
-    a = ap.parse_args()
-    kind = cpu_kind()
-    path = OUT/f'overoptimization-{kind_slug(kind)}'
-    if a.render: return write_text(path.with_suffix('.md'), render(json.loads(path.with_suffix('.json').read_text())))
+    a, kind, path = record_args(ap, 'overoptimization', render)
     with tempfile.TemporaryDirectory() as tmp:
-        gold, gold_secs = (a.gold.resolve(), None) if a.gold else train_gold(Path(tmp))
+        if a.gold: gold, gold_secs = a.gold.resolve(), None
+        else:
+            gold_run, gold_secs = train_rm(Path(tmp), 'gold')
+            gold = gold_run/'reward_model'/'model'
         runs = [measure(s, gold, Path(tmp)) for s in a.sizes]
     kept = json.loads(path.with_suffix('.json').read_text())['runs'] if path.with_suffix('.json').exists() else []
     runs = [r for r in kept if r['size'] not in a.sizes] + runs  # sizes not measured now keep their last record
