@@ -62,16 +62,18 @@ def _grid(keys, k, nb):
 
 @patch
 def _blocks(self:_CorrPlan, ulex, k):
-    n = self.n; nb = -(-n // k); npad = nb*k
+    n = self.n
+    nb = -(-n // k)
+    npad = nb*k
     self.k, self.nb, self.npad = k, nb, npad
     ulex = np.r_[ulex, np.arange(n, npad)]                    # padding pairs (weight 0) rank last
     ub = ulex // k                                            # u block of every lex position
     onehot = ub.reshape(nb, k)[:, :, None] == np.arange(nb)   # lex block -> cell of the grid
-    self.UY = np.concatenate([_grid(ulex, k, nb), onehot], axis=2).astype(np.float32)
+    self.lex_grid = np.concatenate([_grid(ulex, k, nb), onehot], axis=2).astype(np.float32)
     self.upos = np.empty(npad, int); self.upos[ulex] = np.arange(npad)   # lex position of u rank
     xb_u = (self.upos // k).reshape(nb, k)                   # lex block of every u rank
     p, q = np.arange(k)[:, None], np.arange(k)[None, :]
-    self.V = ((p > q) & (xb_u[:, :, None] < xb_u[:, None, :])).astype(np.float32)
+    self.u_grid = ((p > q) & (xb_u[:, :, None] < xb_u[:, None, :])).astype(np.float32)
 
 # %% ../nbs/03a_stats.ipynb #06a854c0
 def _group_counts(W, cum, ends, n):
@@ -89,28 +91,32 @@ def _spearman(self:_CorrPlan, Wl, g):
     r2x, r2y = 2*ax - Gx + 1, 2*ay - Gy + 1                  # twice the mid-rank of each group
     rx = r2x if len(self.xends) == self.n else np.take(r2x, self.xgid, axis=1)
     sxy = _sum3(Wl[:, :self.n], rx, np.take(r2y, self.ygid, axis=1))
-    N = ax[:, -1].astype(np.float64); c = N*(N + 1)**2
+    N = ax[:, -1].astype(np.float64)
+    c = N*(N + 1)**2
     return (sxy - c)/np.sqrt((_sum3(Gx, r2x, r2x) - c)*(_sum3(Gy, r2y, r2y) - c))
 
 # %% ../nbs/03a_stats.ipynb #6d8d3897
 @patch
 def _discordant(self:_CorrPlan, Wl, Wu):
     b, k, nb = len(Wl), self.k, self.nb
-    A = np.ascontiguousarray(Wl.reshape(b, nb, k).transpose(1, 0, 2))
-    Au = np.ascontiguousarray(Wu.reshape(b, nb, k).transpose(1, 0, 2))
-    with threadpool_limits(1, 'blas'): M, Mu = np.matmul(A, self.UY), np.matmul(Au, self.V)
-    within = np.einsum('jbk,jbk->b', M[..., :k], A,
-                       dtype=np.float64) + np.einsum('jbk,jbk->b', Mu, Au, dtype=np.float64)
-    C = M[..., k:].astype(np.float64)                        # (lex block, resample, u block) counts
-    R = np.cumsum(np.cumsum(C, axis=0) - C, axis=2)          # earlier lex block, u block <= this one
-    return within + (C*(R[..., -1:] - R)).sum((0, 2))        # ... u block > this one
+    lex_blocks = np.ascontiguousarray(Wl.reshape(b, nb, k).transpose(1, 0, 2))
+    u_blocks = np.ascontiguousarray(Wu.reshape(b, nb, k).transpose(1, 0, 2))
+    with threadpool_limits(1, 'blas'):
+        lex_prod = np.matmul(lex_blocks, self.lex_grid)
+        u_prod = np.matmul(u_blocks, self.u_grid)
+    within = (np.einsum('jbk,jbk->b', lex_prod[..., :k], lex_blocks, dtype=np.float64)
+              + np.einsum('jbk,jbk->b', u_prod, u_blocks, dtype=np.float64))
+    cell = lex_prod[..., k:].astype(np.float64)                  # (lex block, resample, u block) counts
+    below = np.cumsum(np.cumsum(cell, axis=0) - cell, axis=2)    # earlier lex block, u block <= this one
+    return within + (cell*(below[..., -1:] - below)).sum((0, 2)) # ... u block > this one
 
 # %% ../nbs/03a_stats.ipynb #27d5dfeb
 def _tied_pairs(G): return np.einsum('ij,ij->i', G, G - 1, dtype=np.float64)/2
 
 @patch
 def _kendall(self:_CorrPlan, Wl, Wu, g):
-    N = g['x'][1][:, -1].astype(np.float64); n0 = N*(N - 1)/2
+    N = g['x'][1][:, -1].astype(np.float64)
+    n0 = N*(N - 1)/2
     n1, n2, n3 = (_tied_pairs(g[v][0]) for v in ('x', 'y', 'xy'))
     return (n0 - n1 - n2 + n3 - 2*self._discordant(Wl, Wu))/np.sqrt((n0 - n1)*(n0 - n2))
 
@@ -140,8 +146,10 @@ def resample_corr(x, y,               # paired samples
                   methods=METHODS,    # 'spearman', 'kendall' or both
                  )->dict:
     "Spearman's rho and/or Kendall's tau-b of every resample in `W`, vectorised."
-    x, y = _check_xy(x, y); plan, W = _CorrPlan(x, y), np.atleast_2d(W)
-    Wl = np.zeros((len(W), plan.npad)); Wl[:, :plan.n] = np.take(W, plan.lex, axis=1)
+    x, y = _check_xy(x, y)
+    plan, W = _CorrPlan(x, y), np.atleast_2d(W)
+    Wl = np.zeros((len(W), plan.npad))
+    Wl[:, :plan.n] = np.take(W, plan.lex, axis=1)
     return plan.stats(Wl, _check_methods(methods))
 
 # %% ../nbs/03a_stats.ipynb #ab6c953d
@@ -185,10 +193,12 @@ def _boot(plan, methods, n_boot, seed):
     return {m: np.concatenate(v) for m, v in out.items()}
 
 def _jackknife(plan, methods):
-    out = {m: [] for m in methods}; chunk = max(1, (1 << 22)//plan.npad)
+    out = {m: [] for m in methods}
+    chunk = max(1, (1 << 22)//plan.npad)
     for start in range(0, plan.n, chunk):
         rows = np.arange(start, min(plan.n, start + chunk))
-        Wl = np.ones((len(rows), plan.npad)); Wl[:, plan.n:] = 0
+        Wl = np.ones((len(rows), plan.npad))
+        Wl[:, plan.n:] = 0
         Wl[np.arange(len(rows)), plan.pos[rows]] = 0
         for m, v in plan.stats(Wl, methods).items(): out[m].append(v)
     return {m: np.concatenate(v) for m, v in out.items()}
