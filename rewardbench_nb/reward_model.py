@@ -73,7 +73,8 @@ def quiet_transformers():
     "Silence transformers' load report and progress bar (we report new weights ourselves)."
     from transformers.utils import logging as hf
     level, bar = hf.get_verbosity(), hf.is_progress_bar_enabled()
-    hf.set_verbosity_error(); hf.disable_progress_bar()
+    hf.set_verbosity_error()
+    hf.disable_progress_bar()
     try: yield
     finally:
         hf.set_verbosity(level)
@@ -168,7 +169,8 @@ def _fp32_head(model):
 # %% ../nbs/05_reward_model.ipynb #7b58babe
 def _body_linears(model)->list:
     "(name, module) of the linear layers outside the output head."
-    head = _head(model); skip = set(head.modules()) if head is not None else set()
+    head = _head(model)
+    skip = set(head.modules()) if head is not None else set()
     return [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and m not in skip]
 
 # %% ../nbs/05_reward_model.ipynb #0fd6be56
@@ -199,8 +201,10 @@ def plain_backend(tokenizer)->Tokenizer:
     bt = getattr(tokenizer, 'backend_tokenizer', None)
     if bt is None: raise RBError(f"{type(tokenizer).__name__}: expected a fast (Rust `tokenizers`) tokenizer, "
                                  "with a tokenizer.json")
-    bt = Tokenizer.from_str(bt.to_str()); bt.no_padding(); bt.no_truncation()
-    return bt
+    plain = Tokenizer.from_str(bt.to_str())
+    plain.no_padding()
+    plain.no_truncation()
+    return plain
 
 # %% ../nbs/05_reward_model.ipynb #8c9bb066
 _ENCODINGS = ('auto', 'chat', 'pair')
@@ -346,19 +350,25 @@ def _cut_pair(ep:Encoding, er:Encoding, room:int)->tuple:
 @patch
 def encode(self:RewardModel, prompts, responses)->Encoded:
     "Token ids of each (prompt, response): a text pair, the prompt cut from the left to fit; or a conversation."
-    P, R = check_texts(prompts, responses)
-    if self.chat: return self._encode_chat(P, R)
-    EP, ER = (self._backend.encode_batch(t, add_special_tokens=False) for t in (P, R))
-    pp, room, n = self._backend.post_processor, self.max_length - self._n_special, len(P)
-    ids, types, ps, full = [], [], np.zeros(n, int), np.array([len(r) for r in R])
-    re_ = full.copy()
-    for i, (ep, er) in enumerate(zip(EP, ER)):
-        kp, kr = _cut_pair(ep, er, room)
-        if kp < len(ep): ps[i] = ep.offsets[len(ep) - kp][0] if kp else len(P[i]); ep.truncate(kp, direction='left')
-        if kr < len(er): re_[i] = er.offsets[kr - 1][1] if kr else 0; er.truncate(kr, direction='right')
-        m = pp.process(ep, er, add_special_tokens=True) if pp is not None else Encoding.merge([ep, er])
-        ids.append(m.ids); types.append(m.type_ids)
-    return Encoded(ids, types, ps, re_, ps > 0, re_ < full)
+    prompts, responses = check_texts(prompts, responses)
+    if self.chat: return self._encode_chat(prompts, responses)
+    enc_prompts, enc_responses = (self._backend.encode_batch(t, add_special_tokens=False) for t in (prompts, responses))
+    post, room, n = self._backend.post_processor, self.max_length - self._n_special, len(prompts)
+    ids, types, prompt_start = [], [], np.zeros(n, int)
+    full = np.array([len(r) for r in responses])
+    response_end = full.copy()
+    for i, (ep, er) in enumerate(zip(enc_prompts, enc_responses)):
+        keep_p, keep_r = _cut_pair(ep, er, room)
+        if keep_p < len(ep):
+            prompt_start[i] = ep.offsets[len(ep) - keep_p][0] if keep_p else len(prompts[i])
+            ep.truncate(keep_p, direction='left')
+        if keep_r < len(er):
+            response_end[i] = er.offsets[keep_r - 1][1] if keep_r else 0
+            er.truncate(keep_r, direction='right')
+        merged = post.process(ep, er, add_special_tokens=True) if post is not None else Encoding.merge([ep, er])
+        ids.append(merged.ids)
+        types.append(merged.type_ids)
+    return Encoded(ids, types, prompt_start, response_end, prompt_start > 0, response_end < full)
 
 # %% ../nbs/05_reward_model.ipynb #fd5582c7
 @patch
@@ -379,22 +389,27 @@ def length_batches(lengths,               # token count of each input
                   )->list:
     "Input indices in batches of similar length, longest first."
     if batch_size < 1: raise ConfigError(f"batch_size {batch_size}: expected at least 1")
-    L = np.asarray(lengths); order, out, start = np.argsort(-L, kind='stable'), [], 0
+    lens = np.asarray(lengths)
+    order, out, start = np.argsort(-lens, kind='stable'), [], 0
     while start < len(order):
-        n = batch_size if max_tokens is None else max(1, min(batch_size, max_tokens // max(1, int(L[order[start]]))))
-        out.append(order[start:start + n]); start += n
+        longest = max(1, int(lens[order[start]]))
+        n = batch_size if max_tokens is None else max(1, min(batch_size, max_tokens // longest))
+        out.append(order[start:start + n])
+        start += n
     return out
 
 # %% ../nbs/05_reward_model.ipynb #5fd1784b
 def collate_batch(enc:Encoded, idx, pad_id:int, types:bool)->dict:
     "Tensors of the inputs `idx`, right-padded to the longest of them."
     n = max(len(enc.ids[i]) for i in idx)
-    x = np.full((len(idx), n), pad_id, np.int64); t, m = np.zeros_like(x), np.zeros_like(x)
+    ids = np.full((len(idx), n), pad_id, np.int64)
+    segments, mask = np.zeros_like(ids), np.zeros_like(ids)
     for j, i in enumerate(idx):
-        k = len(enc.ids[i]); x[j, :k], t[j, :k], m[j, :k] = enc.ids[i], enc.type_ids[i], 1
-    b = dict(input_ids=torch.from_numpy(x), attention_mask=torch.from_numpy(m))
-    if types: b['token_type_ids'] = torch.from_numpy(t)
-    return b
+        k = len(enc.ids[i])
+        ids[j, :k], segments[j, :k], mask[j, :k] = enc.ids[i], enc.type_ids[i], 1
+    batch = dict(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask))
+    if types: batch['token_type_ids'] = torch.from_numpy(segments)
+    return batch
 
 # %% ../nbs/05_reward_model.ipynb #493f5174
 def map_batches(fn,                # fn(batch of input indices): scores one batch
@@ -406,7 +421,9 @@ def map_batches(fn,                # fn(batch of input indices): scores one batc
     n = torch.get_num_threads() if cpu else 1
     with tqdm(total=len(batches), desc='scoring', disable=not progress) as bar:
         if n <= 1 or len(batches) <= 1:
-            for b in batches: fn(b); bar.update()
+            for b in batches:
+                fn(b)
+                bar.update()
             return
         torch.set_num_threads(1)
         try:
@@ -472,12 +489,16 @@ def _turns(prompt:str)->tuple:
     marks = list(_TURN.finditer(prompt))
     if not marks: return [dict(role='user', content=prompt)], [0]
     msgs, starts, lead = [], [], prompt[:marks[0].start()]
-    if lead.strip(): msgs.append(dict(role='user', content=lead.strip())); starts.append(len(lead) - len(lead.lstrip()))
+    if lead.strip():
+        msgs.append(dict(role='user', content=lead.strip()))
+        starts.append(len(lead) - len(lead.lstrip()))
     for m, nxt in zip(marks, marks[1:] + [None]):
         raw = prompt[m.end():nxt.start() if nxt else len(prompt)]
         msgs.append(dict(role='user' if m[1] == 'Human' else 'assistant', content=raw.strip()))
         starts.append(m.end() + len(raw) - len(raw.lstrip()))
-    if msgs[-1]['role'] == 'assistant' and not msgs[-1]['content']: msgs.pop(); starts.pop()
+    if msgs[-1]['role'] == 'assistant' and not msgs[-1]['content']:
+        msgs.pop()
+        starts.pop()
     if msgs[0]['role'] != 'user' or msgs[-1]['role'] != 'user':
         raise DataError("expected a dialogue that starts with a Human turn and ends with one (and the Assistant cue), "
                         f"got one that {'starts' if msgs[0]['role'] != 'user' else 'ends'} with an Assistant turn",
@@ -490,7 +511,9 @@ def _alternate(msgs:list, starts:list)->tuple:
     out, at = [], []
     for m, s in zip(msgs, starts):
         if out and out[-1]['role'] == m['role']: out[-1] = dict(m, content=out[-1]['content'] + '\n\n' + m['content'])
-        else: out.append(dict(m)); at.append(s)
+        else:
+            out.append(dict(m))
+            at.append(s)
     return out, at
 
 def split_turns(prompt:str, # a plain prompt, or a Human/Assistant dialogue ending with the Assistant cue
@@ -595,9 +618,12 @@ def build_tiny_chat_rm(path,              # folder to write (save_pretrained lay
                       num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=positions, num_labels=1,
                       eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id, pad_token_id=tok.pad_token_id)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed); model = LlamaForSequenceClassification(cfg)
+        torch.manual_seed(seed)
+        model = LlamaForSequenceClassification(cfg)
         with torch.no_grad(): model.score.weight.normal_(0, 1)  # rewards of about unit spread
-    with atomic_path(path) as tmp, quiet_transformers(): model.save_pretrained(tmp); tok.save_pretrained(tmp)
+    with atomic_path(path) as tmp, quiet_transformers():
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
     return Path(path)
 
 # %% ../nbs/05_reward_model.ipynb #d0cf3ca8
@@ -637,7 +663,9 @@ def save(self:RewardModel, path, # destination folder
     self.model.config.reward_max_length = self.max_length
     old = path.with_name(f'.{path.name}.{os.getpid()}.old')
     with atomic_path(path) as tmp:
-        with quiet_transformers(): self.model.save_pretrained(tmp); self.tokenizer.save_pretrained(tmp)
+        with quiet_transformers():
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
         check_model_dir(tmp)
         if path.exists(): os.replace(path, old)
     if old.exists(): shutil.rmtree(old)
@@ -655,13 +683,14 @@ def _check_pairs(pairs)->pd.DataFrame:
 def score_pairs(self:RewardModel, pairs:pd.DataFrame, # Pairs table: prompt, chosen, rejected
                 batch_size:int=32, progress:bool=False, max_tokens:int|None=None)->np.ndarray:
     "Margins r(chosen) - r(rejected): shape (n,), or (n, k, k) for rows with k style variants."
-    df = _check_pairs(pairs); n, P = len(df), list(df.prompt)
+    df = _check_pairs(pairs)
+    n, prompts = len(df), list(df.prompt)
     if not _is_list(df.chosen.iloc[0]):
-        r = self.score(P + P, list(df.chosen) + list(df.rejected), batch_size, progress, max_tokens)
+        r = self.score(prompts + prompts, list(df.chosen) + list(df.rejected), batch_size, progress, max_tokens)
         return r[:n] - r[n:]
     k = len(df.chosen.iloc[0])
     texts = [t for c in ('chosen', 'rejected') for row in df[c] for t in row]
-    r = self.score([p for p in P for _ in range(k)] * 2, texts, batch_size, progress, max_tokens).reshape(2, n, k)
+    r = self.score([p for p in prompts for _ in range(k)] * 2, texts, batch_size, progress, max_tokens).reshape(2, n, k)
     return r[0][:, :, None] - r[1][:, None, :]
 
 # %% ../nbs/05_reward_model.ipynb #6e9c0066
