@@ -64,7 +64,7 @@ SEED_LIMIT = 2**32  # seeds are 0 .. 2**32 - 1, what numpy, torch and Python all
 class RunConfig:
     "Settings of a whole run."
     seed:int = 0              # one seed for every stage, 0 to 2**32 - 1
-    quick:bool = False        # toy sizes, for a smoke run in about two minutes
+    quick:bool = False        # toy sizes, for a smoke run (timed in benchmarks/results/pipeline-*.md)
     runs_dir:str = 'runs'     # where run folders are created
     online:bool = False       # a model named by its hub id may be fetched (offline is the default)
     trust_remote_code:bool = False  # run Python code a model ships with (never without this)
