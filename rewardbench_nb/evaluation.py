@@ -33,19 +33,19 @@ from .implicit_reward import ImplicitReward, architectures, check_implicit, is_c
 
 # %% auto #0
 __all__ = ['RB_COUNTS', 'PRIOR_SETS', 'RESULT_META', 'KINDS', 'BENCHMARKS', 'EXAMPLE_COLUMNS', 'SQUALITY_PROMPT', 'OUTCOMES',
-           'SCORE_FIELDS', 'HEADER_FIELDS', 'MIN_TEMPERATURE', 'QUICK_SIZES', 'BASELINES', 'RUN_FIELDS', 'JOIN_RULE',
-           'EVAL_SECTIONS', 'CLAIMS', 'MADE_WITH', 'TEMPERATURE_FIELDS', 'STAGE', 'accuracy_from_scores',
+           'BASELINES', 'RUN_FIELDS', 'JOIN_RULE', 'SCORE_FIELDS', 'HEADER_FIELDS', 'MIN_TEMPERATURE', 'EVAL_SECTIONS',
+           'QUICK_SIZES', 'CLAIMS', 'MADE_WITH', 'TEMPERATURE_FIELDS', 'STAGE', 'accuracy_from_scores',
            'section_scores', 'best_of_n_credit', 'best_of_n_accuracy', 'rmbench_matrix', 'rmbench_accuracy',
            'Benchmark', 'examples_frame', 'quiet_pair_set', 'set_examples', 'campaign_examples', 'squality_examples',
            'infer_kind', 'local_benchmark', 'Suite', 'sample_rows', 'build_suite', 'ModelScores', 'outcomes', 'margins',
            'length_scores', 'position_scores', 'random_outcomes', 'candidate_inputs', 'score_texts', 'score_suite',
-           'score_records', 'write_scores', 'check_header', 'read_scores', 'Resampler', 'aggregate', 'Scoreboard',
-           'paired_p', 'holm', 'fit_rows_temperature', 'benchmark_calibration', 'length_correlation',
-           'margin_histogram', 'human_sets', 'human_correlations', 'leaked_prompts', 'leakage_flags', 'embed_texts',
-           'ShiftScore', 'shift_score', 'benchmark_shift', 'ABPlan', 'best_of_candidates', 'assign_arms', 'ABResult',
-           'ab_test', 'EvalConfig', 'check_eval_model', 'eval_settings', 'EvalReport', 'output_names', 'evaluate',
-           'scoreboard_figure', 'shift_figure', 'colour_by_group', 'add_args', 'load_scorer', 'model_protocol',
-           'ClaimWarning', 'header_claims', 'ModelWarning', 'run_eval', 'init_distributed', 'main']
+           'Resampler', 'aggregate', 'Scoreboard', 'paired_p', 'holm', 'fit_rows_temperature', 'benchmark_calibration',
+           'length_correlation', 'margin_histogram', 'human_sets', 'human_correlations', 'leaked_prompts',
+           'leakage_flags', 'embed_texts', 'ShiftScore', 'shift_score', 'benchmark_shift', 'ABPlan',
+           'best_of_candidates', 'assign_arms', 'ABResult', 'ab_test', 'EvalConfig', 'EvalReport', 'output_names',
+           'evaluate', 'scoreboard_figure', 'shift_figure', 'colour_by_group', 'score_records', 'write_scores',
+           'check_header', 'read_scores', 'check_eval_model', 'eval_settings', 'add_args', 'load_scorer',
+           'model_protocol', 'ClaimWarning', 'header_claims', 'ModelWarning', 'run_eval', 'init_distributed', 'main']
 
 # %% ../nbs/07_evaluation.ipynb #25247f97
 _PAIR_COLS = ('subset', 'score_chosen', 'score_rejected')
@@ -550,156 +550,6 @@ def score_suite(rm,                  # a `RewardModel`, or an `ImplicitReward`
     meta = dict(model_type=rm.protocol.get('model_type', 'Seq. Classifier'), inputs=len(P), distinct_inputs=len(key),
                 reused_scores=rm.reused - before)
     return ModelScores(name, chosen, rejected, meta)
-
-# %% ../nbs/07_evaluation.ipynb #30cb15a9
-def _jsonable(v:np.ndarray, scalar:bool):
-    return float(v[0]) if scalar else [float(x) for x in v]
-
-def score_records(suite:Suite, ms:ModelScores)->list:
-    "One JSON-able record per scored example: id, benchmark, subset, sha256, scores_chosen, scores_rejected, results."
-    ex, oc = suite.examples, outcomes(suite.examples, ms)['correct']
-    recs = []
-    for i in np.flatnonzero(ms.scored):
-        row, pair = ex.loc[i], ex.at[i, 'kind'] == 'pairs'
-        r = dict(id=row['id'], benchmark=row['benchmark'], subset=row['subset'], sha256=row['sha256'],
-                 scores_chosen=_jsonable(ms.chosen[i], pair or row['kind'] in ('best-of-n', 'rated')),
-                 scores_rejected=_jsonable(ms.rejected[i], pair))
-        recs.append(r | ({} if np.isnan(oc[i]) else dict(results=float(oc[i]))))
-    return recs
-
-# %% ../nbs/07_evaluation.ipynb #1301b289
-def write_scores(path, suite:Suite, ms:ModelScores, header:dict|None=None)->Path:
-    "Write a model's scores of `suite` as JSONL (a header line, then one line per scored example), atomically."
-    head = dict(model=ms.name, model_type=ms.meta.get('model_type', 'Seq. Classifier')) | (header or {})
-    head = json.dumps(json_ready(head), sort_keys=True, default=str)
-    lines = [head] + [json.dumps(r) for r in score_records(suite, ms)]
-    return write_text(path, '\n'.join(lines) + '\n')
-
-# %% ../nbs/07_evaluation.ipynb #cac8b902
-SCORE_FIELDS = {'chosen': ('scores_chosen', 'score_chosen'), 'rejected': ('scores_rejected', 'score_rejected')}
-_WHAT = {'pairs': 'one per response', 'rmbench': 'one per style: concise, detailed plain, detailed markdown',
-         'best-of-n': 'one per response', 'rated': 'one for the answer, none rejected'}
-
-# %% ../nbs/07_evaluation.ipynb #157a0dc0
-HEADER_FIELDS = ('model', 'model_type', 'sample', 'temperature', 'protocol')  # what a score file's header holds
-
-def _score_records(path:Path)->tuple:
-    "((line, header) or None, [(line, record)]) of a JSONL score file; DataError at a line that is not a JSON object."
-    recs, _ = jsonl_records(path)
-    is_head = bool(recs) and 'id' not in recs[0][1] and bool(set(recs[0][1]) & set(HEADER_FIELDS))
-    return (recs.pop(0) if is_head else None), recs
-
-# %% ../nbs/07_evaluation.ipynb #d5b61c47
-def _got(v)->str:
-    "A JSON value and its type, for an error message: `'false' (a string)`."
-    kind = ('a boolean' if isinstance(v, bool) else 'a number' if _is_num(v)
-            else {str: 'a string', list: 'a list', dict: 'an object'}.get(type(v), type(v).__name__))
-    return 'null' if v is None else f'{v!r:.60} ({kind})'
-
-_HEADER_TYPES = {  # header field -> (is the value right?, what it must be)
-    'model': (lambda v: isinstance(v, str) and bool(v.strip()), 'a non-empty string'),
-    'model_type': (lambda v: isinstance(v, str) and bool(v.strip()), 'a non-empty string'),
-    'sample': (lambda v: isinstance(v, bool), 'true or false'),
-    'temperature': (lambda v: isinstance(v, dict), 'an object {"value": T, "fitted_on": "..."}'),
-    'protocol': (lambda v: isinstance(v, dict), 'an object')}
-
-# %% ../nbs/07_evaluation.ipynb #b0c11bf7
-MIN_TEMPERATURE = 1e-6  # smallest temperature a header may give: every margin is divided by it
-
-def check_header(head:dict,  # the first line of a score file (no id)
-                 path,       # the file, for the errors
-                 line:int=1, # the header's line
-                )->dict:
-    "`head` if each field has its type and the temperature is finite and >= 1e-6; DataError naming the field if not."
-    for f, (ok, want) in _HEADER_TYPES.items():
-        if f in head and not ok(head[f]): raise DataError(f"expected {want}, got {_got(head[f])}", path, line, f)
-    t = head.get('temperature', dict(value=1.0))
-    if not (_is_num(t.get('value')) and math.isfinite(t['value']) and t['value'] >= MIN_TEMPERATURE):
-        raise DataError(f"expected a finite number >= {MIN_TEMPERATURE:g}, got {_got(t.get('value'))}", path, line,
-                        'temperature.value')
-    if not isinstance(t.get('fitted_on', ''), str):
-        raise DataError(f"expected a string, got {_got(t['fitted_on'])}", path, line, 'temperature.fitted_on')
-    return head
-
-
-# %% ../nbs/07_evaluation.ipynb #42ccda54
-def _bad_number(v)->bool: return isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
-
-def _score_values(rec:dict, side:str, k:int, kind:str, path, line:int)->np.ndarray:
-    "The scores of one side of a record as `k` finite floats."
-    f = next((f for f in SCORE_FIELDS[side] if f in rec), None)
-    if f is None:
-        want = SCORE_FIELDS[side][0]
-        raise DataError(f"missing field '{want}' (expected {k} score(s), {_WHAT[kind]})", path, line, want)
-    vals = rec[f] if isinstance(rec[f], list) else [rec[f]]
-    bad = next((v for v in vals if _bad_number(v)), 'ok')
-    if bad != 'ok': raise DataError(f"expected finite numbers, got {bad!r}", path, line, f)
-    if len(vals) != k: raise DataError(f"expected {k} score(s) ({_WHAT[kind]}), got {len(vals)}", path, line, f)
-    return np.asarray(vals, float)
-
-# %% ../nbs/07_evaluation.ipynb #e8d3b722
-def _check_id(i, path, line:int, seen:dict)->str:
-    "A record's id as a string: present, a non-empty string or integer, not seen before."
-    if i is None: raise DataError("missing field 'id' (expected an example id such as 'llmbar-natural/1')", path, line,
-                                  'id')
-    if isinstance(i, bool) or not isinstance(i, (str, int)) or not str(i).strip():
-        raise DataError(f"expected a non-empty string or integer id, got {i!r}", path, line, 'id')
-    if str(i) in seen: raise DataError(f"duplicate id {str(i)!r} (first at line {seen[str(i)]})", path, line, 'id')
-    seen[str(i)] = line
-    return str(i)
-
-def _row_of(rec:dict, path, line:int, index:dict, ex:pd.DataFrame, seen:dict)->int:
-    "Row position of a record: its id known, and its benchmark, subset and texts those of the row."
-    i = _check_id(rec.get('id'), path, line, seen)
-    if i not in index:
-        known = ', '.join(ex['benchmark'].unique())
-        raise DataError(f"unknown id {i!r}: not a row of the benchmarks evaluated ({known})", path, line, 'id')
-    row = ex.loc[index[i]]
-    for f in ('benchmark', 'subset'):
-        if f in rec and not (isinstance(rec[f], str) and rec[f].strip()):
-            raise DataError(f"expected a non-empty {f} name, got {rec[f]!r}", path, line, f)
-        if f in rec and rec[f] != row[f]:
-            raise DataError(f"id {i!r} is a row of {f} {row[f]!r}, but the file says {rec[f]!r}: the file's ids do "
-                            "not match the benchmark's rows", path, line, f)
-    if 'sha256' in rec and rec['sha256'] != row['sha256']:
-        raise DataError(f"the texts of row {i!r} hash to {row['sha256']}, the file says {rec['sha256']!r}: it was "
-                        "scored on other texts (another version of the benchmark, or ids shifted against the rows)",
-                        path, line, 'sha256')
-    return index[i]
-
-# %% ../nbs/07_evaluation.ipynb #6a5f42e0
-def _check_complete(ms:ModelScores, suite:Suite, path, sample:bool):
-    "DataError when the file scores some but not all rows of a subset that takes part (unless it declares a sample)."
-    take = pd.concat([suite.rows(r) for r in ('bench', 'fit', 'rated')])
-    if not ms.scored[take.index].any(): raise DataError("no scores for any row that takes part in the evaluation", path)
-    if sample: return
-    for s, g in take.groupby('subset', sort=False):
-        have = ms.scored[g.index]
-        if have.any() and not have.all():
-            raise DataError(f"subset {s!r}: {int((~have).sum())} of its {len(g)} rows have no scores (first missing: "
-                            f"{g['id'][~have].iloc[0]!r}); a score file covers every row of each subset it scores "
-                            "(or declares \"sample\": true in its header)", path, field='id')
-
-# %% ../nbs/07_evaluation.ipynb #e3e62c80
-def read_scores(path,              # a JSONL score file (`write_scores`, or any file of id + scores lines)
-                suite:Suite,       # the examples the scores are for
-                name:str|None=None,# row label (default: the header's model, else the file name)
-               )->ModelScores:
-    "A model's scores of `suite` from a JSONL file, every line checked (DataError naming the file, line and field)."
-    path = Path(path)
-    if not path.is_file(): raise DataError("score file not found", path)
-    head, recs = _score_records(path)
-    head = check_header(head[1], path, head[0]) if head else {}
-    if not recs: raise DataError("no scores: expected one JSON line per example (id, scores_chosen, ...)", path)
-    ex, n, seen = suite.examples, len(suite.examples), {}
-    index, chosen, rejected = dict(zip(ex['id'], ex.index)), [np.empty(0)] * n, [np.empty(0)] * n
-    for line, rec in recs:
-        i = _row_of(rec, path, line, index, ex, seen); kind = ex.at[i, 'kind']
-        chosen[i] = _score_values(rec, 'chosen', len(ex.at[i, 'chosen']), kind, path, line)
-        rejected[i] = _score_values(rec, 'rejected', len(ex.at[i, 'rejected']), kind, path, line)
-    ms = ModelScores(name or head.get('model') or path.stem, chosen, rejected, dict(head, source=str(path)))
-    _check_complete(ms, suite, path, head.get('sample', False))
-    return ms
 
 # %% ../nbs/07_evaluation.ipynb #cefaab97
 class Resampler:
@@ -1353,44 +1203,6 @@ _LIMITS = {  # setting -> (is the value allowed?, what is expected)
     'ab_power': (lambda v: 0 < v < 1, 'a probability in (0, 1)'),
     'ab_max_violation_increase': (lambda v: 0 <= v <= 1, 'a rate in [0, 1]')}
 
-# %% ../nbs/07_evaluation.ipynb #f12fd83c
-def _no_lm(f:str)->ConfigError:
-    return ConfigError(f"eval: --model {f} holds no causal LM ({', '.join(architectures(f)) or 'no architecture'}): "
-                       "--reference and --reference-free apply to one")
-
-def check_eval_model(args,       # the command line: eval_model, eval_reference, eval_reference_free
-                     dtype:str,  # evaluation.dtype
-                     online:bool=False, # a hub id may be fetched (it is looked at when the stage runs)
-                    )->str|None: # 'implicit', 'classifier', or None when there is no model folder to look at
-    "Check `--model DIR` with `--reference DIR` / `--reference-free sum|mean` before any stage runs."
-    f, ref, free = (getattr(args, f'eval_{k}', None) for k in ('model', 'reference', 'reference_free'))
-    if (ref or free) and not f: raise ConfigError("eval: --reference and --reference-free go with --model DIR")
-    if ref and free: raise ConfigError("eval: pass --reference DIR or --reference-free sum|mean, not both")
-    if not f or online and not Path(f).exists(): return None
-    if not Path(f).is_dir(): check_model_dir(model_folder(f))  # a hub id offline, or no such folder: one line now
-    if not is_causal_lm(f):
-        if ref or free: raise _no_lm(f)
-        return 'classifier'
-    if not (ref or free):
-        raise ConfigError(f"eval: --model {f} holds a causal LM ({', '.join(architectures(f))}), scored as an implicit "
-                          "reward: pass --reference DIR (the policy it was trained from, for DPO's reward) or "
-                          "--reference-free sum|mean")
-    if dtype == 'int8':
-        raise ConfigError("evaluation.dtype = 'int8': an implicit reward runs in auto, float32 or bfloat16")
-    check_implicit(f, ref, free)
-    return 'implicit'
-
-# %% ../nbs/07_evaluation.ipynb #9d099d1d
-QUICK_SIZES = dict(shift_prompts=16, shift_train_prompts=48, campaign_prompts=1500)  # the stage's sizes under --quick
-
-def eval_settings(cfg:EvalConfig, # the [evaluation] section
-                  ctx:dict,       # the run's 'quick', and 'explicit': {section: keys given with --set}
-                 )->EvalConfig:
-    "The settings the stage runs with: toy sizes under --quick, except those given with --set; every value checked."
-    cfg = quick_sizes(cfg, QUICK_SIZES | dict(untrained_rows=cfg.quick_rows), ctx, 'evaluation')
-    check_eval_model(ctx.get('args'), cfg.dtype, ctx.get('model_access', {}).get('online', False))
-    return cfg
-
 # %% ../nbs/07_evaluation.ipynb #74d54679
 @dataclass
 class EvalReport:
@@ -1616,6 +1428,156 @@ def make_figures(self:EvalReport)->dict:
     self.figures = f
     return f
 
+# %% ../nbs/07_evaluation.ipynb #30cb15a9
+def _jsonable(v:np.ndarray, scalar:bool):
+    return float(v[0]) if scalar else [float(x) for x in v]
+
+def score_records(suite:Suite, ms:ModelScores)->list:
+    "One JSON-able record per scored example: id, benchmark, subset, sha256, scores_chosen, scores_rejected, results."
+    ex, oc = suite.examples, outcomes(suite.examples, ms)['correct']
+    recs = []
+    for i in np.flatnonzero(ms.scored):
+        row, pair = ex.loc[i], ex.at[i, 'kind'] == 'pairs'
+        r = dict(id=row['id'], benchmark=row['benchmark'], subset=row['subset'], sha256=row['sha256'],
+                 scores_chosen=_jsonable(ms.chosen[i], pair or row['kind'] in ('best-of-n', 'rated')),
+                 scores_rejected=_jsonable(ms.rejected[i], pair))
+        recs.append(r | ({} if np.isnan(oc[i]) else dict(results=float(oc[i]))))
+    return recs
+
+# %% ../nbs/07_evaluation.ipynb #1301b289
+def write_scores(path, suite:Suite, ms:ModelScores, header:dict|None=None)->Path:
+    "Write a model's scores of `suite` as JSONL (a header line, then one line per scored example), atomically."
+    head = dict(model=ms.name, model_type=ms.meta.get('model_type', 'Seq. Classifier')) | (header or {})
+    head = json.dumps(json_ready(head), sort_keys=True, default=str)
+    lines = [head] + [json.dumps(r) for r in score_records(suite, ms)]
+    return write_text(path, '\n'.join(lines) + '\n')
+
+# %% ../nbs/07_evaluation.ipynb #cac8b902
+SCORE_FIELDS = {'chosen': ('scores_chosen', 'score_chosen'), 'rejected': ('scores_rejected', 'score_rejected')}
+_WHAT = {'pairs': 'one per response', 'rmbench': 'one per style: concise, detailed plain, detailed markdown',
+         'best-of-n': 'one per response', 'rated': 'one for the answer, none rejected'}
+
+# %% ../nbs/07_evaluation.ipynb #157a0dc0
+HEADER_FIELDS = ('model', 'model_type', 'sample', 'temperature', 'protocol')  # what a score file's header holds
+
+def _score_records(path:Path)->tuple:
+    "((line, header) or None, [(line, record)]) of a JSONL score file; DataError at a line that is not a JSON object."
+    recs, _ = jsonl_records(path)
+    is_head = bool(recs) and 'id' not in recs[0][1] and bool(set(recs[0][1]) & set(HEADER_FIELDS))
+    return (recs.pop(0) if is_head else None), recs
+
+# %% ../nbs/07_evaluation.ipynb #d5b61c47
+def _got(v)->str:
+    "A JSON value and its type, for an error message: `'false' (a string)`."
+    kind = ('a boolean' if isinstance(v, bool) else 'a number' if _is_num(v)
+            else {str: 'a string', list: 'a list', dict: 'an object'}.get(type(v), type(v).__name__))
+    return 'null' if v is None else f'{v!r:.60} ({kind})'
+
+_HEADER_TYPES = {  # header field -> (is the value right?, what it must be)
+    'model': (lambda v: isinstance(v, str) and bool(v.strip()), 'a non-empty string'),
+    'model_type': (lambda v: isinstance(v, str) and bool(v.strip()), 'a non-empty string'),
+    'sample': (lambda v: isinstance(v, bool), 'true or false'),
+    'temperature': (lambda v: isinstance(v, dict), 'an object {"value": T, "fitted_on": "..."}'),
+    'protocol': (lambda v: isinstance(v, dict), 'an object')}
+
+# %% ../nbs/07_evaluation.ipynb #b0c11bf7
+MIN_TEMPERATURE = 1e-6  # smallest temperature a header may give: every margin is divided by it
+
+def check_header(head:dict,  # the first line of a score file (no id)
+                 path,       # the file, for the errors
+                 line:int=1, # the header's line
+                )->dict:
+    "`head` if each field has its type and the temperature is finite and >= 1e-6; DataError naming the field if not."
+    for f, (ok, want) in _HEADER_TYPES.items():
+        if f in head and not ok(head[f]): raise DataError(f"expected {want}, got {_got(head[f])}", path, line, f)
+    t = head.get('temperature', dict(value=1.0))
+    if not (_is_num(t.get('value')) and math.isfinite(t['value']) and t['value'] >= MIN_TEMPERATURE):
+        raise DataError(f"expected a finite number >= {MIN_TEMPERATURE:g}, got {_got(t.get('value'))}", path, line,
+                        'temperature.value')
+    if not isinstance(t.get('fitted_on', ''), str):
+        raise DataError(f"expected a string, got {_got(t['fitted_on'])}", path, line, 'temperature.fitted_on')
+    return head
+
+
+# %% ../nbs/07_evaluation.ipynb #42ccda54
+def _bad_number(v)->bool: return isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+
+def _score_values(rec:dict, side:str, k:int, kind:str, path, line:int)->np.ndarray:
+    "The scores of one side of a record as `k` finite floats."
+    f = next((f for f in SCORE_FIELDS[side] if f in rec), None)
+    if f is None:
+        want = SCORE_FIELDS[side][0]
+        raise DataError(f"missing field '{want}' (expected {k} score(s), {_WHAT[kind]})", path, line, want)
+    vals = rec[f] if isinstance(rec[f], list) else [rec[f]]
+    bad = next((v for v in vals if _bad_number(v)), 'ok')
+    if bad != 'ok': raise DataError(f"expected finite numbers, got {bad!r}", path, line, f)
+    if len(vals) != k: raise DataError(f"expected {k} score(s) ({_WHAT[kind]}), got {len(vals)}", path, line, f)
+    return np.asarray(vals, float)
+
+# %% ../nbs/07_evaluation.ipynb #e8d3b722
+def _check_id(i, path, line:int, seen:dict)->str:
+    "A record's id as a string: present, a non-empty string or integer, not seen before."
+    if i is None: raise DataError("missing field 'id' (expected an example id such as 'llmbar-natural/1')", path, line,
+                                  'id')
+    if isinstance(i, bool) or not isinstance(i, (str, int)) or not str(i).strip():
+        raise DataError(f"expected a non-empty string or integer id, got {i!r}", path, line, 'id')
+    if str(i) in seen: raise DataError(f"duplicate id {str(i)!r} (first at line {seen[str(i)]})", path, line, 'id')
+    seen[str(i)] = line
+    return str(i)
+
+def _row_of(rec:dict, path, line:int, index:dict, ex:pd.DataFrame, seen:dict)->int:
+    "Row position of a record: its id known, and its benchmark, subset and texts those of the row."
+    i = _check_id(rec.get('id'), path, line, seen)
+    if i not in index:
+        known = ', '.join(ex['benchmark'].unique())
+        raise DataError(f"unknown id {i!r}: not a row of the benchmarks evaluated ({known})", path, line, 'id')
+    row = ex.loc[index[i]]
+    for f in ('benchmark', 'subset'):
+        if f in rec and not (isinstance(rec[f], str) and rec[f].strip()):
+            raise DataError(f"expected a non-empty {f} name, got {rec[f]!r}", path, line, f)
+        if f in rec and rec[f] != row[f]:
+            raise DataError(f"id {i!r} is a row of {f} {row[f]!r}, but the file says {rec[f]!r}: the file's ids do "
+                            "not match the benchmark's rows", path, line, f)
+    if 'sha256' in rec and rec['sha256'] != row['sha256']:
+        raise DataError(f"the texts of row {i!r} hash to {row['sha256']}, the file says {rec['sha256']!r}: it was "
+                        "scored on other texts (another version of the benchmark, or ids shifted against the rows)",
+                        path, line, 'sha256')
+    return index[i]
+
+# %% ../nbs/07_evaluation.ipynb #6a5f42e0
+def _check_complete(ms:ModelScores, suite:Suite, path, sample:bool):
+    "DataError when the file scores some but not all rows of a subset that takes part (unless it declares a sample)."
+    take = pd.concat([suite.rows(r) for r in ('bench', 'fit', 'rated')])
+    if not ms.scored[take.index].any(): raise DataError("no scores for any row that takes part in the evaluation", path)
+    if sample: return
+    for s, g in take.groupby('subset', sort=False):
+        have = ms.scored[g.index]
+        if have.any() and not have.all():
+            raise DataError(f"subset {s!r}: {int((~have).sum())} of its {len(g)} rows have no scores (first missing: "
+                            f"{g['id'][~have].iloc[0]!r}); a score file covers every row of each subset it scores "
+                            "(or declares \"sample\": true in its header)", path, field='id')
+
+# %% ../nbs/07_evaluation.ipynb #e3e62c80
+def read_scores(path,              # a JSONL score file (`write_scores`, or any file of id + scores lines)
+                suite:Suite,       # the examples the scores are for
+                name:str|None=None,# row label (default: the header's model, else the file name)
+               )->ModelScores:
+    "A model's scores of `suite` from a JSONL file, every line checked (DataError naming the file, line and field)."
+    path = Path(path)
+    if not path.is_file(): raise DataError("score file not found", path)
+    head, recs = _score_records(path)
+    head = check_header(head[1], path, head[0]) if head else {}
+    if not recs: raise DataError("no scores: expected one JSON line per example (id, scores_chosen, ...)", path)
+    ex, n, seen = suite.examples, len(suite.examples), {}
+    index, chosen, rejected = dict(zip(ex['id'], ex.index)), [np.empty(0)] * n, [np.empty(0)] * n
+    for line, rec in recs:
+        i = _row_of(rec, path, line, index, ex, seen); kind = ex.at[i, 'kind']
+        chosen[i] = _score_values(rec, 'chosen', len(ex.at[i, 'chosen']), kind, path, line)
+        rejected[i] = _score_values(rec, 'rejected', len(ex.at[i, 'rejected']), kind, path, line)
+    ms = ModelScores(name or head.get('model') or path.stem, chosen, rejected, dict(head, source=str(path)))
+    _check_complete(ms, suite, path, head.get('sample', False))
+    return ms
+
 # %% ../nbs/07_evaluation.ipynb #8432dd66
 @patch
 def _score_header(self:EvalReport, name:str, ms:ModelScores)->dict:
@@ -1718,6 +1680,44 @@ def _repr_html_(self:EvalReport)->str:
     return (f'<h4>Evaluation of {", ".join(self.models)}</h4>{_html_table(T["table"])}'
             f'<p>Solved by length better than by the model: {solved or "none"}. '
             f'Leaked rows left out: {int(T["leakage"].left_out.sum())}.</p>')
+
+# %% ../nbs/07_evaluation.ipynb #f12fd83c
+def _no_lm(f:str)->ConfigError:
+    return ConfigError(f"eval: --model {f} holds no causal LM ({', '.join(architectures(f)) or 'no architecture'}): "
+                       "--reference and --reference-free apply to one")
+
+def check_eval_model(args,       # the command line: eval_model, eval_reference, eval_reference_free
+                     dtype:str,  # evaluation.dtype
+                     online:bool=False, # a hub id may be fetched (it is looked at when the stage runs)
+                    )->str|None: # 'implicit', 'classifier', or None when there is no model folder to look at
+    "Check `--model DIR` with `--reference DIR` / `--reference-free sum|mean` before any stage runs."
+    f, ref, free = (getattr(args, f'eval_{k}', None) for k in ('model', 'reference', 'reference_free'))
+    if (ref or free) and not f: raise ConfigError("eval: --reference and --reference-free go with --model DIR")
+    if ref and free: raise ConfigError("eval: pass --reference DIR or --reference-free sum|mean, not both")
+    if not f or online and not Path(f).exists(): return None
+    if not Path(f).is_dir(): check_model_dir(model_folder(f))  # a hub id offline, or no such folder: one line now
+    if not is_causal_lm(f):
+        if ref or free: raise _no_lm(f)
+        return 'classifier'
+    if not (ref or free):
+        raise ConfigError(f"eval: --model {f} holds a causal LM ({', '.join(architectures(f))}), scored as an implicit "
+                          "reward: pass --reference DIR (the policy it was trained from, for DPO's reward) or "
+                          "--reference-free sum|mean")
+    if dtype == 'int8':
+        raise ConfigError("evaluation.dtype = 'int8': an implicit reward runs in auto, float32 or bfloat16")
+    check_implicit(f, ref, free)
+    return 'implicit'
+
+# %% ../nbs/07_evaluation.ipynb #9d099d1d
+QUICK_SIZES = dict(shift_prompts=16, shift_train_prompts=48, campaign_prompts=1500)  # the stage's sizes under --quick
+
+def eval_settings(cfg:EvalConfig, # the [evaluation] section
+                  ctx:dict,       # the run's 'quick', and 'explicit': {section: keys given with --set}
+                 )->EvalConfig:
+    "The settings the stage runs with: toy sizes under --quick, except those given with --set; every value checked."
+    cfg = quick_sizes(cfg, QUICK_SIZES | dict(untrained_rows=cfg.quick_rows), ctx, 'evaluation')
+    check_eval_model(ctx.get('args'), cfg.dtype, ctx.get('model_access', {}).get('online', False))
+    return cfg
 
 # %% ../nbs/07_evaluation.ipynb #d925cd1a
 def add_args(parser):
