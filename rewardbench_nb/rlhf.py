@@ -34,18 +34,18 @@ from .policy import (ASSISTANT, HUMAN, check_policy, dialogue_text, load_policy,
                                    save_policy, shard_count, split_rows, sum_grads)
 
 # %% auto #0
-__all__ = ['TOXIC_WORDS', 'REFUSAL_PATTERNS', 'VIOLATIONS', 'ROLLOUT', 'EVAL', 'POOL', 'CKPT_FILES', 'PLOTTED', 'QUICK',
+__all__ = ['TOXIC_WORDS', 'REFUSAL_PATTERNS', 'VIOLATIONS', 'ROLLOUT', 'EVAL', 'POOL', 'PLOTTED', 'CKPT_FILES', 'QUICK',
            'IMPLICIT_SKIPPED', 'STAGE', 'PPOConfig', 'check_ppo_config', 'length_reward', 'as_dialogue',
            'encode_prompts', 'position_ids', 'row_seed', 'gumbel', 'response_mask', 'sample', 'response_logits',
            'token_logprobs', 'entropy', 'ValueModel', 'response_values', 'RewardError', 'score_responses', 'rm_reward',
            'ensemble', 'kl_estimate', 'RewardNorm', 'eos_penalty', 'token_rewards', 'masked_mean', 'whiten', 'gae',
            'ppo_losses', 'KLController', 'generate_rows', 'score_tokens', 'advantages', 'ppo_update', 'make_optimizer',
            'is_refusal', 'Guardrails', 'red_team_prompts', 'token_f1', 'as_policy', 'as_reward', 'EvalResult',
-           'evaluate_policy', 'psi', 'drift', 'weights_sha256', 'run_spec', 'save_checkpoint', 'check_checkpoint',
-           'load_checkpoint', 'check_spec', 'PPORun', 'iteration_prompts', 'explained_variance', 'ppo_iteration',
-           'PPOResult', 'train_ppo', 'plot_ppo', 'drop_timings', 'artifact_info', 'sample_pool', 'pick_best', 'BestOfN',
-           'best_of_n', 'main', 'compare_policies', 'policy_ab_units', 'PolicyAB', 'ab_test_policies',
-           'ImplicitComparison', 'implicit_comparison', 'PPOStageConfig', 'stage_reward_model', 'add_args',
+           'evaluate_policy', 'psi', 'drift', 'PPORun', 'iteration_prompts', 'explained_variance', 'ppo_iteration',
+           'weights_sha256', 'run_spec', 'PPOResult', 'train_ppo', 'plot_ppo', 'drop_timings', 'sample_pool',
+           'pick_best', 'BestOfN', 'best_of_n', 'compare_policies', 'policy_ab_units', 'PolicyAB', 'ab_test_policies',
+           'ImplicitComparison', 'implicit_comparison', 'save_checkpoint', 'check_checkpoint', 'load_checkpoint',
+           'check_spec', 'artifact_info', 'main', 'PPOStageConfig', 'stage_reward_model', 'add_args',
            'check_ppo_resume', 'check_ppo_stage', 'ppo_settings', 'run_ppo']
 
 # %% ../nbs/09_rlhf.ipynb #0afbc2e3
@@ -133,9 +133,11 @@ def encode_prompts(tokenizer, prompts,
                   )->tuple:
     "(ids, mask) of the prompts: left-truncated to `max_tokens`, left-padded."
     ids = [tokenizer(dialogue_text(as_dialogue(p)))['input_ids'][-max_tokens:] for p in prompts]
-    n = width or max(map(len, ids)); x = torch.full((len(ids), n), tokenizer.pad_token_id); m = torch.zeros_like(x)
-    for i, r in enumerate(ids): x[i, n - len(r):], m[i, n - len(r):] = torch.tensor(r), 1
-    return x, m
+    n_cols = width or max(map(len, ids))
+    padded = torch.full((len(ids), n_cols), tokenizer.pad_token_id)
+    mask = torch.zeros_like(padded)
+    for i, row in enumerate(ids): padded[i, n_cols - len(row):], mask[i, n_cols - len(row):] = torch.tensor(row), 1
+    return padded, mask
 
 # %% ../nbs/09_rlhf.ipynb #c1945a49
 def position_ids(mask:torch.Tensor)->torch.Tensor:
@@ -168,7 +170,8 @@ def _prefill(model, query, mask, pos):
     "`_step` over the prompts, each run of identical consecutive rows (a best-of-n pool's) computed once and repeated."
     same = torch.cat([torch.tensor([False]), ((query[1:] == query[:-1]) & (mask[1:] == mask[:-1])).all(1).cpu()])
     if not same.any(): return _step(model, query, mask, pos, None)
-    first = (~same).nonzero()[:, 0]; counts = torch.diff(first, append=torch.tensor([len(query)]))
+    first = (~same).nonzero()[:, 0]
+    counts = torch.diff(first, append=torch.tensor([len(query)]))
     logits, cache = _step(model, query[first], mask[first], pos[first], None)
     cache.batch_repeat_interleave(counts.to(logits.device))
     return logits.repeat_interleave(counts.to(logits.device), 0), cache
@@ -182,19 +185,23 @@ def sample(model, query:torch.Tensor, qmask:torch.Tensor, # left-padded prompt i
            eos:int, pad:int,       # the tokenizer's EOS and PAD ids
           )->tuple:
     "(response ids padded after EOS, their mask, ended-with-EOS flags) for each prompt."
-    dev = model.device; gens = [torch.Generator().manual_seed(s) for s in seeds]
+    dev = model.device
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
     mask, pos = qmask.to(dev), position_ids(qmask).to(dev)
     logits, cache = _prefill(model, query.to(dev), mask, pos)
     nxt, done, toks = pos[:, -1:] + 1, torch.zeros(len(query), dtype=torch.bool, device=dev), []
     for t in range(max_new_tokens):
         z = logits / temperature + gumbel(gens, logits.shape[-1]).to(dev) if temperature > 0 else logits
         tok = torch.where(done, torch.full_like(done, pad, dtype=torch.long), z.argmax(-1))
-        toks.append(tok); done = done | (tok == eos)
+        toks.append(tok)
+        done = done | (tok == eos)
         if bool(done.all()) or t == max_new_tokens - 1: break
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
-        logits, cache = _step(model, tok[:, None], mask, nxt, cache); nxt = nxt + 1
-    resp = torch.stack(toks, 1).cpu(); m = response_mask(resp, eos)
-    return torch.where(m.bool(), resp, pad), m, (resp == eos).any(1)
+        logits, cache = _step(model, tok[:, None], mask, nxt, cache)
+        nxt = nxt + 1
+    resp = torch.stack(toks, 1).cpu()
+    rmask = response_mask(resp, eos)
+    return torch.where(rmask.bool(), resp, pad), rmask, (resp == eos).any(1)
 
 # %% ../nbs/09_rlhf.ipynb #e692fdcf
 def response_logits(model, query, qmask, resp, rmask)->torch.Tensor:
@@ -222,12 +229,13 @@ class ValueModel(nn.Module):
     def __init__(self, policy):
         super().__init__()
         self.trunk, self.head = copy.deepcopy(policy.transformer), nn.Linear(policy.config.n_embd, 1)
-        nn.init.zeros_(self.head.weight); nn.init.zeros_(self.head.bias)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
         self.trunk.config = copy.deepcopy(policy.config)
 
     def forward(self, input_ids, attention_mask, position_ids):
-        h = self.trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
-        return self.head(h.float())[..., 0]
+        out = self.trunk(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+        return self.head(out.last_hidden_state.float())[..., 0]
 
 # %% ../nbs/09_rlhf.ipynb #8b57d820
 def response_values(vm:ValueModel, query, qmask, resp, rmask)->torch.Tensor:
@@ -292,11 +300,13 @@ def kl_estimate(logp:torch.Tensor, ref_logp:torch.Tensor, # log-probs of the sam
 @dataclass
 class RewardNorm:
     "score -> (score - bias) / gain, fixed from the initial policy's samples."
-    bias:float = 0.; gain:float = 1.
+    bias:float = 0.  # subtracted from every score
+    gain:float = 1.  # then divided into it
     @classmethod
     def fit(cls, raw)->RewardNorm:
         "Bias and gain that give `raw` mean 0 and standard deviation 1."
-        raw = np.asarray(raw, float); sd = float(raw.std(ddof=1)) if len(raw) > 1 else 0.
+        raw = np.asarray(raw, float)
+        sd = float(raw.std(ddof=1)) if len(raw) > 1 else 0.
         return cls(float(raw.mean()), sd if sd > 1e-8 else 1.)
     def __call__(self, raw): return (raw - self.bias) / self.gain
 
@@ -331,8 +341,9 @@ def masked_mean(x:torch.Tensor, mask:torch.Tensor)->torch.Tensor:
 
 def whiten(x:torch.Tensor, mask:torch.Tensor, shift_mean:bool=True)->torch.Tensor:
     "`x` scaled to unit variance over the masked positions (and recentred to mean 0 if `shift_mean`); 0 elsewhere."
-    mu = masked_mean(x, mask); n = mask.sum()
-    var = masked_mean((x - mu) ** 2, mask) * n / (n - 1).clamp(min=1)
+    mu = masked_mean(x, mask)
+    n_real = mask.sum()
+    var = masked_mean((x - mu) ** 2, mask) * n_real / (n_real - 1).clamp(min=1)
     w = (x - mu) * torch.rsqrt(var + 1e-8)
     return (w if shift_mean else w + mu) * mask
 
@@ -341,11 +352,12 @@ def gae(rewards:torch.Tensor, values:torch.Tensor, mask:torch.Tensor, # (rows, l
         gamma:float=1.0, lam:float=0.95,
        )->tuple:
     "(advantages, returns) by generalised advantage estimation; 0 on padding."
-    B, T = rewards.shape; adv, last = torch.zeros_like(rewards), torch.zeros(B)
-    for t in reversed(range(T)):
-        cont = mask[:, t + 1].float() if t + 1 < T else torch.zeros(B)   # 1 while the response goes on after t
-        nv = values[:, t + 1] * cont if t + 1 < T else torch.zeros(B)
-        last = rewards[:, t] + gamma * nv - values[:, t] + gamma * lam * cont * last
+    n_rows, length = rewards.shape
+    adv, last = torch.zeros_like(rewards), torch.zeros(n_rows)
+    for t in reversed(range(length)):
+        cont = mask[:, t + 1].float() if t + 1 < length else torch.zeros(n_rows)  # 1 while the response goes on after t
+        next_value = values[:, t + 1] * cont if t + 1 < length else torch.zeros(n_rows)
+        last = rewards[:, t] + gamma * next_value - values[:, t] + gamma * lam * cont * last
         adv[:, t] = last
     return adv * mask, (adv + values) * mask
 
@@ -412,10 +424,13 @@ def score_tokens(policy, ref, vm:ValueModel, rows:dict, temperature:float,
     "Per-token log-probs under policy and reference, and values, of the rows' responses (no gradients)."
     workers = workers or shard_count(policy.device)
     def run(ix):
-        ix = torch.from_numpy(ix); a = [rows[k][ix] for k in ('query', 'qmask', 'resp', 'rmask')]; m = a[3].float()
+        ix = torch.from_numpy(ix)
+        inputs = [rows[k][ix] for k in ('query', 'qmask', 'resp', 'rmask')]
+        mask = inputs[3].float()
         with torch.no_grad(), _autocast(bf16):
-            lp, rl = (token_logprobs(response_logits(mdl, *a), a[2], temperature) * m for mdl in (policy, ref))
-            return lp, rl, response_values(vm, *a) * m
+            logp, ref_logp = (token_logprobs(response_logits(mdl, *inputs), inputs[2], temperature) * mask
+                              for mdl in (policy, ref))
+            return logp, ref_logp, response_values(vm, *inputs) * mask
     parts = map_shards(run, split_rows(range(len(rows['resp'])), workers), workers)
     return {k: torch.cat([p[j] for p in parts]).float() for j, k in enumerate(('logp', 'ref_logp', 'values'))}
 
@@ -435,53 +450,61 @@ def advantages(rows:dict, cfg:PPOConfig, kl_coef:float, norm:RewardNorm, penalty
 # %% ../nbs/09_rlhf.ipynb #1feb508c
 def _shard_grads(policy, vm, params, rows, A, ix, cfg, n_tok, bf16)->tuple:
     "(gradients, statistics) of one shard's share of a minibatch loss."
-    ix = torch.from_numpy(ix); a = [rows[k][ix] for k in ('query', 'qmask', 'resp', 'rmask')]; m = a[3].float()
+    ix = torch.from_numpy(ix)
+    inputs = [rows[k][ix] for k in ('query', 'qmask', 'resp', 'rmask')]
+    mask = inputs[3].float()
     with _autocast(bf16):
-        logits = response_logits(policy, *a)
-        logp, values = token_logprobs(logits, a[2], cfg.temperature), response_values(vm, *a)
-    pl, vl, st = ppo_losses(logp, rows['logp'][ix], A['adv'][ix], values, rows['values'][ix], A['returns'][ix], m,
-                            cfg.clip_range, cfg.clip_range_value, n_tok)
-    grads = torch.autograd.grad(pl + cfg.vf_coef * vl, params)
+        logits = response_logits(policy, *inputs)
+        logp, values = token_logprobs(logits, inputs[2], cfg.temperature), response_values(vm, *inputs)
+    policy_loss, value_loss, stats = ppo_losses(logp, rows['logp'][ix], A['adv'][ix], values, rows['values'][ix],
+                                                A['returns'][ix], mask, cfg.clip_range, cfg.clip_range_value, n_tok)
+    grads = torch.autograd.grad(policy_loss + cfg.vf_coef * value_loss, params)
     with torch.no_grad():
-        ent = (entropy(logits.detach(), cfg.temperature) * m).sum() / n_tok
-    st.update(policy_loss=pl.detach(), value_loss=vl.detach(), entropy=ent)
-    return grads, {k: float(v) for k, v in st.items()}
+        ent = (entropy(logits.detach(), cfg.temperature) * mask).sum() / n_tok
+    stats.update(policy_loss=policy_loss.detach(), value_loss=value_loss.detach(), entropy=ent)
+    return grads, {k: float(v) for k, v in stats.items()}
 
 def _world()->tuple:
     "(rank, world size) of the torch.distributed job, (0, 1) outside one."
-    d = torch.distributed
-    return (d.get_rank(), d.get_world_size()) if d.is_available() and d.is_initialized() else (0, 1)
+    dist = torch.distributed
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
 
 # %% ../nbs/09_rlhf.ipynb #91604c5e
 def ppo_update(policy, vm:ValueModel, opt, rows:dict, A:dict, cfg:PPOConfig, seed:int, iteration:int,
                bf16:bool=False, workers:int|None=None)->dict:
     "PPO epochs over minibatches of a rollout batch; the mean of each statistic over the steps."
-    rank, world = _world(); workers = workers or shard_count(policy.device)
+    rank, world = _world()
+    workers = workers or shard_count(policy.device)
     params = [p for p in (*policy.parameters(), *vm.parameters()) if p.requires_grad]
-    m, steps = rows['rmask'].float(), []
+    mask, steps = rows['rmask'].float(), []
     for epoch in range(cfg.ppo_epochs):
-        order = np.random.default_rng([seed, 2, iteration, epoch]).permutation(len(m))
+        order = np.random.default_rng([seed, 2, iteration, epoch]).permutation(len(mask))
         for mb in order.reshape(-1, cfg.minibatch_size):
-            n_tok, mine = m[mb].sum().clamp(min=1), split_rows(mb, world)[rank]
+            n_tok, mine = mask[mb].sum().clamp(min=1), split_rows(mb, world)[rank]
             grads = lambda ix: _shard_grads(policy, vm, params, rows, A, ix, cfg, n_tok, bf16)
             outs = map_shards(grads, split_rows(mine, workers), workers)
-            st = {k: sum(o[1][k] for o in outs) for k in outs[0][1]}
+            stats = {k: sum(o[1][k] for o in outs) for k in outs[0][1]}
             with one_thread():
-                sum_grads(params, [g for g, _ in outs]); st = _all_reduce(params, st, world)
+                sum_grads(params, [g for g, _ in outs])
+                stats = _all_reduce(params, stats, world)
                 for mdl in (policy, vm): torch.nn.utils.clip_grad_norm_(mdl.parameters(), cfg.max_grad_norm)
-                opt.step(); opt.zero_grad(set_to_none=True)
-            steps.append(st)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+            steps.append(stats)
     return pd.DataFrame(steps).mean().to_dict()
 
 # %% ../nbs/09_rlhf.ipynb #08f7dd7c
-def _all_reduce(params, st:dict, world:int)->dict:
+def _all_reduce(params, stats:dict, world:int)->dict:
     "Sum gradients and statistics over the processes of a torch.distributed job (no-op in one process)."
-    if world == 1: return st
-    d = torch.distributed
-    flat = torch.cat([p.grad.reshape(-1) for p in params] + [torch.tensor(list(st.values()), dtype=torch.float32)])
-    d.all_reduce(flat, op=d.ReduceOp.SUM); i = 0
-    for p in params: p.grad.copy_(flat[i:i + p.numel()].view_as(p.grad)); i += p.numel()
-    return dict(zip(st, flat[i:].tolist()))
+    if world == 1: return stats
+    dist = torch.distributed
+    flat = torch.cat([p.grad.reshape(-1) for p in params] + [torch.tensor(list(stats.values()), dtype=torch.float32)])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    offset = 0
+    for p in params:
+        p.grad.copy_(flat[offset:offset + p.numel()].view_as(p.grad))
+        offset += p.numel()
+    return dict(zip(stats, flat[offset:].tolist()))
 
 def make_optimizer(policy, vm:ValueModel, cfg:PPOConfig):
     "Adam (no weight decay, eps 1e-5) over policy and value model, each with its own learning rate."
@@ -545,9 +568,10 @@ def red_team_prompts(n:int|None=None, # at most this many of each kind (seeded s
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         for name, expect in (('rmbench-safety-refuse', 'refuse'), ('rmbench-safety-response', 'comply')):
-            d = load_pairs(name); d = d if n is None or n >= len(d) else d.sample(n, random_state=seed)
-            out.append(pd.DataFrame(dict(prompt=[as_dialogue(p) for p in d.prompt], expect=expect,
-                                         subset=d.upstream_subset, source=name)))
+            pairs = load_pairs(name)
+            pairs = pairs if n is None or n >= len(pairs) else pairs.sample(n, random_state=seed)
+            out.append(pd.DataFrame(dict(prompt=[as_dialogue(p) for p in pairs.prompt], expect=expect,
+                                         subset=pairs.upstream_subset, source=name)))
     return pd.concat(out, ignore_index=True)
 
 # %% ../nbs/09_rlhf.ipynb #fc686e9f
@@ -606,7 +630,8 @@ class EvalResult:
     table:pd.DataFrame   # prompt_id, sample, prompt, response, tokens, ended, reward, reference_f1, refusal, violations
     summary:dict         # n, mean reward and its bootstrap CI, mean F1, length, EOS rate, violation rates
     def _repr_markdown_(self):
-        s = self.summary; ci = f" [{s['reward_low']:.3f}, {s['reward_high']:.3f}]" if 'reward' in s else ''
+        s = self.summary
+        ci = f" [{s['reward_low']:.3f}, {s['reward_high']:.3f}]" if 'reward' in s else ''
         rows = [('responses', s['n']), *([('mean reward (95% CI)', f"{s['reward']:.3f}{ci}")] if 'reward' in s else []),
                 *([('reference F1', f"{s['reference_f1']:.3f}")] if 'reference_f1' in s else []),
                 ('tokens per response', f"{s['tokens']:.1f}"), ('ended with EOS', f"{s['eos_rate']:.2f}"),
@@ -625,22 +650,25 @@ def evaluate_policy(policy,                 # (model, tokenizer), or a PPOResult
                     dtype:str='auto',       # generation precision ('auto': bf16 only where native)
                    )->EvalResult:
     "Generate for a fixed prompt set and score: reward model, reference metric, guardrails; summary with CIs."
-    model, tok = as_policy(policy); P = _check_prompts(prompts); fn = as_reward(reward_model)
+    model, tok = as_policy(policy)
+    texts_in, fn = _check_prompts(prompts), as_reward(reward_model)
     references = references if references is not None else _column(prompts, 'reference')
-    ids = [(i, k) for i in range(len(P)) for k in range(n)]
+    ids = [(i, k) for i in range(len(texts_in)) for k in range(n)]
     seeds = [row_seed(seed, EVAL, i, k) for i, k in ids]
     bf16 = resolve_dtype(dtype, model.device, _DTYPES) == 'bfloat16'
-    rows = generate_rows(model, tok, [P[i] for i, _ in ids], seeds, max_prompt_tokens, max_new_tokens, temperature,
-                         bf16)
+    rows = generate_rows(model, tok, [texts_in[i] for i, _ in ids], seeds, max_prompt_tokens, max_new_tokens,
+                         temperature, bf16)
     texts = tok.batch_decode(rows['resp'], skip_special_tokens=True)
-    t = pd.DataFrame(dict(prompt_id=[i for i, _ in ids], sample=[k for _, k in ids], prompt=[P[i] for i, _ in ids],
-                          response=texts, tokens=rows['rmask'].sum(1).numpy(), ended=rows['ended'].numpy()))
-    if fn is not None: t['reward'] = score_responses(fn, t.prompt, texts)
-    if references is not None: t['reference_f1'] = [token_f1(r, references[i]) for (i, _), r in zip(ids, texts)]
-    ex, er = (_column(prompts, c) for c in ('expect', 'error'))
+    table = pd.DataFrame(dict(prompt_id=[i for i, _ in ids], sample=[k for _, k in ids],
+                              prompt=[texts_in[i] for i, _ in ids], response=texts,
+                              tokens=rows['rmask'].sum(1).numpy(), ended=rows['ended'].numpy()))
+    if fn is not None: table['reward'] = score_responses(fn, table.prompt, texts)
+    if references is not None: table['reference_f1'] = [token_f1(r, references[i]) for (i, _), r in zip(ids, texts)]
+    expect, error = (_column(prompts, c) for c in ('expect', 'error'))
     per_row = lambda col: col and [col[i] for i, _ in ids]
-    t = pd.concat([t, (guard or Guardrails()).check(t.prompt, texts, per_row(ex), per_row(er))], axis=1)
-    return EvalResult(t, _summary(t, seed))
+    flags = (guard or Guardrails()).check(table.prompt, texts, per_row(expect), per_row(error))
+    table = pd.concat([table, flags], axis=1)
+    return EvalResult(table, _summary(table, seed))
 
 # %% ../nbs/09_rlhf.ipynb #c2f65c0c
 def _summary(t:pd.DataFrame, seed:int)->dict:
@@ -673,9 +701,109 @@ def drift(expected, actual, bins:int=10,
     shifted = p > psi_threshold or ks.pvalue < alpha
     return dict(ks=float(ks.statistic), ks_p=float(ks.pvalue), psi=p, shift=bool(shifted))
 
-# %% ../nbs/09_rlhf.ipynb #09cf47ea
-CKPT_FILES = ('policy.safetensors', 'value.safetensors', 'optimizer.pt', 'state.json')
-_NOT_SPEC = ('checkpoint_every', 'eval_every', 'keep_checkpoints')  # may change between a run and its resumption
+# %% ../nbs/09_rlhf.ipynb #b633d569
+@dataclass
+class PPORun:
+    "What one PPO run works with: models, optimizer, data, settings and state."
+    cfg:PPOConfig         # the settings
+    policy:object         # the policy being trained
+    ref:object            # the frozen reference
+    vm:ValueModel         # the value model
+    opt:object            # Adam over policy and value model
+    tok:object            # the policy's tokenizer
+    prompts:list          # the training prompts
+    fn:object             # the reward function
+    guard:Guardrails      # checks on every rollout
+    seed:int              # the run seed
+    bf16:bool             # bf16 autocast on
+    workers:int           # shards per batch
+    state:dict            # iteration, kl_coef, norm, log, evaluations, spec
+    sets:dict = field(default_factory=dict)  # evaluation sets: name -> table with `prompt`
+    out:Path|None = None                     # output folder (checkpoints, artifacts)
+
+# %% ../nbs/09_rlhf.ipynb #8287ba0f
+def iteration_prompts(n_prompts:int, iteration:int, batch_size:int, seed:int)->np.ndarray:
+    "Indices of the prompts of one iteration: consecutive rows of seeded passes over the prompt set."
+    k = np.arange(iteration * batch_size, (iteration + 1) * batch_size)
+    passes = {p: np.random.default_rng([seed, 3, p]).permutation(n_prompts) for p in np.unique(k // n_prompts).tolist()}
+    return np.array([passes[int(j // n_prompts)][j % n_prompts] for j in k])
+
+def _gather(rows:dict, world:int)->dict:
+    "The rows of every process, in rank order (fixed-width tensors)."
+    if world == 1: return rows
+    def cat(x):
+        parts = [torch.empty_like(x) for _ in range(world)]
+        torch.distributed.all_gather(parts, x.contiguous())
+        return torch.cat(parts)
+    return {k: cat(v) for k, v in rows.items()}
+
+# %% ../nbs/09_rlhf.ipynb #4782c5e9
+def explained_variance(values, returns, mask)->float:
+    "1 - Var(returns - values) / Var(returns) over the real tokens: how much of the return the values predict."
+    real = mask.bool()
+    if real.sum() < 2: return float('nan')
+    value, ret = values[real], returns[real]
+    return float(1 - (ret - value).var() / ret.var().clamp(min=1e-8))
+
+def _rollout(r:PPORun, it:int)->tuple:
+    "The rollouts of iteration `it` (this process's share, generated and scored, then gathered); seconds spent."
+    rank, world = _world()
+    cfg = r.cfg
+    idx = iteration_prompts(len(r.prompts), it, cfg.batch_size, r.seed)
+    mine = split_rows(range(cfg.batch_size), world)[rank]
+    prompts = [r.prompts[idx[j]] for j in mine]
+    t0, seeds = time.perf_counter(), [row_seed(r.seed, ROLLOUT, it, int(j)) for j in mine]
+    rows = generate_rows(r.policy, r.tok, prompts, seeds, cfg.max_prompt_tokens, cfg.max_new_tokens, cfg.temperature,
+                         r.bf16, r.workers)
+    rows.update(score_tokens(r.policy, r.ref, r.vm, rows, cfg.temperature, r.bf16, r.workers))
+    t1 = time.perf_counter()
+    texts = r.tok.batch_decode(rows['resp'], skip_special_tokens=True)
+    rows['raw'] = torch.tensor(score_responses(r.fn, prompts, texts), dtype=torch.float32)
+    t2 = time.perf_counter()
+    flags = r.guard.check(prompts, texts)
+    as_long = lambda col: torch.tensor(flags[col].to_numpy()).long()
+    rows.update(toxic=as_long('toxic'), refusal=as_long('refusal'), ended=rows['ended'].long())
+    return _gather(rows, world), dict(generate=t1 - t0, reward=t2 - t1)
+
+# %% ../nbs/09_rlhf.ipynb #26055a4d
+def ppo_iteration(r:PPORun, it:int)->dict:
+    "Roll out, score, update: one PPO iteration; its log row. Fits the reward normalisation on iteration 0."
+    rows, sec = _rollout(r, it)
+    state, cfg, mask = r.state, r.cfg, rows['rmask'].float()
+    if state['norm'] is None: state['norm'] = asdict(RewardNorm.fit(rows['raw'].numpy()))
+    penalty = cfg.guard_penalty * rows['toxic'].float()
+    adv = advantages(rows, cfg, state['kl_coef'], RewardNorm(**state['norm']), penalty)
+    t0 = time.perf_counter()
+    stats = ppo_update(r.policy, r.vm, r.opt, rows, adv, cfg, r.seed, it, r.bf16, r.workers)
+    mean = lambda x: float(x.float().mean())
+    row = dict(iteration=it, reward=mean(rows['raw']), reward_std=float(rows['raw'].std()), score=mean(adv['score']),
+               kl=mean(adv['kl_k1'].sum(1)), kl_penalty=mean(adv['kl'].sum(1)), kl_coef=state['kl_coef'], **stats,
+               explained_variance=explained_variance(rows['values'], adv['returns'], mask),
+               response_length=mean(mask.sum(1)),
+               eos_rate=mean(rows['ended']), refusal_rate=mean(rows['refusal']),
+               violations_toxic=int(rows['toxic'].sum()),
+               seconds_generate=sec['generate'], seconds_reward=sec['reward'], seconds_update=time.perf_counter() - t0)
+    state['kl_coef'] = KLController(state['kl_coef'], cfg.target_kl, cfg.kl_horizon).update(row['kl'], cfg.batch_size)
+    return row
+
+# %% ../nbs/09_rlhf.ipynb #187aebbd
+def _evaluate_sets(r:PPORun, it:int)->None:
+    "Evaluate each eval set after `it` iterations; append rows with drift against the first and previous evaluation."
+    c, s = r.cfg, r.state
+    for name, table in r.sets.items():
+        ev = evaluate_policy((r.policy, r.tok), table, r.fn, guard=r.guard, seed=r.seed,
+                             max_prompt_tokens=c.max_prompt_tokens, max_new_tokens=c.max_new_tokens,
+                             temperature=c.temperature, dtype=c.dtype)
+        now = ev.table.reward.tolist()
+        d0, d1 = drift(s['eval_rewards'].setdefault(name, now), now), drift(s['eval_last'].get(name, now), now)
+        s['evals'].append(dict(iteration=it, set=name, **ev.summary, **{f'{k}_vs_start': v for k, v in d0.items()},
+                               **{f'{k}_vs_previous': v for k, v in d1.items()}))
+        s['eval_last'][name] = now
+
+def _eval_due(it:int, iterations:int, cfg:PPOConfig)->bool:
+    "Whether the eval sets are evaluated after `it` completed iterations."
+    every = lambda n: bool(n and it % n == 0)
+    return it in (0, iterations) or every(cfg.eval_every) or every(cfg.checkpoint_every)
 
 # %% ../nbs/09_rlhf.ipynb #df4e5ae1
 def weights_sha256(model)->str:
@@ -685,6 +813,8 @@ def weights_sha256(model)->str:
     return h.hexdigest()
 
 # %% ../nbs/09_rlhf.ipynb #4a0ed6c4
+_NOT_SPEC = ('checkpoint_every', 'eval_every', 'keep_checkpoints')  # may change between a run and its resumption
+
 def run_spec(cfg:PPOConfig, model, prompts:list, reward_fn, seed:int, world:int)->dict:
     "What must match for a checkpoint to be resumed."
     return dict(config={k: v for k, v in asdict(cfg).items() if k not in _NOT_SPEC}, seed=seed, world_size=world,
@@ -692,14 +822,355 @@ def run_spec(cfg:PPOConfig, model, prompts:list, reward_fn, seed:int, world:int)
                 prompts_sha256=hashlib.sha256('\x00'.join(prompts).encode()).hexdigest(),
                 reward=_fn_name(reward_fn))
 
+# %% ../nbs/09_rlhf.ipynb #b3a1885e
+@dataclass
+class PPOResult:
+    "What `train_ppo` produced."
+    model:object            # the trained policy (transformers causal LM)
+    tokenizer:object        # its tokenizer (the reference's)
+    value_model:ValueModel  # the trained value model
+    log:pd.DataFrame        # one row per iteration
+    evals:pd.DataFrame      # one row per evaluation of an eval set
+    config:PPOConfig        # the settings
+    info:dict               # seed, spec, precision and shards, resumed_from, out_dir, seconds
+    @property
+    def policy(self)->tuple: return self.model, self.tokenizer
+    def _repr_markdown_(self):
+        first, last = self.log.iloc[0], self.log.iloc[-1]
+        p = self.info['precision']
+        rows = [('iterations', len(self.log)), ('reward (first -> last)', f"{first.reward:.3f} -> {last.reward:.3f}"),
+                ('KL to the reference, last', f"{last.kl:.3f}"),
+                ('response tokens (first -> last)', f"{first.response_length:.1f} -> {last.response_length:.1f}"),
+                ('precision', f"{p['used']} ({p['shards']} shards)"),
+                ('resumed from', self.info['resumed_from'] or '-')]
+        return '| | |\n|---|---|\n' + '\n'.join(f'| {k} | {v} |' for k, v in rows)
+
+# %% ../nbs/09_rlhf.ipynb #798c3dcf
+def _models(model)->tuple:
+    "(reference: `model` in eval mode; trainable policy copy; value model), dropout off in all three."
+    ref = model.eval()  # run under no_grad only; its weights are never changed
+    policy = copy.deepcopy(model).requires_grad_(True)
+    vm = ValueModel(policy).to(model.device)
+    for mdl in (policy, vm):
+        for mod in mdl.modules():
+            if isinstance(mod, nn.Dropout): mod.p = 0.0
+    return ref, policy.train(), vm.train()
+
+def _settings(config, kw:dict)->PPOConfig:
+    "The PPOConfig of `config` with keyword overrides, types and names checked."
+    return build_config(PPOConfig, {**asdict(config or PPOConfig()), **kw}, 'train_ppo settings')
+
+# %% ../nbs/09_rlhf.ipynb #ed8e3ed7
+def _start(resume, out, spec:dict, policy, vm, opt, cfg:PPOConfig)->tuple:
+    "(state, checkpoint resumed from or None): a fresh state, or the one of the checkpoint to resume."
+    fresh = dict(iteration=0, kl_coef=cfg.kl_coef, norm=None, log=[], evals=[], eval_rewards={}, eval_last={},
+                 spec=spec)
+    if resume is False or resume is None: return fresh, None
+    if resume is True: ck = last_checkpoint(out/'checkpoints') if out is not None else None
+    else: ck = find_checkpoint(resume)
+    if ck is None: return fresh, None
+    state = load_checkpoint(ck, policy, vm, opt)
+    check_spec(spec, state['spec'], ck)
+    return state, ck
+
+# %% ../nbs/09_rlhf.ipynb #751a2457
+def _frame(rows:list, *first:str)->pd.DataFrame:
+    "Rows as a table: the columns `first`, then the rest sorted (the same whether or not rows came from a checkpoint)."
+    df = pd.DataFrame(rows)
+    return df[[*[c for c in first if c in df], *sorted(c for c in df if c not in first)]] if len(df) else df
+
+def _precision(cfg:PPOConfig, device)->dict:
+    "The precision PPO runs in, what `auto` means here and why, and the shards per batch."
+    used = resolve_dtype(cfg.dtype, device, _DTYPES)
+    return dict(requested=cfg.dtype, used=used, auto=precision(device).as_dict(), shards=shard_count(device))
+
+# %% ../nbs/09_rlhf.ipynb #0d2dfbb9
+def _eval_sets(eval_sets)->dict:
+    "Evaluation sets as tables with a checked `prompt` column."
+    def as_table(k, v):
+        return v if isinstance(v, pd.DataFrame) else pd.DataFrame(dict(prompt=_check_prompts(v, f'eval set {k!r}')))
+    return {k: as_table(k, v) for k, v in (eval_sets or {}).items()}
+
+def _loop(r:PPORun, iterations:int, progress:bool):
+    "Iterations from the state's next one up to `iterations`, evaluating and checkpointing when due."
+    state, cfg = r.state, r.cfg
+    with tqdm(total=iterations, initial=state['iteration'], desc='ppo', unit='it', leave=False, dynamic_ncols=True,
+              disable=not progress) as bar:
+        for it in range(state['iteration'], iterations):
+            if it == 0 and r.sets: _evaluate_sets(r, 0)
+            state['log'].append(ppo_iteration(r, it))
+            state['iteration'] = done = it + 1
+            if r.sets and done < iterations and _eval_due(done, iterations, cfg): _evaluate_sets(r, done)
+            if r.out is not None and _world()[0] == 0 and cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
+                save_checkpoint(r.out/'checkpoints'/f'iter-{done:05d}', r.policy, r.vm, r.opt, state)
+            bar.update()
+            bar.set_postfix(reward=f"{state['log'][-1]['reward']:.3f}", kl=f"{state['log'][-1]['kl']:.2f}")
+    if r.sets and iterations > 0 and not any(e['iteration'] == iterations for e in state['evals']):
+        _evaluate_sets(r, iterations)
+
+# %% ../nbs/09_rlhf.ipynb #710e3949
+def train_ppo(model,                  # the initial policy (transformers causal LM); left unchanged, it is the reference
+              tokenizer,              # its tokenizer (EOS and a distinct PAD)
+              reward_fn,              # reward_fn(prompts, responses) -> scores, on text; or a RewardModel
+              prompts,                # training prompts (hh-rlhf dialogues, or plain questions)
+              iterations:int=20,      # PPO iterations (rollout + update)
+              seed:int=0,             # everything random derives from it
+              config:PPOConfig|None=None, # settings; keywords below override its fields
+              out_dir=None,           # folder for checkpoints and the final artifacts; None = keep in memory
+              resume=False,           # True: newest checkpoint in out_dir; a path: that checkpoint
+              eval_sets:dict|None=None, # name -> prompts (or table) evaluated with drift monitoring
+              guard:Guardrails|None=None, # checks on every rollout and evaluation (default: Guardrails())
+              progress:bool=False,    # progress bar with the time left
+              **settings,             # any PPOConfig field, e.g. batch_size=16, kl_coef=0.1
+             )->PPOResult:
+    "Train a copy of `model` with PPO against `reward_fn` on `prompts`; log, evaluations, artifacts."
+    cfg, (rank, world), t0 = _settings(config, settings), _world(), time.perf_counter()
+    if iterations < 1: raise ConfigError(f"iterations = {iterations!r}: expected a positive integer")
+    check_ppo_config(cfg, world)
+    model, tokenizer = check_policy(model, tokenizer)
+    texts, fn, prec = _check_prompts(prompts), as_reward(reward_fn), _precision(cfg, model.device)
+    if fn is None: raise RBError("train_ppo: reward_fn is required (a function of prompts and responses, or an RM)")
+    ref, policy, vm = _models(model)
+    opt, out = make_optimizer(policy, vm, cfg), Path(out_dir) if out_dir else None
+    state, ck = _start(resume, out, run_spec(cfg, model, texts, fn, seed, world), policy, vm, opt, cfg)
+    r = PPORun(cfg, policy, ref, vm, opt, tokenizer, texts, fn, guard or Guardrails(), seed, prec['used'] == 'bfloat16',
+               prec['shards'], state, _eval_sets(eval_sets), out)
+    _loop(r, iterations, progress and rank == 0)
+    info = dict(seed=seed, spec=state['spec'], precision=prec, resumed_from=str(ck) if ck else None, world_size=world,
+                out_dir=str(out) if out else None, seconds=round(time.perf_counter() - t0, 2), reward=_fn_name(fn))
+    res = PPOResult(policy.eval(), tokenizer, vm.eval(), _frame(state['log'], 'iteration', 'reward', 'kl'),
+                    _frame(state['evals'], 'iteration', 'set'), cfg, info)
+    if out is not None and rank == 0: _write_outputs(res, out)
+    return res
+
+# %% ../nbs/09_rlhf.ipynb #5de8a00f
+PLOTTED = (('reward', 'reward (raw)'), ('kl', 'KL to reference'), ('entropy', 'entropy per token'),
+           ('clipfrac', 'clip fraction'), ('value_loss', 'value loss'), ('explained_variance', 'explained variance'),
+           ('response_length', 'response tokens'), ('eos_rate', 'ended with EOS'),
+           ('violations_toxic', 'toxic rollouts'))
+
+# %% ../nbs/09_rlhf.ipynb #15e52e0b
+def plot_ppo(log:pd.DataFrame, evals:pd.DataFrame|None=None, title:str='PPO')->go.Figure:
+    "The training curves, one panel per quantity, against the iteration; eval sets' mean rewards on the reward panel."
+    fig = make_subplots(rows=3, cols=3, subplot_titles=[t for _, t in PLOTTED], horizontal_spacing=0.07,
+                        vertical_spacing=0.12)
+    for i, (k, t) in enumerate(PLOTTED):
+        if k not in log: continue
+        fig.add_trace(go.Scatter(x=log.iteration, y=log[k], mode='lines+markers', name=t, showlegend=False),
+                      row=i // 3 + 1, col=i % 3 + 1)
+    for name, e in ([] if evals is None or 'reward' not in evals else evals.groupby('set')):
+        fig.add_trace(go.Scatter(x=e.iteration, y=e.reward, mode='lines+markers', name=f'eval: {name}',
+                                 line=dict(dash='dot')), row=1, col=1)
+    return fig.update_layout(title=title, height=720, template='plotly_white',
+                             legend=dict(orientation='h', y=-0.08))
+
+# %% ../nbs/09_rlhf.ipynb #3813eb51
+@patch
+def plot(self:PPOResult, title:str='PPO')->go.Figure:
+    "The training curves of this run."
+    return plot_ppo(self.log, self.evals, title)
+
+# %% ../nbs/09_rlhf.ipynb #ef0869e8
+_MEASURED = ('seconds', 'out_dir')  # what `info` holds of this machine and this call: on the result, not written
+
+def drop_timings(log:pd.DataFrame)->pd.DataFrame:
+    "`log` without its `seconds_*` columns: what two runs with the same seed log alike."
+    return log.drop(columns=[c for c in log if c.startswith('seconds')])
+
+# %% ../nbs/09_rlhf.ipynb #0c0d5667
+def sample_pool(policy,                 # (model, tokenizer), or a PPOResult
+                prompts,                # prompt texts
+                n:int,                  # samples per prompt
+                seed:int=0,             # pool seed
+                max_prompt_tokens:int=96, max_new_tokens:int=48, temperature:float=1.0, dtype:str='auto',
+                chunk:int=2048,         # rows sampled at once: memory holds the cache of this many rows
+               )->pd.DataFrame:
+    "n sampled responses per prompt: prompt_id, sample, prompt, response, tokens, ended."
+    model, tok = as_policy(policy)
+    texts = _check_prompts(prompts)
+    if n < 1: raise ConfigError(f"best-of-n: n = {n}: expected at least 1")
+    ids = [(i, k) for i in range(len(texts)) for k in range(n)]
+    bf16 = resolve_dtype(dtype, model.device, _DTYPES) == 'bfloat16'
+    def rows(part):
+        seeds = [row_seed(seed, POOL, i, k) for i, k in part]
+        return generate_rows(model, tok, [texts[i] for i, _ in part], seeds, max_prompt_tokens, max_new_tokens,
+                             temperature, bf16)
+    parts = [rows(ids[s:s + chunk]) for s in range(0, len(ids), chunk)]
+    resp, rmask, ended = (torch.cat([part[k] for part in parts]) for k in ('resp', 'rmask', 'ended'))
+    return pd.DataFrame(dict(prompt_id=[i for i, _ in ids], sample=[k for _, k in ids],
+                             prompt=[texts[i] for i, _ in ids],
+                             response=tok.batch_decode(resp, skip_special_tokens=True),
+                             tokens=rmask.sum(1).numpy(), ended=ended.numpy()))
+
+def pick_best(pool:pd.DataFrame, # from `sample_pool`, with a `score` column (and optionally `flagged`)
+              n:int,             # choose among the first n samples of each prompt
+             )->pd.DataFrame:
+    "The best of the first `n` samples per prompt (unflagged first, then highest score, then earliest)."
+    flagged = pool.get('flagged', pd.Series(False, index=pool.index)).astype(bool)
+    cands = pool[pool['sample'] < n].assign(_ok=~flagged)
+    cands = cands.sort_values(['prompt_id', '_ok', 'score', 'sample'], ascending=[True, False, False, True],
+                              kind='stable')
+    return cands.groupby('prompt_id', sort=True).head(1).drop(columns='_ok').reset_index(drop=True)
+
+# %% ../nbs/09_rlhf.ipynb #2c125f28
+@dataclass
+class BestOfN:
+    "A best-of-n draw: the scored pool, and the chosen response per prompt."
+    n:int                 # candidates per prompt
+    pool:pd.DataFrame     # every sample, with its score (and guardrail flags)
+    best:pd.DataFrame     # one row per prompt
+    def _repr_markdown_(self):
+        first = self.pool[self.pool['sample'] == 0].score.mean()
+        return (f"best-of-{self.n} over {len(self.best)} prompts: mean reward {self.best.score.mean():.3f} "
+                f"(one sample: {first:.3f})")
+
+def best_of_n(policy, prompts, reward_fn, # policy, prompt texts, reward function (or RewardModel)
+              n:int=4, seed:int=0,
+              guard:Guardrails|None=None,  # flagged samples are chosen last (None: no checks)
+              **sampling,                  # max_prompt_tokens, max_new_tokens, temperature, dtype
+             )->BestOfN:
+    "Sample n responses per prompt from the unchanged policy, score them, keep the best of each."
+    pool = sample_pool(policy, prompts, n, seed, **sampling)
+    pool['score'] = score_responses(as_reward(reward_fn), pool.prompt, pool.response)
+    if guard is not None:
+        pool['flagged'] = guard.check(pool.prompt, pool.response)[list(VIOLATIONS)].any(axis=1).to_numpy()
+    return BestOfN(n, pool, pick_best(pool, n))
+
+# %% ../nbs/09_rlhf.ipynb #091dc5f4
+def _bon_table(initial, prompts:pd.DataFrame, reward_fn, n:int, seed:int, guard:Guardrails,
+               sampling:dict)->pd.DataFrame:
+    "The best-of-n reply of `initial` per prompt, checked by the guardrails, in `evaluate_policy`'s table shape."
+    b = best_of_n(initial, prompts.prompt, reward_fn, n, seed, guard, **sampling).best
+    b = b.rename(columns={'score': 'reward'}).drop(columns='flagged', errors='ignore').reset_index(drop=True)
+    per_prompt = lambda col: col and [col[i] for i in b.prompt_id]
+    expect, errors = (per_prompt(_column(prompts, c)) for c in ('expect', 'error'))
+    chk = guard.check(b.prompt, b.response, expect, errors)
+    return pd.concat([b, chk], axis=1)
+
+# %% ../nbs/09_rlhf.ipynb #14b8db04
+def compare_policies(initial, ppo,   # the initial policy and the PPO policy: (model, tokenizer) or a PPOResult
+                     prompts:pd.DataFrame, # prompt (+ optional expect, error: see `evaluate_policy`)
+                     reward_fn,      # reward function or RewardModel: what PPO optimised
+                     best_of:int=4,  # n of the best-of-n arm
+                     seed:int=0, guard:Guardrails|None=None,
+                     **sampling,     # max_prompt_tokens, max_new_tokens, temperature, dtype
+                    )->dict:
+    "Name -> one scored, checked reply per prompt: 'initial', 'best-of-n', 'ppo', and the initial policy's 'reference'."
+    guard, fn = guard or Guardrails(), as_reward(reward_fn)
+    ev = lambda pol, s: evaluate_policy(pol, prompts, fn, guard=guard, seed=s, **sampling).table
+    return {'initial': ev(initial, seed), f'best-of-{best_of}': _bon_table(initial, prompts, fn, best_of, seed, guard,
+                                                                           sampling),
+            'ppo': ev(ppo, seed), 'reference': ev(initial, seed + 1)}
+
+# %% ../nbs/09_rlhf.ipynb #b03e8be6
+def policy_ab_units(replies:pd.DataFrame,   # one reply per prompt: prompt_id, reward and the guardrail columns
+                    reference:pd.DataFrame, # the reference replies, same prompts
+                    safety,                 # per prompt: True for a red-team prompt
+                   )->pd.DataFrame:
+    "A/B units: id, success (reward above the reference reply's), violation (any guardrail violation, red-team only)."
+    arm, ref = (t.sort_values('prompt_id', kind='stable').reset_index(drop=True) for t in (replies, reference))
+    if arm.prompt_id.duplicated().any() or arm.prompt_id.tolist() != ref.prompt_id.tolist():
+        raise DataError("A/B units: expected one reply per prompt, for the same prompts as the reference replies",
+                        field='prompt_id')
+    safety = np.asarray(safety, bool)[arm.prompt_id]
+    bad = arm[list(VIOLATIONS)].any(axis=1).to_numpy(float)
+    return pd.DataFrame(dict(id=arm.prompt_id, success=(arm.reward > ref.reward).astype(float),
+                             violation=np.where(safety, bad, np.nan)))
+
+# %% ../nbs/09_rlhf.ipynb #c7f7c1d0
+@dataclass
+class PolicyAB:
+    "A/B tests between the policies: one `ABResult` per pair, and the table of all of them."
+    results:list          # ABResult per (control, treatment) pair
+    def table(self)->pd.DataFrame:
+        "One row per test: arms, units, success and violation rates with B - A and its CI, p, decision."
+        rows = [dict(control=r.arm_a, treatment=r.arm_b, n_a=r.n_a, n_b=r.n_b, n_per_arm_planned=r.plan.n_per_arm,
+                     **{f'success_{k}': v for k, v in r.success.items()},
+                     **{f'violation_{k}': v for k, v in r.violation.items()}, decision=r.decision)
+                for r in self.results]
+        return pd.DataFrame(rows)
+    def _repr_markdown_(self): return '\n\n'.join(r._repr_markdown_() for r in self.results)
+
+def ab_test_policies(replies:dict,   # from `compare_policies`
+                     safety,         # per prompt: True for a red-team prompt
+                     plan:ABPlan|None=None, seed:int=0)->PolicyAB:
+    "A/B tests: initial vs best-of-n, initial vs PPO, best-of-n vs PPO (seeded assignments), as the plan decides."
+    ref = replies['reference']
+    arms = [k for k in replies if k != 'reference']
+    units = {k: policy_ab_units(replies[k], ref, safety) for k in arms}
+    pairs = [(arms[0], arms[1]), (arms[0], arms[2]), (arms[1], arms[2])]
+    return PolicyAB([ab_test(units[a], units[b], plan, seed + k, names=(a, b)) for k, (a, b) in enumerate(pairs)])
+
+# %% ../nbs/09_rlhf.ipynb #0c8e2349
+@dataclass
+class ImplicitComparison:
+    "A policy scored as an implicit reward model (DPO's, against its reference), beside reward models."
+    table:pd.DataFrame   # model, benchmark, score, low, high, n: accuracy per benchmark and the mean, with CIs
+    wide:pd.DataFrame    # the same as `Scoreboard.table`: one row per model, 'score [low, high]' in percent
+    versus:pd.DataFrame  # per reward model and benchmark: policy minus model (paired CI), and how often they agree
+    protocol:dict        # the implicit reward's protocol, the rows and inputs scored
+    precision:dict       # the precision it was scored in, and why
+
+    def _repr_markdown_(self):
+        p, vs = self.protocol, self.versus.round(3)
+        head = (f"**{self.wide.index[0]}**: {p['variant']}. {p['rows']} benchmark rows "
+                f"({p['rows_per_subset'] or 'all'} per subset), {p['inputs']} inputs, {self.precision['used']}.")
+        agree = ('\n\nPolicy minus each reward model (paired bootstrap), and the share of comparisons in which the '
+                 'two prefer the same response (`mean`: over all comparisons):\n\n' + md_table(vs)) if len(vs) else ''
+        return head + '\n\n' + md_table(self.wide.reset_index()) + agree
+
+# %% ../nbs/09_rlhf.ipynb #b9afef65
+def _agreement(ex:pd.DataFrame, a:ModelScores, b:ModelScores)->tuple:
+    "(share of comparisons in which a and b prefer the same response, comparisons) on the rows both scored."
+    both = ex[a.scored[ex.index] & b.scored[ex.index]]
+    x, y = margins(both, a), margins(both, b)
+    return (float(np.mean(np.sign(x) == np.sign(y))) if len(x) else np.nan), len(x)
+
+def _versus(sb:Scoreboard, ms:ModelScores, other:ModelScores)->pd.DataFrame:
+    "The policy minus one reward model, per benchmark and for the mean (paired bootstrap), with their agreement."
+    diffs = sb.compare(ms.name, other.name)
+    diffs = diffs[diffs.level != 'subset']
+    agree = {b: _agreement(g, ms, other) for b, g in sb.rows.groupby('benchmark', sort=False)}
+    agree['mean'] = _agreement(sb.rows, ms, other)
+    return diffs.assign(agreement=[agree[b][0] for b in diffs.benchmark],
+                        comparisons=[agree[b][1] for b in diffs.benchmark])[
+        ['model', 'vs', 'benchmark', 'diff', 'low', 'high', 'inside_noise', 'agreement', 'comparisons']]
+
+# %% ../nbs/09_rlhf.ipynb #849d897d
+def implicit_comparison(policy, tokenizer,       # the trained policy (a causal LM) and its tokenizer
+                        reference,               # the policy it started from (PPO's reference)
+                        suite:Suite,             # an evaluation suite (the eval stage's `EvalReport.suite`)
+                        models:list,             # `ModelScores` of the reward models to set beside it
+                        rows_per_subset:int=32,  # a seeded sample of the benchmark rows, per subset (0 = all)
+                        seed:int=0, n_boot:int=1000, ci:float=0.95, # the sample and the resamples, as in 07
+                        dtype:str='auto', batch_size:int=32,         # how the two models run
+                        name:str='PPO policy (implicit)')->ImplicitComparison:
+    "A policy's implicit reward on a sample of the suite's benchmark rows, beside reward models on the same rows."
+    rows = sample_rows(suite.rows('bench'), rows_per_subset, seed)
+    sub = Suite(suite.examples.loc[rows.index], suite.benchmarks, suite.campaign, suite.notes)
+    ir = ImplicitReward(policy, tokenizer, reference, dtype=dtype)
+    ms = score_suite(ir, suite, name, rows.index, batch_size)
+    res = {m.name: outcomes(sub.examples, m) for m in [ms, *models]} | {'random': random_outcomes(sub.examples)}
+    sb = Scoreboard(sub, res, n_boot, seed, ci)
+    vs = pd.concat([_versus(sb, ms, m) for m in models], ignore_index=True) if models else pd.DataFrame()
+    proto = ir.protocol | dict(rows=len(sb.rows), rows_per_subset=rows_per_subset, inputs=ms.meta['distinct_inputs'],
+                               max_length=ir.max_length, n_boot=n_boot, seed=seed)
+    return ImplicitComparison(sb.long(), sb.table(), vs, proto, ir.precision)
+
+# %% ../nbs/09_rlhf.ipynb #09cf47ea
+CKPT_FILES = ('policy.safetensors', 'value.safetensors', 'optimizer.pt', 'state.json')
+
 # %% ../nbs/09_rlhf.ipynb #5fcd64dd
 def save_checkpoint(folder, policy, vm:ValueModel, opt, state:dict)->Path:
     "Write a checkpoint folder atomically: weights (safetensors), optimizer state, state.json."
     folder = Path(folder)
     with atomic_path(folder) as tmp:
-        tmp = Path(tmp); tmp.mkdir()
-        save_model(policy, str(tmp/'policy.safetensors')); save_model(vm, str(tmp/'value.safetensors'))
-        torch.save(opt.state_dict(), tmp/'optimizer.pt'); write_json(tmp/'state.json', state)
+        tmp = Path(tmp)
+        tmp.mkdir()
+        save_model(policy, str(tmp/'policy.safetensors'))
+        save_model(vm, str(tmp/'value.safetensors'))
+        torch.save(opt.state_dict(), tmp/'optimizer.pt')
+        write_json(tmp/'state.json', state)
     return folder
 
 # %% ../nbs/09_rlhf.ipynb #826e4154
@@ -751,7 +1222,8 @@ def check_checkpoint(folder)->dict:
 # %% ../nbs/09_rlhf.ipynb #c13133f7
 def load_checkpoint(folder, policy, vm:ValueModel, opt)->dict:
     "Load a checkpoint into `policy`, `vm` and `opt`; its state. DataError names the file at fault."
-    folder = Path(folder); state = check_checkpoint(folder)
+    folder = Path(folder)
+    state = check_checkpoint(folder)
     opt_state = _optimizer_state(folder/'optimizer.pt')
     for name, mdl in (('policy.safetensors', policy), ('value.safetensors', vm)):
         try: load_model(mdl, str(folder/name))
@@ -772,237 +1244,6 @@ def check_spec(spec:dict, saved:dict, where)->None:
              if k in spec and saved.get(k) != spec[k]]
     if diff: raise ConfigError(f"{where}: cannot resume, this run differs from the checkpoint's in {', '.join(diff)}")
 
-# %% ../nbs/09_rlhf.ipynb #b633d569
-@dataclass
-class PPORun:
-    "What one PPO run works with: models, optimizer, data, settings and state."
-    cfg:PPOConfig; policy:object; ref:object; vm:ValueModel; opt:object; tok:object
-    prompts:list; fn:object; guard:Guardrails; seed:int; bf16:bool; workers:int; state:dict
-    sets:dict = field(default_factory=dict)  # evaluation sets: name -> table with `prompt`
-    out:Path|None = None                     # output folder (checkpoints, artifacts)
-
-# %% ../nbs/09_rlhf.ipynb #8287ba0f
-def iteration_prompts(n_prompts:int, iteration:int, batch_size:int, seed:int)->np.ndarray:
-    "Indices of the prompts of one iteration: consecutive rows of seeded passes over the prompt set."
-    k = np.arange(iteration * batch_size, (iteration + 1) * batch_size)
-    passes = {p: np.random.default_rng([seed, 3, p]).permutation(n_prompts) for p in np.unique(k // n_prompts).tolist()}
-    return np.array([passes[int(j // n_prompts)][j % n_prompts] for j in k])
-
-def _gather(rows:dict, world:int)->dict:
-    "The rows of every process, in rank order (fixed-width tensors)."
-    if world == 1: return rows
-    def cat(x):
-        parts = [torch.empty_like(x) for _ in range(world)]
-        torch.distributed.all_gather(parts, x.contiguous())
-        return torch.cat(parts)
-    return {k: cat(v) for k, v in rows.items()}
-
-# %% ../nbs/09_rlhf.ipynb #4782c5e9
-def explained_variance(values, returns, mask)->float:
-    "1 - Var(returns - values) / Var(returns) over the real tokens: how much of the return the values predict."
-    m = mask.bool(); v, r = values[m], returns[m]
-    return float(1 - (r - v).var() / r.var().clamp(min=1e-8)) if m.sum() > 1 else float('nan')
-
-def _rollout(r:PPORun, it:int)->tuple:
-    "The rollouts of iteration `it` (this process's share, generated and scored, then gathered); seconds spent."
-    rank, world = _world(); c = r.cfg; idx = iteration_prompts(len(r.prompts), it, c.batch_size, r.seed)
-    mine = split_rows(range(c.batch_size), world)[rank]; prompts = [r.prompts[idx[j]] for j in mine]
-    t0, seeds = time.perf_counter(), [row_seed(r.seed, ROLLOUT, it, int(j)) for j in mine]
-    rows = generate_rows(r.policy, r.tok, prompts, seeds, c.max_prompt_tokens, c.max_new_tokens, c.temperature,
-                         r.bf16, r.workers)
-    rows.update(score_tokens(r.policy, r.ref, r.vm, rows, c.temperature, r.bf16, r.workers)); t1 = time.perf_counter()
-    texts = r.tok.batch_decode(rows['resp'], skip_special_tokens=True)
-    rows['raw'] = torch.tensor(score_responses(r.fn, prompts, texts), dtype=torch.float32); t2 = time.perf_counter()
-    flags = r.guard.check(prompts, texts); as_long = lambda col: torch.tensor(flags[col].to_numpy()).long()
-    rows.update(toxic=as_long('toxic'), refusal=as_long('refusal'), ended=rows['ended'].long())
-    return _gather(rows, world), dict(generate=t1 - t0, reward=t2 - t1)
-
-# %% ../nbs/09_rlhf.ipynb #26055a4d
-def ppo_iteration(r:PPORun, it:int)->dict:
-    "Roll out, score, update: one PPO iteration; its log row. Fits the reward normalisation on iteration 0."
-    rows, sec = _rollout(r, it); s, c, m = r.state, r.cfg, rows['rmask'].float()
-    if s['norm'] is None: s['norm'] = asdict(RewardNorm.fit(rows['raw'].numpy()))
-    A = advantages(rows, c, s['kl_coef'], RewardNorm(**s['norm']), c.guard_penalty * rows['toxic'].float())
-    t0 = time.perf_counter()
-    st = ppo_update(r.policy, r.vm, r.opt, rows, A, c, r.seed, it, r.bf16, r.workers)
-    mean = lambda x: float(x.float().mean())
-    row = dict(iteration=it, reward=mean(rows['raw']), reward_std=float(rows['raw'].std()), score=mean(A['score']),
-               kl=mean(A['kl_k1'].sum(1)), kl_penalty=mean(A['kl'].sum(1)), kl_coef=s['kl_coef'], **st,
-               explained_variance=explained_variance(rows['values'], A['returns'], m), response_length=mean(m.sum(1)),
-               eos_rate=mean(rows['ended']), refusal_rate=mean(rows['refusal']),
-               violations_toxic=int(rows['toxic'].sum()),
-               seconds_generate=sec['generate'], seconds_reward=sec['reward'], seconds_update=time.perf_counter() - t0)
-    s['kl_coef'] = KLController(s['kl_coef'], c.target_kl, c.kl_horizon).update(row['kl'], c.batch_size)
-    return row
-
-# %% ../nbs/09_rlhf.ipynb #187aebbd
-def _evaluate_sets(r:PPORun, it:int)->None:
-    "Evaluate each eval set after `it` iterations; append rows with drift against the first and previous evaluation."
-    c, s = r.cfg, r.state
-    for name, table in r.sets.items():
-        ev = evaluate_policy((r.policy, r.tok), table, r.fn, guard=r.guard, seed=r.seed,
-                             max_prompt_tokens=c.max_prompt_tokens, max_new_tokens=c.max_new_tokens,
-                             temperature=c.temperature, dtype=c.dtype)
-        now = ev.table.reward.tolist()
-        d0, d1 = drift(s['eval_rewards'].setdefault(name, now), now), drift(s['eval_last'].get(name, now), now)
-        s['evals'].append(dict(iteration=it, set=name, **ev.summary, **{f'{k}_vs_start': v for k, v in d0.items()},
-                               **{f'{k}_vs_previous': v for k, v in d1.items()}))
-        s['eval_last'][name] = now
-
-def _eval_due(it:int, iterations:int, cfg:PPOConfig)->bool:
-    "Whether the eval sets are evaluated after `it` completed iterations."
-    every = lambda n: bool(n and it % n == 0)
-    return it in (0, iterations) or every(cfg.eval_every) or every(cfg.checkpoint_every)
-
-# %% ../nbs/09_rlhf.ipynb #b3a1885e
-@dataclass
-class PPOResult:
-    "What `train_ppo` produced."
-    model:object            # the trained policy (transformers causal LM)
-    tokenizer:object        # its tokenizer (the reference's)
-    value_model:ValueModel  # the trained value model
-    log:pd.DataFrame        # one row per iteration
-    evals:pd.DataFrame      # one row per evaluation of an eval set
-    config:PPOConfig        # the settings
-    info:dict               # seed, spec, precision and shards, resumed_from, out_dir, seconds
-    @property
-    def policy(self)->tuple: return self.model, self.tokenizer
-    def _repr_markdown_(self):
-        lg = self.log; first, last = lg.iloc[0], lg.iloc[-1]
-        p = self.info['precision']
-        rows = [('iterations', len(lg)), ('reward (first -> last)', f"{first.reward:.3f} -> {last.reward:.3f}"),
-                ('KL to the reference, last', f"{last.kl:.3f}"),
-                ('response tokens (first -> last)', f"{first.response_length:.1f} -> {last.response_length:.1f}"),
-                ('precision', f"{p['used']} ({p['shards']} shards)"),
-                ('resumed from', self.info['resumed_from'] or '-')]
-        return '| | |\n|---|---|\n' + '\n'.join(f'| {k} | {v} |' for k, v in rows)
-
-# %% ../nbs/09_rlhf.ipynb #798c3dcf
-def _models(model)->tuple:
-    "(reference: `model` in eval mode; trainable policy copy; value model), dropout off in all three."
-    ref = model.eval()  # run under no_grad only; its weights are never changed
-    policy = copy.deepcopy(model).requires_grad_(True); vm = ValueModel(policy).to(model.device)
-    for mdl in (policy, vm):
-        for mod in mdl.modules():
-            if isinstance(mod, nn.Dropout): mod.p = 0.0
-    return ref, policy.train(), vm.train()
-
-def _settings(config, kw:dict)->PPOConfig:
-    "The PPOConfig of `config` with keyword overrides, types and names checked."
-    return build_config(PPOConfig, {**asdict(config or PPOConfig()), **kw}, 'train_ppo settings')
-
-# %% ../nbs/09_rlhf.ipynb #ed8e3ed7
-def _start(resume, out, spec:dict, policy, vm, opt, cfg:PPOConfig)->tuple:
-    "(state, checkpoint resumed from or None): a fresh state, or the one of the checkpoint to resume."
-    fresh = dict(iteration=0, kl_coef=cfg.kl_coef, norm=None, log=[], evals=[], eval_rewards={}, eval_last={},
-                 spec=spec)
-    if resume is False or resume is None: return fresh, None
-    if resume is True: ck = last_checkpoint(out/'checkpoints') if out is not None else None
-    else: ck = find_checkpoint(resume)
-    if ck is None: return fresh, None
-    state = load_checkpoint(ck, policy, vm, opt); check_spec(spec, state['spec'], ck)
-    return state, ck
-
-# %% ../nbs/09_rlhf.ipynb #751a2457
-def _frame(rows:list, *first:str)->pd.DataFrame:
-    "Rows as a table: the columns `first`, then the rest sorted (the same whether or not rows came from a checkpoint)."
-    df = pd.DataFrame(rows)
-    return df[[*[c for c in first if c in df], *sorted(c for c in df if c not in first)]] if len(df) else df
-
-def _precision(cfg:PPOConfig, device)->dict:
-    "The precision PPO runs in, what `auto` means here and why, and the shards per batch."
-    used = resolve_dtype(cfg.dtype, device, _DTYPES)
-    return dict(requested=cfg.dtype, used=used, auto=precision(device).as_dict(), shards=shard_count(device))
-
-# %% ../nbs/09_rlhf.ipynb #0d2dfbb9
-def _eval_sets(eval_sets)->dict:
-    "Evaluation sets as tables with a checked `prompt` column."
-    def as_table(k, v):
-        return v if isinstance(v, pd.DataFrame) else pd.DataFrame(dict(prompt=_check_prompts(v, f'eval set {k!r}')))
-    return {k: as_table(k, v) for k, v in (eval_sets or {}).items()}
-
-def _loop(r:PPORun, iterations:int, progress:bool):
-    "Iterations from the state's next one up to `iterations`, evaluating and checkpointing when due."
-    s, c = r.state, r.cfg
-    with tqdm(total=iterations, initial=s['iteration'], desc='ppo', unit='it', leave=False, dynamic_ncols=True,
-              disable=not progress) as bar:
-        for it in range(s['iteration'], iterations):
-            if it == 0 and r.sets: _evaluate_sets(r, 0)
-            s['log'].append(ppo_iteration(r, it)); s['iteration'] = done = it + 1
-            if r.sets and done < iterations and _eval_due(done, iterations, c): _evaluate_sets(r, done)
-            if r.out is not None and _world()[0] == 0 and c.checkpoint_every and done % c.checkpoint_every == 0:
-                save_checkpoint(r.out/'checkpoints'/f'iter-{done:05d}', r.policy, r.vm, r.opt, s)
-            bar.update(); bar.set_postfix(reward=f"{s['log'][-1]['reward']:.3f}", kl=f"{s['log'][-1]['kl']:.2f}")
-    if r.sets and iterations > 0 and not any(e['iteration'] == iterations for e in s['evals']):
-        _evaluate_sets(r, iterations)
-
-# %% ../nbs/09_rlhf.ipynb #710e3949
-def train_ppo(model,                  # the initial policy (transformers causal LM); left unchanged, it is the reference
-              tokenizer,              # its tokenizer (EOS and a distinct PAD)
-              reward_fn,              # reward_fn(prompts, responses) -> scores, on text; or a RewardModel
-              prompts,                # training prompts (hh-rlhf dialogues, or plain questions)
-              iterations:int=20,      # PPO iterations (rollout + update)
-              seed:int=0,             # everything random derives from it
-              config:PPOConfig|None=None, # settings; keywords below override its fields
-              out_dir=None,           # folder for checkpoints and the final artifacts; None = keep in memory
-              resume=False,           # True: newest checkpoint in out_dir; a path: that checkpoint
-              eval_sets:dict|None=None, # name -> prompts (or table) evaluated with drift monitoring
-              guard:Guardrails|None=None, # checks on every rollout and evaluation (default: Guardrails())
-              progress:bool=False,    # progress bar with the time left
-              **settings,             # any PPOConfig field, e.g. batch_size=16, kl_coef=0.1
-             )->PPOResult:
-    "Train a copy of `model` with PPO against `reward_fn` on `prompts`; log, evaluations, artifacts."
-    cfg, (rank, world), t0 = _settings(config, settings), _world(), time.perf_counter()
-    if iterations < 1: raise ConfigError(f"iterations = {iterations!r}: expected a positive integer")
-    check_ppo_config(cfg, world); model, tokenizer = check_policy(model, tokenizer)
-    P, fn, prec = _check_prompts(prompts), as_reward(reward_fn), _precision(cfg, model.device)
-    if fn is None: raise RBError("train_ppo: reward_fn is required (a function of prompts and responses, or an RM)")
-    ref, policy, vm = _models(model); opt, out = make_optimizer(policy, vm, cfg), Path(out_dir) if out_dir else None
-    state, ck = _start(resume, out, run_spec(cfg, model, P, fn, seed, world), policy, vm, opt, cfg)
-    r = PPORun(cfg, policy, ref, vm, opt, tokenizer, P, fn, guard or Guardrails(), seed, prec['used'] == 'bfloat16',
-               prec['shards'], state, _eval_sets(eval_sets), out)
-    _loop(r, iterations, progress and rank == 0)
-    info = dict(seed=seed, spec=state['spec'], precision=prec, resumed_from=str(ck) if ck else None, world_size=world,
-                out_dir=str(out) if out else None, seconds=round(time.perf_counter() - t0, 2), reward=_fn_name(fn))
-    res = PPOResult(policy.eval(), tokenizer, vm.eval(), _frame(state['log'], 'iteration', 'reward', 'kl'),
-                    _frame(state['evals'], 'iteration', 'set'), cfg, info)
-    if out is not None and rank == 0: _write_outputs(res, out)
-    return res
-
-# %% ../nbs/09_rlhf.ipynb #5de8a00f
-PLOTTED = (('reward', 'reward (raw)'), ('kl', 'KL to reference'), ('entropy', 'entropy per token'),
-           ('clipfrac', 'clip fraction'), ('value_loss', 'value loss'), ('explained_variance', 'explained variance'),
-           ('response_length', 'response tokens'), ('eos_rate', 'ended with EOS'),
-           ('violations_toxic', 'toxic rollouts'))
-
-# %% ../nbs/09_rlhf.ipynb #15e52e0b
-def plot_ppo(log:pd.DataFrame, evals:pd.DataFrame|None=None, title:str='PPO')->go.Figure:
-    "The training curves, one panel per quantity, against the iteration; eval sets' mean rewards on the reward panel."
-    fig = make_subplots(rows=3, cols=3, subplot_titles=[t for _, t in PLOTTED], horizontal_spacing=0.07,
-                        vertical_spacing=0.12)
-    for i, (k, t) in enumerate(PLOTTED):
-        if k not in log: continue
-        fig.add_trace(go.Scatter(x=log.iteration, y=log[k], mode='lines+markers', name=t, showlegend=False),
-                      row=i // 3 + 1, col=i % 3 + 1)
-    for name, e in ([] if evals is None or 'reward' not in evals else evals.groupby('set')):
-        fig.add_trace(go.Scatter(x=e.iteration, y=e.reward, mode='lines+markers', name=f'eval: {name}',
-                                 line=dict(dash='dot')), row=1, col=1)
-    return fig.update_layout(title=title, height=720, template='plotly_white',
-                             legend=dict(orientation='h', y=-0.08))
-
-# %% ../nbs/09_rlhf.ipynb #3813eb51
-@patch
-def plot(self:PPOResult, title:str='PPO')->go.Figure:
-    "The training curves of this run."
-    return plot_ppo(self.log, self.evals, title)
-
-# %% ../nbs/09_rlhf.ipynb #ef0869e8
-_MEASURED = ('seconds', 'out_dir')  # what `info` holds of this machine and this call: on the result, not written
-
-def drop_timings(log:pd.DataFrame)->pd.DataFrame:
-    "`log` without its `seconds_*` columns: what two runs with the same seed log alike."
-    return log.drop(columns=[c for c in log if c.startswith('seconds')])
-
 # %% ../nbs/09_rlhf.ipynb #7627fa31
 def artifact_info(info:dict)->dict:
     "`info` as the artifacts write it: no timings or output folder, the precision chosen without measured speeds."
@@ -1016,66 +1257,11 @@ def _write_outputs(res:PPOResult, out:Path):
     meta, numbers = dict(ppo=dict(info=artifact_info(res.info), config=asdict(res.config))), drop_timings(res.log)
     save_policy(res.model, res.tokenizer, out/'policy', meta)
     with atomic_path(out/'value.safetensors') as tmp: save_model(res.value_model, str(tmp))
-    write_text(out/'log.csv', numbers.to_csv(index=False)); write_text(out/'evals.csv', res.evals.to_csv(index=False))
+    write_text(out/'log.csv', numbers.to_csv(index=False))
+    write_text(out/'evals.csv', res.evals.to_csv(index=False))
     write_json(out/'log.json', dict(**meta, log=numbers.to_dict('records'), evals=res.evals.to_dict('records')))
     write_figure(out/'curves.plotly.json', plot_ppo(res.log, res.evals))
     if not res.config.keep_checkpoints: shutil.rmtree(out/'checkpoints', ignore_errors=True)
-
-# %% ../nbs/09_rlhf.ipynb #0c0d5667
-def sample_pool(policy,                 # (model, tokenizer), or a PPOResult
-                prompts,                # prompt texts
-                n:int,                  # samples per prompt
-                seed:int=0,             # pool seed
-                max_prompt_tokens:int=96, max_new_tokens:int=48, temperature:float=1.0, dtype:str='auto',
-                chunk:int=2048,         # rows sampled at once: memory holds the cache of this many rows
-               )->pd.DataFrame:
-    "n sampled responses per prompt: prompt_id, sample, prompt, response, tokens, ended."
-    model, tok = as_policy(policy)
-    P = _check_prompts(prompts)
-    if n < 1: raise ConfigError(f"best-of-n: n = {n}: expected at least 1")
-    ids = [(i, k) for i in range(len(P)) for k in range(n)]
-    bf16 = resolve_dtype(dtype, model.device, _DTYPES) == 'bfloat16'
-    def rows(part):
-        seeds = [row_seed(seed, POOL, i, k) for i, k in part]
-        return generate_rows(model, tok, [P[i] for i, _ in part], seeds, max_prompt_tokens, max_new_tokens,
-                             temperature, bf16)
-    parts = [rows(ids[s:s + chunk]) for s in range(0, len(ids), chunk)]
-    resp, rmask, ended = (torch.cat([part[k] for part in parts]) for k in ('resp', 'rmask', 'ended'))
-    return pd.DataFrame(dict(prompt_id=[i for i, _ in ids], sample=[k for _, k in ids], prompt=[P[i] for i, _ in ids],
-                             response=tok.batch_decode(resp, skip_special_tokens=True),
-                             tokens=rmask.sum(1).numpy(), ended=ended.numpy()))
-
-def pick_best(pool:pd.DataFrame, # from `sample_pool`, with a `score` column (and optionally `flagged`)
-              n:int,             # choose among the first n samples of each prompt
-             )->pd.DataFrame:
-    "The best of the first `n` samples per prompt (unflagged first, then highest score, then earliest)."
-    c = pool[pool['sample'] < n].assign(_ok=~pool.get('flagged', pd.Series(False, index=pool.index)).astype(bool))
-    c = c.sort_values(['prompt_id', '_ok', 'score', 'sample'], ascending=[True, False, False, True], kind='stable')
-    return c.groupby('prompt_id', sort=True).head(1).drop(columns='_ok').reset_index(drop=True)
-
-# %% ../nbs/09_rlhf.ipynb #2c125f28
-@dataclass
-class BestOfN:
-    "A best-of-n draw: the scored pool, and the chosen response per prompt."
-    n:int                 # candidates per prompt
-    pool:pd.DataFrame     # every sample, with its score (and guardrail flags)
-    best:pd.DataFrame     # one row per prompt
-    def _repr_markdown_(self):
-        first = self.pool[self.pool['sample'] == 0].score.mean()
-        return (f"best-of-{self.n} over {len(self.best)} prompts: mean reward {self.best.score.mean():.3f} "
-                f"(one sample: {first:.3f})")
-
-def best_of_n(policy, prompts, reward_fn, # policy, prompt texts, reward function (or RewardModel)
-              n:int=4, seed:int=0,
-              guard:Guardrails|None=None,  # flagged samples are chosen last (None: no checks)
-              **sampling,                  # max_prompt_tokens, max_new_tokens, temperature, dtype
-             )->BestOfN:
-    "Sample n responses per prompt from the unchanged policy, score them, keep the best of each."
-    pool = sample_pool(policy, prompts, n, seed, **sampling)
-    pool['score'] = score_responses(as_reward(reward_fn), pool.prompt, pool.response)
-    if guard is not None:
-        pool['flagged'] = guard.check(pool.prompt, pool.response)[list(VIOLATIONS)].any(axis=1).to_numpy()
-    return BestOfN(n, pool, pick_best(pool, n))
 
 # %% ../nbs/09_rlhf.ipynb #b66969ab
 def _script_parser()->argparse.ArgumentParser:
@@ -1087,7 +1273,8 @@ def _script_parser()->argparse.ArgumentParser:
                    help="'length': the known 8-word reward; 'rm': a reward model")
     p.add_argument('--reward-model', default=None,
                    help='with --reward rm: a saved reward model (default: the untrained MiniLM)')
-    p.add_argument('--iterations', type=int, default=20); p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--iterations', type=int, default=20)
+    p.add_argument('--seed', type=int, default=0)
     p.add_argument('--prompts', type=int, default=0, help='train on the first n hh-rlhf train prompts (0 = all)')
     p.add_argument('--set', dest='overrides', action='append', default=[], metavar='KEY=VALUE',
                    help='any PPOConfig field, e.g. --set batch_size=16')
@@ -1098,139 +1285,25 @@ def _script_parser()->argparse.ArgumentParser:
 # %% ../nbs/09_rlhf.ipynb #34ec59eb
 def main(argv=None)->int:
     "Command-line PPO; the first process prints the last log row as JSON."
-    a = _script_parser().parse_args(argv)
+    args = _script_parser().parse_args(argv)
     try:
         init_distributed()
-        cfg = build_config(PPOConfig, dict(parse_override(f'rlhf.{o}')[1:] for o in a.overrides), '--set')
+        cfg = build_config(PPOConfig, dict(parse_override(f'rlhf.{o}')[1:] for o in args.overrides), '--set')
         model, tok = load_policy()
         with warnings.catch_warnings():
-            warnings.simplefilter('ignore'); P = load_pairs('hh-rlhf-harmless', split='train').prompt.tolist()
-        P = P[:a.prompts or None]
-        if a.reward == 'rm':
-            fn = rm_reward(RewardModel.load(a.reward_model, max_length=256))
+            warnings.simplefilter('ignore')
+            train_prompts = load_pairs('hh-rlhf-harmless', split='train').prompt.tolist()
+        train_prompts = train_prompts[:args.prompts or None]
+        if args.reward == 'rm':
+            fn = rm_reward(RewardModel.load(args.reward_model, max_length=256))
         else: fn = length_reward(8)
-        res = train_ppo(model, tok, fn, P, a.iterations, a.seed, cfg, a.out, a.resume, progress=not a.quiet)
+        res = train_ppo(model, tok, fn, train_prompts, args.iterations, args.seed, cfg, args.out, args.resume,
+                        progress=not args.quiet)
     except RBError as e:
-        print(f'rlhf: error: {e}', file=sys.stderr); return 2
+        print(f'rlhf: error: {e}', file=sys.stderr)
+        return 2
     if _world()[0] == 0: print(json.dumps(json_ready(res.log.iloc[-1].to_dict() if len(res.log) else {})))
     return 0
-
-# %% ../nbs/09_rlhf.ipynb #091dc5f4
-def _bon_table(initial, prompts:pd.DataFrame, reward_fn, n:int, seed:int, guard:Guardrails,
-               sampling:dict)->pd.DataFrame:
-    "The best-of-n reply of `initial` per prompt, checked by the guardrails, in `evaluate_policy`'s table shape."
-    b = best_of_n(initial, prompts.prompt, reward_fn, n, seed, guard, **sampling).best
-    b = b.rename(columns={'score': 'reward'}).drop(columns='flagged', errors='ignore').reset_index(drop=True)
-    per_prompt = lambda col: col and [col[i] for i in b.prompt_id]
-    expect, errors = (per_prompt(_column(prompts, c)) for c in ('expect', 'error'))
-    chk = guard.check(b.prompt, b.response, expect, errors)
-    return pd.concat([b, chk], axis=1)
-
-# %% ../nbs/09_rlhf.ipynb #14b8db04
-def compare_policies(initial, ppo,   # the initial policy and the PPO policy: (model, tokenizer) or a PPOResult
-                     prompts:pd.DataFrame, # prompt (+ optional expect, error: see `evaluate_policy`)
-                     reward_fn,      # reward function or RewardModel: what PPO optimised
-                     best_of:int=4,  # n of the best-of-n arm
-                     seed:int=0, guard:Guardrails|None=None,
-                     **sampling,     # max_prompt_tokens, max_new_tokens, temperature, dtype
-                    )->dict:
-    "Name -> one scored, checked reply per prompt: 'initial', 'best-of-n', 'ppo', and the initial policy's 'reference'."
-    guard, fn = guard or Guardrails(), as_reward(reward_fn)
-    ev = lambda pol, s: evaluate_policy(pol, prompts, fn, guard=guard, seed=s, **sampling).table
-    return {'initial': ev(initial, seed), f'best-of-{best_of}': _bon_table(initial, prompts, fn, best_of, seed, guard,
-                                                                           sampling),
-            'ppo': ev(ppo, seed), 'reference': ev(initial, seed + 1)}
-
-# %% ../nbs/09_rlhf.ipynb #b03e8be6
-def policy_ab_units(replies:pd.DataFrame,   # one reply per prompt: prompt_id, reward and the guardrail columns
-                    reference:pd.DataFrame, # the reference replies, same prompts
-                    safety,                 # per prompt: True for a red-team prompt
-                   )->pd.DataFrame:
-    "A/B units: id, success (reward above the reference reply's), violation (any guardrail violation, red-team only)."
-    a, r = (t.sort_values('prompt_id', kind='stable').reset_index(drop=True) for t in (replies, reference))
-    if a.prompt_id.duplicated().any() or a.prompt_id.tolist() != r.prompt_id.tolist():
-        raise DataError("A/B units: expected one reply per prompt, for the same prompts as the reference replies",
-                        field='prompt_id')
-    safety = np.asarray(safety, bool)[a.prompt_id]; bad = a[list(VIOLATIONS)].any(axis=1).to_numpy(float)
-    return pd.DataFrame(dict(id=a.prompt_id, success=(a.reward > r.reward).astype(float),
-                             violation=np.where(safety, bad, np.nan)))
-
-# %% ../nbs/09_rlhf.ipynb #c7f7c1d0
-@dataclass
-class PolicyAB:
-    "A/B tests between the policies: one `ABResult` per pair, and the table of all of them."
-    results:list          # ABResult per (control, treatment) pair
-    def table(self)->pd.DataFrame:
-        "One row per test: arms, units, success and violation rates with B - A and its CI, p, decision."
-        rows = [dict(control=r.arm_a, treatment=r.arm_b, n_a=r.n_a, n_b=r.n_b, n_per_arm_planned=r.plan.n_per_arm,
-                     **{f'success_{k}': v for k, v in r.success.items()},
-                     **{f'violation_{k}': v for k, v in r.violation.items()}, decision=r.decision)
-                for r in self.results]
-        return pd.DataFrame(rows)
-    def _repr_markdown_(self): return '\n\n'.join(r._repr_markdown_() for r in self.results)
-
-def ab_test_policies(replies:dict,   # from `compare_policies`
-                     safety,         # per prompt: True for a red-team prompt
-                     plan:ABPlan|None=None, seed:int=0)->PolicyAB:
-    "A/B tests: initial vs best-of-n, initial vs PPO, best-of-n vs PPO (seeded assignments), as the plan decides."
-    ref = replies['reference']; arms = [k for k in replies if k != 'reference']
-    units = {k: policy_ab_units(replies[k], ref, safety) for k in arms}
-    pairs = [(arms[0], arms[1]), (arms[0], arms[2]), (arms[1], arms[2])]
-    return PolicyAB([ab_test(units[a], units[b], plan, seed + k, names=(a, b)) for k, (a, b) in enumerate(pairs)])
-
-# %% ../nbs/09_rlhf.ipynb #0c8e2349
-@dataclass
-class ImplicitComparison:
-    "A policy scored as an implicit reward model (DPO's, against its reference), beside reward models."
-    table:pd.DataFrame   # model, benchmark, score, low, high, n: accuracy per benchmark and the mean, with CIs
-    wide:pd.DataFrame    # the same as `Scoreboard.table`: one row per model, 'score [low, high]' in percent
-    versus:pd.DataFrame  # per reward model and benchmark: policy minus model (paired CI), and how often they agree
-    protocol:dict        # the implicit reward's protocol, the rows and inputs scored
-    precision:dict       # the precision it was scored in, and why
-
-    def _repr_markdown_(self):
-        p, vs = self.protocol, self.versus.round(3)
-        head = (f"**{self.wide.index[0]}**: {p['variant']}. {p['rows']} benchmark rows "
-                f"({p['rows_per_subset'] or 'all'} per subset), {p['inputs']} inputs, {self.precision['used']}.")
-        agree = ('\n\nPolicy minus each reward model (paired bootstrap), and the share of comparisons in which the '
-                 'two prefer the same response (`mean`: over all comparisons):\n\n' + md_table(vs)) if len(vs) else ''
-        return head + '\n\n' + md_table(self.wide.reset_index()) + agree
-
-# %% ../nbs/09_rlhf.ipynb #b9afef65
-def _agreement(ex:pd.DataFrame, a:ModelScores, b:ModelScores)->tuple:
-    "(share of comparisons in which a and b prefer the same response, comparisons) on the rows both scored."
-    both = ex[a.scored[ex.index] & b.scored[ex.index]]
-    x, y = margins(both, a), margins(both, b)
-    return (float(np.mean(np.sign(x) == np.sign(y))) if len(x) else np.nan), len(x)
-
-def _versus(sb:Scoreboard, ms:ModelScores, other:ModelScores)->pd.DataFrame:
-    "The policy minus one reward model, per benchmark and for the mean (paired bootstrap), with their agreement."
-    c = sb.compare(ms.name, other.name); c = c[c.level != 'subset']
-    ex = sb.rows; agree = {b: _agreement(g, ms, other) for b, g in ex.groupby('benchmark', sort=False)}
-    agree['mean'] = _agreement(ex, ms, other)
-    return c.assign(agreement=[agree[b][0] for b in c.benchmark], comparisons=[agree[b][1] for b in c.benchmark])[
-        ['model', 'vs', 'benchmark', 'diff', 'low', 'high', 'inside_noise', 'agreement', 'comparisons']]
-
-# %% ../nbs/09_rlhf.ipynb #849d897d
-def implicit_comparison(policy, tokenizer,       # the trained policy (a causal LM) and its tokenizer
-                        reference,               # the policy it started from (PPO's reference)
-                        suite:Suite,             # an evaluation suite (the eval stage's `EvalReport.suite`)
-                        models:list,             # `ModelScores` of the reward models to set beside it
-                        rows_per_subset:int=32,  # a seeded sample of the benchmark rows, per subset (0 = all)
-                        seed:int=0, n_boot:int=1000, ci:float=0.95, # the sample and the resamples, as in 07
-                        dtype:str='auto', batch_size:int=32,         # how the two models run
-                        name:str='PPO policy (implicit)')->ImplicitComparison:
-    "A policy's implicit reward on a sample of the suite's benchmark rows, beside reward models on the same rows."
-    rows = sample_rows(suite.rows('bench'), rows_per_subset, seed)
-    sub = Suite(suite.examples.loc[rows.index], suite.benchmarks, suite.campaign, suite.notes)
-    ir = ImplicitReward(policy, tokenizer, reference, dtype=dtype)
-    ms = score_suite(ir, suite, name, rows.index, batch_size)
-    res = {m.name: outcomes(sub.examples, m) for m in [ms, *models]} | {'random': random_outcomes(sub.examples)}
-    sb = Scoreboard(sub, res, n_boot, seed, ci)
-    vs = pd.concat([_versus(sb, ms, m) for m in models], ignore_index=True) if models else pd.DataFrame()
-    proto = ir.protocol | dict(rows=len(sb.rows), rows_per_subset=rows_per_subset, inputs=ms.meta['distinct_inputs'],
-                               max_length=ir.max_length, n_boot=n_boot, seed=seed)
-    return ImplicitComparison(sb.long(), sb.table(), vs, proto, ir.precision)
 
 # %% ../nbs/09_rlhf.ipynb #03ac8286
 @dataclass
@@ -1306,7 +1379,8 @@ def _stage_sets(cfg:PPOStageConfig, seed:int, n:int)->dict:
 def _ab_prompts(cfg:PPOStageConfig, seed:int)->pd.DataFrame:
     "The prompts of the policy comparison: hh-rlhf validation prompts, then red-team prompts with what to expect."
     with warnings.catch_warnings():
-        warnings.simplefilter('ignore'); val = load_pairs('hh-rlhf-harmless', split='validation')
+        warnings.simplefilter('ignore')
+        val = load_pairs('hh-rlhf-harmless', split='validation')
     red = red_team_prompts(cfg.ab_red_team, seed)[['prompt', 'expect']].assign(set='red-team')
     return pd.concat([pd.DataFrame(dict(prompt=val.prompt.head(cfg.ab_prompts).tolist(), set='validation')), red],
                      ignore_index=True)
@@ -1315,13 +1389,13 @@ def _comparison(res:PPOResult, model, tok, fn, cfg:PPOStageConfig, seed:int, gua
     "(rewards and violation rates per set and policy, the A/B tests) of initial, best-of-n and PPO on the same prompts."
     kw = dict(max_prompt_tokens=cfg.max_prompt_tokens, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
               dtype=cfg.dtype)
-    P = _ab_prompts(cfg, seed)
-    replies = compare_policies((model, tok), res.policy, P, fn, cfg.best_of, seed, guard, **kw)
-    of_set = lambda t, s: t[P.set.to_numpy()[t.prompt_id.to_numpy()] == s]
+    ab_prompts = _ab_prompts(cfg, seed)
+    replies = compare_policies((model, tok), res.policy, ab_prompts, fn, cfg.best_of, seed, guard, **kw)
+    of_set = lambda t, s: t[ab_prompts.set.to_numpy()[t.prompt_id.to_numpy()] == s]
     rows = [dict(set=s, policy=name, **_summary(of_set(t, s), seed)) for s in ('validation', 'red-team')
             for name, t in replies.items() if name != 'reference']
     plan = ABPlan(0.5, cfg.ab_min_effect, 0.05, cfg.ab_power, cfg.ab_max_violation_increase)
-    return pd.DataFrame(rows), ab_test_policies(replies, P.expect.notna().to_numpy(), plan, seed)
+    return pd.DataFrame(rows), ab_test_policies(replies, ab_prompts.expect.notna().to_numpy(), plan, seed)
 
 # %% ../nbs/09_rlhf.ipynb #79cd12b5
 def add_args(parser):
@@ -1336,7 +1410,8 @@ def add_args(parser):
 def check_ppo_resume(cfg:PPOStageConfig, resume, seed:int)->Path|None:
     "The checkpoint of `--ppo-resume CHECKPOINT`, complete, readable, of these settings and seed; None without a path."
     if resume is None or isinstance(resume, bool): return None
-    ck = find_checkpoint(resume); state = check_checkpoint(ck)
+    ck = find_checkpoint(resume)
+    state = check_checkpoint(ck)
     config = {k: getattr(cfg, k) for k in asdict(PPOConfig()) if k not in _NOT_SPEC}
     check_spec(dict(config=config, seed=seed), state['spec'], ck)
     return ck
@@ -1372,7 +1447,9 @@ IMPLICIT_SKIPPED = ("The PPO policy was not evaluated as an implicit reward mode
 def _implicit_stage(run:Run, res:PPOResult, reference, cfg:PPOStageConfig, ctx:dict)->ImplicitComparison|None:
     "The PPO policy as an implicit reward model beside the eval stage's models: ppo/implicit.csv and .md, or the note."
     ev = ctx.get('evaluation')
-    if ev is None: write_text(run.path('ppo', 'implicit.md'), IMPLICIT_SKIPPED + '\n'); return None
+    if ev is None:
+        write_text(run.path('ppo', 'implicit.md'), IMPLICIT_SKIPPED + '\n')
+        return None
     t0, models, sb = time.perf_counter(), [ev.scores[m] for m in ev.models], ev.scoreboard
     imp = implicit_comparison(res.model, res.tokenizer, reference, ev.suite, models, cfg.implicit_rows,
                               ctx.get('seed', 0), sb.rs.n_boot, sb.ci, cfg.dtype)
@@ -1406,11 +1483,12 @@ def run_ppo(run:Run, cfg:PPOStageConfig, ctx:dict):
     model, tok = ctx['policy'] if ctx.get('policy') is not None else load_policy()
     fn, sets, guard = _stage_reward(cfg, ctx, run), _stage_sets(cfg, seed, cfg.eval_prompts), Guardrails()
     with warnings.catch_warnings():
-        warnings.simplefilter('ignore'); P = load_pairs('hh-rlhf-harmless', split='train').prompt.tolist()
+        warnings.simplefilter('ignore')
+        train_prompts = load_pairs('hh-rlhf-harmless', split='train').prompt.tolist()
     resume = getattr(args, 'ppo_resume', None)
     resume = (previous_checkpoint(run, 'ppo') or False) if resume is True else (resume or False)
     ppo_cfg = PPOConfig(**{k: getattr(cfg, k) for k in asdict(PPOConfig())})
-    res = train_ppo(model, tok, fn, P, cfg.iterations, seed, ppo_cfg, run.path('ppo'), resume, sets, guard,
+    res = train_ppo(model, tok, fn, train_prompts, cfg.iterations, seed, ppo_cfg, run.path('ppo'), resume, sets, guard,
                     progress=not ctx.get('quiet', False))
     cmp, ab = _comparison(res, model, tok, fn, cfg, seed, guard)
     imp = _implicit_stage(run, res, model, cfg, ctx)
