@@ -34,6 +34,23 @@ def test_at_least_40_percent_of_cells_are_prose(name):
     kinds = [k for k, _, _ in cells(name)]
     assert kinds.count('markdown') / len(kinds) >= 0.40, f"{name}: {kinds.count('markdown')} of {len(kinds)} cells are prose"
 
+CHAPTERS = [n for n in TAUGHT if n[:2] <= '10']  # the lessons, 00-10
+
+@pytest.mark.parametrize('name', CHAPTERS)
+def test_a_chapter_ends_with_its_summary(name):
+    "The last cell of a chapter sums it up: what the reader learned, the pitfalls, where it goes next."
+    kind, _, body = cells(name)[-1]
+    assert kind == 'markdown' and body.startswith('## Summary'), f"{name}: the last cell is not a '## Summary' cell"
+    missing = [part for part in ('What you learned', 'Pitfalls', 'Where next') if f'**{part}**' not in body]
+    assert not missing, f"{name}: the summary lacks {missing}"
+
+@pytest.mark.parametrize('name', CHAPTERS)
+def test_a_third_of_a_chapter_is_prose(name):
+    "At least a third of a chapter's characters are prose: a lesson, not an engineering log."
+    size = {k: sum(len(b) for kind, _, b in cells(name) if kind == k) for k in ('markdown', 'code')}
+    share = size['markdown'] / (size['markdown'] + size['code'])
+    assert share >= 1/3, f"{name}: {share:.0%} of its characters are prose, expected at least a third"
+
 @pytest.mark.parametrize('name', TAUGHT)
 def test_no_exported_cell_defines_three_things(name):
     big = [definitions(b) for k, d, b in cells(name) if k == 'code' and 'export' in d and len(definitions(b)) >= 3]
