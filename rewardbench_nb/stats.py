@@ -16,7 +16,7 @@ from .core import ConfigError, DataError
 from .resampling import boot_counts, percentile_interval
 
 # %% auto #0
-__all__ = ['METHODS', 'resample_corr', 'CorrCI', 'corr_cis', 'bootstrap_corr_ci']
+__all__ = ['CORRELATIONS', 'resample_corr', 'CorrCI', 'corr_cis', 'bootstrap_corr_ci']
 
 # %% ../nbs/03a_stats.ipynb #aea5bdad
 def _ends(sorted_keys):
@@ -121,7 +121,7 @@ def _kendall(self:_CorrPlan, Wl, Wu, g):
     return (n0 - n1 - n2 + n3 - 2*self._discordant(Wl, Wu))/np.sqrt((n0 - n1)*(n0 - n2))
 
 # %% ../nbs/03a_stats.ipynb #0679f8b8
-METHODS = ('spearman', 'kendall')
+CORRELATIONS = ('spearman', 'kendall')
 
 @patch
 def stats(self:_CorrPlan, Wl, methods):
@@ -137,13 +137,13 @@ def stats(self:_CorrPlan, Wl, methods):
 # %% ../nbs/03a_stats.ipynb #10933833
 def _check_methods(methods):
     methods = (methods,) if isinstance(methods, str) else tuple(methods)
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods: raise ConfigError(f"method: expected one of {METHODS}, got {bad or methods}")
+    bad = [m for m in methods if m not in CORRELATIONS]
+    if bad or not methods: raise ConfigError(f"method: expected one of {CORRELATIONS}, got {bad or methods}")
     return methods
 
 def resample_corr(x, y,               # paired samples
                   W,                  # `B x n` counts: how often each pair is drawn in each resample
-                  methods=METHODS,    # 'spearman', 'kendall' or both
+                  methods=CORRELATIONS,    # 'spearman', 'kendall' or both
                  )->dict:
     "Spearman's rho and/or Kendall's tau-b of every resample in `W`, vectorised."
     x, y = _check_xy(x, y)
@@ -211,7 +211,7 @@ def _interval(boot, est, jack, ci, ci_method):
     return tuple(float(v) for v in np.quantile(ok, _bca_levels(ok, est, jack, (1 - ci)/2)))
 
 def corr_cis(x, y,                    # paired samples (1-D, finite, same length)
-             methods=METHODS,         # 'spearman', 'kendall' or both (sharing the resamples)
+             methods=CORRELATIONS,         # 'spearman', 'kendall' or both (sharing the resamples)
              n_boot:int=1000,         # number of bootstrap resamples
              ci:float=0.95,           # confidence level
              seed:int=0,              # seed of the resampling
@@ -247,5 +247,5 @@ def bootstrap_corr_ci(x, y,              # paired samples (1-D, finite, same len
                      )->CorrCI:
     "Spearman's rho or Kendall's tau-b with a paired-bootstrap confidence interval."
     if not isinstance(method, str):
-        raise ConfigError(f"method: expected one name of {METHODS}, got {method!r} (use corr_cis for several)")
+        raise ConfigError(f"method: expected one name of {CORRELATIONS}, got {method!r} (use corr_cis for several)")
     return corr_cis(x, y, method, n_boot, ci, seed, ci_method)[0]
