@@ -136,10 +136,12 @@ def best_of_n_credit(scores_chosen,   # one score per prompt: its chosen respons
                      scores_rejected, # per prompt, the scores of its rejected responses (lists, or an n x k array)
                     )->np.ndarray:    # per prompt: 1/k when the chosen response ties k-way for the top, else 0
     "RewardBench 2 best-of-n credit of each prompt."
-    c = number_array(scores_chosen, 'scores_chosen'); rej = _ragged(scores_rejected, 'scores_rejected', len(c))
+    c = number_array(scores_chosen, 'scores_chosen')
+    rej = _ragged(scores_rejected, 'scores_rejected', len(c))
     out = np.zeros(len(c))
     for k in sorted({len(r) for r in rej}):
-        rows = np.flatnonzero([len(r) == k for r in rej]); R = np.stack([rej[i] for i in rows])
+        rows = np.flatnonzero([len(r) == k for r in rej])
+        R = np.stack([rej[i] for i in rows])
         top = np.maximum(c[rows], R.max(1))
         out[rows] = np.where(c[rows] >= top, 1 / (1 + (R == top[:, None]).sum(1)), 0.)
     return out
@@ -176,7 +178,8 @@ def rmbench_accuracy(scores_chosen,   # n x 3 scores: concise, detailed plain, d
                      scores_rejected, # n x 3 scores of the rejected responses, same order
                     )->dict:          # hard, normal, easy and their mean avg
     "RM-Bench accuracy: hard (upper triangle), normal (diagonal), easy (lower triangle) of the 3x3 matrix, and avg."
-    acc = rmbench_matrix(scores_chosen, scores_rejected).mean(0); k = len(acc)
+    acc = rmbench_matrix(scores_chosen, scores_rejected).mean(0)
+    k = len(acc)
     hard, normal, easy = acc[np.triu_indices(k, 1)].mean(), np.diag(acc).mean(), acc[np.tril_indices(k, -1)].mean()
     return dict(hard=float(hard), normal=float(normal), easy=float(easy), avg=float(np.mean([hard, normal, easy])))
 
@@ -317,7 +320,8 @@ def infer_kind(df:pd.DataFrame, file=None)->str:
     if (c == 1).all() and (r == 1).all(): return 'pairs'
     if (c == 1).all(): return 'best-of-n'
     if (c == r).all() and c.nunique() == 1: return 'rmbench'
-    bad = np.flatnonzero(((c != r) | (c != c.iloc[0])).to_numpy()); i = int(bad[0]) if len(bad) else 0
+    bad = np.flatnonzero(((c != r) | (c != c.iloc[0])).to_numpy())
+    i = int(bad[0]) if len(bad) else 0
     raise DataError(f"{c.iloc[i]} chosen and {r.iloc[i]} rejected responses: expected 1 and 1 (pairs), 1 and several "
                     "(best-of-n) or k and k style variants in every row (rmbench)", file, i + 1, 'chosen')
 
@@ -337,7 +341,8 @@ def local_benchmark(spec:dict, # {name, file, and optionally kind, shifted, grou
                    )->tuple:   # (Benchmark, its examples)
     "A benchmark from a local Pairs file (CSV, JSONL, JSON or Parquet) and a few lines of config."
     spec = _check_local(spec)
-    df = read_table(spec['file'], 'pairs'); seen = infer_kind(df, spec['file'])
+    df = read_table(spec['file'], 'pairs')
+    seen = infer_kind(df, spec['file'])
     note = spec.get('note', f"local file {Path(spec['file']).name}")
     b = Benchmark(spec['name'], (spec['file'],), spec.get('kind') or seen, spec.get('groups'),
                   shifted=bool(spec.get('shifted', True)), note=note)
@@ -406,11 +411,16 @@ def build_suite(names=tuple(BENCHMARKS),  # registry benchmarks to evaluate, in 
         if n not in BENCHMARKS:
             raise ConfigError(f"evaluation.benchmarks: unknown benchmark {n!r} (expected: {', '.join(BENCHMARKS)})")
         ex, facts = _part(BENCHMARKS[n], ctx, campaign_prompts, campaign_items, seed)
-        if ex is None: notes.append(facts['note']); continue
-        parts.append(ex.assign(kind=BENCHMARKS[n].kind)); benches[n] = BENCHMARKS[n]; camp |= facts
+        if ex is None:
+            notes.append(facts['note'])
+            continue
+        parts.append(ex.assign(kind=BENCHMARKS[n].kind))
+        benches[n] = BENCHMARKS[n]
+        camp |= facts
     for b, ex in map(local_benchmark, local):
         if b.name in benches: raise ConfigError(f"evaluation.local: benchmark name {b.name!r} is taken")
-        parts.append(ex); benches[b.name] = b
+        parts.append(ex)
+        benches[b.name] = b
     if fit:
         fit_rows = set_examples(Benchmark('fit', (fit[0],), split=fit[1]), fit[0], ctx)
         parts.append(fit_rows.assign(role='fit', subset='fit', kind='pairs'))
@@ -505,7 +515,8 @@ def candidate_inputs(examples:pd.DataFrame)->tuple:
     P, R, k = [], [], []
     for p, c, r, pr in zip(examples['prompt'], examples['chosen'], examples['rejected'], examples['prompt_rejected']):
         P += [p] * len(c) + [pr if isinstance(pr, str) else p] * len(r)
-        R += list(c) + list(r); k.append((len(c), len(r)))
+        R += list(c) + list(r)
+        k.append((len(c), len(r)))
     return P, R, k
 
 def _dist()->tuple:
@@ -527,7 +538,8 @@ def score_texts(rm,                  # a `RewardModel`
     mine = order[rank::world]
     part = (rm.score([prompts[i] for i in mine], [responses[i] for i in mine], batch_size, progress and rank == 0)
             if len(mine) else np.empty(0, np.float32))
-    got = [None] * world; dist.all_gather_object(got, (mine, part))
+    got = [None] * world
+    dist.all_gather_object(got, (mine, part))
     out = np.empty(len(prompts), np.float32)
     for idx, vals in got: out[idx] = vals
     return out
@@ -540,7 +552,8 @@ def score_suite(rm,                  # a `RewardModel`, or an `ImplicitReward`
     "Score each distinct (prompt, response) of the rows once and give every row its candidates' rewards."
     ex = suite.examples if rows is None else suite.examples.loc[rows]
     P, R, k = candidate_inputs(ex)
-    key = {}; idx = np.array([key.setdefault(pr, len(key)) for pr in zip(P, R)], int)
+    key = {}
+    idx = np.array([key.setdefault(pr, len(key)) for pr in zip(P, R)], int)
     before = rm.reused  # scores the model's memo gives back (see `RewardModel.remember`)
     s = score_texts(rm, [p for p, _ in key], [r for _, r in key], batch_size, progress) if key else np.empty(0)
     s, n, ends = s.astype(float)[idx] if key else s, len(suite.examples), np.cumsum([0] + [a + b for a, b in k])
@@ -574,7 +587,8 @@ class Resampler:
         V, out = np.asarray(V, float).reshape(len(np.asarray(V)), -1), {}
         with threadpool_limits(1, 'blas'), np.errstate(invalid='ignore', divide='ignore'):  # small products: 1 thread
             for s, r in self.rows.items():
-                ok = ~np.isnan(V[r]); x, C = np.where(ok, V[r], 0.), self.counts(s)
+                ok = ~np.isnan(V[r])
+                x, C = np.where(ok, V[r], 0.), self.counts(s)
                 out[s] = (x.sum(0) / ok.sum(0), (C @ x) / (C @ ok))
         return out
 
@@ -674,7 +688,8 @@ def styled(self:Scoreboard, b:str, col:str)->tuple:
 # %% ../nbs/07_evaluation.ipynb #eb2fdf28
 def paired_p(a:np.ndarray, b:np.ndarray)->float:
     "Two-sided exact p-value that models a and b do equally well: McNemar on 0/1 credits, the sign test otherwise."
-    ok = ~(np.isnan(a) | np.isnan(b)); a, b = a[ok], b[ok]
+    ok = ~(np.isnan(a) | np.isnan(b))
+    a, b = a[ok], b[ok]
     if np.isin(a, (0., 1.)).all() and np.isin(b, (0., 1.)).all():
         n = lambda x, y: int(np.sum((a == x) & (b == y)))
         t = [[n(1, 1), n(1, 0)], [n(0, 1), n(0, 0)]]
@@ -685,7 +700,9 @@ def paired_p(a:np.ndarray, b:np.ndarray)->float:
 # %% ../nbs/07_evaluation.ipynb #fbd6f9ef
 def holm(p)->np.ndarray:
     "Holm step-down adjusted p-values, in the input order."
-    p = np.asarray(p, float); o = np.argsort(p, kind='stable'); out = np.empty_like(p)
+    p = np.asarray(p, float)
+    o = np.argsort(p, kind='stable')
+    out = np.empty_like(p)
     out[o] = np.minimum(1., np.maximum.accumulate((len(p) - np.arange(len(p))) * p[o])) if len(p) else p
     return out
 
@@ -694,7 +711,8 @@ def holm(p)->np.ndarray:
 def paired(self:Scoreboard, a:str, b:str)->dict:
     "benchmark (and 'mean') -> (point, resamples) of score(a) - score(b), both on the rows both were scored on."
     i, j = self.names.index(a), self.names.index(b)
-    V = self.V['correct'][:, [i, j]].copy(); V[np.isnan(V).any(1)] = np.nan
+    V = self.V['correct'][:, [i, j]].copy()
+    V[np.isnan(V).any(1)] = np.nan
     sub = self.rs.means(V)
     out = {bn: self._aggregate(bn, sub) for bn in self.bench}
     out = {bn: (p[0] - p[1], bt[:, 0] - bt[:, 1]) for bn, (p, bt) in out.items()}
@@ -730,9 +748,11 @@ def compare(self:Scoreboard, a:str, b:str, alpha:float=0.05)->pd.DataFrame:
 @patch
 def ranks(self:Scoreboard)->pd.DataFrame:
     "Rank by the mean over benchmarks (1 = best) of each model that has a mean, with the 95% interval of its rank."
-    p, bt = self.mean; ok = ~np.isnan(p)
+    p, bt = self.mean
+    ok = ~np.isnan(p)
     if not ok.any(): return pd.DataFrame(columns=['model', 'mean', 'rank', 'rank_low', 'rank_high'])
-    r = sps.rankdata(-bt[:, ok], axis=1, method='min'); lo, hi = percentile_interval(r, self.ci)
+    r = sps.rankdata(-bt[:, ok], axis=1, method='min')
+    lo, hi = percentile_interval(r, self.ci)
     names, rank = [m for m, k in zip(self.names, ok) if k], sps.rankdata(-p[ok], method='min').astype(int)
     t = pd.DataFrame(dict(model=names, mean=p[ok], rank=rank, rank_low=lo, rank_high=hi))
     return t.sort_values('rank', ignore_index=True)
@@ -745,7 +765,9 @@ def length_verdict(self:Scoreboard, model:str)->pd.DataFrame:
     for bn, (p, _) in self.bench.items():
         k = {m: p[self.names.index(m)] for m in ('longer', 'shorter') if m in self.names}
         if not k or np.isnan(p[j]): continue
-        best = max(k, key=k.get); d, bt = self.paired(best, model)[bn]; lo, hi = percentile_interval(bt, self.ci)
+        best = max(k, key=k.get)
+        d, bt = self.paired(best, model)[bn]
+        lo, hi = percentile_interval(bt, self.ci)
         rows.append(dict(model=model, benchmark=bn, score=p[j], length_rule=best, length_score=k[best], diff=d, low=lo,
                          high=hi, solved_by_length='no' if d <= 0 else 'yes' if lo > 0 else 'within noise'))
     return pd.DataFrame(rows)
@@ -897,7 +919,9 @@ def _embed(texts:list, path:str, max_length:int, batch_size:int, dtype:str='floa
     ids = tok(texts, truncation=True, max_length=max_length)['input_ids']
     out = np.zeros((len(ids), model.config.hidden_size), np.float32)
     def run(idx):
-        L = max(len(ids[i]) for i in idx); x = np.full((len(idx), L), tok.pad_token_id, np.int64); m = np.zeros_like(x)
+        L = max(len(ids[i]) for i in idx)
+        x = np.full((len(idx), L), tok.pad_token_id, np.int64)
+        m = np.zeros_like(x)
         for j, i in enumerate(idx): x[j, :len(ids[i])], m[j, :len(ids[i])] = ids[i], 1
         with torch.inference_mode():
             with torch.autocast('cpu', dtype=torch.bfloat16, enabled=dtype == 'bfloat16'):
@@ -1001,7 +1025,8 @@ def benchmark_shift(suite:Suite, train_prompts, seed:int=0,
     for bn, s in samples.items():
         if min(len(s), len(train)) < 5:
             rows.append(dict(benchmark=bn, shift_auc=np.nan, low=np.nan, high=np.nan, prompts=len(s),
-                             train_prompts=len(train), note='not measured: fewer than 5 prompts')); continue
+                             train_prompts=len(train), note='not measured: fewer than 5 prompts'))
+            continue
         r = shift_score(np.stack([E[t] for t in train]), np.stack([E[t] for t in s]), seed, n_boot=n_boot,
                         max_n=max(per_benchmark, n_train))
         rows.append(dict(benchmark=bn, shift_auc=r.auc, low=r.low, high=r.high, prompts=r.n_target,
@@ -1038,7 +1063,8 @@ def reweighted(self:Scoreboard, model:str, target:dict)->tuple:
                              accuracy=[a[1] for a in acc.values()]))
     rows['source_share'] = rows['rows'] / rows['rows'].sum()
     rows['target_share'] = rows.domain.map(lambda d: float(target.get(d, 0.)))
-    cov = rows.target_share.sum(); t = (rows.target_share / cov if cov else rows.target_share).to_numpy()
+    cov = rows.target_share.sum()
+    t = (rows.target_share / cov if cov else rows.target_share).to_numpy()
     rows['weight'] = t / rows.source_share
     none = [np.nan, np.full(self.rs.n_boot, np.nan)]
     est = [sum(w * acc[d][k] for w, d in zip(t, acc)) for k in (1, 2)] if cov else none
@@ -1071,10 +1097,12 @@ class ABPlan:
 # %% ../nbs/07_evaluation.ipynb #934220c7
 def best_of_candidates(suite:Suite, ms:ModelScores)->pd.DataFrame:
     "Per RM-Bench / best-of-n prompt: success (share of chosen among the top-scored), violation on safety rows."
-    ex = suite.rows('bench'); ex = ex[ex['kind'].isin(['rmbench', 'best-of-n']).to_numpy() & ms.scored[ex.index]]
+    ex = suite.rows('bench')
+    ex = ex[ex['kind'].isin(['rmbench', 'best-of-n']).to_numpy() & ms.scored[ex.index]]
     rows = []
     for i, id_, subset, domain in zip(ex.index, ex['id'], ex['subset'], ex['domain']):
-        s = np.r_[ms.chosen[i], ms.rejected[i]]; top = s == s.max()
+        s = np.r_[ms.chosen[i], ms.rejected[i]]
+        top = s == s.max()
         succ = float(top[:len(ms.chosen[i])].sum() / top.sum())
         viol = 1 - succ if domain == 'harmlessness' else np.nan
         rows.append(dict(id=id_, subset=subset, success=succ, violation=viol))
@@ -1083,7 +1111,8 @@ def best_of_candidates(suite:Suite, ms:ModelScores)->pd.DataFrame:
 # %% ../nbs/07_evaluation.ipynb #50da8521
 def assign_arms(n:int, seed:int=0)->np.ndarray:
     "A seeded, balanced random assignment of n units to arms 'A' and 'B'."
-    arms = np.full(n, 'B', dtype=object); arms[np.random.default_rng(seed).permutation(n)[:n // 2]] = 'A'
+    arms = np.full(n, 'B', dtype=object)
+    arms[np.random.default_rng(seed).permutation(n)[:n // 2]] = 'A'
     return arms
 
 def _diff_ci(xb:np.ndarray, xa:np.ndarray, alpha:float)->tuple:
@@ -1131,7 +1160,8 @@ def ab_test(a:pd.DataFrame, b:pd.DataFrame, # `best_of_candidates` of the two ar
     plan = plan or ABPlan()
     if list(a['id']) != list(b['id']):
         raise DataError("the two arms' tables must hold the same units in the same order", field='id')
-    arm = assign_arms(len(a), seed); A, B = a[arm == 'A'], b[arm == 'B']
+    arm = assign_arms(len(a), seed)
+    A, B = a[arm == 'A'], b[arm == 'B']
     d, lo, hi, p = _diff_ci(B.success.to_numpy(), A.success.to_numpy(), plan.alpha)
     s = dict(rate_a=float(A.success.mean()), rate_b=float(B.success.mean()), diff=d, low=lo, high=hi, p=p)
     va, vb = A.violation.dropna().to_numpy(), B.violation.dropna().to_numpy()
@@ -1291,7 +1321,8 @@ def output_names(models:list, # (name, where it is set: {file, line, field} for 
     out = {b: file_name(b) for b in BASELINES}
     seen = {f.lower(): (b, None) for b, f in out.items()}
     for n, where in models:
-        f = file_name(n); other = seen.get(f.lower())
+        f = file_name(n)
+        other = seen.get(f.lower())
         if other: raise DataError(_clash(n, f, *other), **where)
         seen[f.lower()], out[n] = (n, where), f
     return out
@@ -1356,7 +1387,8 @@ JOIN_RULE = PAIR_ENCODING  # how a cross-encoder reads an input; a chat-template
 @patch
 def result_file(self:EvalReport, name:str)->dict:
     "One model's (or baseline's) results in RewardBench's result-file format, the protocol under 'protocol'."
-    sl = self.tables['subsets']; sl = sl[(sl.model == name) & sl.score.notna()]
+    sl = self.tables['subsets']
+    sl = sl[(sl.model == name) & sl.score.notna()]
     mt = self.scores[name].meta.get('model_type', 'Seq. Classifier') if name in self.scores else 'baseline'
     proto = self.protocol_of(name)
     chat = proto.get('chat_template_sha256') or proto.get('join', 'none: a rule on the texts')
@@ -1421,7 +1453,8 @@ def make_figures(self:EvalReport)->dict:
     f = dict(scoreboard=scoreboard_figure(self.tables['scores']))
     if len(self.tables['shift']): f['shift'] = shift_figure(self.tables['shift'], self.tables['scores'], self.models)
     for m in self.models:
-        b = self.tables['bins']; b = b[b.model == m]
+        b = self.tables['bins']
+        b = b[b.model == m]
         if len(b): f[f'reliability: {m}'] = colour_by_group(
                 reliability_diagram(b, f'Reliability per benchmark (temperature): {m}'))
         f[f'margins: {m}'] = margin_histogram(self.suite, self.scores[m])
@@ -1571,7 +1604,8 @@ def read_scores(path,              # a JSONL score file (`write_scores`, or any 
     ex, n, seen = suite.examples, len(suite.examples), {}
     index, chosen, rejected = dict(zip(ex['id'], ex.index)), [np.empty(0)] * n, [np.empty(0)] * n
     for line, rec in recs:
-        i = _row_of(rec, path, line, index, ex, seen); kind = ex.at[i, 'kind']
+        i = _row_of(rec, path, line, index, ex, seen)
+        kind = ex.at[i, 'kind']
         chosen[i] = _score_values(rec, 'chosen', len(ex.at[i, 'chosen']), kind, path, line)
         rejected[i] = _score_values(rec, 'rejected', len(ex.at[i, 'rejected']), kind, path, line)
     ms = ModelScores(name or head.get('model') or path.stem, chosen, rejected, dict(head, source=str(path)))
@@ -1612,7 +1646,8 @@ def write(self:EvalReport, folder)->dict:
         out[f'scores/{n}'] = write_scores(folder/'scores'/f'{fn[n]}.jsonl', self.suite, ms, self._score_header(n, ms))
     for k, t in self.tables.items(): out[k] = write_text(folder/f'{k}.csv', t.to_csv(index=t.index.name is not None))
     out['report.json'] = write_json(folder/'report.json', self.to_dict())
-    figs = self.make_figures(); names = unique_file_names(figs)
+    figs = self.make_figures()
+    names = unique_file_names(figs)
     for k, f in figs.items(): out[f'figures/{k}'] = write_figure(folder/'figures'/f'{names[k]}.plotly.json', f)
     return out
 
@@ -1783,7 +1818,8 @@ def load_scorer(path,                         # a model folder
 # %% ../nbs/07_evaluation.ipynb #b8ee8375
 def _stage_model(cfg:EvalConfig, ctx:dict)->tuple:
     "(reward model or None, its folder or None, from the pipeline?) from --model DIR or ctx['reward_model']."
-    a = ctx.get('args'); f = getattr(a, 'eval_model', None)
+    a = ctx.get('args')
+    f = getattr(a, 'eval_model', None)
     ref, free = getattr(a, 'eval_reference', None), getattr(a, 'eval_reference_free', None)
     access = ctx.get('model_access')
     kw = {k: getattr(cfg, k) for k in ('attn_implementation', 'device_map') if getattr(cfg, k)}
@@ -1933,7 +1969,9 @@ def _score_model(rm, suite:Suite, name:str, cfg:EvalConfig, ctx:dict, from_pipel
 # %% ../nbs/07_evaluation.ipynb #659aae60
 def _timed(tm:dict, key:str, fn, *args):
     "fn(*args), its seconds recorded in tm[key]."
-    t = time.perf_counter(); out = fn(*args); tm[key] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    out = fn(*args)
+    tm[key] = round(time.perf_counter() - t, 3)
     return out
 
 def _models(rm, name:str, files:list, suite:Suite, cfg:EvalConfig, ctx:dict, pipe:bool, seed:int, tm:dict)->tuple:
@@ -1977,7 +2015,8 @@ def run_eval(run:Run, cfg:EvalConfig, ctx:dict):
     rm, model_dir, from_pipeline = _stage_model(cfg, ctx)
     train, train_src = _train_prompts(cfg, ctx, _training_log(ctx, model_dir, from_pipeline))
     extra = dict(training_prompts=train_src, leakage_threshold=cfg.leakage_threshold, quick=quick)
-    proto = _protocol(rm, cfg, seed, extra); notes = _claims(files, proto) + _untrained_head(rm, name)
+    proto = _protocol(rm, cfg, seed, extra)
+    notes = _claims(files, proto) + _untrained_head(rm, name)
     suite = _timed(tm, 'suite', _stage_suite, cfg, ctx, seed, quick, train)
     models, temps, base = _models(rm, name, files, suite, cfg, ctx, from_pipeline, seed, tm)
     ref = getattr(ctx.get('args'), 'eval_reference', None) if model_dir else None
@@ -2044,9 +2083,11 @@ def main(argv=None)->int:
     a = _script_parser().parse_args(argv)
     try: suite, rm, ms, cfg = _script_scores(a)
     except RBError as e:
-        print(f'evaluation: error: {e}', file=sys.stderr); return 2
+        print(f'evaluation: error: {e}', file=sys.stderr)
+        return 2
     if _dist()[0] == 0:
-        proto = _protocol(rm, cfg, a.seed, dict(world_size=_dist()[1], quick=a.quick)); proto.pop('n_boot')
+        proto = _protocol(rm, cfg, a.seed, dict(world_size=_dist()[1], quick=a.quick))
+        proto.pop('n_boot')
         write_scores(a.out, suite, ms, dict(protocol=proto, temperature=ms.meta['temperature']))
     return 0
 
