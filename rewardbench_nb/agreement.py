@@ -161,7 +161,9 @@ def resampled_alphas(values:np.ndarray,  # sorted distinct values
 @dataclass
 class AlphaCI:
     "Alpha with a percentile bootstrap CI over units."
-    alpha:float; low:float; high:float  # point estimate and CI bounds
+    alpha:float                         # point estimate
+    low:float                           # lower end of the percentile interval
+    high:float                          # upper end
     n_units:int                         # pairable units
     n_boot:int                          # resamples drawn
     n_undefined:int = 0                 # resamples with no variation (left out of the CI)
@@ -242,7 +244,9 @@ def resampled_kappas(table:np.ndarray,   # subjects x categories counts, the sam
 @dataclass
 class KappaCI:
     "Fleiss' kappa with a percentile bootstrap CI over subjects."
-    kappa:float; low:float; high:float  # point estimate and CI bounds
+    kappa:float                         # point estimate
+    low:float                           # lower end of the percentile interval
+    high:float                          # upper end
     n_units:int                         # subjects
     n_boot:int                          # resamples drawn
     n_undefined:int = 0                 # resamples with a single category (left out of the CI)

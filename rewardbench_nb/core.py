@@ -354,7 +354,9 @@ def peak_memory_mib(reset:bool=False)->tuple[float, str]:
     status = Path('/proc/self/status')
     if status.exists():
         if reset:
-            try: Path('/proc/self/clear_refs').write_text('5'); how = 'peak since the stage began (Linux VmHWM)'
+            try:
+                Path('/proc/self/clear_refs').write_text('5')
+                how = 'peak since the stage began (Linux VmHWM)'
             except OSError: how = 'peak of the process so far (Linux VmHWM)'
         else: how = ''
         kib = next(int(l.split()[1]) for l in status.read_text().splitlines() if l.startswith('VmHWM:'))

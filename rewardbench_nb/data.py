@@ -365,7 +365,8 @@ def _set_aside(df, probs, pre, file, quarantine)->tuple:
     q.insert(0, 'file', None if file is None else str(file))
     qpath = _quarantine_path(quarantine, file)
     if qpath is not None: _write_quarantine(qpath, q)
-    keep = np.ones(len(df), bool); keep[probs.pos.to_numpy(int)] = False
+    keep = np.ones(len(df), bool)
+    keep[probs.pos.to_numpy(int)] = False
     n_bad = len(set(probs.pos)) + len({p[0] for p in pre})
     warnings.warn(f"{file or 'table'}: {n_bad} bad row(s) set aside ({len(q)} problem(s)), {keep.sum()} kept; "
                   f"see {qpath or 'quarantined(df)'}", DataWarning, stacklevel=4)

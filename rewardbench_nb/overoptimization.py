@@ -26,7 +26,7 @@ from .rlhf import (PPOConfig, as_dialogue, length_reward, rm_reward, sample_pool
                                   stage_reward_model, train_ppo)
 
 # %% auto #0
-__all__ = ['COMBINE', 'QUICK', 'IN_DOMAIN', 'SINGLE', 'CLAIMS', 'GAINS', 'COLORS', 'SET_SYMBOLS', 'TABLES', 'STAGE',
+__all__ = ['COMBINE', 'QUICK', 'IN_DOMAIN', 'SINGLE', 'GAMMA_CLAIMS', 'GAINS', 'COLORS', 'SET_SYMBOLS', 'TABLES', 'STAGE',
            'kl_best_of_n', 'd_best_of_n', 'bon_weights', 'check_pool_scores', 'bon_curves', 'bon_estimate',
            'check_curve', 'fit_bon', 'fit_rl', 'peak_bon', 'peak_rl', 'normalise', 'within_sd', 'within_prompt',
            'gamma', 'bon_boot', 'bootstrap_bon', 'embed', 'Pool', 'proxy_prompts', 'scored_pool', 'Proxy', 'gold_pairs',
@@ -66,7 +66,8 @@ def bon_weights(N:int, # pool size
                )->np.ndarray:
     "P(the sample of proxy rank i, 1 = lowest, is the best of n drawn from N without replacement), i = 1..N."
     n, i = _check_n(n, N), np.arange(1, N + 1)
-    w = np.zeros(N); ok = i >= n
+    w = np.zeros(N)
+    ok = i >= n
     w[ok] = np.exp(_log_comb(i[ok] - 1, n - 1) - _log_comb(N, n))
     return w
 
@@ -101,7 +102,8 @@ def bon_curves(proxy, # (prompts, N) proxy scores of a pool
                ns,    # values of n, each in 1..N
               )->tuple:
     "Per-prompt expected gold and proxy score of the best-of-n for each n: two (prompts, len(ns)) arrays."
-    p, g = check_pool_scores(proxy, gold); N = p.shape[1]
+    p, g = check_pool_scores(proxy, gold)
+    N = p.shape[1]
     order = np.argsort(p, axis=1, kind='stable')
     ps, gs = np.take_along_axis(p, order, 1), np.take_along_axis(g, order, 1)
     gs = np.stack([_tie_means(a, b) for a, b in zip(ps, gs)])
@@ -175,7 +177,8 @@ def normalise(scores,    # scores to normalise (any shape)
               reference, # scores of the initial policy's samples, by the same reward model
              )->np.ndarray:
     "(scores - mean) / std of the reference: the initial policy at 0, unit variance (Gao et al.)."
-    ref = _as_scores(reference, 'reference').ravel(); sd = ref.std()
+    ref = _as_scores(reference, 'reference').ravel()
+    sd = ref.std()
     if len(ref) < 2 or not np.isfinite(sd) or sd <= 0:
         raise DataError("reference scores have no spread: cannot normalise")
     return (_as_scores(scores, 'scores') - ref.mean()) / sd
@@ -200,7 +203,8 @@ def _area_to(u, v, x):
     u, v = np.asarray(u, float), np.asarray(v, float)
     F = lambda t: u * t**2 / 2 + v * t**3 / 3
     with np.errstate(divide='ignore', invalid='ignore'): root = np.where(v != 0, -u / np.where(v != 0, v, 1), -1.)
-    inside = (root > 0) & (root < x); r = np.where(inside, root, x)
+    inside = (root > 0) & (root < x)
+    r = np.where(inside, root, x)
     return np.abs(F(r)) + np.where(inside, np.abs(F(x) - F(r)), 0.)
 
 # %% ../nbs/10_overoptimization.ipynb #2d86c4c5
@@ -217,7 +221,8 @@ def gamma(d,     # d = sqrt(KL) of each point
           proxy, # normalised proxy reward at each point
          )->float:
     "Kim et al.'s gamma: area between the best-of-n fits of gold and proxy over the observed d, over the gold's area."
-    d, g = check_curve(d, gold); _, p = check_curve(d, proxy)
+    d, g = check_curve(d, gold)
+    _, p = check_curve(d, proxy)
     if g.ndim != 1 or p.ndim != 1: raise DataError("gold and proxy: expected one curve each")
     out = float(_gamma_of_fits(_fit(d, g, 'bon'), _fit(d, p, 'bon'), d.min(), d.max()))
     if not np.isfinite(out): raise DataError("the fitted gold curve has zero area: gamma is undefined")
@@ -336,14 +341,16 @@ def gold_pairs(pool:Pool,         # a pool with 2 samples per prompt
     if pool.shape[1] != 2: raise DataError(f"pairs come from a pool of 2 samples per prompt, got {pool.shape[1]}")
     if not 0 <= noise < 0.5: raise ConfigError(f"noise = {noise}: expected a label-flip rate in [0, 0.5)")
     g, f = pool.gold[:pairs], pool.feats.reshape(len(pool.gold), 2, -1)[:pairs]
-    keep = g[:, 0] != g[:, 1]; y = (g[keep, 0] > g[keep, 1]).astype(float)
+    keep = g[:, 0] != g[:, 1]
+    y = (g[keep, 0] > g[keep, 1]).astype(float)
     flip = np.random.default_rng([seed, 13]).random(len(y)) < noise
     return f[keep, 0] - f[keep, 1], np.where(flip, 1 - y, y)
 
 # %% ../nbs/10_overoptimization.ipynb #43714688
 def _bt_loss(w, X, y, l2):
     "Mean Bradley-Terry loss of weights w on differences X with labels y, plus (l2 / 2)|w|^2; and its gradient."
-    z = X @ w; s = 2 * y - 1
+    z = X @ w
+    s = 2 * y - 1
     loss = np.logaddexp(0, -s * z).mean() + l2 / 2 * w @ w
     grad = X.T @ (-s / (1 + np.exp(s * z))) / len(y) + l2 * w
     return loss, grad
@@ -583,7 +590,8 @@ class Overoptimization:
 def _prompts(name:str, n:int, seed:int)->list:
     "n prompts of shipped pair set `name` (a seeded sample, in dialogue form)."
     with warnings.catch_warnings():
-        warnings.simplefilter('ignore'); t = load_pairs(name)
+        warnings.simplefilter('ignore')
+        t = load_pairs(name)
     t = t.drop_duplicates('prompt').sample(frac=1, random_state=seed).head(n)
     return _dialogues(t.prompt)
 
@@ -712,7 +720,7 @@ def _verdict(low:float, high:float, sign:int)->str:
     return 'supported' if lo > 0 else 'contradicted' if hi < 0 else 'not shown (the interval includes 0)'
 
 # %% ../nbs/10_overoptimization.ipynb #cd9e8fab
-CLAIMS = {'gamma ranks in-domain accuracy': ('spearman', -1),
+GAMMA_CLAIMS = {'gamma ranks in-domain accuracy': ('spearman', -1),
           'gamma ranks the accuracy drop under shift': ('spearman', 1),
           'gamma grows with the shift score': ('slope', 1)}
 
@@ -737,7 +745,7 @@ def seed_claims(names:list,     # the proxies compared
               'gamma grows with the shift score': (slope(y_est[:, None])[0], slope(y_boot))}
     rows = []
     for claim, (est, boot) in values.items():
-        stat, sign = CLAIMS[claim]
+        stat, sign = GAMMA_CLAIMS[claim]
         ci = _interval(est, boot, level)
         rows.append(dict(claim=claim, statistic=stat, expected='positive' if sign > 0 else 'negative', **ci,
                          points=len(t) if stat == 'slope' else len(names),
@@ -880,7 +888,8 @@ def plot_shift(oo:Overoptimization, names:list|None=None, # proxies drawn (defau
 # %% ../nbs/10_overoptimization.ipynb #bb5d1d29
 def plot_sweep(oo:Overoptimization)->go.Figure:
     "Proxy alpha and beta, gold peak and gamma against the proxy's number of training pairs, with CIs."
-    qs = ['proxy_alpha', 'proxy_beta', 'gold_peak', 'gamma']; fig = make_subplots(rows=1, cols=4, subplot_titles=qs)
+    qs = ['proxy_alpha', 'proxy_beta', 'gold_peak', 'gamma']
+    fig = make_subplots(rows=1, cols=4, subplot_titles=qs)
     for j, q in enumerate(qs, 1):
         t = oo.sweep[oo.sweep.quantity == q]
         fig.add_scatter(x=t.pairs, y=t.estimate, mode='lines+markers', showlegend=False, row=1, col=j,
@@ -960,8 +969,10 @@ def run_gamma(run:Run, cfg:GammaStageConfig, ctx:dict):
     policy = ctx['policy'] if ctx.get('policy') is not None else load_policy()
     encoder = RewardModel.load(dtype=cfg.dtype, max_length=cfg.rm_max_length, seed=seed)
     oo = overoptimize(policy, gold_fn, encoder, cfg, seed, not ctx.get('quiet', False), cfg.dtype)
-    _write(oo, run); run.record('precision', {'gamma-encoder': encoder.precision})
-    run.record('timings', {'gamma': oo.info['seconds']}); ctx['gamma'] = oo
+    _write(oo, run)
+    run.record('precision', {'gamma-encoder': encoder.precision})
+    run.record('timings', {'gamma': oo.info['seconds']})
+    ctx['gamma'] = oo
 
 STAGE = Stage('gamma', 'Reward overoptimization (Gao et al. toy setup): best-of-n and PPO against proxies, gamma.',
               'gamma', GammaStageConfig, run_gamma, needs=('policy',), add_args=add_args, settings=gamma_settings)

@@ -44,7 +44,7 @@ __all__ = ['TOXIC_WORDS', 'REFUSAL_PATTERNS', 'VIOLATIONS', 'ROLLOUT', 'EVAL', '
            'evaluate_policy', 'psi', 'drift', 'PPORun', 'iteration_prompts', 'explained_variance', 'ppo_iteration',
            'weights_sha256', 'run_spec', 'PPOResult', 'train_ppo', 'plot_ppo', 'drop_timings', 'sample_pool',
            'pick_best', 'BestOfN', 'best_of_n', 'compare_policies', 'policy_ab_units', 'PolicyAB', 'ab_test_policies',
-           'ImplicitComparison', 'implicit_comparison', 'save_checkpoint', 'check_checkpoint', 'load_checkpoint',
+           'ImplicitComparison', 'implicit_comparison', 'save_checkpoint', 'check_ppo_checkpoint', 'load_checkpoint',
            'check_spec', 'artifact_info', 'main', 'PPOStageConfig', 'stage_reward_model', 'add_args',
            'check_ppo_resume', 'check_ppo_stage', 'ppo_settings', 'run_ppo']
 
@@ -1208,7 +1208,7 @@ def _optimizer_state(f:Path, mmap:bool=False)->dict:
     except Exception as e:
         raise DataError(f"corrupt checkpoint: optimizer state unreadable ({type(e).__name__})", f) from None
 
-def check_checkpoint(folder)->dict:
+def check_ppo_checkpoint(folder)->dict:
     "The state of checkpoint `folder` once every file is there and readable; DataError naming the first at fault."
     folder = Path(folder)
     if missing := [f for f in CKPT_FILES if not (folder/f).is_file()]:
@@ -1223,7 +1223,7 @@ def check_checkpoint(folder)->dict:
 def load_checkpoint(folder, policy, vm:ValueModel, opt)->dict:
     "Load a checkpoint into `policy`, `vm` and `opt`; its state. DataError names the file at fault."
     folder = Path(folder)
-    state = check_checkpoint(folder)
+    state = check_ppo_checkpoint(folder)
     opt_state = _optimizer_state(folder/'optimizer.pt')
     for name, mdl in (('policy.safetensors', policy), ('value.safetensors', vm)):
         try: load_model(mdl, str(folder/name))
@@ -1411,7 +1411,7 @@ def check_ppo_resume(cfg:PPOStageConfig, resume, seed:int)->Path|None:
     "The checkpoint of `--ppo-resume CHECKPOINT`, complete, readable, of these settings and seed; None without a path."
     if resume is None or isinstance(resume, bool): return None
     ck = find_checkpoint(resume)
-    state = check_checkpoint(ck)
+    state = check_ppo_checkpoint(ck)
     config = {k: getattr(cfg, k) for k in asdict(PPOConfig()) if k not in _NOT_SPEC}
     check_spec(dict(config=config, seed=seed), state['spec'], ck)
     return ck

@@ -37,10 +37,10 @@ __all__ = ['TRAIN_DTYPES', 'CHECKPOINT_KINDS', 'QUICK', 'QUICK_EVAL_ROWS', 'STAG
            'PairCollator', 'ScoreCollator', 'accuracy_ci', 'PairwiseRewardTrainer', 'ScoreRegressionTrainer',
            'Prepared', 'prepare_pairs', 'prepare_scored', 'world_size', 'train_dtype', 'trainer_args', 'history_frame',
            'trainer_timings', 'plot_training', 'EpochTimer', 'StepProgress', 'evaluate_pairs', 'evaluate_scored',
-           'TrainResult', 'quiet', 'train_reward_model', 'train_spec', 'scored_items', 'last_checkpoint', 'read_json',
-           'check_resume', 'check_weights_only', 'resume_files', 'check_safetensors', 'check_checkpoint',
-           'check_weights_fit', 'find_checkpoint', 'add_args', 'apply_args', 'main', 'previous_checkpoint',
-           'check_resume_path', 'train_rm_settings', 'run_train_rm']
+           'TrainResult', 'quiet', 'train_reward_model', 'train_spec', 'scored_items', 'last_checkpoint',
+           'read_json_object', 'check_resume', 'check_weights_only', 'resume_files', 'check_safetensors',
+           'check_checkpoint', 'check_weights_fit', 'find_checkpoint', 'add_args', 'apply_args', 'main',
+           'previous_checkpoint', 'check_resume_path', 'train_rm_settings', 'run_train_rm']
 
 # %% ../nbs/05a_rm_training.ipynb #2919e1eb
 @dataclass
@@ -316,7 +316,8 @@ def train_dtype(cfg:RewardModelConfig)->str:
 # %% ../nbs/05a_rm_training.ipynb #64e84551
 def trainer_args(cfg:RewardModelConfig, out_dir, n_rows:int, has_eval:bool)->TrainingArguments:
     "`RewardConfig` (pairwise) or `TrainingArguments` (regression) for `cfg`."
-    world = world_size(); check_config(cfg, world)
+    world = world_size()
+    check_config(cfg, world)
     steps = math.ceil(n_rows / cfg.batch_size)  # optimizer steps per epoch
     eval_steps = max(1, steps // cfg.evals_per_epoch) if has_eval and cfg.evals_per_epoch else None
     common = dict(output_dir=str(Path(out_dir)/'checkpoints'), per_device_train_batch_size=cfg.batch_size // world,
@@ -596,7 +597,7 @@ def last_checkpoint(folder)->Path|None:
     return max(done)[1] if done else None
 
 # %% ../nbs/05a_rm_training.ipynb #fd5b591c
-def read_json(f)->dict:
+def read_json_object(f)->dict:
     "The JSON object in file `f`; DataError naming `f` when it is not UTF-8, not JSON, or not an object."
     f = Path(f)
     text = decode_utf8(f.read_bytes(), f)
@@ -611,7 +612,7 @@ def check_resume(spec:dict, ckpt_dir)->None:
     f = Path(ckpt_dir)/'train_spec.json'
     if not f.exists():
         raise ConfigError(f"{f}: missing; cannot tell whether these checkpoints belong to this data and config")
-    old = read_json(f)
+    old = read_json_object(f)
     if not isinstance(old.get('config'), dict): raise DataError("not a train_spec (no 'config' object)", f)
     diff = [k for k in spec['config'] if old['config'].get(k) != spec['config'][k]]
     diff += [k for k in ('data_sha256', 'world_size') if k in spec and old.get(k) != spec[k]]
@@ -665,12 +666,12 @@ def check_checkpoint(ckpt, world:int=1)->Path:
     if missing := [n for n in resume_files(world) if not (ckpt/n).is_file()]:
         raise DataError(f"incomplete checkpoint: missing {', '.join(missing)}; resuming without "
                         f"{'it' if len(missing) == 1 else 'them'} would not continue the same training", ckpt)
-    try: step = TrainerState(**read_json(ckpt/'trainer_state.json')).global_step
+    try: step = TrainerState(**read_json_object(ckpt/'trainer_state.json')).global_step
     except TypeError as e: raise DataError(f"not a Trainer state ({e})", ckpt/'trainer_state.json') from None
     if not isinstance(step, int) or step < 0:
         raise DataError(f"global_step = {step!r}: expected an integer >= 0", ckpt/'trainer_state.json')
     for f in (ckpt/'config.json', ckpt.parent/'train_spec.json'):
-        if f.exists(): read_json(f)
+        if f.exists(): read_json_object(f)
     for f in sorted(ckpt.glob('*.safetensors')): check_safetensors(f)
     return check_weights_only(ckpt)
 
@@ -755,7 +756,8 @@ def main(argv=None)->int:
         cut = lambda t: t.head(a.n_eval) if a.n_eval and t is not None else t
         res = train_reward_model(train, cfg, a.out, cut(val), resume=a.rm_resume or False, test_pairs=cut(test))
     except RBError as e:
-        print(f'rm_training: error: {e}', file=sys.stderr); return 2
+        print(f'rm_training: error: {e}', file=sys.stderr)
+        return 2
     if int(os.environ.get('RANK', '0')) == 0: print(json.dumps(json_ready(res.metrics)))
     return 0
 

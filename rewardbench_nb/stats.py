@@ -42,10 +42,12 @@ class _CorrPlan:
     def __init__(self, x, y, block:int|None=None):
         n = self.n = len(x)
         self.lex = np.lexsort((y, x))                          # lex position -> pair
-        pos = np.empty(n, int); pos[self.lex] = np.arange(n)   # pair -> lex position
+        pos = np.empty(n, int)
+        pos[self.lex] = np.arange(n)   # pair -> lex position
         self.pos = pos
         uo = np.lexsort((pos, y))                              # pairs by y, ties by lex position
-        u = np.empty(n, int); u[uo] = np.arange(n)             # unique y-rank of each pair
+        u = np.empty(n, int)
+        u[uo] = np.arange(n)             # unique y-rank of each pair
         xs, ys = x[self.lex], y[self.lex]
         self.xends, self.xgid = _ends(xs)                      # x tie groups (contiguous in lex order)
         self.xyends, _ = _ends(xs + 1j*ys)                     # joint (x, y) tie groups
@@ -70,7 +72,8 @@ def _blocks(self:_CorrPlan, ulex, k):
     ub = ulex // k                                            # u block of every lex position
     onehot = ub.reshape(nb, k)[:, :, None] == np.arange(nb)   # lex block -> cell of the grid
     self.lex_grid = np.concatenate([_grid(ulex, k, nb), onehot], axis=2).astype(np.float32)
-    self.upos = np.empty(npad, int); self.upos[ulex] = np.arange(npad)   # lex position of u rank
+    self.upos = np.empty(npad, int)
+    self.upos[ulex] = np.arange(npad)   # lex position of u rank
     xb_u = (self.upos // k).reshape(nb, k)                   # lex block of every u rank
     p, q = np.arange(k)[:, None], np.arange(k)[None, :]
     self.u_grid = ((p > q) & (xb_u[:, :, None] < xb_u[:, None, :])).astype(np.float32)

@@ -145,7 +145,7 @@ def test_stage_quick_with_a_saved_gold_model(tmp_path):
     assert {n for n in summary['proxies'] if 'ensemble' in n} == {'small-ensemble-mean', 'small-ensemble-wco',
                                                                   'small-ensemble-uwo'}
     claims = pd.read_csv(runs[0]/'claims.csv')
-    assert list(claims.claim) == list(O.CLAIMS) and claims.verdict.isin(
+    assert list(claims.claim) == list(O.GAMMA_CLAIMS) and claims.verdict.isin(
         ['supported', 'contradicted', 'not shown (the interval includes 0)', 'not measured']).all()
     assert set(pd.read_csv(runs[0]/'ensembles.csv').baseline) == {'small'}
     assert 'seconds' not in summary and summary['dtype'] == summary['config']['dtype'] == 'float32'
