@@ -25,6 +25,7 @@ os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
 import numpy as np, pandas as pd
 from rewardbench_nb.core import Run, package_versions, write_json, write_text
 from rewardbench_nb.curation import md_table
+from rewardbench_nb.resampling import percentile_interval
 from rewardbench_nb.reward_model import RewardModel
 from rewardbench_nb.calibration import (METHODS, STAGE, calibration_metrics, ece, fit_isotonic, fit_temperature,
                                         pref_prob)
@@ -68,8 +69,9 @@ def bootstrap(pairs:pd.DataFrame, n_bins:int)->pd.DataFrame:
         i, j = rng.integers(0, len(fm), len(fm)), rng.integers(0, len(tm), len(tm))
         draws.append(table(_test_metrics(fm[i], fy[i], tm[j], ty[j], n_bins)))
     boot = pd.DataFrame(draws)
-    return pd.DataFrame([dict(method=k, quantity=q, estimate=v, low=boot[k, q].quantile(0.025),
-                              high=boot[k, q].quantile(0.975)) for (k, q), v in est.items()])
+    interval = {key: percentile_interval(boot[key]) for key in est}
+    return pd.DataFrame([dict(method=k, quantity=q, estimate=v, low=interval[k, q][0], high=interval[k, q][1])
+                         for (k, q), v in est.items()])
 
 def ece_floor(pairs:pd.DataFrame, n_bins:int)->pd.DataFrame:
     "ECE of each method's test probabilities against labels drawn from them: what a perfectly calibrated model scores."

@@ -38,10 +38,10 @@ __all__ = ['RB_COUNTS', 'PRIOR_SETS', 'RESULT_META', 'KINDS', 'BENCHMARKS', 'EXA
            'section_scores', 'best_of_n_credit', 'best_of_n_accuracy', 'rmbench_matrix', 'rmbench_accuracy',
            'Benchmark', 'examples_frame', 'quiet_pair_set', 'set_examples', 'campaign_examples', 'squality_examples',
            'infer_kind', 'local_benchmark', 'Suite', 'sample_rows', 'build_suite', 'ModelScores', 'outcomes', 'margins',
-           'length_scores', 'position_scores', 'random_outcomes', 'candidate_inputs', 'score_texts', 'score_suite',
-           'Resampler', 'aggregate', 'Scoreboard', 'paired_p', 'holm', 'fit_rows_temperature', 'benchmark_calibration',
-           'length_correlation', 'margin_histogram', 'human_sets', 'human_correlations', 'leaked_prompts',
-           'leakage_flags', 'embed_texts', 'ShiftScore', 'shift_score', 'benchmark_shift', 'ABPlan',
+           'length_scores', 'position_scores', 'random_outcomes', 'candidate_inputs', 'rank_and_world', 'score_texts',
+           'score_suite', 'Resampler', 'aggregate', 'Scoreboard', 'paired_p', 'holm', 'fit_rows_temperature',
+           'benchmark_calibration', 'length_correlation', 'margin_histogram', 'human_sets', 'human_correlations',
+           'leaked_prompts', 'leakage_flags', 'embed_texts', 'ShiftScore', 'shift_score', 'benchmark_shift', 'ABPlan',
            'best_of_candidates', 'assign_arms', 'ABResult', 'ab_test', 'EvalConfig', 'EvalReport', 'output_names',
            'evaluate', 'scoreboard_figure', 'shift_figure', 'colour_by_group', 'score_records', 'write_scores',
            'check_header', 'read_scores', 'check_eval_model', 'eval_settings', 'add_args', 'load_scorer',
@@ -519,7 +519,7 @@ def candidate_inputs(examples:pd.DataFrame)->tuple:
         k.append((len(c), len(r)))
     return P, R, k
 
-def _dist()->tuple:
+def rank_and_world()->tuple:
     "(rank, world size) of an initialised torch.distributed process group, else (0, 1)."
     import torch.distributed as dist
     return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
@@ -531,7 +531,7 @@ def score_texts(rm,                  # a `RewardModel`
                 progress:bool=False, # progress bar (first process only)
                )->np.ndarray:        # float32 reward of each input
     "Rewards of (prompt, response) inputs; under torch.distributed each process scores a slice, all get every score."
-    rank, world = _dist()
+    rank, world = rank_and_world()
     if world == 1: return rm.score(prompts, responses, batch_size, progress)
     import torch.distributed as dist
     order = np.argsort([-(len(p) + len(r)) for p, r in zip(prompts, responses)], kind='stable')
@@ -2085,8 +2085,8 @@ def main(argv=None)->int:
     except RBError as e:
         print(f'evaluation: error: {e}', file=sys.stderr)
         return 2
-    if _dist()[0] == 0:
-        proto = _protocol(rm, cfg, a.seed, dict(world_size=_dist()[1], quick=a.quick))
+    if rank_and_world()[0] == 0:
+        proto = _protocol(rm, cfg, a.seed, dict(world_size=rank_and_world()[1], quick=a.quick))
         proto.pop('n_boot')
         write_scores(a.out, suite, ms, dict(protocol=proto, temperature=ms.meta['temperature']))
     return 0

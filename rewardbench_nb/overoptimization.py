@@ -18,6 +18,7 @@ from scipy.optimize import minimize
 from scipy.special import gammaln
 from .core import *
 from .data import load_pairs
+from .curation import md_table
 from .reward_model import CPU_MAX_TOKENS, RewardModel, collate_batch, length_batches, map_batches
 from .evaluation import embed_texts, shift_score
 from .resampling import boot_counts, percentile_interval
@@ -26,14 +27,15 @@ from .rlhf import (PPOConfig, as_dialogue, length_reward, rm_reward, sample_pool
                                   stage_reward_model, train_ppo)
 
 # %% auto #0
-__all__ = ['COMBINE', 'QUICK', 'IN_DOMAIN', 'SINGLE', 'GAMMA_CLAIMS', 'GAINS', 'COLORS', 'SET_SYMBOLS', 'TABLES', 'STAGE',
-           'kl_best_of_n', 'd_best_of_n', 'bon_weights', 'check_pool_scores', 'bon_curves', 'bon_estimate',
-           'check_curve', 'fit_bon', 'fit_rl', 'peak_bon', 'peak_rl', 'normalise', 'within_sd', 'within_prompt',
-           'gamma', 'bon_boot', 'bootstrap_bon', 'embed', 'Pool', 'proxy_prompts', 'scored_pool', 'Proxy', 'gold_pairs',
-           'fit_head', 'train_proxy', 'Ensemble', 'train_ensemble', 'bon_analysis', 'TrackedReward', 'pool_baseline',
-           'rl_curve', 'bootstrap_rl', 'pool_shift', 'GammaConfig', 'proxy_names', 'check_gamma_config',
-           'Overoptimization', 'bench_accuracy', 'seed_claims', 'ensemble_gains', 'overoptimize', 'plot_curves',
-           'plot_shift', 'plot_sweep', 'plot_claims', 'add_args', 'GammaStageConfig', 'gamma_settings', 'run_gamma']
+__all__ = ['COMBINE', 'QUICK', 'IN_DOMAIN', 'SINGLE', 'HEADLINE', 'REPR_COLUMNS', 'GAMMA_CLAIMS', 'GAINS', 'COLORS',
+           'SET_SYMBOLS', 'TABLES', 'STAGE', 'kl_best_of_n', 'd_best_of_n', 'bon_weights', 'check_pool_scores',
+           'bon_curves', 'bon_estimate', 'check_curve', 'fit_bon', 'fit_rl', 'peak_bon', 'peak_rl', 'normalise',
+           'within_sd', 'within_prompt', 'gamma', 'bon_boot', 'bootstrap_bon', 'embed', 'Pool', 'proxy_prompts',
+           'scored_pool', 'Proxy', 'gold_pairs', 'fit_head', 'train_proxy', 'Ensemble', 'train_ensemble',
+           'bon_analysis', 'TrackedReward', 'pool_baseline', 'rl_curve', 'bootstrap_rl', 'pool_shift', 'GammaConfig',
+           'proxy_names', 'check_gamma_config', 'wide', 'headline', 'Overoptimization', 'bench_accuracy', 'seed_claims',
+           'ensemble_gains', 'overoptimize', 'plot_curves', 'plot_shift', 'plot_sweep', 'plot_claims', 'add_args',
+           'GammaStageConfig', 'gamma_settings', 'run_gamma']
 
 # %% ../nbs/10_overoptimization.ipynb #9077a5bd
 def _check_n(n, N:int|None=None)->int:
@@ -564,7 +566,25 @@ def check_gamma_config(cfg:GammaConfig)->GammaConfig:
     if len(set(proxy_names(cfg))) < len(proxy_names(cfg)): raise bad('sweep', 'distinct pair counts')
     return cfg
 
+# %% ../nbs/10_overoptimization.ipynb #e84bc8c2
+def wide(t:pd.DataFrame, keys:list)->pd.DataFrame:
+    "A long table of estimates one row per `keys`, each quantity a column 'estimate [low, high]', in first-seen order."
+    cell = t.apply(lambda r: f"{r.estimate:.3f} [{r.low:.3f}, {r.high:.3f}]", axis=1)
+    out = t.assign(cell=cell).pivot_table(index=keys, columns='quantity', values='cell', aggfunc='first', sort=False)
+    return out[list(dict.fromkeys(t.quantity))].reset_index().rename_axis(columns=None)
+
+# %% ../nbs/10_overoptimization.ipynb #5a1e0c02
+HEADLINE = ('gamma', 'gold_peak', 'gold_drop')  # how a proxy is summarised, in this order
+
+def headline(fits:pd.DataFrame)->pd.DataFrame:
+    "The `HEADLINE` rows of a fits table: best-of-n on its first (in-domain) set, in `HEADLINE` order."
+    t = fits[(fits.set == fits.set.iloc[0]) & (fits.form == 'bon') & fits.quantity.isin(HEADLINE)]
+    return t.sort_values('quantity', key=lambda q: q.map(HEADLINE.index), kind='stable')
+
 # %% ../nbs/10_overoptimization.ipynb #9cf6b5c3
+REPR_COLUMNS = dict(name='proxy', gamma='gamma, in-domain best-of-n (95% CI)', gold_peak='gold peak d* (95% CI)',
+                    gold_drop='gold drop (95% CI)')
+
 @dataclass
 class Overoptimization:
     "Every table of one run of the toy Gao et al. setup."
@@ -579,12 +599,7 @@ class Overoptimization:
     proxies:dict           # name -> Proxy or Ensemble
     info:dict              # settings, timings, gold reward
     def _repr_markdown_(self):
-        f = self.fits[(self.fits.set == IN_DOMAIN) & (self.fits.form == 'bon')].set_index(['name', 'quantity'])
-        cell = lambda p, q: f"{f.estimate[p, q]:.3f} [{f.low[p, q]:.3f}, {f.high[p, q]:.3f}]"
-        rows = [f"| {p} | {cell(p, 'gamma')} | {cell(p, 'gold_peak')} | {cell(p, 'gold_drop')} |"
-                for p in self.proxies]
-        head = "| proxy | gamma, in-domain best-of-n (95% CI) | gold peak d* (95% CI) | gold drop (95% CI) |"
-        return '\n'.join([head, "| --- | --- | --- | --- |", *rows])
+        return md_table(wide(headline(self.fits), ['name']).rename(columns=REPR_COLUMNS))
 
 # %% ../nbs/10_overoptimization.ipynb #3ce624eb
 def _prompts(name:str, n:int, seed:int)->list:

@@ -17,12 +17,13 @@ from .core import *
 from .agreement import AgreementReport
 from .scoring import plot_recovery
 from .evaluation import EVAL_SECTIONS
+from .overoptimization import headline, wide
 
 # %% auto #0
 __all__ = ['MANIFEST_FIELDS', 'STAGE_FOLDERS', 'GAMMA_TABLES', 'SECTIONS', 'STATE_NOTES', 'CSS', 'esc', 'md_html', 'table_html',
            'figure_div', 'read_manifest', 'stage_state', 'stage_table', 'read_text', 'read_json', 'read_csv',
            'saved_figures', 'data_section', 'curation_section', 'agreement_section', 'scoring_section',
-           'reward_model_section', 'calibration_section', 'evaluation_section', 'policy_section', 'ppo_section', 'wide',
+           'reward_model_section', 'calibration_section', 'evaluation_section', 'policy_section', 'ppo_section',
            'gamma_section', 'manifest_section', 'ReportWarning', 'section_html', 'build_report', 'write_report',
            'export_figures']
 
@@ -233,13 +234,6 @@ def ppo_section(d:Path, m:dict)->str:
     parts += [md_html(t) for t in (read_text(d/'ab.md'), read_text(d/'implicit.md')) if t]
     return ''.join(parts) + saved_figures(d, 'ppo')
 
-# %% ../nbs/11_report.ipynb #e84bc8c2
-def wide(t:pd.DataFrame, keys:list)->pd.DataFrame:
-    "A long table of estimates one row per `keys`, each quantity a column 'estimate [low, high]', in first-seen order."
-    cell = t.apply(lambda r: f"{r.estimate:.3f} [{r.low:.3f}, {r.high:.3f}]", axis=1)
-    out = t.assign(cell=cell).pivot_table(index=keys, columns='quantity', values='cell', aggfunc='first', sort=False)
-    return out[list(dict.fromkeys(t.quantity))].reset_index().rename_axis(columns=None)
-
 # %% ../nbs/11_report.ipynb #fd350045
 GAMMA_TABLES = [  # title, note, file, columns it needs, the keys of its rows when widened (None: kept long)
     ("The seed's claims about gamma", 'Each claim as a statistic over the proxies with its 95% bootstrap interval, and '
@@ -257,10 +251,7 @@ def gamma_section(d:Path, m:dict)->str:
     parts = []
     for title, note, file, need, keys in GAMMA_TABLES:
         t = read_csv(d/file, need)
-        if t is not None and len(t) and file == 'fits.csv':
-            order = {'gamma': 0, 'gold_peak': 1, 'gold_drop': 2}
-            t = t[(t.set == t.set.iloc[0]) & (t.form == 'bon') & t.quantity.isin(list(order))]
-            t = t.sort_values('quantity', key=lambda q: q.map(order), kind='stable')
+        if t is not None and len(t) and file == 'fits.csv': t = headline(t)
         if t is not None and len(t) and keys: t = wide(t, keys)
         if t is not None: parts.append(f'<h3>{esc(title)}</h3><p class="note">{esc(note)}</p>{table_html(t)}')
     return ''.join(parts) + saved_figures(d, 'gamma')

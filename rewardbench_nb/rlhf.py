@@ -25,10 +25,9 @@ from .precision import precision, resolve_dtype
 from .reward_model import RewardModel, model_folder
 from .curation import md_table
 from .resampling import mean_ci
-from .rm_training import find_checkpoint, last_checkpoint, previous_checkpoint
+from .rm_training import find_checkpoint, previous_checkpoint, resume_checkpoint
 from .evaluation import (ABPlan, ModelScores, Scoreboard, Suite, ab_test, init_distributed, margins,
-                                       outcomes,
-                                       random_outcomes, sample_rows, score_suite)
+                                       outcomes, random_outcomes, rank_and_world, sample_rows, score_suite)
 from .implicit_reward import ImplicitReward, check_not_policy
 from .policy import (ASSISTANT, HUMAN, check_policy, dialogue_text, load_policy, map_shards, one_thread,
                                    save_policy, shard_count, split_rows, sum_grads)
@@ -464,16 +463,11 @@ def _shard_grads(policy, vm, params, rows, A, ix, cfg, n_tok, bf16)->tuple:
     stats.update(policy_loss=policy_loss.detach(), value_loss=value_loss.detach(), entropy=ent)
     return grads, {k: float(v) for k, v in stats.items()}
 
-def _world()->tuple:
-    "(rank, world size) of the torch.distributed job, (0, 1) outside one."
-    dist = torch.distributed
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
-
 # %% ../nbs/09_rlhf.ipynb #91604c5e
 def ppo_update(policy, vm:ValueModel, opt, rows:dict, A:dict, cfg:PPOConfig, seed:int, iteration:int,
                bf16:bool=False, workers:int|None=None)->dict:
     "PPO epochs over minibatches of a rollout batch; the mean of each statistic over the steps."
-    rank, world = _world()
+    rank, world = rank_and_world()
     workers = workers or shard_count(policy.device)
     params = [p for p in (*policy.parameters(), *vm.parameters()) if p.requires_grad]
     mask, steps = rows['rmask'].float(), []
@@ -747,7 +741,7 @@ def explained_variance(values, returns, mask)->float:
 
 def _rollout(r:PPORun, it:int)->tuple:
     "The rollouts of iteration `it` (this process's share, generated and scored, then gathered); seconds spent."
-    rank, world = _world()
+    rank, world = rank_and_world()
     cfg = r.cfg
     idx = iteration_prompts(len(r.prompts), it, cfg.batch_size, r.seed)
     mine = split_rows(range(cfg.batch_size), world)[rank]
@@ -865,9 +859,7 @@ def _start(resume, out, spec:dict, policy, vm, opt, cfg:PPOConfig)->tuple:
     "(state, checkpoint resumed from or None): a fresh state, or the one of the checkpoint to resume."
     fresh = dict(iteration=0, kl_coef=cfg.kl_coef, norm=None, log=[], evals=[], eval_rewards={}, eval_last={},
                  spec=spec)
-    if resume is False or resume is None: return fresh, None
-    if resume is True: ck = last_checkpoint(out/'checkpoints') if out is not None else None
-    else: ck = find_checkpoint(resume)
+    ck = resume_checkpoint(resume, out)
     if ck is None: return fresh, None
     state = load_checkpoint(ck, policy, vm, opt)
     check_spec(spec, state['spec'], ck)
@@ -901,7 +893,8 @@ def _loop(r:PPORun, iterations:int, progress:bool):
             state['log'].append(ppo_iteration(r, it))
             state['iteration'] = done = it + 1
             if r.sets and done < iterations and _eval_due(done, iterations, cfg): _evaluate_sets(r, done)
-            if r.out is not None and _world()[0] == 0 and cfg.checkpoint_every and done % cfg.checkpoint_every == 0:
+            due = cfg.checkpoint_every and done % cfg.checkpoint_every == 0
+            if r.out is not None and rank_and_world()[0] == 0 and due:
                 save_checkpoint(r.out/'checkpoints'/f'iter-{done:05d}', r.policy, r.vm, r.opt, state)
             bar.update()
             bar.set_postfix(reward=f"{state['log'][-1]['reward']:.3f}", kl=f"{state['log'][-1]['kl']:.2f}")
@@ -924,7 +917,7 @@ def train_ppo(model,                  # the initial policy (transformers causal 
               **settings,             # any PPOConfig field, e.g. batch_size=16, kl_coef=0.1
              )->PPOResult:
     "Train a copy of `model` with PPO against `reward_fn` on `prompts`; log, evaluations, artifacts."
-    cfg, (rank, world), t0 = _settings(config, settings), _world(), time.perf_counter()
+    cfg, (rank, world), t0 = _settings(config, settings), rank_and_world(), time.perf_counter()
     if iterations < 1: raise ConfigError(f"iterations = {iterations!r}: expected a positive integer")
     check_ppo_config(cfg, world)
     model, tokenizer = check_policy(model, tokenizer)
@@ -1302,7 +1295,7 @@ def main(argv=None)->int:
     except RBError as e:
         print(f'rlhf: error: {e}', file=sys.stderr)
         return 2
-    if _world()[0] == 0: print(json.dumps(json_ready(res.log.iloc[-1].to_dict() if len(res.log) else {})))
+    if rank_and_world()[0] == 0: print(json.dumps(json_ready(res.log.iloc[-1].to_dict() if len(res.log) else {})))
     return 0
 
 # %% ../nbs/09_rlhf.ipynb #03ac8286

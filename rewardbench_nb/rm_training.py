@@ -37,10 +37,10 @@ __all__ = ['TRAIN_DTYPES', 'CHECKPOINT_KINDS', 'QUICK', 'QUICK_EVAL_ROWS', 'STAG
            'PairCollator', 'ScoreCollator', 'accuracy_ci', 'PairwiseRewardTrainer', 'ScoreRegressionTrainer',
            'Prepared', 'prepare_pairs', 'prepare_scored', 'world_size', 'train_dtype', 'trainer_args', 'history_frame',
            'trainer_timings', 'plot_training', 'EpochTimer', 'StepProgress', 'evaluate_pairs', 'evaluate_scored',
-           'TrainResult', 'quiet', 'train_reward_model', 'train_spec', 'scored_items', 'last_checkpoint',
-           'read_json_object', 'check_resume', 'check_weights_only', 'resume_files', 'check_safetensors',
-           'check_checkpoint', 'check_weights_fit', 'find_checkpoint', 'add_args', 'apply_args', 'main',
-           'previous_checkpoint', 'check_resume_path', 'train_rm_settings', 'run_train_rm']
+           'TrainResult', 'quiet', 'resume_checkpoint', 'train_reward_model', 'train_spec', 'scored_items',
+           'last_checkpoint', 'read_json_object', 'check_resume', 'check_weights_only', 'resume_files',
+           'check_safetensors', 'check_checkpoint', 'check_weights_fit', 'find_checkpoint', 'add_args', 'apply_args',
+           'main', 'previous_checkpoint', 'check_resume_path', 'train_rm_settings', 'run_train_rm']
 
 # %% ../nbs/05a_rm_training.ipynb #2919e1eb
 @dataclass
@@ -454,10 +454,10 @@ def quiet():
         if ds_bars: datasets.enable_progress_bars()
 
 # %% ../nbs/05a_rm_training.ipynb #b2bbcc78
-def _resume_from(resume, out_dir:Path)->Path|None:
+def resume_checkpoint(resume, out_dir:Path|None)->Path|None:
     "The checkpoint to resume: False -> None; True -> newest under out_dir/checkpoints (or None); a path -> its own."
     if resume is False or resume is None: return None
-    if resume is True: return last_checkpoint(out_dir/'checkpoints')
+    if resume is True: return last_checkpoint(out_dir/'checkpoints') if out_dir is not None else None
     return find_checkpoint(resume)
 
 # %% ../nbs/05a_rm_training.ipynb #61b0f9c2
@@ -533,7 +533,7 @@ def _train(pairs, cfg, out_dir, eval_pairs, test_pairs, resume, provenance, prog
     eval_pairs, test_pairs = (None if t is None else check_rows(t, cfg) for t in (eval_pairs, test_pairs))
     rm, prepare = base_model(cfg), prepare_scored if cfg.objective == 'regression' else prepare_pairs
     train, evals = prepare(pairs, rm, cfg), (prepare(eval_pairs, rm, cfg) if eval_pairs is not None else None)
-    spec, ckpt = train_spec(cfg, train.sha256, world_size()), _resume_from(resume, out)
+    spec, ckpt = train_spec(cfg, train.sha256, world_size()), resume_checkpoint(resume, out)
     if ckpt is not None:
         check_resume(spec, check_checkpoint(ckpt, world_size()).parent)
         check_weights_fit(ckpt/'model.safetensors', rm.model)
@@ -816,7 +816,7 @@ def previous_checkpoint(run:Run, folder:str='reward_model')->Path|None:
 def check_resume_path(cfg:RewardModelConfig, resume, world:int=1)->Path|None:
     "The checkpoint of `--resume CHECKPOINT`, complete, readable and trained with `cfg`; None without a path."
     if resume is None or isinstance(resume, bool): return None
-    ckpt = check_checkpoint(_resume_from(resume, None), world)
+    ckpt = check_checkpoint(resume_checkpoint(resume, None), world)
     check_resume({k: v for k, v in train_spec(cfg, '', world).items() if k != 'data_sha256'}, ckpt.parent)
     return ckpt
 
