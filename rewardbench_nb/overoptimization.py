@@ -30,12 +30,12 @@ from .rlhf import (PPOConfig, as_dialogue, length_reward, rm_reward, sample_pool
 __all__ = ['COMBINE', 'QUICK', 'IN_DOMAIN', 'SINGLE', 'HEADLINE', 'REPR_COLUMNS', 'GAMMA_CLAIMS', 'GAINS', 'COLORS',
            'SET_SYMBOLS', 'TABLES', 'STAGE', 'kl_best_of_n', 'd_best_of_n', 'bon_weights', 'check_pool_scores',
            'bon_curves', 'bon_estimate', 'check_curve', 'fit_bon', 'fit_rl', 'peak_bon', 'peak_rl', 'normalise',
-           'within_sd', 'within_prompt', 'gamma', 'bon_boot', 'bootstrap_bon', 'embed', 'Pool', 'proxy_prompts',
-           'scored_pool', 'Proxy', 'gold_pairs', 'fit_head', 'train_proxy', 'Ensemble', 'train_ensemble',
-           'bon_analysis', 'TrackedReward', 'pool_baseline', 'rl_curve', 'bootstrap_rl', 'pool_shift', 'GammaConfig',
-           'proxy_names', 'check_gamma_config', 'wide', 'headline', 'Overoptimization', 'bench_accuracy', 'seed_claims',
-           'ensemble_gains', 'overoptimize', 'plot_curves', 'plot_shift', 'plot_sweep', 'plot_claims', 'add_args',
-           'GammaStageConfig', 'gamma_settings', 'run_gamma']
+           'within_sd', 'within_prompt', 'gamma', 'crossfit_drop', 'bon_boot', 'bootstrap_bon', 'embed', 'Pool',
+           'proxy_prompts', 'scored_pool', 'Proxy', 'gold_pairs', 'fit_head', 'train_proxy', 'Ensemble',
+           'train_ensemble', 'bon_analysis', 'TrackedReward', 'pool_baseline', 'rl_curve', 'bootstrap_rl', 'pool_shift',
+           'GammaConfig', 'proxy_names', 'check_gamma_config', 'wide', 'headline', 'Overoptimization', 'bench_accuracy',
+           'seed_claims', 'ensemble_gains', 'overoptimize', 'plot_curves', 'plot_shift', 'plot_sweep', 'plot_claims',
+           'add_args', 'GammaStageConfig', 'gamma_settings', 'run_gamma']
 
 # %% ../nbs/10_overoptimization.ipynb #9077a5bd
 def _check_n(n, N:int|None=None)->int:
@@ -243,21 +243,32 @@ def _interval(est:float, boots:np.ndarray, level:float)->dict:
     low, high = percentile_interval(boots, level, method='inverted_cdf')
     return dict(estimate=float(est), low=low, high=high)
 
+# %% ../nbs/10_overoptimization.ipynb #b8be8f88
+def crossfit_drop(G:np.ndarray, # (units, points) per-unit curves, e.g. prompts x values of n
+                 )->np.ndarray:
+    "Each unit's drop from the curve's highest point to its last, the highest point chosen on the other half of units."
+    G = _as_scores(G, 'curves')
+    half = np.arange(len(G)) % 2
+    def top(h): return int(G[half != h].mean(0).argmax()) if (half != h).any() else int(G.mean(0).argmax())
+    tops = np.array([top(0), top(1)])[half]
+    return G[np.arange(len(G)), tops] - G[:, -1]
+
 # %% ../nbs/10_overoptimization.ipynb #38668ac8
-def _bon_stats(d:np.ndarray, G:np.ndarray, P:np.ndarray, top:int)->dict:
-    "Fits, gold peak, gamma of mean curves G, P (columns: resamples); the gold's drop from point `top` to the end."
-    return dict(_fit_rows(d, G, P, d.min(), d.max()), gold_drop=G[top] - G[-1], gold_end=G[-1])
+def _bon_stats(d:np.ndarray, G:np.ndarray, P:np.ndarray)->dict:
+    "Fits, gold peak, gamma and gold at the end, of mean curves G, P (columns: resamples)."
+    return dict(_fit_rows(d, G, P, d.min(), d.max()), gold_end=G[-1])
 
 def bon_boot(gold_curves, proxy_curves, ns, # (prompts, len(ns)) per-prompt curves and their n
-             counts:np.ndarray,               # (resamples, prompts) from `resample_counts`
+             counts:np.ndarray,               # (resamples, prompts) from `boot_counts`
             )->tuple:
     "(estimates, bootstrap draws) of the best-of-n statistics: dicts of numbers and of arrays (a row of counts each)."
     G, P = check_pool_scores(proxy_curves, gold_curves)[::-1]
     d = d_best_of_n(ns)
     if G.shape[1] != len(d): raise DataError(f"{G.shape[1]} curve columns for {len(d)} values of n")
-    top = int(G.mean(0).argmax())
+    drop = crossfit_drop(G)
     resampled = lambda C: (counts @ C).T / len(C)
-    return _bon_stats(d, G.mean(0), P.mean(0), top), _bon_stats(d, resampled(G), resampled(P), top)
+    est, boot = _bon_stats(d, G.mean(0), P.mean(0)), _bon_stats(d, resampled(G), resampled(P))
+    return dict(est, gold_drop=drop.mean()), dict(boot, gold_drop=counts @ drop / len(drop))
 
 # %% ../nbs/10_overoptimization.ipynb #e06905bf
 def bootstrap_bon(gold_curves,  # (prompts, len(ns)) per-prompt gold curves from `bon_curves`
@@ -480,12 +491,12 @@ def bootstrap_rl(d, gold, proxy, # d per iteration; (iterations, rollouts) norma
                  n_boot:int=1000, seed:int=0, level:float=0.95)->pd.DataFrame:
     "Gold and proxy RL-form fits, gold peak and gold drop: estimates and percentile CIs over resampled rollouts."
     counts = next(boot_counts(gold.shape[1], n_boot, [seed, 17])).astype(float).T / gold.shape[1]
-    top = int(gold.mean(1).argmax())
+    drop = crossfit_drop(np.asarray(gold, float).T)  # rollouts are the units, cross-fitted like prompts
     def stats(G, P):
         (ag, bg), (ap, bp) = _fit(d, G, 'rl'), _fit(d, P, 'rl')
-        return dict(gold_alpha=ag, gold_beta=bg, gold_peak=peak_rl(ag, bg), proxy_alpha=ap, proxy_beta=bp,
-                    gold_drop=G[top] - G[-1])
+        return dict(gold_alpha=ag, gold_beta=bg, gold_peak=peak_rl(ag, bg), proxy_alpha=ap, proxy_beta=bp)
     est, boot = stats(gold.mean(1), proxy.mean(1)), stats(gold @ counts, proxy @ counts)
+    est['gold_drop'], boot['gold_drop'] = drop.mean(), drop @ counts
     return pd.DataFrame([dict(quantity=k, **_interval(est[k], boot[k], level)) for k in est]).set_index('quantity')
 
 # %% ../nbs/10_overoptimization.ipynb #d3761bfd

@@ -171,21 +171,34 @@ def test_bad_settings_fail_before_any_stage(tmp_path, capsys, args, msg):
     assert (rc, [l for l in err.splitlines() if l.startswith('rbnb:')]) == (2, [f'rbnb: error: {msg}'])
     assert 'Traceback' not in err and not (tmp_path/'x').exists()
 
-def test_gold_drop_is_the_paired_drop_from_the_highest_point():
-    "gold_drop: mean gold at the estimate's best n minus at the largest n; every resample measures the same two points."
+def test_gold_drop_is_cross_fitted_over_the_two_halves_of_the_prompts():
+    "gold_drop: each prompt's drop from the highest point of the other half's curve; resamples reuse those drops."
     rng = np.random.default_rng(5); s, z = rng.normal(size=(300, 32)), rng.normal(size=(300, 32))
     ns = list(range(1, 33)); G, P = O.bon_curves(s + 1.5 * z, s - 0.4 * z**2, ns)  # the proxy likes z; the gold not
-    top = int(G.mean(0).argmax()); assert 0 < top < len(ns) - 1  # the gold curve rises, then falls
+    tops = [int(G[h::2].mean(0).argmax()) for h in (1, 0)]  # even rows use the odd rows' peak, and back
+    assert all(0 < t < len(ns) - 1 for t in tops)  # the gold curve rises, then falls, in both halves
+    drops = np.where(np.arange(len(G)) % 2 == 0, G[:, tops[0]], G[:, tops[1]]) - G[:, -1]
+    assert np.allclose(O.crossfit_drop(G), drops)
     f = O.bootstrap_bon(G, P, ns, n_boot=400, seed=1)
-    assert f.loc['gold_drop', 'estimate'] == pytest.approx(G.mean(0)[top] - G.mean(0)[-1])
+    assert f.loc['gold_drop', 'estimate'] == pytest.approx(drops.mean())
     assert f.loc['gold_drop', 'low'] > 0 and f.loc['gold_end', 'estimate'] == pytest.approx(G.mean(0)[-1])
     from rewardbench_nb.resampling import boot_counts
     counts = next(boot_counts(len(G), 400, [1, 11])).astype(float)
     est, boot = O.bon_boot(G, P, ns, counts)
-    manual = counts @ (G[:, top] - G[:, -1]) / len(G)
-    assert np.allclose(boot['gold_drop'], manual) and est['gold_drop'] == f.loc['gold_drop', 'estimate']
+    assert np.allclose(boot['gold_drop'], counts @ drops / len(G)) and est['gold_drop'] == f.loc['gold_drop', 'estimate']
     rising = O.bootstrap_bon(*O.bon_curves(s + z, s + z, ns), ns, n_boot=100)  # proxy = gold: best at the largest n
     assert rising.loc['gold_drop', ['estimate', 'low', 'high']].tolist() == [0, 0, 0]
+
+def test_a_noise_peak_is_not_a_drop():
+    "Curves that truly rise to the end, plus noise: cross-fitting keeps the drop's interval at 0 where choosing on the same prompts does not."
+    rng = np.random.default_rng(11); ns = list(range(1, 33))
+    G = np.sqrt(ns) * 0.02 + rng.normal(0, 1, (200, 32))
+    same = G[:, G.mean(0).argmax()] - G[:, -1]
+    from rewardbench_nb.resampling import boot_counts, percentile_interval
+    counts = next(boot_counts(len(G), 500, [0, 11])).astype(float)
+    assert percentile_interval(counts @ same / len(G), 0.95)[0] > 0  # this seed's noise peak looks "significant"
+    f = O.bootstrap_bon(G, G, ns, n_boot=500)
+    assert f.loc['gold_drop', 'low'] <= 0
 
 def test_within_prompt_removes_each_prompts_level():
     x = np.array([[1., 2., 3.], [101., 102., 103.]])

@@ -1,0 +1,191 @@
+"""Does best-of-n by a proxy turn the gold reward down in the gamma lab? A search over many proxies, on training prompts.
+
+The gamma stage trains a handful of proxies and asks of each whether its best-of-n gold curve falls after a peak
+(`gold_drop`'s 95% interval above 0). This script asks the question of many proxies at once, on prompts the stage
+never measures (hh-rlhf *train* prompts, disjoint from the proxies' own pairs), so that what it finds can inform the
+stage's design without touching its validation pool:
+
+* proxies: the data sweep of Gao et al. (8 to 256 gold-labelled pairs, several random draws of pairs at each size)
+  and noisy-label proxies (25% and 40% of 256 labels flipped), all heads of the stage's kind (`train_proxy`); and
+  **tuned** proxies, closer to Gao et al.'s fine-tuned reward models: the encoder's last transformer layer and a head
+  fine-tuned on 32 pairs until they fit them (Adam, learning rate 1e-3, 100 full-batch steps), on the reply alone;
+* each proxy's drop measured two ways on one pool: **same prompts** (the highest point of the mean curve chosen on the
+  prompts that then measure the drop) and **cross-fitted** (`crossfit_drop`, what the stage reports), each with a
+  95% percentile interval over the same 1,000 resamples of prompts;
+* the CPU kind, the load average and the time of each step, as every benchmark here records them.
+
+    .venv/bin/python benchmarks/bench_turn_down.py --gold runs/<id>/reward_model/model  # -> results/turn_down-<kind>.*
+    .venv/bin/python benchmarks/bench_turn_down.py --render      # the .md again from the .json, nothing run
+"""
+import argparse, copy, tempfile, time, warnings
+from pathlib import Path
+import os
+os.environ.setdefault('HF_HUB_OFFLINE', '1')
+os.environ.setdefault('TOKENIZERS_PARALLELISM', 'false')
+import numpy as np, pandas as pd, torch, torch.nn.functional as F
+from rewardbench_nb.core import package_versions, write_json, write_text
+from rewardbench_nb.curation import md_table
+from rewardbench_nb.data import load_pairs
+from rewardbench_nb.policy import load_policy
+from rewardbench_nb.reward_model import RewardModel
+from rewardbench_nb.resampling import boot_counts, percentile_interval
+from rewardbench_nb.rlhf import rm_reward
+from rewardbench_nb.overoptimization import (GammaConfig, IN_DOMAIN, Pool, bon_curves, bon_boot, crossfit_drop,
+                                             d_best_of_n, scored_pool, train_proxy, within_prompt)
+from _common import busy_note, loadavg, record_args, train_rm
+
+SIZES = dict(pair_prompts=512, pool_prompts=192, pool_size=256, draws=8, n_boot=1000)
+SWEEP = (8, 16, 32, 64, 128, 256)
+NOISE = (0.25, 0.4)
+SUMMARY = ['family', 'pairs', 'proxies', 'peak_before_N', 'significant_same', 'significant_cross', 'cross_drop_mean',
+           'cross_drop_max', 'gold_end_mean']
+TUNED = dict(pairs=32, lr=1e-3, steps=100, width=32)
+
+def subpool(pool:Pool, rows)->Pool:
+    "The prompts `rows` of a pool, in that order."
+    rows, N = np.asarray(rows), pool.shape[1]
+    idx = (rows[:, None] * N + np.arange(N)).ravel()
+    return Pool(pool.samples.iloc[idx].reset_index(drop=True), pool.gold[rows], pool.feats[idx])
+
+def proxies(pairs:Pool, draws:int)->list:
+    "(family, size, draw, proxy): the data sweep and the noisy proxies, each on `draws` random draws of pairs."
+    out, rng = [], np.random.default_rng(19)
+    for k in SWEEP:
+        for r in range(draws):
+            out.append(('sweep', k, r, train_proxy(subpool(pairs, rng.permutation(len(pairs.gold))[:k]), f'{k}-{r}',
+                                                   seed=r)))
+    for noise in NOISE:
+        for r in range(draws):
+            rows = rng.permutation(len(pairs.gold))[:256]
+            out.append((f'noise {noise}', 256, r, train_proxy(subpool(pairs, rows), f'n{noise}-{r}', noise=noise, seed=r)))
+    return out
+
+def penultimate(encoder:RewardModel, texts:list, width:int)->tuple:
+    "Hidden states entering the encoder's last layer (float16, texts x width x hidden) and the attention masks."
+    body, tok = encoder.model.base_model, encoder.tokenizer
+    H = np.zeros((len(texts), width, body.config.hidden_size), np.float16)
+    M = np.zeros((len(texts), width), np.int8)
+    with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=encoder.dtype == 'bfloat16'):
+        for i in range(0, len(texts), 512):
+            b = tok(texts[i:i + 512], padding='max_length', truncation=True, max_length=width, return_tensors='pt')
+            H[i:i + 512] = body(**b, output_hidden_states=True).hidden_states[-2].float().numpy()
+            M[i:i + 512] = b['attention_mask'].numpy()
+    return H, M
+
+class Tuned(torch.nn.Module):
+    "The encoder's last layer and a linear head on its mean-pooled, unit-length output: a fine-tunable proxy."
+    def __init__(self, last_layer, width:int):
+        super().__init__()
+        self.layer, self.head = copy.deepcopy(last_layer).float(), torch.nn.Linear(width, 1)
+    def forward(self, h, m):
+        x = self.layer(h.float(), attention_mask=(1.0 - m[:, None, None, :].float()) * -1e4)
+        x, w = (x[0] if isinstance(x, tuple) else x), m[..., None].float()
+        return self.head(F.normalize((x * w).sum(1) / w.sum(1), dim=-1))[:, 0]
+
+def tuned_scores(encoder:RewardModel, pairs:Pool, pool:Pool, draws:int)->list:
+    "(family, size, draw, scores on `pool`) of the tuned proxies, one per draw of TUNED['pairs'] gold-labelled pairs."
+    torch.set_num_threads(os.cpu_count() or 1)
+    Hp, Mp = penultimate(encoder, pairs.samples.response.tolist(), TUNED['width'])
+    Hh, Mh = (torch.from_numpy(x) for x in penultimate(encoder, pool.samples.response.tolist(), TUNED['width']))
+    usable = np.flatnonzero(pairs.gold[:, 0] != pairs.gold[:, 1])
+    out, rng = [], np.random.default_rng(23)
+    for r in range(draws):
+        torch.manual_seed(r)
+        rows = rng.choice(usable, TUNED['pairs'], replace=False)
+        a, b = (torch.from_numpy(x) for x in (Hp[2 * rows], Hp[2 * rows + 1]))
+        ma, mb = (torch.from_numpy(x) for x in (Mp[2 * rows], Mp[2 * rows + 1]))
+        y = torch.tensor(pairs.gold[rows, 0] > pairs.gold[rows, 1], dtype=torch.float32)
+        model = Tuned(encoder.model.base_model.encoder.layer[-1], Hp.shape[-1])
+        opt = torch.optim.Adam(model.parameters(), lr=TUNED['lr'])
+        for _ in range(TUNED['steps']):
+            opt.zero_grad()
+            F.binary_cross_entropy_with_logits(model(a, ma) - model(b, mb), y).backward()
+            opt.step()
+        with torch.inference_mode():
+            s = torch.cat([model(Hh[i:i + 4096], Mh[i:i + 4096]) for i in range(0, len(Hh), 4096)]).numpy()
+        out.append(('tuned', TUNED['pairs'], r, s.astype(np.float64)))
+    return out
+
+def measure(scores:np.ndarray, pool:Pool, counts:np.ndarray)->dict:
+    "The drop of one proxy's gold curve (its scores of the pool's samples), same prompts and cross-fitted, with intervals."
+    ns = list(range(1, pool.shape[1] + 1))
+    G, P = bon_curves(within_prompt(scores.reshape(pool.shape)), within_prompt(pool.gold), ns)
+    same, cross = G[:, G.mean(0).argmax()] - G[:, -1], crossfit_drop(G)
+    est, boot = bon_boot(G, P, ns, counts)
+    row = dict(peak_n=int(G.mean(0).argmax()) + 1, gold_end=float(G[:, -1].mean()), gold_best=float(G.mean(0).max()),
+               gold_peak=float(est['gold_peak']), gamma=float(est['gamma']))
+    for name, drop in (('same', same), ('cross', cross)):
+        low, high = percentile_interval(counts @ drop / len(drop), 0.95)
+        row.update({f'{name}_drop': float(drop.mean()), f'{name}_low': float(low), f'{name}_high': float(high)})
+    return row
+
+def summary(t:pd.DataFrame)->pd.DataFrame:
+    "Per family and size: how many proxies, how many drops are significant each way, the cross-fitted drops' range."
+    g = t.groupby(['family', 'pairs'], sort=False)
+    return pd.DataFrame(dict(proxies=g.size(), peak_before_N=g.peak_n.apply(lambda x: int((x < x.max()).sum())),
+                             significant_same=g.same_low.apply(lambda x: int((x > 0).sum())),
+                             significant_cross=g.cross_low.apply(lambda x: int((x > 0).sum())),
+                             cross_drop_mean=g.cross_drop.mean(), cross_drop_max=g.cross_drop.max(),
+                             gold_end_mean=g.gold_end.mean())).reset_index()
+
+def run(gold:Path, sizes:dict)->dict:
+    "Pools on train prompts, the proxies, and every proxy's drop."
+    t0, cfg = time.perf_counter(), GammaConfig()
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        train = load_pairs(IN_DOMAIN, split='train').prompt.drop_duplicates().tolist()
+    a, p, N = sizes['pair_prompts'], sizes['pool_prompts'], sizes['pool_size']
+    policy, encoder = load_policy(), RewardModel.load(dtype='auto', max_length=cfg.rm_max_length)
+    gold_fn = rm_reward(RewardModel.load(gold, dtype='auto', max_length=cfg.rm_max_length))
+    kw = dict(max_new_tokens=cfg.max_new_tokens, dtype='auto')
+    pairs = scored_pool(policy, train[:a], 2, gold_fn, encoder, 1, cfg.reads, **kw)
+    pool = scored_pool(policy, train[a:a + p], N, gold_fn, encoder, 3, cfg.reads, **kw)
+    t1 = time.perf_counter()
+    counts = next(boot_counts(p, sizes['n_boot'], [0, 11])).astype(float)
+    found = [(f, k, r, px.score(pool.feats)) for f, k, r, px in proxies(pairs, sizes['draws'])]
+    found += tuned_scores(encoder, pairs, pool, sizes['draws'])
+    rows = [dict(family=f, pairs=k, draw=r, **measure(s, pool, counts)) for f, k, r, s in found]
+    t2 = time.perf_counter()
+    table = pd.DataFrame(rows)
+    return dict(sizes=sizes, d_max=float(d_best_of_n([N])[0]), seconds=dict(pools=round(t1 - t0, 1),
+                proxies_and_drops=round(t2 - t1, 1)), proxies=table.to_dict('records'),
+                summary=summary(table).to_dict('records'))
+
+def render(res:dict)->str:
+    "The results as markdown."
+    k, r = res['machine'], res['result']
+    t = pd.DataFrame(r['proxies'])
+    sig = t[(t.cross_low > 0) | (t.same_low > 0)]
+    s = r['sizes']
+    return '\n'.join([
+        f"# Does best-of-n turn the gold down? {k['label']}", '', __doc__.split('\n\n')[0], '',
+        f"Machine: {k['cpu']}, {k['cores']} cores, torch capability **{k['torch_capability']}**; `auto` precision: "
+        f"**{k['auto_precision']}**. Gold: train-rm at its defaults. {res['busy']}.", '',
+        f"Pairs pool: {s['pair_prompts']} train prompts x 2 samples. Search pool: the next {s['pool_prompts']} train "
+        f"prompts x {s['pool_size']} samples (d up to {r['d_max']:.2f}). {s['draws']} draws of pairs per size; "
+        f"{s['n_boot']} resamples of prompts. Seconds: `{r['seconds']}`.", '',
+        '## Per family and size', '',
+        md_table(pd.DataFrame(r['summary'])[SUMMARY].round(3)), '',
+        '`peak_before_N`: proxies whose mean gold curve is highest before the largest n. `significant_same` / '
+        '`significant_cross`: proxies whose drop has a 95% interval above 0, the highest point chosen on the same '
+        'prompts / on the other half of them.', '',
+        '## Every proxy with a significant drop either way', '',
+        md_table(sig[['family', 'pairs', 'draw', 'peak_n', 'gold_best', 'gold_end', 'gold_peak', 'same_drop', 'same_low',
+                      'cross_drop', 'cross_low', 'cross_high']].round(3)) if len(sig) else 'none', ''])
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    ap.add_argument('--gold', type=Path, help='a saved reward model folder (default: train one with train-rm)')
+    a, kind, path = record_args(ap, 'turn_down', render)
+    load0 = loadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        gold = a.gold.resolve() if a.gold else train_rm(Path(tmp), 'gold')[0]/'reward_model'/'model'
+        result = run(gold, SIZES)
+    load = [load0, loadavg()]
+    res = dict(machine=kind, versions=package_versions(), load=load, result=result,
+               busy=busy_note(max(x[0] for x in load), kind['cores']))
+    write_json(path.with_suffix('.json'), res)
+    write_text(path.with_suffix('.md'), render(res))
+    print(render(res))
+
+if __name__ == '__main__': main()
