@@ -248,6 +248,8 @@ def crossfit_drop(G:np.ndarray, # (units, points) per-unit curves, e.g. prompts 
                  )->np.ndarray:
     "Each unit's drop from the curve's highest point to its last, the highest point chosen on the other half of units."
     G = _as_scores(G, 'curves')
+    if G.ndim != 2 or G.size == 0: raise DataError(f"curves of shape {G.shape}: expected (units, points), not empty")
+    if not np.isfinite(G).all(): raise DataError("curves hold NaN or inf: expected finite numbers")
     half = np.arange(len(G)) % 2
     def top(h): return int(G[half != h].mean(0).argmax()) if (half != h).any() else int(G.mean(0).argmax())
     tops = np.array([top(0), top(1)])[half]
