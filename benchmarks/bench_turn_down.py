@@ -8,10 +8,10 @@ stage's design without touching its validation pool:
 * proxies: the data sweep of Gao et al. (8 to 256 gold-labelled pairs, several random draws of pairs at each size)
   and noisy-label proxies (25% and 40% of 256 labels flipped), all heads of the stage's kind (`train_proxy`); and
   **tuned** proxies, closer to Gao et al.'s fine-tuned reward models: the encoder's last transformer layer and a head
-  fine-tuned on 32 pairs until they fit them (Adam, learning rate 1e-3, 100 full-batch steps), on the reply alone;
+  fine-tuned on 32 pairs (Adam, learning rate 1e-3, 100 full-batch steps), on the reply alone;
 * each proxy's drop measured two ways on one pool: **same prompts** (the highest point of the mean curve chosen on the
-  prompts that then measure the drop) and **cross-fitted** (`crossfit_drop`, what the stage reports), each with a
-  95% percentile interval over the same 1,000 resamples of prompts;
+  prompts that then measure the drop) and **cross-fitted** (`crossfit_drop`, the stage's statistic), each with a
+  95% percentile interval (linear interpolation) over the same 1,000 resamples of prompts;
 * the CPU kind, the load average and the time of each step, as every benchmark here records them.
 
     .venv/bin/python benchmarks/bench_turn_down.py --gold runs/<id>/reward_model/model  # -> results/turn_down-<kind>.*
@@ -119,10 +119,10 @@ def measure(scores:np.ndarray, pool:Pool, counts:np.ndarray)->dict:
         row.update({f'{name}_drop': float(drop.mean()), f'{name}_low': float(low), f'{name}_high': float(high)})
     return row
 
-def summary(t:pd.DataFrame)->pd.DataFrame:
+def summary(t:pd.DataFrame, n_max:int)->pd.DataFrame:
     "Per family and size: how many proxies, how many drops are significant each way, the cross-fitted drops' range."
     g = t.groupby(['family', 'pairs'], sort=False)
-    return pd.DataFrame(dict(proxies=g.size(), peak_before_N=g.peak_n.apply(lambda x: int((x < x.max()).sum())),
+    return pd.DataFrame(dict(proxies=g.size(), peak_before_N=g.peak_n.apply(lambda x: int((x < n_max).sum())),
                              significant_same=g.same_low.apply(lambda x: int((x > 0).sum())),
                              significant_cross=g.cross_low.apply(lambda x: int((x > 0).sum())),
                              cross_drop_mean=g.cross_drop.mean(), cross_drop_max=g.cross_drop.max(),
@@ -149,7 +149,7 @@ def run(gold:Path, sizes:dict)->dict:
     table = pd.DataFrame(rows)
     return dict(sizes=sizes, d_max=float(d_best_of_n([N])[0]), seconds=dict(pools=round(t1 - t0, 1),
                 proxies_and_drops=round(t2 - t1, 1)), proxies=table.to_dict('records'),
-                summary=summary(table).to_dict('records'))
+                summary=summary(table, N).to_dict('records'))
 
 def render(res:dict)->str:
     "The results as markdown."

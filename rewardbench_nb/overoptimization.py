@@ -493,7 +493,7 @@ def bootstrap_rl(d, gold, proxy, # d per iteration; (iterations, rollouts) norma
                  n_boot:int=1000, seed:int=0, level:float=0.95)->pd.DataFrame:
     "Gold and proxy RL-form fits, gold peak and gold drop: estimates and percentile CIs over resampled rollouts."
     counts = next(boot_counts(gold.shape[1], n_boot, [seed, 17])).astype(float).T / gold.shape[1]
-    drop = crossfit_drop(np.asarray(gold, float).T)  # rollouts are the units, cross-fitted like prompts
+    drop = crossfit_drop(np.asarray(gold, float).T)  # units: rollout slots (other prompts at other iterations)
     def stats(G, P):
         (ag, bg), (ap, bp) = _fit(d, G, 'rl'), _fit(d, P, 'rl')
         return dict(gold_alpha=ag, gold_beta=bg, gold_peak=peak_rl(ag, bg), proxy_alpha=ap, proxy_beta=bp)
