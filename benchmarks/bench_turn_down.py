@@ -30,7 +30,7 @@ from rewardbench_nb.policy import load_policy
 from rewardbench_nb.reward_model import RewardModel
 from rewardbench_nb.resampling import boot_counts, percentile_interval
 from rewardbench_nb.rlhf import rm_reward
-from rewardbench_nb.overoptimization import (GammaConfig, IN_DOMAIN, Pool, bon_curves, bon_boot, crossfit_drop,
+from rewardbench_nb.overoptimization import (GammaConfig, IN_DOMAIN, Pool, bon_curves, bon_boot,
                                              d_best_of_n, scored_pool, train_proxy, within_prompt)
 from _common import busy_note, loadavg, record_args, train_rm
 
@@ -110,13 +110,15 @@ def measure(scores:np.ndarray, pool:Pool, counts:np.ndarray)->dict:
     "The drop of one proxy's gold curve (its scores of the pool's samples), same prompts and cross-fitted, with intervals."
     ns = list(range(1, pool.shape[1] + 1))
     G, P = bon_curves(within_prompt(scores.reshape(pool.shape)), within_prompt(pool.gold), ns)
-    same, cross = G[:, G.mean(0).argmax()] - G[:, -1], crossfit_drop(G)
-    est, boot = bon_boot(G, P, ns, counts)
-    row = dict(peak_n=int(G.mean(0).argmax()) + 1, gold_end=float(G[:, -1].mean()), gold_best=float(G.mean(0).max()),
+    est, boot = bon_boot(G, P, ns, counts)  # its gold_drop is the cross-fitted one
+    mean = G.mean(0)
+    same = G[:, mean.argmax()] - G[:, -1]
+    draws = dict(same=(same.mean(), counts @ same / len(same)), cross=(est['gold_drop'], boot['gold_drop']))
+    row = dict(peak_n=int(mean.argmax()) + 1, gold_end=float(est['gold_end']), gold_best=float(mean.max()),
                gold_peak=float(est['gold_peak']), gamma=float(est['gamma']))
-    for name, drop in (('same', same), ('cross', cross)):
-        low, high = percentile_interval(counts @ drop / len(drop), 0.95)
-        row.update({f'{name}_drop': float(drop.mean()), f'{name}_low': float(low), f'{name}_high': float(high)})
+    for name, (drop, resampled) in draws.items():
+        low, high = percentile_interval(resampled, 0.95)
+        row.update({f'{name}_drop': float(drop), f'{name}_low': float(low), f'{name}_high': float(high)})
     return row
 
 def summary(t:pd.DataFrame, n_max:int)->pd.DataFrame:
