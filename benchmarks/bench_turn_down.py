@@ -6,7 +6,9 @@ never measures (hh-rlhf *train* prompts, disjoint from the proxies' own pairs), 
 stage's design without touching its validation pool:
 
 * proxies: the data sweep of Gao et al. (8 to 256 gold-labelled pairs, several random draws of pairs at each size)
-  and noisy-label proxies (25% and 40% of 256 labels flipped), all heads of the stage's kind (`train_proxy`); and
+  and noisy-label proxies (25% and 40% of 256 labels flipped); **spurious** proxies, one family per surface feature
+  (`SURFACE`: exclamation marks, question marks, digits, words), each on 256 pairs whose annotator prefers the reply
+  with more of the feature wherever the two differ in it; all heads of the stage's kind (`train_proxy`); and
   **tuned** proxies, closer to Gao et al.'s fine-tuned reward models: the encoder's last transformer layer and a head
   fine-tuned on 32 pairs (Adam, learning rate 1e-3, 100 full-batch steps), on the reply alone;
 * each proxy's drop measured two ways on one pool: **same prompts** (the highest point of the mean curve chosen on the
@@ -31,12 +33,14 @@ from rewardbench_nb.reward_model import RewardModel
 from rewardbench_nb.resampling import boot_counts, percentile_interval
 from rewardbench_nb.rlhf import rm_reward
 from rewardbench_nb.overoptimization import (GammaConfig, IN_DOMAIN, Pool, bon_curves, bon_boot,
-                                             d_best_of_n, scored_pool, train_proxy, within_prompt)
+                                             SURFACE, d_best_of_n, scored_pool, train_proxy,
+                                             within_prompt)
 from _common import busy_note, loadavg, record_args, train_rm
 
 SIZES = dict(pair_prompts=512, pool_prompts=192, pool_size=256, draws=8, n_boot=1000)
 SWEEP = (8, 16, 32, 64, 128, 256)
 NOISE = (0.25, 0.4)
+BIAS = 1.0  # the spurious proxies' annotator: always more of the feature, where two replies differ in it
 SUMMARY = ['family', 'pairs', 'proxies', 'peak_before_N', 'significant_same', 'significant_cross', 'cross_drop_mean',
            'cross_drop_max', 'gold_end_mean']
 TUNED = dict(pairs=32, lr=1e-3, steps=100, width=32)
@@ -48,7 +52,7 @@ def subpool(pool:Pool, rows)->Pool:
     return Pool(pool.samples.iloc[idx].reset_index(drop=True), pool.gold[rows], pool.feats[idx])
 
 def proxies(pairs:Pool, draws:int)->list:
-    "(family, size, draw, proxy): the data sweep and the noisy proxies, each on `draws` random draws of pairs."
+    "(family, size, draw, proxy): the data sweep, the noisy and the spurious proxies, each on `draws` draws of pairs."
     out, rng = [], np.random.default_rng(19)
     for k in SWEEP:
         for r in range(draws):
@@ -58,6 +62,11 @@ def proxies(pairs:Pool, draws:int)->list:
         for r in range(draws):
             rows = rng.permutation(len(pairs.gold))[:256]
             out.append((f'noise {noise}', 256, r, train_proxy(subpool(pairs, rows), f'n{noise}-{r}', noise=noise, seed=r)))
+    for feature in SURFACE:
+        for r in range(draws):
+            rows = rng.permutation(len(pairs.gold))[:256]
+            out.append((f'spurious {feature}', 256, r, train_proxy(subpool(pairs, rows), f'{feature}-{r}', seed=r,
+                                                                   spurious=feature, bias=BIAS)))
     return out
 
 def penultimate(encoder:RewardModel, texts:list, width:int)->tuple:

@@ -27,15 +27,16 @@ from .rlhf import (PPOConfig, as_dialogue, length_reward, rm_reward, sample_pool
                                   stage_reward_model, train_ppo)
 
 # %% auto #0
-__all__ = ['COMBINE', 'QUICK', 'IN_DOMAIN', 'SINGLE', 'HEADLINE', 'REPR_COLUMNS', 'GAMMA_CLAIMS', 'GAINS', 'COLORS',
+__all__ = ['SURFACE', 'COMBINE', 'QUICK', 'IN_DOMAIN', 'SINGLE', 'HEADLINE', 'REPR_COLUMNS', 'GAMMA_CLAIMS', 'GAINS', 'COLORS',
            'SET_SYMBOLS', 'TABLES', 'STAGE', 'kl_best_of_n', 'd_best_of_n', 'bon_weights', 'check_pool_scores',
            'bon_curves', 'bon_estimate', 'check_curve', 'fit_bon', 'fit_rl', 'peak_bon', 'peak_rl', 'normalise',
            'within_sd', 'within_prompt', 'gamma', 'crossfit_drop', 'bon_boot', 'bootstrap_bon', 'embed', 'Pool',
-           'proxy_prompts', 'scored_pool', 'Proxy', 'gold_pairs', 'fit_head', 'train_proxy', 'Ensemble',
-           'train_ensemble', 'bon_analysis', 'TrackedReward', 'pool_baseline', 'rl_curve', 'bootstrap_rl', 'pool_shift',
-           'GammaConfig', 'proxy_names', 'check_gamma_config', 'wide', 'headline', 'Overoptimization', 'bench_accuracy',
-           'seed_claims', 'ensemble_gains', 'overoptimize', 'plot_curves', 'plot_shift', 'plot_sweep', 'plot_claims',
-           'add_args', 'GammaStageConfig', 'gamma_settings', 'run_gamma']
+           'proxy_prompts', 'scored_pool', 'surface_counts', 'proxy_inputs', 'Proxy', 'proxy_columns', 'gold_pairs',
+           'fit_head', 'train_proxy', 'Ensemble', 'train_ensemble', 'bon_analysis', 'TrackedReward', 'pool_baseline',
+           'rl_curve', 'bootstrap_rl', 'pool_shift', 'GammaConfig', 'proxy_names', 'check_gamma_config', 'wide',
+           'headline', 'Overoptimization', 'bench_accuracy', 'seed_claims', 'ensemble_gains', 'overoptimize',
+           'plot_curves', 'plot_shift', 'plot_sweep', 'plot_claims', 'add_args', 'GammaStageConfig', 'gamma_settings',
+           'run_gamma']
 
 # %% ../nbs/10_overoptimization.ipynb #9077a5bd
 def _check_n(n, N:int|None=None)->int:
@@ -304,10 +305,10 @@ def embed(encoder:RewardModel, # a RewardModel whose body embeds (its head is un
 # %% ../nbs/10_overoptimization.ipynb #1818180a
 @dataclass
 class Pool:
-    "N policy samples per prompt with their gold scores and embeddings."
+    "N policy samples per prompt with their gold scores and what the proxies read of each (`proxy_inputs`)."
     samples:pd.DataFrame   # prompt_id, sample, prompt, response, tokens, ended, gold
     gold:np.ndarray        # (prompts, N) gold scores
-    feats:np.ndarray       # (prompts * N, width) embeddings, rows in `samples` order
+    feats:np.ndarray       # (prompts * N, width) proxy inputs (embedding, then SURFACE counts), rows in `samples` order
     @property
     def shape(self)->tuple: return self.gold.shape
     @property
@@ -329,37 +330,68 @@ def scored_pool(policy, prompts, # (model, tokenizer) and prompt texts
     "Sample n replies per prompt, score them with the gold reward and embed them as the proxies read them."
     s = sample_pool(policy, prompts, n, seed, **sampling)
     s['gold'] = score_responses(gold_fn, s.prompt, s.response)
-    feats = embed(encoder, proxy_prompts(s.prompt, reads), s.response.tolist())
-    return Pool(s, s.gold.to_numpy().reshape(-1, n), feats)
+    return Pool(s, s.gold.to_numpy().reshape(-1, n), proxy_inputs(encoder, s.prompt, s.response, reads))
+
+# %% ../nbs/10_overoptimization.ipynb #92968c3d
+SURFACE = {'exclamations': '!', 'questions': r'\?', 'digits': r'\d', 'words': r'\S+'}  # feature -> pattern counted
+
+def surface_counts(responses)->np.ndarray:
+    "(replies, len(SURFACE)) how often each SURFACE pattern occurs in each reply (float32)."
+    s = pd.Series(list(responses), dtype=object)
+    return np.stack([s.str.count(p).to_numpy(np.float32) for p in SURFACE.values()], 1)
+
+# %% ../nbs/10_overoptimization.ipynb #b3705cd3
+def proxy_inputs(encoder:RewardModel, prompts, responses, # the proxies' encoder; texts to score
+                 reads:str='response')->np.ndarray:
+    "What a proxy reads of each (prompt, reply): the embedding (`embed`), then the reply's SURFACE counts (float32)."
+    return np.hstack([embed(encoder, proxy_prompts(prompts, reads), list(responses)), surface_counts(responses)])
 
 # %% ../nbs/10_overoptimization.ipynb #64e8b679
 @dataclass
 class Proxy:
-    "A proxy reward model: a linear Bradley-Terry head on frozen embeddings, trained on gold-labelled pairs."
+    "A proxy reward model: a linear Bradley-Terry head on the proxy inputs, trained on gold-labelled pairs."
     name:str                # e.g. 'small', 'noisy'
-    weights:np.ndarray      # one per embedding dimension
+    weights:np.ndarray      # one per proxy input column (0 on the columns it does not read)
     pairs:int               # training pairs used
     noise:float             # share of labels flipped
     domain:str              # where the training pairs' prompts came from
     train_accuracy:float    # agreement with the (possibly flipped) training labels
     train_prompts:list      # prompts of its training pairs (for the shift measure)
+    spurious:str = ''       # the SURFACE feature its annotator favoured ('' for none)
+    bias:float = 0.         # how often that annotator preferred more of it, on pairs that differ in it
     def score(self, feats:np.ndarray)->np.ndarray: return np.asarray(feats, np.float64) @ self.weights
-    def __repr__(self): return f"Proxy({self.name!r}, {self.pairs} pairs, noise {self.noise}, {self.domain})"
+    def __repr__(self):
+        favours = f", favours {self.spurious} ({self.bias:g})" if self.spurious else ''
+        return f"Proxy({self.name!r}, {self.pairs} pairs, noise {self.noise}, {self.domain}{favours})"
 
 # %% ../nbs/10_overoptimization.ipynb #cec1da87
+def proxy_columns(width:int, # columns of the proxy inputs
+                  spurious:str='')->np.ndarray:
+    "The columns a head reads: the embedding's, then the count of the SURFACE feature `spurious` when one is named."
+    emb = np.arange(width - len(SURFACE))
+    return np.r_[emb, len(emb) + list(SURFACE).index(spurious)] if spurious else emb
+
 def gold_pairs(pool:Pool,         # a pool with 2 samples per prompt
                pairs:int|None=None, # use the first `pairs` prompts (None: all)
                noise:float=0.,    # probability that a label is flipped
                seed:int=0,
+               spurious:str='',   # a SURFACE feature the annotator favours ('' for none)
+               bias:float=0.,     # probability of preferring more of it, on pairs whose replies differ in it
               )->tuple:
-    "(embedding differences, labels) of gold-labelled pairs: label 1 when the first sample has the higher gold score."
+    "(input differences, labels) of gold-labelled pairs: label 1 when the first sample has the higher gold score."
     if pool.shape[1] != 2: raise DataError(f"pairs come from a pool of 2 samples per prompt, got {pool.shape[1]}")
     if not 0 <= noise < 0.5: raise ConfigError(f"noise = {noise}: expected a label-flip rate in [0, 0.5)")
+    if spurious not in ('', *SURFACE): raise ConfigError(f"spurious = {spurious!r}: expected '' or one of {[*SURFACE]}")
+    if not 0 <= bias <= 1: raise ConfigError(f"bias = {bias}: expected a probability in [0, 1]")
     g, f = pool.gold[:pairs], pool.feats.reshape(len(pool.gold), 2, -1)[:pairs]
     keep = g[:, 0] != g[:, 1]
-    y = (g[keep, 0] > g[keep, 1]).astype(float)
+    X, y = f[keep, 0] - f[keep, 1], (g[keep, 0] > g[keep, 1]).astype(float)
+    if spurious:
+        more = X[:, proxy_columns(X.shape[1], spurious)[-1]]  # first reply's count minus the second's
+        biased = (more != 0) & (np.random.default_rng([seed, 29]).random(len(y)) < bias)
+        y = np.where(biased, (more > 0).astype(float), y)
     flip = np.random.default_rng([seed, 13]).random(len(y)) < noise
-    return f[keep, 0] - f[keep, 1], np.where(flip, 1 - y, y)
+    return X, np.where(flip, 1 - y, y)
 
 # %% ../nbs/10_overoptimization.ipynb #43714688
 def _bt_loss(w, X, y, l2):
@@ -371,22 +403,30 @@ def _bt_loss(w, X, y, l2):
     return loss, grad
 
 # %% ../nbs/10_overoptimization.ipynb #87cf6bfd
-def fit_head(X:np.ndarray, y:np.ndarray, # embedding differences and labels (1: the first sample won)
+def fit_head(X:np.ndarray, y:np.ndarray, # input differences and labels (1: the first sample won)
              l2:float=1e-3)->np.ndarray:
     "Weights of a linear Bradley-Terry head, by L-BFGS on the mean loss plus (l2 / 2)|w|^2 (float64, deterministic)."
     X = np.asarray(X, np.float64)
     return minimize(_bt_loss, np.zeros(X.shape[1]), (X, y, l2), jac=True, method='L-BFGS-B').x
 
+# %% ../nbs/10_overoptimization.ipynb #dfe8e6c9
+def _fit_columns(X, y, spurious:str, l2:float)->np.ndarray:
+    "Weights over every input column: fitted on those the proxy reads (`proxy_columns`), 0 elsewhere."
+    cols, w = proxy_columns(X.shape[1], spurious), np.zeros(X.shape[1])
+    w[cols] = fit_head(X[:, cols], y, l2)
+    return w
+
 def train_proxy(pool:Pool, name:str, # pairs pool (2 samples per prompt) and the proxy's name
                 pairs:int|None=None, noise:float=0., domain:str='hh-rlhf-harmless',
+                spurious:str='', bias:float=0., # a SURFACE feature its annotator favours, and how often (`gold_pairs`)
                 l2:float=1e-3,       # L2 penalty on the head's weights
                 seed:int=0)->Proxy:
-    "Fit a proxy head on gold-labelled pairs from `pool`."
-    X, y = gold_pairs(pool, pairs, noise, seed)
+    "Fit a proxy head on gold-labelled pairs from `pool`: on the embedding, and the count of `spurious` if named."
+    X, y = gold_pairs(pool, pairs, noise, seed, spurious, bias)
     if len(y) < 2 or len(set(y)) < 2: raise DataError(f"proxy {name!r}: {len(y)} usable pairs, expected both labels")
-    w = fit_head(X, y, l2)
+    w = _fit_columns(X, y, spurious, l2)
     acc = float(((X @ w > 0) == (y > 0.5)).mean())
-    return Proxy(name, w, len(y), noise, domain, acc, pool.prompts[:pairs])
+    return Proxy(name, w, len(y), noise, domain, acc, pool.prompts[:pairs], spurious, bias)
 
 # %% ../nbs/10_overoptimization.ipynb #dd6e18e6
 COMBINE = ('mean', 'wco', 'uwo')
@@ -400,11 +440,13 @@ class Ensemble:
     uwo_weight:float        # lambda of UWO
     centre:np.ndarray       # each member's mean score over its training samples
     scale:np.ndarray        # and its standard deviation there: members are compared on one scale
-    pairs:int               # as a Proxy's: pairs, label noise, domain, training accuracy, training prompts
+    pairs:int               # as a Proxy's: pairs, label noise, domain, training accuracy and prompts, bias
     noise:float
     domain:str
     train_accuracy:float
     train_prompts:list
+    spurious:str = ''
+    bias:float = 0.
     def member_scores(self, feats:np.ndarray)->np.ndarray:
         "(members, rows) standardised scores."
         return (np.stack([m.score(feats) for m in self.members]) - self.centre[:, None]) / self.scale[:, None]
@@ -415,21 +457,22 @@ class Ensemble:
     def __repr__(self): return f"Ensemble({self.name!r}, {len(self.members)} x {self.pairs} pairs, {self.combine})"
 
 # %% ../nbs/10_overoptimization.ipynb #d606b9a9
-def train_ensemble(pool:Pool, base:str, # pairs pool and the single proxy it mirrors (its data, noise, domain)
+def train_ensemble(pool:Pool, base:str, # pairs pool and the single proxy it mirrors (its data, noise, domain, bias)
                    pairs:int|None=None, noise:float=0., domain:str='hh-rlhf-harmless',
+                   spurious:str='', bias:float=0.,
                    size:int=5,          # members
                    uwo_weight:float=1.0, l2:float=1e-3, seed:int=0)->dict:
     "'<base>-ensemble-<combine>' for each combine: `size` heads, each fitted on a bootstrap resample of the pairs."
-    X, y = gold_pairs(pool, pairs, noise, seed)
+    X, y = gold_pairs(pool, pairs, noise, seed, spurious, bias)
     draws = np.random.default_rng([seed, 23]).integers(0, len(y), (size, len(y)))
-    members = [Proxy(f'{base}-member-{j}', fit_head(X[i], y[i], l2), len(y), noise, domain, np.nan,
-                     pool.prompts[:pairs]) for j, i in enumerate(draws)]
+    members = [Proxy(f'{base}-member-{j}', _fit_columns(X[i], y[i], spurious, l2), len(y), noise, domain, np.nan,
+                     pool.prompts[:pairs], spurious, bias) for j, i in enumerate(draws)]
     S = np.stack([m.score(pool.feats) for m in members])
     centre, scale = S.mean(1), S.std(1)
     out = {}
     for how in COMBINE:
         e = Ensemble(f'{base}-ensemble-{how}', members, how, uwo_weight, centre, scale, len(y), noise, domain, np.nan,
-                     pool.prompts[:pairs])
+                     pool.prompts[:pairs], spurious, bias)
         both = e.score(pool.feats).reshape(-1, 2)[:pairs][pool.gold[:pairs, 0] != pool.gold[:pairs, 1]]
         e.train_accuracy = float(((both[:, 0] > both[:, 1]) == (y > 0.5)).mean())
         out[e.name] = e
@@ -455,7 +498,7 @@ class TrackedReward:
         self.proxy, self.encoder, self.gold_fn, self.reads, self.calls = proxy, encoder, gold_fn, reads, []
         self.__name__ = f'proxy({proxy.name})'
     def __call__(self, prompts, responses):
-        p = self.proxy.score(embed(self.encoder, proxy_prompts(prompts, self.reads), list(responses)))
+        p = self.proxy.score(proxy_inputs(self.encoder, prompts, responses, self.reads))
         self.calls.append(dict(prompts=list(prompts), proxy=p, gold=score_responses(self.gold_fn, prompts, responses)))
         return p.tolist()
 
@@ -518,11 +561,13 @@ class GammaConfig:
     train_pairs:int = 256            # gold-labelled pairs (hh-rlhf train prompts) of the 'full' and 'noisy' proxies
     small_pairs:int = 32             # pairs of the 'small' proxy
     noise:float = 0.25               # label-flip rate of the 'noisy' proxy
+    spurious:str = 'digits'          # SURFACE feature the 'spurious' proxy's annotator favours ('' for no such proxy)
+    spurious_bias:float = 1.0        # how often that annotator prefers more of it, on pairs whose replies differ in it
     other_domain:list = field(default_factory=lambda: [
         'llmbar-natural', 'llmbar-adver-neighbor', 'llmbar-adver-GPTInst', 'llmbar-adver-GPTOut',
         'llmbar-adver-manual'])      # prompts of the 'other-domain' proxy's pairs
     sweep:list = field(default_factory=lambda: [16, 64, 128])  # more training-set sizes: proxies 'sweep-<pairs>'
-    ensembles:list = field(default_factory=lambda: ['small', 'noisy'])  # proxies mirrored by ensembles
+    ensembles:list = field(default_factory=lambda: ['small', 'noisy', 'spurious'])  # proxies mirrored by ensembles
     ensemble_size:int = 5            # heads per ensemble, each on a bootstrap resample of the proxy's pairs
     uwo_weight:float = 1.0           # lambda of the uncertainty-weighted ensemble: mean - lambda * variance
     pool_prompts:int = 192           # hh-rlhf validation prompts in the in-domain best-of-n pool
@@ -550,12 +595,13 @@ QUICK = dict(train_pairs=32, small_pairs=12, other_domain=['llmbar-natural'], sw
 IN_DOMAIN = 'hh-rlhf-harmless'   # the proxies' own kind of prompts: its train split for pairs, validation for pools
 
 # %% ../nbs/10_overoptimization.ipynb #e62b303d
-SINGLE = ('full', 'small', 'noisy', 'other-domain')
+SINGLE = ('full', 'small', 'noisy', 'other-domain', 'spurious')
 
 def proxy_names(cfg:GammaConfig)->list:
-    "Every proxy the experiment trains, in table order: the four single ones, the sweep, the ensembles."
+    "Every proxy the experiment trains, in table order: the single ones, the sweep, the ensembles."
+    single = [k for k in SINGLE if k != 'spurious' or cfg.spurious]
     ens = [f'{b}-ensemble-{how}' for b in cfg.ensembles for how in COMBINE]
-    return [*SINGLE, *(f'sweep-{k}' for k in cfg.sweep), *ens]
+    return [*single, *(f'sweep-{k}' for k in cfg.sweep), *ens]
 
 # %% ../nbs/10_overoptimization.ipynb #765139d0
 def check_gamma_config(cfg:GammaConfig)->GammaConfig:
@@ -572,7 +618,10 @@ def check_gamma_config(cfg:GammaConfig)->GammaConfig:
     if not 0 <= cfg.noise < 0.5: raise bad('noise', 'a label-flip rate in [0, 0.5)')
     if cfg.ensemble_size < 2: raise bad('ensemble_size', 'at least 2 heads')
     if cfg.uwo_weight < 0: raise bad('uwo_weight', 'a weight >= 0')
-    if set(cfg.ensembles) - {'full', 'small', 'noisy'}: raise bad('ensembles', "names among 'full', 'small', 'noisy'")
+    if cfg.spurious not in ('', *SURFACE): raise bad('spurious', f"'' or one of {[*SURFACE]}")
+    if not 0 <= cfg.spurious_bias <= 1: raise bad('spurious_bias', 'a probability in [0, 1]')
+    mirrored = ['full', 'small', 'noisy', *(['spurious'] if cfg.spurious else [])]
+    if set(cfg.ensembles) - set(mirrored): raise bad('ensembles', f"names among {mirrored}")
     if set(cfg.ppo_proxies) - set(proxy_names(cfg)): raise bad('ppo_proxies', f"names among {proxy_names(cfg)}")
     if any(k < 2 or k > cfg.train_pairs for k in cfg.sweep):
         raise bad('sweep', f'pair counts between 2 and train_pairs ({cfg.train_pairs})')
@@ -644,10 +693,11 @@ def _pools(policy, gold_fn, encoder, cfg:GammaConfig, seed:int, kw:dict)->dict:
 
 # %% ../nbs/10_overoptimization.ipynb #ecde5039
 def _proxies(pools:dict, cfg:GammaConfig, seed:int)->dict:
-    "Every proxy, by name: full, small, noisy, other-domain, 'sweep-<pairs>', and the ensembles of `cfg.ensembles`."
+    "Every proxy by name: the single ones, 'sweep-<pairs>' and the ensembles of `cfg.ensembles`."
     p, kw = pools['pairs'], dict(l2=cfg.l2, seed=seed)
     data = {'full': dict(pairs=cfg.train_pairs), 'small': dict(pairs=cfg.small_pairs),
             'noisy': dict(pairs=cfg.train_pairs, noise=cfg.noise), **{f'sweep-{k}': dict(pairs=k) for k in cfg.sweep}}
+    if cfg.spurious: data['spurious'] = dict(pairs=cfg.train_pairs, spurious=cfg.spurious, bias=cfg.spurious_bias)
     out = {name: train_proxy(p, name, **a, **kw) for name, a in data.items()}
     out['other-domain'] = train_proxy(pools['other-pairs'], 'other-domain', cfg.train_pairs,
                                       domain='+'.join(cfg.other_domain), **kw)
@@ -722,7 +772,7 @@ def bench_accuracy(proxies:dict, gold_fn, encoder:RewardModel, # proxies by name
         t = _bench_rows(set_name, pairs, seed)
         gc, gr = (score_responses(gold_fn, t.prompt, t[c]) for c in ('chosen', 'rejected'))
         keep, label = gc != gr, gc > gr
-        fc, fr = (embed(encoder, proxy_prompts(t.prompt, reads), t[c].tolist())[keep] for c in ('chosen', 'rejected'))
+        fc, fr = (proxy_inputs(encoder, t.prompt, t[c], reads)[keep] for c in ('chosen', 'rejected'))
         counts = next(boot_counts(int(keep.sum()), n_boot, [seed, 31 + k])).astype(float)
         for name, px in proxies.items():
             sc, sr = px.score(fc), px.score(fr)
@@ -838,7 +888,8 @@ def overoptimize(policy,              # (model, tokenizer): the initial policy
     secs = dict(pools=t['pools'] - t['start'], best_of_n=t['bon'] - t['pools'], ppo=t['ppo'] - t['bon'])
     info = dict(config=asdict(cfg), seed=seed, gold=getattr(gold_fn, '__name__', type(gold_fn).__name__), dtype=dtype,
                 seconds={k: round(v, 2) for k, v in secs.items()},
-                proxies={k: dict(pairs=p.pairs, noise=p.noise, domain=p.domain, train_accuracy=p.train_accuracy)
+                proxies={k: dict(pairs=p.pairs, noise=p.noise, domain=p.domain, spurious=p.spurious, bias=p.bias,
+                                 train_accuracy=p.train_accuracy)
                          for k, p in proxies.items()})
     return Overoptimization(bon, rl, fits, _sweep_table(fits, cfg), shift, acc, ensemble_gains(draws, list(proxies),
                             IN_DOMAIN), claims, proxies, info)
