@@ -57,13 +57,17 @@ def measure(size:str, gold:Path, runs:Path)->dict:
                 ensembles=pd.read_csv(out/'ensembles.csv').to_dict('records'),
                 ppo=fits[fits.form == 'rl'].to_dict('records'))
 
+def gold_note(seconds)->str:
+    "How the gold model came: trained here (seconds) or a saved one passed with --gold."
+    return f"{seconds} s to train" if seconds is not None else "a saved model, passed with --gold"
+
 def render(res:dict)->str:
     "The results as markdown."
     k = res['machine']
     lines = [f"# The gamma lab: {k['label']}", '', __doc__.split('\n\n')[0], '',
              f"Machine: {k['cpu']}, {k['cores']} cores, torch capability **{k['torch_capability']}**, flags "
              f"{', '.join(k['cpu_flags'])}; `auto` precision: **{k['auto_precision']}** ({k['precision_reason']}). "
-             f"Gold: train-rm at its defaults ({res.get('gold_seconds', '-')} s to train). {res['busy']}.", '']
+             f"Gold: train-rm at its defaults ({gold_note(res.get('gold_seconds'))}). {res['busy']}.", '']
     for r in res['runs']:
         c = r['checks']
         lines += [f"## {r['size']} size: {r['wall_seconds']} s", '',

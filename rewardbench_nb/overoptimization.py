@@ -338,6 +338,8 @@ SURFACE = {'exclamations': '!', 'questions': r'\?', 'digits': r'\d', 'words': r'
 def surface_counts(responses)->np.ndarray:
     "(replies, len(SURFACE)) how often each SURFACE pattern occurs in each reply (float32)."
     s = pd.Series(list(responses), dtype=object)
+    bad = s.map(lambda r: not isinstance(r, str))
+    if bad.any(): raise DataError(f"reply {bad.idxmax()}: expected text, got {s[bad.idxmax()]!r}")
     return np.stack([s.str.count(p).to_numpy(np.float32) for p in SURFACE.values()], 1)
 
 # %% ../nbs/10_overoptimization.ipynb #b3705cd3
@@ -383,6 +385,7 @@ def gold_pairs(pool:Pool,         # a pool with 2 samples per prompt
     if not 0 <= noise < 0.5: raise ConfigError(f"noise = {noise}: expected a label-flip rate in [0, 0.5)")
     if spurious not in ('', *SURFACE): raise ConfigError(f"spurious = {spurious!r}: expected '' or one of {[*SURFACE]}")
     if not 0 <= bias <= 1: raise ConfigError(f"bias = {bias}: expected a probability in [0, 1]")
+    if bias and not spurious: raise ConfigError(f"bias = {bias}: expected a `spurious` feature for it to favour")
     g, f = pool.gold[:pairs], pool.feats.reshape(len(pool.gold), 2, -1)[:pairs]
     keep = g[:, 0] != g[:, 1]
     X, y = f[keep, 0] - f[keep, 1], (g[keep, 0] > g[keep, 1]).astype(float)
@@ -390,7 +393,7 @@ def gold_pairs(pool:Pool,         # a pool with 2 samples per prompt
         more = X[:, proxy_columns(X.shape[1], spurious)[-1]]  # first reply's count minus the second's
         biased = (more != 0) & (np.random.default_rng([seed, 29]).random(len(y)) < bias)
         y = np.where(biased, (more > 0).astype(float), y)
-    flip = np.random.default_rng([seed, 13]).random(len(y)) < noise
+    flip = np.random.default_rng([seed, 13]).random(len(y)) < noise  # noise flips the annotator's labels, biased or not
     return X, np.where(flip, 1 - y, y)
 
 # %% ../nbs/10_overoptimization.ipynb #43714688
@@ -438,7 +441,7 @@ class Ensemble:
     members:list            # Proxy heads, each fitted on a bootstrap resample of the same pairs
     combine:str             # 'mean', 'wco' (the lowest member) or 'uwo' (mean - uwo_weight * variance)
     uwo_weight:float        # lambda of UWO
-    centre:np.ndarray       # each member's mean score over its training samples
+    centre:np.ndarray       # each member's mean score over the samples of the pairs pool
     scale:np.ndarray        # and its standard deviation there: members are compared on one scale
     pairs:int               # as a Proxy's: pairs, label noise, domain, training accuracy and prompts, bias
     noise:float

@@ -225,25 +225,33 @@ def test_ensemble_combinations():
     assert np.allclose(e['uwo'].score(feats), Z.mean(0) - 0.5 * Z.var(0))
     assert (e['wco'].score(feats) <= e['mean'].score(feats) + 1e-12).all()
 
-def test_a_spurious_proxy_learns_its_annotators_bias_and_nothing_else_of_the_surface():
-    "The biased annotator changes only pairs that differ in the feature; the head reads the embedding and that count."
+def test_a_spurious_annotator_changes_only_pairs_that_differ_in_its_feature_and_the_proxy_learns_to_chase_it():
+    "bias = share of the differing pairs given to more of the feature; heads and ensemble members read that count."
     rng = np.random.default_rng(3)
-    replies = [rng.choice(['Sure.', 'Sure!', 'No!! Why?', 'Call 911.', 'I think so.']) for _ in range(400)]
-    feats = np.hstack([rng.normal(size=(400, 8)).astype(np.float32), O.surface_counts(replies)])
-    gold = rng.normal(size=(200, 2))
-    pool = O.Pool(pd.DataFrame(dict(prompt=np.repeat([f'p{i}' for i in range(200)], 2), response=replies)), gold, feats)
+    replies = [rng.choice(['Sure.', 'Sure 2.', 'No 11 or 12?', 'Call 911!', 'I think so.']) for _ in range(800)]
+    feats = np.hstack([rng.normal(size=(800, 8)).astype(np.float32), O.surface_counts(replies)])
+    gold = rng.normal(size=(400, 2))
+    pool = O.Pool(pd.DataFrame(dict(prompt=np.repeat([f'p{i}' for i in range(400)], 2), response=replies)), gold, feats)
+    k = 8 + list(O.SURFACE).index('digits')
     X0, y0 = O.gold_pairs(pool)
-    X1, y1 = O.gold_pairs(pool, spurious='exclamations', bias=1.0)
-    more = X1[:, 8 + list(O.SURFACE).index('exclamations')]
-    assert np.array_equal(X0, X1) and (more != 0).sum() > 20
-    assert np.array_equal(y1[more != 0], (more[more != 0] > 0).astype(float))  # more '!' wins where counts differ
+    X1, y1 = O.gold_pairs(pool, spurious='digits', bias=1.0)
+    more = X1[:, k]  # first reply's count of digits minus the second's
+    assert np.array_equal(X0, X1) and (more != 0).sum() > 100
+    assert np.array_equal(y1[more != 0], (more[more != 0] > 0).astype(float))  # more digits win where counts differ
     assert np.array_equal(y1[more == 0], y0[more == 0])  # elsewhere, the gold label
-    assert np.array_equal(O.gold_pairs(pool, spurious='exclamations', bias=0.)[1], y0)
-    px = O.train_proxy(pool, 'spurious', spurious='exclamations', bias=1.0)
-    assert np.flatnonzero(px.weights[8:]).tolist() == [list(O.SURFACE).index('exclamations')] and px.weights[8] > 0
+    _, y_half = O.gold_pairs(pool, spurious='digits', bias=0.5)
+    given = (y_half == (more > 0))[(more != 0) & (y0 != (more > 0))]  # differing pairs where gold and bias disagree
+    assert 0.35 < given.mean() < 0.65
+    px = O.train_proxy(pool, 'spurious', spurious='digits', bias=1.0)
+    assert np.flatnonzero(px.weights[8:]).tolist() == [k - 8] and px.weights[k] > 0 and px.spurious == 'digits'
     assert not O.train_proxy(pool, 'plain').weights[8:].any()
+    ens = O.train_ensemble(pool, 'spurious', spurious='digits', bias=1.0, size=3)
+    for m in ens['spurious-ensemble-mean'].members:
+        assert m.weights[k] > 0 and not np.delete(m.weights[8:], k - 8).any()
     with pytest.raises(ConfigError, match="gamma.spurious = 'emoji': expected '' or one of"):
         O.check_gamma_config(O.GammaConfig(spurious='emoji'))
+    with pytest.raises(ConfigError, match="gamma.spurious_bias = 1.5: expected a probability in"):
+        O.check_gamma_config(O.GammaConfig(spurious_bias=1.5))
     with pytest.raises(ConfigError, match="gamma.ensembles = .*expected names among \\['full', 'small', 'noisy'\\]"):
         O.check_gamma_config(O.GammaConfig(spurious='', ensembles=['spurious']))
     assert 'spurious' not in O.proxy_names(O.GammaConfig(spurious='', ensembles=[]))
