@@ -8,10 +8,13 @@ stage's design without touching its validation pool:
 * proxies: the data sweep of Gao et al. (8 to 256 gold-labelled pairs, several random draws of pairs at each size)
   and noisy-label proxies (25% and 40% of 256 labels flipped); **spurious** proxies, one family per surface feature
   (`SURFACE`: exclamation marks, question marks, digits, words), each on 256 pairs whose annotator prefers the reply
-  with more of the feature wherever the two differ in it; all heads of the stage's kind (`train_proxy`); and
+  with more of the feature wherever the two differ in it; **control** proxies that read the count of digits but learn
+  from the gold labels alone; all heads of the stage's kind (`train_proxy`); and
   **tuned** proxies, closer to Gao et al.'s fine-tuned reward models: the encoder's last transformer layer and a head
   fine-tuned on 32 pairs (Adam, learning rate 1e-3, 100 full-batch steps), on the reply alone;
-* each proxy's drop measured two ways on one pool: **same prompts** (the highest point of the mean curve chosen on the
+* two search pools of different train prompts and samples, A and B, so that a turn-down found on one can be repeated
+  on the other (every head on both; the tuned proxies, which need the encoder's hidden states, on A);
+* each proxy's drop measured two ways on each pool: **same prompts** (the highest point of the mean curve chosen on the
   prompts that then measure the drop) and **cross-fitted** (`crossfit_drop`, the stage's statistic), each with a
   95% percentile interval (linear interpolation) over the same 1,000 resamples of prompts;
 * the CPU kind, the load average and the time of each step, as every benchmark here records them.
@@ -41,7 +44,7 @@ SIZES = dict(pair_prompts=512, pool_prompts=192, pool_size=256, draws=8, n_boot=
 SWEEP = (8, 16, 32, 64, 128, 256)
 NOISE = (0.25, 0.4)
 BIAS = 1.0  # the spurious proxies' annotator: always more of the feature, where two replies differ in it
-SUMMARY = ['family', 'pairs', 'proxies', 'peak_before_N', 'significant_same', 'significant_cross', 'cross_drop_mean',
+SUMMARY = ['pool', 'family', 'pairs', 'proxies', 'peak_before_N', 'significant_same', 'significant_cross', 'cross_drop_mean',
            'cross_drop_max', 'gold_end_mean']
 TUNED = dict(pairs=32, lr=1e-3, steps=100, width=32)
 
@@ -52,7 +55,7 @@ def subpool(pool:Pool, rows)->Pool:
     return Pool(pool.samples.iloc[idx].reset_index(drop=True), pool.gold[rows], pool.feats[idx])
 
 def proxies(pairs:Pool, draws:int)->list:
-    "(family, size, draw, proxy): the data sweep, the noisy and the spurious proxies, each on `draws` draws of pairs."
+    "(family, size, draw, proxy): sweep, noisy, spurious and control proxies, each on `draws` draws of pairs."
     out, rng = [], np.random.default_rng(19)
     for k in SWEEP:
         for r in range(draws):
@@ -67,6 +70,10 @@ def proxies(pairs:Pool, draws:int)->list:
             rows = rng.permutation(len(pairs.gold))[:256]
             out.append((f'spurious {feature}', 256, r, train_proxy(subpool(pairs, rows), f'{feature}-{r}', seed=r,
                                                                    spurious=feature, bias=BIAS)))
+    for r in range(draws):  # the control: reads the count of digits, learns from the gold labels alone
+        rows = rng.permutation(len(pairs.gold))[:256]
+        px = train_proxy(subpool(pairs, rows), f'control-{r}', seed=r, spurious='digits')
+        out.append(('control digits', 256, r, px))
     return out
 
 def penultimate(encoder:RewardModel, texts:list, width:int)->tuple:
@@ -131,8 +138,8 @@ def measure(scores:np.ndarray, pool:Pool, counts:np.ndarray)->dict:
     return row
 
 def summary(t:pd.DataFrame, n_max:int)->pd.DataFrame:
-    "Per family and size: how many proxies, how many drops are significant each way, the cross-fitted drops' range."
-    g = t.groupby(['family', 'pairs'], sort=False)
+    "Per pool, family and size: how many proxies, how many drops are significant each way, the cross-fitted drops."
+    g = t.groupby(['pool', 'family', 'pairs'], sort=False)
     return pd.DataFrame(dict(proxies=g.size(), peak_before_N=g.peak_n.apply(lambda x: int((x < n_max).sum())),
                              significant_same=g.same_low.apply(lambda x: int((x > 0).sum())),
                              significant_cross=g.cross_low.apply(lambda x: int((x > 0).sum())),
@@ -150,12 +157,16 @@ def run(gold:Path, sizes:dict)->dict:
     gold_fn = rm_reward(RewardModel.load(gold, dtype='auto', max_length=cfg.rm_max_length))
     kw = dict(max_new_tokens=cfg.max_new_tokens, dtype='auto')
     pairs = scored_pool(policy, train[:a], 2, gold_fn, encoder, 1, cfg.reads, **kw)
-    pool = scored_pool(policy, train[a:a + p], N, gold_fn, encoder, 3, cfg.reads, **kw)
+    prompts = {name: train[a + i * p:a + (i + 1) * p] for i, name in enumerate('AB')}
+    pools = {name: scored_pool(policy, x, N, gold_fn, encoder, 3 + i, cfg.reads, **kw)
+             for i, (name, x) in enumerate(prompts.items())}
     t1 = time.perf_counter()
     counts = next(boot_counts(p, sizes['n_boot'], [0, 11])).astype(float)
-    found = [(f, k, r, px.score(pool.feats)) for f, k, r, px in proxies(pairs, sizes['draws'])]
-    found += tuned_scores(encoder, pairs, pool, sizes['draws'])
-    rows = [dict(family=f, pairs=k, draw=r, **measure(s, pool, counts)) for f, k, r, s in found]
+    heads = proxies(pairs, sizes['draws'])
+    found = [(name, f, k, r, px.score(pool.feats)) for name, pool in pools.items() for f, k, r, px in heads]
+    found += [('A', *x) for x in tuned_scores(encoder, pairs, pools['A'], sizes['draws'])]
+    rows = [dict(pool=name, family=f, pairs=k, draw=r, **measure(s, pools[name], counts))
+            for name, f, k, r, s in found]
     t2 = time.perf_counter()
     table = pd.DataFrame(rows)
     return dict(sizes=sizes, d_max=float(d_best_of_n([N])[0]), seconds=dict(pools=round(t1 - t0, 1),
@@ -172,17 +183,18 @@ def render(res:dict)->str:
         f"# Does best-of-n turn the gold down? {k['label']}", '', __doc__.split('\n\n')[0], '',
         f"Machine: {k['cpu']}, {k['cores']} cores, torch capability **{k['torch_capability']}**; `auto` precision: "
         f"**{k['auto_precision']}**. Gold: train-rm at its defaults. {res['busy']}.", '',
-        f"Pairs pool: {s['pair_prompts']} train prompts x 2 samples. Search pool: the next {s['pool_prompts']} train "
-        f"prompts x {s['pool_size']} samples (d up to {r['d_max']:.2f}). {s['draws']} draws of pairs per size; "
+        f"Pairs pool: {s['pair_prompts']} train prompts x 2 samples. Search pools: A, the next {s['pool_prompts']} train "
+        f"prompts x {s['pool_size']} samples (d up to {r['d_max']:.2f}), and B, the {s['pool_prompts']} after those "
+        f"(every head on both, the tuned ones on A). {s['draws']} draws of pairs per size; "
         f"{s['n_boot']} resamples of prompts. Seconds: `{r['seconds']}`.", '',
-        '## Per family and size', '',
+        '## Per pool, family and size', '',
         md_table(pd.DataFrame(r['summary'])[SUMMARY].round(3)), '',
         '`peak_before_N`: proxies whose mean gold curve is highest before the largest n. `significant_same` / '
         '`significant_cross`: proxies whose drop has a 95% interval above 0, the highest point chosen on the same '
         'prompts / on the other half of them.', '',
         '## Every proxy with a significant drop either way', '',
-        md_table(sig[['family', 'pairs', 'draw', 'peak_n', 'gold_best', 'gold_end', 'gold_peak', 'same_drop', 'same_low',
-                      'cross_drop', 'cross_low', 'cross_high']].round(3)) if len(sig) else 'none', ''])
+        md_table(sig[['pool', 'family', 'pairs', 'draw', 'peak_n', 'gold_best', 'gold_end', 'gold_peak', 'same_drop',
+                      'same_low', 'cross_drop', 'cross_low', 'cross_high']].round(3)) if len(sig) else 'none', ''])
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
