@@ -35,7 +35,7 @@ from rewardbench_nb.policy import load_policy
 from rewardbench_nb.reward_model import RewardModel
 from rewardbench_nb.resampling import boot_counts, percentile_interval
 from rewardbench_nb.rlhf import rm_reward
-from rewardbench_nb.overoptimization import (GammaConfig, IN_DOMAIN, Pool, bon_curves, bon_boot,
+from rewardbench_nb.overoptimization import (GammaConfig, IN_DOMAIN, Pool, Proxy, bon_curves, bon_boot,
                                              SURFACE, d_best_of_n, scored_pool, train_proxy,
                                              within_prompt)
 from _common import busy_note, loadavg, record_args, train_rm
@@ -57,23 +57,17 @@ def subpool(pool:Pool, rows)->Pool:
 def proxies(pairs:Pool, draws:int)->list:
     "(family, size, draw, proxy): sweep, noisy, spurious and control proxies, each on `draws` draws of pairs."
     out, rng = [], np.random.default_rng(19)
+    def head(name:str, k:int, r:int, **kw)->Proxy:  # a head on k pairs drawn at random, seeded by the draw
+        return train_proxy(subpool(pairs, rng.permutation(len(pairs.gold))[:k]), name, seed=r, **kw)
     for k in SWEEP:
-        for r in range(draws):
-            out.append(('sweep', k, r, train_proxy(subpool(pairs, rng.permutation(len(pairs.gold))[:k]), f'{k}-{r}',
-                                                   seed=r)))
+        out += [('sweep', k, r, head(f'{k}-{r}', k, r)) for r in range(draws)]
     for noise in NOISE:
-        for r in range(draws):
-            rows = rng.permutation(len(pairs.gold))[:256]
-            out.append((f'noise {noise}', 256, r, train_proxy(subpool(pairs, rows), f'n{noise}-{r}', noise=noise, seed=r)))
+        out += [(f'noise {noise}', 256, r, head(f'n{noise}-{r}', 256, r, noise=noise)) for r in range(draws)]
     for feature in SURFACE:
-        for r in range(draws):
-            rows = rng.permutation(len(pairs.gold))[:256]
-            out.append((f'spurious {feature}', 256, r, train_proxy(subpool(pairs, rows), f'{feature}-{r}', seed=r,
-                                                                   spurious=feature, bias=BIAS)))
-    for r in range(draws):  # the control: reads the count of digits, learns from the gold labels alone
-        rows = rng.permutation(len(pairs.gold))[:256]
-        px = train_proxy(subpool(pairs, rows), f'control-{r}', seed=r, spurious='digits')
-        out.append(('control digits', 256, r, px))
+        out += [(f'spurious {feature}', 256, r, head(f'{feature}-{r}', 256, r, spurious=feature, bias=BIAS))
+                for r in range(draws)]
+    # the control: reads the count of digits, learns from the gold labels alone
+    out += [('control digits', 256, r, head(f'control-{r}', 256, r, spurious='digits')) for r in range(draws)]
     return out
 
 def penultimate(encoder:RewardModel, texts:list, width:int)->tuple:
@@ -157,9 +151,8 @@ def run(gold:Path, sizes:dict)->dict:
     gold_fn = rm_reward(RewardModel.load(gold, dtype='auto', max_length=cfg.rm_max_length))
     kw = dict(max_new_tokens=cfg.max_new_tokens, dtype='auto')
     pairs = scored_pool(policy, train[:a], 2, gold_fn, encoder, 1, cfg.reads, **kw)
-    prompts = {name: train[a + i * p:a + (i + 1) * p] for i, name in enumerate('AB')}
-    pools = {name: scored_pool(policy, x, N, gold_fn, encoder, 3 + i, cfg.reads, **kw)
-             for i, (name, x) in enumerate(prompts.items())}
+    pools = {name: scored_pool(policy, train[a + i * p:a + (i + 1) * p], N, gold_fn, encoder, 3 + i, cfg.reads, **kw)
+             for i, name in enumerate('AB')}
     t1 = time.perf_counter()
     counts = next(boot_counts(p, sizes['n_boot'], [0, 11])).astype(float)
     heads = proxies(pairs, sizes['draws'])
