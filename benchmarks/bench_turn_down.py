@@ -6,10 +6,11 @@ never measures (hh-rlhf *train* prompts, disjoint from the proxies' own pairs), 
 stage's design without touching its validation pool:
 
 * proxies: the data sweep of Gao et al. (8 to 256 gold-labelled pairs, several random draws of pairs at each size)
-  and noisy-label proxies (25% and 40% of 256 labels flipped); **spurious** proxies, one family per surface feature
-  (`SURFACE`: exclamation marks, question marks, digits, words), each on 256 pairs whose annotator prefers the reply
-  with more of the feature wherever the two differ in it; **control** proxies that read the count of digits but learn
-  from the gold labels alone; all heads of the stage's kind (`train_proxy`); and
+  and noisy-label proxies (25% and 40% of 256 labels flipped); **spurious** proxies, one family per candidate feature
+  (`CANDIDATES`: the stage's `SURFACE` counts and more patterns a reply can be counted for), each on 256 pairs whose
+  annotator prefers the reply with more of the feature wherever the two differ in it; **control** proxies that read
+  the count of digits but learn from the gold labels alone; all heads of the stage's kind (`train_proxy`; a candidate's
+  count stands in the column of the stage's feature, so every head goes through the stage's own code); and
   **tuned** proxies, closer to Gao et al.'s fine-tuned reward models: the encoder's last transformer layer and a head
   fine-tuned on 32 pairs (Adam, learning rate 1e-3, 100 full-batch steps), on the reply alone;
 * two search pools of different train prompts and samples, A and B, so that a turn-down found on one can be repeated
@@ -17,6 +18,9 @@ stage's design without touching its validation pool:
 * each proxy's drop measured two ways on each pool: **same prompts** (the highest point of the mean curve chosen on the
   prompts that then measure the drop) and **cross-fitted** (`crossfit_drop`, the stage's statistic), each with a
   95% percentile interval (linear interpolation) over the same 1,000 resamples of prompts;
+* the **pick**: the candidate whose spurious proxies turn down (cross-fitted) in the most draws over both pools, ties
+  broken by the larger mean drop. The stage's `spurious` feature is this pick, chosen here on training prompts before
+  the stage measured it on validation prompts;
 * the CPU kind, the load average and the time of each step, as every benchmark here records them.
 
     .venv/bin/python benchmarks/bench_turn_down.py --gold runs/<id>/reward_model/model  # -> results/turn_down-<kind>.*
@@ -44,6 +48,11 @@ SIZES = dict(pair_prompts=512, pool_prompts=192, pool_size=256, draws=8, n_boot=
 SWEEP = (8, 16, 32, 64, 128, 256)
 NOISE = (0.25, 0.4)
 BIAS = 1.0  # the spurious proxies' annotator: always more of the feature, where two replies differ in it
+CANDIDATES = {**SURFACE, 'capitals': '[A-Z]', 'commas': ',', 'full stops': r'\.', 'colons': ':', 'dashes': '-',
+              'apostrophes': "'", 'newlines': '\n', 'double spaces': '  ', 'long words': r'\w{8,}', 'I': r'\bI\b',
+              'you': r'\b[Yy]ou\b', 'refusals': r"(?i)sorry|cannot|can't", 'repeated words': r'\b(\w+)\b(?=.*\b\1\b)',
+              'characters': '.'}  # feature -> pattern counted in a reply
+STAND_IN = 'quotes'  # the SURFACE column whose count each candidate's count replaces
 SUMMARY = ['pool', 'family', 'pairs', 'proxies', 'peak_before_N', 'significant_same', 'significant_cross', 'cross_drop_mean',
            'cross_drop_max', 'gold_end_mean']
 TUNED = dict(pairs=32, lr=1e-3, steps=100, width=32)
@@ -54,21 +63,35 @@ def subpool(pool:Pool, rows)->Pool:
     idx = (rows[:, None] * N + np.arange(N)).ravel()
     return Pool(pool.samples.iloc[idx].reset_index(drop=True), pool.gold[rows], pool.feats[idx])
 
+def counting(pool:Pool, feature:str)->Pool:
+    "The pool with the count of the candidate `feature` in the STAND_IN column."
+    feats = pool.feats.copy()
+    feats[:, len(feats[0]) - len(SURFACE) + list(SURFACE).index(STAND_IN)] = \
+        pool.samples.response.str.count(CANDIDATES[feature]).to_numpy(np.float32)
+    return Pool(pool.samples, pool.gold, feats)
+
 def proxies(pairs:Pool, draws:int)->list:
-    "(family, size, draw, proxy): sweep, noisy, spurious and control proxies, each on `draws` draws of pairs."
+    "(family, size, draw, feature, proxy): sweep, noisy, spurious and control proxies, each on `draws` draws of pairs."
     out, rng = [], np.random.default_rng(19)
-    def head(name:str, k:int, r:int, **kw)->Proxy:  # a head on k pairs drawn at random, seeded by the draw
-        return train_proxy(subpool(pairs, rng.permutation(len(pairs.gold))[:k]), name, seed=r, **kw)
+    def head(name:str, k:int, r:int, pool:Pool=pairs, **kw)->Proxy:  # a head on k pairs drawn at random, seeded by r
+        return train_proxy(subpool(pool, rng.permutation(len(pool.gold))[:k]), name, seed=r, **kw)
     for k in SWEEP:
-        out += [('sweep', k, r, head(f'{k}-{r}', k, r)) for r in range(draws)]
+        out += [('sweep', k, r, '', head(f'{k}-{r}', k, r)) for r in range(draws)]
     for noise in NOISE:
-        out += [(f'noise {noise}', 256, r, head(f'n{noise}-{r}', 256, r, noise=noise)) for r in range(draws)]
-    for feature in SURFACE:
-        out += [(f'spurious {feature}', 256, r, head(f'{feature}-{r}', 256, r, spurious=feature, bias=BIAS))
-                for r in range(draws)]
+        out += [(f'noise {noise}', 256, r, '', head(f'n{noise}-{r}', 256, r, noise=noise)) for r in range(draws)]
+    for feature in CANDIDATES:
+        counted = counting(pairs, feature)
+        out += [(f'spurious {feature}', 256, r, feature, head(f'{feature}-{r}', 256, r, counted, spurious=STAND_IN,
+                                                               bias=BIAS)) for r in range(draws)]
     # the control: reads the count of digits, learns from the gold labels alone
-    out += [('control digits', 256, r, head(f'control-{r}', 256, r, spurious='digits')) for r in range(draws)]
+    out += [('control digits', 256, r, '', head(f'control-{r}', 256, r, spurious='digits')) for r in range(draws)]
     return out
+
+def pick(t:pd.DataFrame)->str:
+    "The candidate whose spurious proxies turn down (cross-fitted) in the most draws over both pools; then the larger mean drop."
+    s = t[t.family.str.startswith('spurious ')].groupby('family').agg(n=('cross_low', lambda x: (x > 0).sum()),
+                                                                      drop=('cross_drop', 'mean'))
+    return s.sort_values(['n', 'drop'], ascending=False).index[0].removeprefix('spurious ')
 
 def penultimate(encoder:RewardModel, texts:list, width:int)->tuple:
     "Hidden states entering the encoder's last layer (float16, texts x width x hidden) and the attention masks."
@@ -156,7 +179,13 @@ def run(gold:Path, sizes:dict)->dict:
     t1 = time.perf_counter()
     counts = next(boot_counts(p, sizes['n_boot'], [0, 11])).astype(float)
     heads = proxies(pairs, sizes['draws'])
-    found = [(name, f, k, r, px.score(pool.feats)) for name, pool in pools.items() for f, k, r, px in heads]
+    found = []
+    for name, pool in pools.items():  # one pool's inputs with one candidate's count at a time, heads kept in order
+        scores = {}
+        for feature in dict.fromkeys(h[3] for h in heads):
+            x = counting(pool, feature).feats if feature else pool.feats
+            scores.update({i: h[4].score(x) for i, h in enumerate(heads) if h[3] == feature})
+        found += [(name, *heads[i][:3], scores[i]) for i in range(len(heads))]
     found += [('A', *x) for x in tuned_scores(encoder, pairs, pools['A'], sizes['draws'])]
     rows = [dict(pool=name, family=f, pairs=k, draw=r, **measure(s, pools[name], counts))
             for name, f, k, r, s in found]
@@ -164,7 +193,7 @@ def run(gold:Path, sizes:dict)->dict:
     table = pd.DataFrame(rows)
     return dict(sizes=sizes, d_max=float(d_best_of_n([N])[0]), seconds=dict(pools=round(t1 - t0, 1),
                 proxies_and_drops=round(t2 - t1, 1)), proxies=table.to_dict('records'),
-                summary=summary(table, N).to_dict('records'))
+                summary=summary(table, N).to_dict('records'), candidates=CANDIDATES, pick=pick(table))
 
 def render(res:dict)->str:
     "The results as markdown."
@@ -185,6 +214,10 @@ def render(res:dict)->str:
         '`peak_before_N`: proxies whose mean gold curve is highest before the largest n. `significant_same` / '
         '`significant_cross`: proxies whose drop has a 95% interval above 0, the highest point chosen on the same '
         'prompts / on the other half of them.', '',
+        '## The pick', '',
+        f"The candidate whose spurious proxies turn down (cross-fitted) in the most draws over both pools, ties broken by "
+        f"the larger mean drop: **{r['pick']}**. Patterns counted: "
+        + ', '.join(f"{f} `{p!r}`" for f, p in r['candidates'].items()) + '.', '',
         '## Every proxy with a significant drop either way', '',
         md_table(sig[['pool', 'family', 'pairs', 'draw', 'peak_n', 'gold_best', 'gold_end', 'gold_peak', 'same_drop',
                       'same_low', 'cross_drop', 'cross_low', 'cross_high']].round(3)) if len(sig) else 'none', ''])

@@ -333,7 +333,8 @@ def scored_pool(policy, prompts, # (model, tokenizer) and prompt texts
     return Pool(s, s.gold.to_numpy().reshape(-1, n), proxy_inputs(encoder, s.prompt, s.response, reads))
 
 # %% ../nbs/10_overoptimization.ipynb #92968c3d
-SURFACE = {'exclamations': '!', 'questions': r'\?', 'digits': r'\d', 'words': r'\S+'}  # feature -> pattern counted
+SURFACE = {'exclamations': '!', 'questions': r'\?', 'digits': r'\d', 'words': r'\S+',
+           'quotes': '"'}  # feature -> pattern counted
 
 def surface_counts(responses)->np.ndarray:
     "(replies, len(SURFACE)) how often each SURFACE pattern occurs in each reply (float32)."
@@ -564,7 +565,7 @@ class GammaConfig:
     train_pairs:int = 256            # gold-labelled pairs (hh-rlhf train prompts) of the 'full' and 'noisy' proxies
     small_pairs:int = 32             # pairs of the 'small' proxy
     noise:float = 0.25               # label-flip rate of the 'noisy' proxy
-    spurious:str = 'digits'          # SURFACE feature the 'spurious' proxy's annotator favours ('' for no such proxy)
+    spurious:str = 'quotes'          # SURFACE feature the 'spurious' proxy's annotator favours ('' for no such proxy)
     spurious_bias:float = 1.0        # how often that annotator prefers more of it, on pairs whose replies differ in it
     other_domain:list = field(default_factory=lambda: [
         'llmbar-natural', 'llmbar-adver-neighbor', 'llmbar-adver-GPTInst', 'llmbar-adver-GPTOut',
