@@ -9,8 +9,9 @@ stage's design without touching its validation pool:
   and noisy-label proxies (25% and 40% of 256 labels flipped); **spurious** proxies, one family per candidate feature
   (`CANDIDATES`: the stage's `SURFACE` counts and more patterns a reply can be counted for), each on 256 pairs whose
   annotator prefers the reply with more of the feature wherever the two differ in it; **control** proxies that read
-  the count of digits but learn from the gold labels alone; all heads of the stage's kind (`train_proxy`; a candidate's
-  count stands in the column of the stage's feature, so every head goes through the stage's own code); and
+  the count of quotation marks but learn from the gold labels alone; all heads of the stage's kind (`train_proxy`; a
+  candidate's count stands in the column of one `SURFACE` feature, `STAND_IN`, so every head goes through the stage's
+  own code); and
   **tuned** proxies, closer to Gao et al.'s fine-tuned reward models: the encoder's last transformer layer and a head
   fine-tuned on 32 pairs (Adam, learning rate 1e-3, 100 full-batch steps), on the reply alone;
 * two search pools of different train prompts and samples, A and B, so that a turn-down found on one can be repeated
@@ -18,9 +19,9 @@ stage's design without touching its validation pool:
 * each proxy's drop measured two ways on each pool: **same prompts** (the highest point of the mean curve chosen on the
   prompts that then measure the drop) and **cross-fitted** (`crossfit_drop`, the stage's statistic), each with a
   95% percentile interval (linear interpolation) over the same 1,000 resamples of prompts;
-* the **pick**: the candidate whose spurious proxies turn down (cross-fitted) in the most draws over both pools, ties
-  broken by the larger mean drop. The stage's `spurious` feature is this pick, chosen here on training prompts before
-  the stage measured it on validation prompts;
+* the **pick**: the candidate whose spurious proxies rise and then fall (a cross-fitted drop above 0 after a peak past
+  n = 1) in the most draws over both pools, ties broken by the larger mean drop, beside each candidate's share of
+  replies that have the feature. The stage's `spurious` feature is this pick, chosen on training prompts;
 * the CPU kind, the load average and the time of each step, as every benchmark here records them.
 
     .venv/bin/python benchmarks/bench_turn_down.py --gold runs/<id>/reward_model/model  # -> results/turn_down-<kind>.*
@@ -73,8 +74,8 @@ def counting(pool:Pool, feature:str)->Pool:
 def proxies(pairs:Pool, draws:int)->list:
     "(family, size, draw, feature, proxy): sweep, noisy, spurious and control proxies, each on `draws` draws of pairs."
     out, rng = [], np.random.default_rng(19)
-    def head(name:str, k:int, r:int, pool:Pool=pairs, **kw)->Proxy:  # a head on k pairs drawn at random, seeded by r
-        return train_proxy(subpool(pool, rng.permutation(len(pool.gold))[:k]), name, seed=r, **kw)
+    def head(name:str, k:int, r:int, pool:Pool=pairs, gen=rng, **kw)->Proxy:  # a head on k pairs drawn by gen
+        return train_proxy(subpool(pool, gen.permutation(len(pool.gold))[:k]), name, seed=r, **kw)
     for k in SWEEP:
         out += [('sweep', k, r, '', head(f'{k}-{r}', k, r)) for r in range(draws)]
     for noise in NOISE:
@@ -83,15 +84,20 @@ def proxies(pairs:Pool, draws:int)->list:
         counted = counting(pairs, feature)
         out += [(f'spurious {feature}', 256, r, feature, head(f'{feature}-{r}', 256, r, counted, spurious=STAND_IN,
                                                                bias=BIAS)) for r in range(draws)]
-    # the control: reads the count of digits, learns from the gold labels alone
-    out += [('control digits', 256, r, '', head(f'control-{r}', 256, r, spurious='digits')) for r in range(draws)]
+    # the control: reads the count of STAND_IN, learns from the gold labels alone (its own draws of pairs)
+    control = np.random.default_rng(29)
+    out += [(f'control {STAND_IN}', 256, r, '', head(f'control-{r}', 256, r, gen=control, spurious=STAND_IN))
+            for r in range(draws)]
     return out
 
-def pick(t:pd.DataFrame)->str:
-    "The candidate whose spurious proxies turn down (cross-fitted) in the most draws over both pools; then the larger mean drop."
-    s = t[t.family.str.startswith('spurious ')].groupby('family').agg(n=('cross_low', lambda x: (x > 0).sum()),
-                                                                      drop=('cross_drop', 'mean'))
-    return s.sort_values(['n', 'drop'], ascending=False).index[0].removeprefix('spurious ')
+def ranking(t:pd.DataFrame, shares:dict)->pd.DataFrame:
+    "Per candidate, best first: draws that rose then fell (cross-fitted), per pool and in all; mean drop; replies with it."
+    s = t[t.family.str.startswith('spurious ')].assign(feature=t.family.str.removeprefix('spurious '),
+                                                       fell=(t.cross_low > 0) & (t.peak_n > 1))
+    r = s.pivot_table(index='feature', columns='pool', values='fell', aggfunc='sum').add_prefix('fell_')
+    r = r.assign(fell=r.sum(axis=1), drop=s.groupby('feature').cross_drop.mean())
+    r = r.join(pd.DataFrame(shares).add_prefix('share_'))
+    return r.sort_values(['fell', 'drop'], ascending=False).rename_axis('feature').reset_index()
 
 def penultimate(encoder:RewardModel, texts:list, width:int)->tuple:
     "Hidden states entering the encoder's last layer (float16, texts x width x hidden) and the attention masks."
@@ -191,9 +197,13 @@ def run(gold:Path, sizes:dict)->dict:
             for name, f, k, r, s in found]
     t2 = time.perf_counter()
     table = pd.DataFrame(rows)
+    shares = {name: {f: float((pool.samples.response.str.count(p) > 0).mean()) for f, p in CANDIDATES.items()}
+              for name, pool in pools.items()}
+    best = ranking(table, shares)
     return dict(sizes=sizes, d_max=float(d_best_of_n([N])[0]), seconds=dict(pools=round(t1 - t0, 1),
                 proxies_and_drops=round(t2 - t1, 1)), proxies=table.to_dict('records'),
-                summary=summary(table, N).to_dict('records'), candidates=CANDIDATES, pick=pick(table))
+                summary=summary(table, N).to_dict('records'), candidates=CANDIDATES,
+                ranking=best.to_dict('records'), pick=best.feature[0])
 
 def render(res:dict)->str:
     "The results as markdown."
@@ -215,9 +225,12 @@ def render(res:dict)->str:
         '`significant_cross`: proxies whose drop has a 95% interval above 0, the highest point chosen on the same '
         'prompts / on the other half of them.', '',
         '## The pick', '',
-        f"The candidate whose spurious proxies turn down (cross-fitted) in the most draws over both pools, ties broken by "
-        f"the larger mean drop: **{r['pick']}**. Patterns counted: "
-        + ', '.join(f"{f} `{p!r}`" for f, p in r['candidates'].items()) + '.', '',
+        f"The candidate whose spurious proxies rise and then fall (cross-fitted) in the most draws over both pools, ties "
+        f"broken by the larger mean drop: **{r['pick']}**. `fell_<pool>`: draws that rose then fell; `drop`: the mean "
+        f"cross-fitted drop over both pools; `share_<pool>`: replies of the pool with the feature at least once.", '',
+        md_table(pd.DataFrame(r['ranking']).round(3)), '',
+        'Patterns counted: ' + ', '.join(f + ' `' + p.replace('\n', r'\n') + '`' for f, p in r['candidates'].items())
+        + '.', '',
         '## Every proxy with a significant drop either way', '',
         md_table(sig[['pool', 'family', 'pairs', 'draw', 'peak_n', 'gold_best', 'gold_end', 'gold_peak', 'same_drop',
                       'same_low', 'cross_drop', 'cross_low', 'cross_high']].round(3)) if len(sig) else 'none', ''])
