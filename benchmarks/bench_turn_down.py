@@ -41,7 +41,7 @@ from rewardbench_nb.reward_model import RewardModel
 from rewardbench_nb.resampling import boot_counts, percentile_interval
 from rewardbench_nb.rlhf import rm_reward
 from rewardbench_nb.overoptimization import (GammaConfig, IN_DOMAIN, Pool, Proxy, bon_curves, bon_boot,
-                                             SURFACE, d_best_of_n, scored_pool, train_proxy,
+                                             SURFACE, d_best_of_n, proxy_columns, scored_pool, train_proxy,
                                              within_prompt)
 from _common import busy_note, loadavg, record_args, train_rm
 
@@ -67,8 +67,7 @@ def subpool(pool:Pool, rows)->Pool:
 def counting(pool:Pool, feature:str)->Pool:
     "The pool with the count of the candidate `feature` in the STAND_IN column."
     feats = pool.feats.copy()
-    feats[:, len(feats[0]) - len(SURFACE) + list(SURFACE).index(STAND_IN)] = \
-        pool.samples.response.str.count(CANDIDATES[feature]).to_numpy(np.float32)
+    feats[:, proxy_columns(feats.shape[1], STAND_IN)[-1]] = pool.samples.response.str.count(CANDIDATES[feature])
     return Pool(pool.samples, pool.gold, feats)
 
 def proxies(pairs:Pool, draws:int)->list:
@@ -210,6 +209,9 @@ def render(res:dict)->str:
     k, r = res['machine'], res['result']
     t = pd.DataFrame(r['proxies'])
     sig = t[(t.cross_low > 0) | (t.same_low > 0)]
+    ranked = pd.DataFrame(r['ranking'])  # columns in a fixed order: the .json stores its keys sorted
+    fells, shares = (sorted(c for c in ranked if c.startswith(p)) for p in ('fell_', 'share_'))
+    order = sorted(r['candidates'], key=lambda f: [*CANDIDATES, f].index(f))  # as listed in CANDIDATES
     s = r['sizes']
     return '\n'.join([
         f"# Does best-of-n turn the gold down? {k['label']}", '', __doc__.split('\n\n')[0], '',
@@ -228,8 +230,8 @@ def render(res:dict)->str:
         f"The candidate whose spurious proxies rise and then fall (cross-fitted) in the most draws over both pools, ties "
         f"broken by the larger mean drop: **{r['pick']}**. `fell_<pool>`: draws that rose then fell; `drop`: the mean "
         f"cross-fitted drop over both pools; `share_<pool>`: replies of the pool with the feature at least once.", '',
-        md_table(pd.DataFrame(r['ranking']).round(3)), '',
-        'Patterns counted: ' + ', '.join(f + ' `' + p.replace('\n', r'\n') + '`' for f, p in r['candidates'].items())
+        md_table(ranked[['feature', *fells, 'fell', 'drop', *shares]].round(3)), '',
+        'Patterns counted: ' + ', '.join(f + ' `' + r['candidates'][f].replace('\n', r'\n') + '`' for f in order)
         + '.', '',
         '## Every proxy with a significant drop either way', '',
         md_table(sig[['pool', 'family', 'pairs', 'draw', 'peak_n', 'gold_best', 'gold_end', 'gold_peak', 'same_drop',
